@@ -1,0 +1,237 @@
+"""Streaming benchmark client: one pooled aiohttp session, open- or closed-loop arrivals.
+
+Every request yields one record (see `new_record`): scheduled, sent, first byte, every content chunk and
+end times in monotonic ns, plus send/end in epoch ns; token counts from the server's `usage`; HTTP
+status and error text; the proxy's stage timings when the endpoint is our proxy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import orjson
+
+from experiments.workloads import RequestSpec
+
+TIMING_PREFIX = b": proxy-timing "
+TIMING_HEADER = "x-proxy-timing"
+_MAX_ERROR_CHARS = 500
+
+
+@dataclass
+class ClientConfig:
+    """How to talk to the endpoint."""
+
+    endpoint: str
+    model: str
+    api: str = "completions"  # or "chat"
+    ignore_eos: bool = True
+    temperature: float = 0.0
+    request_timeout_s: float = 600.0
+    connect_timeout_s: float = 10.0
+    max_concurrency: int | None = None
+    extra_body: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        path = "/v1/chat/completions" if self.api == "chat" else "/v1/completions"
+        return self.endpoint.rstrip("/") + path
+
+
+def build_body(spec: RequestSpec, cfg: ClientConfig) -> dict[str, Any]:
+    """The OpenAI request body for one spec (streamed, with usage in the last chunk)."""
+    body: dict[str, Any] = {
+        "model": cfg.model,
+        "max_tokens": spec.output_tokens,
+        "temperature": cfg.temperature,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "ignore_eos": cfg.ignore_eos,
+    }
+    if cfg.api == "chat":
+        body["messages"] = [{"role": "user", "content": spec.prompt}]
+    else:
+        body["prompt"] = spec.prompt
+    body.update(cfg.extra_body)
+    return body
+
+
+def new_record(spec: RequestSpec, warmup: bool, scheduled_mono_ns: int | None) -> dict[str, Any]:
+    return {
+        "index": spec.index,
+        "request_id": None,
+        "warmup": warmup,
+        "input_tokens_expected": spec.input_tokens,
+        "output_tokens_expected": spec.output_tokens,
+        "scheduled_mono_ns": scheduled_mono_ns,
+        "sent_mono_ns": None,
+        "sent_epoch_ns": None,
+        "first_byte_mono_ns": None,
+        "first_token_mono_ns": None,
+        "end_mono_ns": None,
+        "end_epoch_ns": None,
+        "send_lateness_ns": None,
+        "chunk_mono_ns": [],
+        "prompt_tokens": None,
+        "completion_tokens": None,
+        "status": None,
+        "ok": False,
+        "error": None,
+        "stages": None,
+    }
+
+
+def _chunk_text(event: dict[str, Any]) -> str | None:
+    choices = event.get("choices")
+    if not choices:
+        return None
+    choice = choices[0]
+    if "text" in choice:
+        return choice["text"]
+    delta = choice.get("delta") or {}
+    return delta.get("content") or delta.get("reasoning_content")
+
+
+async def send_request(
+    session: aiohttp.ClientSession, spec: RequestSpec, cfg: ClientConfig, record: dict[str, Any]
+) -> dict[str, Any]:
+    """Send one streamed request and fill `record` in place; never raises for request failures."""
+    body = orjson.dumps(build_body(spec, cfg))
+    record["sent_epoch_ns"] = time.time_ns()
+    record["sent_mono_ns"] = sent = time.monotonic_ns()
+    if record["scheduled_mono_ns"] is not None:
+        record["send_lateness_ns"] = sent - record["scheduled_mono_ns"]
+    chunks: list[int] = record["chunk_mono_ns"]
+    try:
+        async with session.post(cfg.url, data=body, headers={"Content-Type": "application/json"}) as resp:
+            record["status"] = resp.status
+            record["request_id"] = resp.headers.get("x-request-id")
+            if resp.status != 200:
+                text = (await resp.text(errors="replace"))[:_MAX_ERROR_CHARS]
+                record["error"] = f"HTTP {resp.status}: {text.strip()}"
+                return record
+            done = False
+            async for raw in resp.content:
+                now = time.monotonic_ns()
+                if record["first_byte_mono_ns"] is None:
+                    record["first_byte_mono_ns"] = now
+                line = raw.strip()
+                if not line:
+                    continue
+                if line.startswith(TIMING_PREFIX):
+                    record["stages"] = orjson.loads(line[len(TIMING_PREFIX) :])
+                    continue
+                if line.startswith(b":"):
+                    continue  # SSE comment
+                if not line.startswith(b"data:"):
+                    raise ValueError(f"malformed SSE line: {line[:120]!r}")
+                payload = line[5:].strip()
+                if payload == b"[DONE]":
+                    done = True
+                    continue
+                event = orjson.loads(payload)
+                if "error" in event:
+                    err = event["error"]
+                    msg = err.get("message", err) if isinstance(err, dict) else err
+                    record["error"] = f"stream error: {msg}"
+                    return record
+                if _chunk_text(event):
+                    chunks.append(now)
+                usage = event.get("usage")
+                if usage:
+                    record["prompt_tokens"] = usage.get("prompt_tokens")
+                    record["completion_tokens"] = usage.get("completion_tokens")
+            if not done:
+                record["error"] = "stream ended without data: [DONE]"
+            elif not chunks:
+                record["error"] = "stream carried no output text"
+            else:
+                record["ok"] = True
+                record["first_token_mono_ns"] = chunks[0]
+    except (orjson.JSONDecodeError, ValueError) as exc:
+        record["error"] = f"malformed stream: {exc}"
+    except TimeoutError:
+        record["error"] = f"timed out after {cfg.request_timeout_s:g} s"
+    except aiohttp.ClientError as exc:
+        record["error"] = f"{type(exc).__name__}: {exc}"
+    finally:
+        record["end_mono_ns"] = time.monotonic_ns()
+        record["end_epoch_ns"] = time.time_ns()
+    return record
+
+
+def make_session(cfg: ClientConfig, limit: int = 0) -> aiohttp.ClientSession:
+    """One pooled session for the whole run (no per-host connection cap by default)."""
+    timeout = aiohttp.ClientTimeout(total=cfg.request_timeout_s, sock_connect=cfg.connect_timeout_s)
+    connector = aiohttp.TCPConnector(limit=limit, limit_per_host=0, ttl_dns_cache=300)
+    return aiohttp.ClientSession(timeout=timeout, connector=connector, json_serialize=lambda o: o)
+
+
+async def _sleep_until(deadline_ns: int) -> None:
+    """Sleep until a monotonic deadline; the last ~1 ms is yielded in short steps for precision."""
+    delay = (deadline_ns - time.monotonic_ns()) / 1e9
+    if delay > 0.002:
+        await asyncio.sleep(delay - 0.001)
+    while time.monotonic_ns() < deadline_ns:
+        await asyncio.sleep(0)
+
+
+OnRecord = Callable[[dict[str, Any]], None]
+
+
+async def run_open_loop(
+    session: aiohttp.ClientSession,
+    specs: Sequence[RequestSpec],
+    offsets_s: Sequence[float],
+    cfg: ClientConfig,
+    on_record: OnRecord,
+    warmup: bool = False,
+) -> list[dict[str, Any]]:
+    """Send each spec at start + its offset; a max-concurrency cap delays sends (lateness shows it)."""
+    sem = asyncio.Semaphore(cfg.max_concurrency) if cfg.max_concurrency else None
+    start = time.monotonic_ns() + 1_000_000  # 1 ms to set up the first task
+    tasks: list[asyncio.Task[dict[str, Any]]] = []
+
+    async def one(spec: RequestSpec, scheduled: int) -> dict[str, Any]:
+        record = new_record(spec, warmup, scheduled)
+        if sem is None:
+            await send_request(session, spec, cfg, record)
+        else:
+            async with sem:
+                await send_request(session, spec, cfg, record)
+        on_record(record)
+        return record
+
+    for spec, off in zip(specs, offsets_s, strict=True):
+        scheduled = start + int(off * 1e9)
+        await _sleep_until(scheduled)
+        tasks.append(asyncio.create_task(one(spec, scheduled)))
+    return list(await asyncio.gather(*tasks))
+
+
+async def run_closed_loop(
+    session: aiohttp.ClientSession,
+    specs: Sequence[RequestSpec],
+    users: int,
+    cfg: ClientConfig,
+    on_record: OnRecord,
+    warmup: bool = False,
+) -> list[dict[str, Any]]:
+    """`users` concurrent users, each sending its next request as soon as the previous one ends."""
+    queue = iter(specs)
+    out: list[dict[str, Any]] = []
+
+    async def user() -> None:
+        for spec in queue:  # the shared iterator hands each spec to exactly one user
+            record = new_record(spec, warmup, None)
+            await send_request(session, spec, cfg, record)
+            on_record(record)
+            out.append(record)
+
+    await asyncio.gather(*(user() for _ in range(max(1, users))))
+    return sorted(out, key=lambda r: r["index"])

