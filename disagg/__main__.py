@@ -94,6 +94,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def decode_memory_fraction(args: argparse.Namespace, connector: str) -> float:
+    """P2P NCCL keeps received KV in a GPU buffer outside vLLM's pool: leave decode room for it."""
+    if args.decode_gpu_memory_utilization is not None:
+        return float(args.decode_gpu_memory_utilization)
+    if connector == "p2p_nccl":
+        return min(args.gpu_memory_utilization, 0.8)
+    return float(args.gpu_memory_utilization)
+
+
 def plan(
     args: argparse.Namespace, extra: list[str]
 ) -> tuple[list[ServerSpec], list[ServerSpec], list[str], Path]:
@@ -131,8 +140,8 @@ def plan(
             if connector == "nixl":
                 env["VLLM_NIXL_SIDE_CHANNEL_PORT"] = str(5600 + (i if role == "prefill" else 100 + i))
             mem = args.gpu_memory_utilization
-            if role == "decode" and args.decode_gpu_memory_utilization is not None:
-                mem = args.decode_gpu_memory_utilization
+            if role == "decode":
+                mem = decode_memory_fraction(args, connector)
             specs[role].append(
                 ServerSpec(
                     model=model,

@@ -27,7 +27,7 @@ class EnergyMeter:
         self.backend_kind, self.csv_path = backend, csv_path
         self.monitor: Any = None
         self.reason: str | None = None
-        self.idle_w: dict[int, float] | None = None
+        self.idle_w: dict[int, float | None] | None = None
         self.idle_seconds: float | None = None
         self.window: Any = None
         if backend == "none":
@@ -41,7 +41,9 @@ class EnergyMeter:
         from monitor import MonitorUnavailable, PowerMonitor, open_backend
 
         try:
-            backend = open_backend(self.backend_kind)
+            backend = (
+                open_backend(self.backend_kind) if isinstance(self.backend_kind, str) else self.backend_kind
+            )
             self.monitor = PowerMonitor(self.gpu_ids, self.interval_s, backend, csv_path=self.csv_path)
             self.monitor.start()
         except MonitorUnavailable as exc:
@@ -51,7 +53,7 @@ class EnergyMeter:
     def measure_idle(self, seconds: float) -> None:
         if self.monitor is None:
             return
-        self.idle_w = {int(k): float(v) for k, v in self.monitor.measure_idle(seconds).items()}
+        self.idle_w = {int(k): v for k, v in self.monitor.measure_idle(seconds).items()}
         self.idle_seconds = seconds
 
     def begin(self) -> None:
@@ -133,17 +135,7 @@ class EnergyMeter:
             "reason": None,
             "method": "NVML total-energy counter deltas over the measured window "
             "(integrated instant power only where a GPU lacks the counter: see each GPU's method)",
-            "window": {
-                k: win.get(k)
-                for k in (
-                    "name",
-                    "start_epoch_ns",
-                    "end_epoch_ns",
-                    "start_mono_ns",
-                    "end_mono_ns",
-                    "duration_s",
-                )
-            },
+            "window": {k: v for k, v in win.items() if k != "gpus"},
             "idle_baseline": {"seconds": self.idle_seconds, "power_w": self.idle_w},
             "gpus": gpus,
             "totals": {"all_gpus": totals(gpus), "serving_gpus": totals(serving)},

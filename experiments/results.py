@@ -25,8 +25,9 @@ RECORDS_FILE = "requests.jsonl"
 _DUMP_OPTS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
 
-def _dump(obj: Any, indent: bool = False) -> bytes:
-    return orjson.dumps(obj, option=_DUMP_OPTS | (orjson.OPT_INDENT_2 if indent else 0))
+def _dump(obj: Any) -> bytes:
+    """Compact JSON: records hold long timestamp lists, which indentation would multiply."""
+    return orjson.dumps(obj, option=_DUMP_OPTS)
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -87,7 +88,7 @@ class ResultWriter:
             "records_file": RECORDS_FILE,
             "records": self.records if status != "running" else [],
         }
-        _atomic_write(self.result_path, _dump(doc, indent=True))
+        _atomic_write(self.result_path, _dump(doc))
 
 
 @dataclass
