@@ -39,6 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="KV connector: auto = p2p_nccl (vLLM <= 0.23) / nixl (>= 0.24) on GPU, example on CPU",
     )
+    p.add_argument(
+        "--passthrough",
+        action="store_true",
+        help="baseline: the same GPUs as independent single instances (no KV connector) behind the "
+        "proxy's pass-through strategy; prefill-role slots become ordinary instances",
+    )
     p.add_argument("--num-prefill", type=int, default=1, help="prefill instances (xPyD: X)")
     p.add_argument("--num-decode", type=int, default=1, help="decode instances (xPyD: Y)")
     p.add_argument("--prefill-gpus", default="0", help="GPU id per prefill instance, comma-separated")
@@ -109,6 +115,8 @@ def plan(
     """The instance specs and the proxy command, without starting anything."""
     gpu, model, max_len = resolve_common(args)
     connector = args.connector if args.connector != "auto" else auto_connector(vllm_version(), gpu)
+    if args.passthrough:
+        connector = "passthrough"
     run_dir = (args.run_dir or default_run_dir("disagg")).resolve()
     p_gpus, d_gpus = _ids(args.prefill_gpus), _ids(args.decode_gpus)
     if gpu and (len(p_gpus) < args.num_prefill or len(d_gpus) < args.num_decode):
@@ -133,9 +141,11 @@ def plan(
     ):
         for i in range(count):
             discovery = ("127.0.0.1", args.discovery_port, port + i) if args.discovery_port else None
-            kv = kv_transfer_config(
-                connector, role, kv_port=kv_port + i, p2p=p2p, storage_path=storage, discovery=discovery
-            )
+            kv = None
+            if connector != "passthrough":
+                kv = kv_transfer_config(
+                    connector, role, kv_port=kv_port + i, p2p=p2p, storage_path=storage, discovery=discovery
+                )
             env = {"VLLM_HOST_IP": "127.0.0.1"}
             if connector == "nixl":
                 env["VLLM_NIXL_SIDE_CHANNEL_PORT"] = str(5600 + (i if role == "prefill" else 100 + i))
@@ -146,7 +156,7 @@ def plan(
                 ServerSpec(
                     model=model,
                     port=port + i,
-                    name=f"{role}{i}",
+                    name=f"{role}{i}" if kv else f"instance{len(specs['prefill']) + len(specs['decode'])}",
                     gpu=gpus[i] if gpu else None,
                     max_model_len=max_len,
                     gpu_memory_utilization=mem,
@@ -159,7 +169,8 @@ def plan(
 
     def backends(role: str) -> str:
         return ",".join(
-            s.url + (f"@127.0.0.1:{s.kv_transfer_config['kv_port']}" if connector == "p2p_nccl" else "")
+            s.url
+            + (f"@127.0.0.1:{(s.kv_transfer_config or {}).get('kv_port')}" if connector == "p2p_nccl" else "")
             for s in specs[role]
         )
 
@@ -178,7 +189,9 @@ def plan(
         "--stage-log",
         str(run_dir / "proxy_stages.jsonl"),
     ]
-    if args.discovery_port:
+    if connector == "passthrough":
+        proxy_cmd += ["--backend", ",".join(s.url for s in (*specs["prefill"], *specs["decode"]))]
+    elif args.discovery_port:
         proxy_cmd += ["--discovery-port", str(args.discovery_port)]
     else:
         proxy_cmd += ["--prefill", backends("prefill"), "--decode", backends("decode")]
