@@ -33,6 +33,7 @@ COMMON_ENV = {
     "DO_NOT_TRACK": "1",
     "HF_HUB_OFFLINE": "1",
     "PYTHONUNBUFFERED": "1",
+    "CUDA_DEVICE_ORDER": "PCI_BUS_ID",  # CUDA ids = NVML indices, so the monitor watches the right GPUs
 }
 CPU_ENV = {"VLLM_CPU_KVCACHE_SPACE": "1"}
 

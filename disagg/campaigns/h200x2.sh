@@ -76,8 +76,8 @@ main)
   [ "${P2P_SEND_TYPE:-}" = GET ] && pair_args+=(--prefill-buffer-size 3e10 --gpu-memory-utilization 0.65)
   if start_pair main "${pair_args[@]}"; then
     # Monitor check during real load: counter vs integrated instant power, sample rate, read latency.
-    $PY -m monitor.validate_gpu --gpu-ids 0,1 --interval 0.1 --duration 40 \
-        --json "$RES/monitor_validation.json" > "$RUNS/monitor_validation.txt" 2>&1 &
+    $PY -m monitor.validate_gpu --backend nvml --gpu-ids 0,1 --interval 0.1 --seconds 40 \
+        --json "$RES/monitor_validation.json" > "$RES/monitor_validation.txt" 2>&1 &
     experiment disagg 4 "$N_MAIN" rate4 --server-metrics "$P_URL,$D_URL"
     wait
     [ "$(left)" -gt 200 ] && experiment disagg 10 "$N_MAIN" rate10 --server-metrics "$P_URL,$D_URL"
@@ -93,7 +93,7 @@ main)
     $PY -m traditional stop "$RUNS/traditional" >/dev/null
   fi
   $PY -m monitor.bench_monitor --backend nvml --gpu-ids 0,1 --seconds 5 > "$RES/bench_monitor_nvml.txt" 2>&1
-  cat "$RUNS/monitor_validation.txt" "$RES/bench_monitor_nvml.txt" 2>/dev/null | tail -n 40
+  cat "$RES/monitor_validation.txt" "$RES/bench_monitor_nvml.txt" 2>/dev/null | tail -n 40
   ;;
 *) echo "unknown mode $MODE"; exit 2 ;;
 esac

@@ -1,0 +1,149 @@
+"""`python -m monitor` as a subprocess: Ctrl-C/SIGTERM flush, --duration, NVML missing -> exit 2."""
+
+from __future__ import annotations
+
+import csv
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from monitor import MonitorUnavailable, open_backend
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def nvml_works() -> bool:
+    try:
+        open_backend("nvml").close()
+    except MonitorUnavailable:
+        return False
+    return True
+
+
+def monitor_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "monitor", *args]
+
+
+def csv_rows(path: Path) -> int:
+    if not path.exists():
+        return 0
+    with path.open() as f:
+        return max(0, sum(1 for _ in f) - 1)
+
+
+def check_outputs(csv_path: Path, json_path: Path) -> dict:
+    with csv_path.open(newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader)
+        rows = list(reader)
+    assert header[:3] == ["timestamp", "datetime", "gpu_0_power"]
+    assert rows and all(len(r) == len(header) for r in rows)  # nothing torn
+    summary = json.loads(json_path.read_text())
+    assert summary["sample_count"] == len(rows)
+    assert summary["csv_columns"] == header
+    run = summary["windows"]["run"]["gpus"]
+    assert run["0"]["energy_j"] > 0 and run["1"]["energy_j"] > 0
+    assert len(summary["timeline"]["epoch_ns"]) > 0
+    return summary
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_flushes_csv_and_json(tmp_path: Path, sig: signal.Signals) -> None:
+    csv_path, json_path = tmp_path / "power.csv", tmp_path / "power.json"
+    args = ["--backend", "sim", "--gpu-ids", "0,1", "--interval", "0.02", "--output", str(csv_path),
+            "--json", str(json_path)]  # fmt: skip
+    proc = subprocess.Popen(
+        monitor_cmd(*args), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while csv_rows(csv_path) < 10:  # running and flushing (about 1 s of samples is on disk)
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no samples written within 30 s"
+            time.sleep(0.1)
+        time.sleep(1.0)  # about 2 s in all
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    summary = check_outputs(csv_path, json_path)
+    assert summary["duration_s"] > 1.0
+    assert "Traceback" not in err
+
+
+def test_duration_run_and_default_json_path(tmp_path: Path) -> None:
+    csv_path = tmp_path / "sub" / "p.csv"
+    args = [
+        "--backend",
+        "sim",
+        "--gpu-ids",
+        "0,1",
+        "--interval",
+        "0.05",
+        "--output",
+        str(csv_path),
+        "--duration",
+        "1",
+    ]
+    result = subprocess.run(monitor_cmd(*args), cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    summary = check_outputs(csv_path, csv_path.with_suffix(".json"))
+    assert summary["interval_s"] == 0.05
+    assert "J" in result.stderr  # the closing summary line
+
+
+def test_open_backend_without_driver_raises_monitor_unavailable() -> None:
+    if nvml_works():
+        pytest.skip("an NVIDIA driver is present on this machine")
+    with pytest.raises(MonitorUnavailable, match=r"^NVML unavailable: .*energy fields will be null$") as info:
+        open_backend("nvml")
+    assert "libnvidia-ml.so.1" in info.value.reason or "nvidia-ml-py" in info.value.reason
+    with pytest.raises(MonitorUnavailable):
+        open_backend("auto")
+    with pytest.raises(ValueError, match="unknown backend"):
+        open_backend("cuda")
+
+
+def test_cli_without_nvml_prints_one_line_and_exits_2(tmp_path: Path) -> None:
+    if nvml_works():
+        pytest.skip("an NVIDIA driver is present on this machine")
+    csv_path = tmp_path / "p.csv"
+    result = subprocess.run(
+        monitor_cmd("--duration", "1", "--output", str(csv_path)),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: NVML unavailable")
+    assert not csv_path.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--backend", "sim", "--gpu-ids", "0", "--interval", "0.001"], "interval"),
+        (["--backend", "sim", "--duration", "-1"], "--duration"),
+    ],
+)
+def test_cli_bad_input_is_one_error_line(tmp_path: Path, args: list[str], message: str) -> None:
+    result = subprocess.run(
+        monitor_cmd(*args, "--output", str(tmp_path / "p.csv")),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("error:") and message in result.stderr
+    assert "Traceback" not in result.stderr

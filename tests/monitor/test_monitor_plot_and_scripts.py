@@ -1,0 +1,130 @@
+"""Plots and report from a real power CSV; the bench and GPU-validation scripts on the simulator."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from monitor import PowerMonitor, SimulatedNvmlBackend
+from monitor.csv_io import read_power_csv
+from monitor.plot import build_figures, plot_power_csv, power_report
+
+REPO = Path(__file__).resolve().parents[2]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def power_csv(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, float]:
+    path = tmp_path_factory.mktemp("plot") / "power.csv"
+    sim = SimulatedNvmlBackend(n_gpus=2)
+    with PowerMonitor([0, 1], 0.02, sim, csv_path=path) as mon:
+        time.sleep(1.6)  # the demo trace turns busy at 1 s
+    first, last = (int(t) for t in mon.samples().gpu_monotonic_ns[[0, -1], 0])
+    energy_from_samples = mon.integrate_power_j(0, first, last)
+    assert energy_from_samples is not None
+    return path, energy_from_samples
+
+
+def test_plots_written_with_expected_axes(power_csv: tuple[Path, float], tmp_path: Path) -> None:
+    path, _ = power_csv
+    paths = plot_power_csv(path, tmp_path / "plots")
+    names = sorted(p.name for p in paths)
+    assert names == sorted(
+        [
+            "power_gpu_0.png",
+            "power_gpu_1.png",
+            "power_all_gpus.png",
+            "utilization_vs_power.png",
+            "temperature.png",
+        ]
+    )
+    for p in paths:
+        data = p.read_bytes()
+        assert data.startswith(PNG_MAGIC) and len(data) > 10_000
+
+    figs = build_figures(read_power_csv(path))
+    power_ax, util_ax = figs["power_gpu_0"].axes
+    assert (power_ax.get_xlabel(), power_ax.get_ylabel()) == ("Time (s)", "Power (W)")
+    assert util_ax.get_ylabel() == "GPU utilization (%)"
+    all_ax = figs["power_all_gpus"].axes[0]
+    assert [line.get_label() for line in all_ax.get_lines()] == ["GPU 0", "GPU 1", "total"]
+    scatter_ax = figs["utilization_vs_power"].axes[0]
+    assert scatter_ax.get_xlabel() == "GPU utilization (%)"
+    assert any("trend" in line.get_label() for line in scatter_ax.get_lines())
+    assert figs["temperature"].axes[0].get_ylabel() == "Temperature (°C)"
+
+
+def test_report_energy_from_counter_column(power_csv: tuple[Path, float]) -> None:
+    path, integrated_j = power_csv
+    reports = power_report(read_power_csv(path))
+    r0 = reports[0]
+    assert r0.energy_method == "energy_counter"
+    # Counter steps every 100 ms, so it trails the sampled integral by at most ~one step of energy.
+    assert r0.energy_j == pytest.approx(integrated_j, abs=0.1 * 700 + 1)
+    assert 75.0 <= r0.mean_power_w <= r0.max_power_w
+    assert r0.missing_samples == 0 and r0.duration_s > 1.4
+
+
+def test_plot_cli_writes_pngs_and_report(power_csv: tuple[Path, float], tmp_path: Path) -> None:
+    path, _ = power_csv
+    report = tmp_path / "report.txt"
+    cmd = [sys.executable, "-m", "monitor.plot", str(path), "--output-dir", str(tmp_path / "p"), "--report",
+           str(report), "--no-show"]  # fmt: skip
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    text = report.read_text()
+    assert "GPU 0: mean" in text and "GPU 1: mean" in text and "total energy" in text
+    assert len(list((tmp_path / "p").glob("*.png"))) == 5
+    bad = subprocess.run(
+        [sys.executable, "-m", "monitor.plot", str(tmp_path / "missing.csv"), "--no-show"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 2 and bad.stderr.startswith("error:")
+
+
+def test_validate_gpu_script_on_the_simulator(tmp_path: Path) -> None:
+    out = tmp_path / "validate.json"
+    cmd = [sys.executable, "monitor/validate_gpu.py", "--backend", "sim", "--seconds", "2", "--warmup", "1.2",
+           "--probe", "0.5", "--interval", "0.05", "--json", str(out)]  # fmt: skip
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    for gpu in ("0", "1"):
+        g = report["gpus"][gpu]
+        assert g["counter_energy_j"] > 0
+        assert abs(g["diff_instant_vs_counter_percent"]) < 5
+        assert g["integrated_power_usage_energy_j"] > 0
+        assert 0 < g["sample_fraction"] <= 1
+        assert g["name"] and g["power_limit_w"] == 700.0
+        assert 50 <= g["update_period_ms"]["energy_counter"]["median_ms"] <= 200  # the sim steps every 100 ms
+    assert report["read_latency_us"]["energy"]["n"] > 0
+    assert "NVML read latency" in result.stdout
+
+
+def test_bench_script_prints_numbers(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    cmd = [
+        sys.executable,
+        "-m",
+        "monitor.bench_monitor",
+        "--backend",
+        "sim",
+        "--seconds",
+        "0.5",
+        "--json",
+        str(out),
+    ]
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    results = json.loads(out.read_text())["results"]
+    assert [r["interval_s"] for r in results] == [0.1, 0.01]
+    assert all(r["samples"] > 0 and r["cpu_percent"] >= 0 for r in results)
+    assert "CPU" in result.stdout
