@@ -192,6 +192,7 @@ def wait_all_healthy(servers: list[ManagedServer], timeout_s: float, progress: b
     """Wait until every server answers /health; fail fast if one exits. Prints one progress line."""
     t0 = time.monotonic()
     pending = list(servers)
+    tty, last_line = sys.stderr.isatty(), -10.0
     while pending:
         for s in list(pending):
             if not s.alive():
@@ -203,25 +204,22 @@ def wait_all_healthy(servers: list[ManagedServer], timeout_s: float, progress: b
             if s.healthy():
                 pending.remove(s)
         elapsed = time.monotonic() - t0
-        if progress:
+        if progress and (tty or not pending or elapsed - last_line >= 10):
+            last_line = elapsed
             names = ", ".join(f"{s.spec.name}:{s.spec.port}" for s in pending) or "all healthy"
-            print(
-                f"\r  waiting for /health ({elapsed:5.0f} s / {timeout_s:.0f} s): {names}   ",
-                end="",
-                file=sys.stderr,
-                flush=True,
-            )
+            line = f"  waiting for /health ({elapsed:5.0f} s / {timeout_s:.0f} s): {names}   "
+            print("\r" + line if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
         if not pending:
             break
         if elapsed > timeout_s:
-            if progress:
+            if progress and tty:
                 print(file=sys.stderr)
             s = pending[0]
             raise ServerError(
                 f"{s.spec.name} on :{s.spec.port} is not healthy after {timeout_s:.0f} s; see {s.log_path}"
             )
         time.sleep(1.0)
-    if progress:
+    if progress and tty:
         print(file=sys.stderr)
 
 

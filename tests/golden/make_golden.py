@@ -1,0 +1,310 @@
+#!/usr/bin/env python3
+"""Write the golden result directories used by tests/experiments/test_compare.py.
+
+Hand-made inputs only: request timestamps, stage timings, per-GPU joules, idle power and a power
+timeline. Everything derived (summary, stage summary, the energy section's totals and static/dynamic
+split) comes from the real code: ResultWriter, compute_summary, runner.stage_summary and
+EnergyMeter.section over real monitor.energy window objects.
+
+Runs (oldest first by metadata start time):
+  other_model        traditional, same workload and hardware as the others but another model
+  incomplete_disagg  disagg run that crashed after 2 of 3 requests (no result.json rewrite, no energy)
+  sweep/rate1,2,4    disagg sweep (one sweep id) at 1, 2 and 4 req/s, with energy
+  traditional        traditional at 4 req/s, GPU 0 serving, GPU 1 idle, with energy
+  disagg             disagg at 4 req/s, GPU 0 prefill, GPU 1 decode, with energy
+
+Usage: python tests/golden/make_golden.py   (rewrites those directories under tests/golden/)
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from experiments.arrivals import ArrivalConfig
+from experiments.energy import EnergyMeter
+from experiments.metrics import compute_summary
+from experiments.results import ResultWriter
+from experiments.runner import ExperimentConfig, WorkloadConfig, stage_summary
+from monitor.energy import GpuWindow, WindowResult
+
+HERE = Path(__file__).resolve().parent
+MS = 1_000_000
+S = 1_000_000_000
+MONO_BASE = 1_000_000 * S  # monotonic ns of the first run's first send
+EPOCH_BASE = 1_800_000_000 * S  # epoch ns at that moment
+MODEL = "/models/Llama-3.1-8B-Instruct"
+OTHER_MODEL = "/models/Qwen2.5-7B-Instruct"
+SLO = {"ttft": 250.0, "tpot": 100.0}
+ROLES = {"traditional": {0: "serving", 1: "idle"}, "disagg": {0: "prefill", 1: "decode"}}
+IDLE_W = {0: 40.0, 1: 20.0}
+
+
+class Clock:
+    """The time origin of one run: its first measured send (t = 0 s)."""
+
+    def __init__(self, order: int) -> None:
+        self.mono = MONO_BASE + order * 3600 * S
+        self.epoch = EPOCH_BASE + order * 3600 * S
+
+    def mono_at(self, seconds: float) -> int:
+        return self.mono + round(seconds * S)
+
+    def epoch_at(self, seconds: float) -> int:
+        return self.epoch + round(seconds * S)
+
+
+def record(
+    clock: Clock,
+    index: int,
+    sent_s: float,
+    ttft_ms: float,
+    gaps_ms: list[float],
+    stages: tuple[float, float, float] | None = None,
+    warmup: bool = False,
+) -> dict[str, Any]:
+    """A streaming-client record: sent at `sent_s`, first token after `ttft_ms`, then the gaps.
+
+    `stages` = (prefill_ms, decode_first_chunk_ms, proxy_overhead_ms) as the proxy reports them.
+    """
+    sent = clock.mono_at(sent_s)
+    chunks = [sent + round(ttft_ms * MS)]
+    for gap in gaps_ms:
+        chunks.append(chunks[-1] + round(gap * MS))
+    end = chunks[-1]
+    rec: dict[str, Any] = {
+        "index": index,
+        "request_id": f"cmpl-golden-{index}",
+        "warmup": warmup,
+        "input_tokens_expected": 200,
+        "output_tokens_expected": len(chunks),
+        "scheduled_mono_ns": sent,
+        "sent_mono_ns": sent,
+        "sent_epoch_ns": clock.epoch_at(sent_s),
+        "first_byte_mono_ns": chunks[0],
+        "first_token_mono_ns": chunks[0],
+        "end_mono_ns": end,
+        "end_epoch_ns": clock.epoch + (end - clock.mono),
+        "send_lateness_ns": 0,
+        "chunk_mono_ns": chunks,
+        "prompt_tokens": 200,
+        "completion_tokens": len(chunks),
+        "status": 200,
+        "ok": True,
+        "error": None,
+        "stages": None,
+    }
+    if stages is not None:
+        prefill, first_chunk, overhead = stages
+        rec["stages"] = {
+            "connector": "golden",
+            "prefill_ms": prefill,
+            "decode_first_chunk_ms": first_chunk,
+            "decode_total_ms": first_chunk + sum(gaps_ms),
+            "proxy_overhead_ms": overhead,
+        }
+    return rec
+
+
+def metadata(mode: str, clock: Clock, rate: float, model: str = MODEL, sweep: dict | None = None) -> dict:
+    cfg = ExperimentConfig(
+        mode=mode,
+        endpoint="http://127.0.0.1:8000",
+        workload=WorkloadConfig(kind="random", num_requests=3, input_len=200, output_len=4, seed=0),
+        arrival=ArrivalConfig(kind="poisson", rate=rate, warmup=1, seed=0),
+        slo=dict(SLO),
+        output_dir=Path("results/runs"),
+        gpu_ids=[0, 1],
+        gpu_roles=ROLES[mode],
+        monitor_backend="nvml",
+        idle_seconds=5.0,
+        extra={"sweep": sweep} if sweep else {},
+    )
+    return {
+        "command_line": ["python", "run_experiment.py", "--mode", mode, "(golden: hand-made)"],
+        "hostname": "golden",
+        "platform": "Linux-golden-x86_64",
+        "python": "3.11.7",
+        "versions": {"testbed": "0.1.0", "vllm_client_side": "0.23.0"},
+        "git_commit": None,
+        "gpu_inventory": {
+            "available": True,
+            "driver": "golden",
+            "gpus": [{"index": i, "name": "NVIDIA H200", "power_limit_w": 700.0} for i in (0, 1)],
+        },
+        "start_epoch_ns": clock.epoch_at(-10.0),
+        "start_iso": "golden",
+        "clock_anchor": {"epoch_ns": clock.epoch, "mono_ns": clock.mono},
+        "mode": mode,
+        "endpoint": "http://127.0.0.1:8000",
+        "model": model,
+        "tokenizer": model,
+        "served_models": [{"id": model, "object": "model", "root": model, "max_model_len": 4096}],
+        "config": cfg.to_dict(),
+    }
+
+
+class HandMadeMonitor:
+    """Stands in for monitor.PowerMonitor in EnergyMeter.section: a fixed power timeline."""
+
+    def __init__(self, timeline: dict[str, Any]) -> None:
+        self._timeline = timeline
+
+    def to_json(self) -> dict[str, Any]:
+        return {"backend": "golden (hand-made numbers)", "interval_s": 0.1}
+
+    def timeline(self, max_points: int) -> dict[str, Any]:
+        return self._timeline
+
+
+def timeline(clock: Clock, duration_s: float, busy_w: dict[int, float]) -> dict[str, Any]:
+    """Power every 0.1 s from 0.3 s before the window to 0.3 s after: idle outside, busy inside."""
+    n = round((duration_s + 0.6) / 0.1) + 1
+    times = [-0.3 + 0.1 * k for k in range(n)]
+    power = {
+        str(g): [busy_w[g] if 0.0 <= t <= duration_s else IDLE_W[g] for t in times] for g in sorted(busy_w)
+    }
+    return {
+        "epoch_ns": [clock.epoch_at(t) for t in times],
+        "power_w": power,
+        "source": "power_instant",
+        "points": n,
+        "samples": n,
+        "bin_s": 0.1,
+    }
+
+
+def energy_section(
+    mode: str,
+    clock: Clock,
+    duration_s: float,
+    joules: dict[int, float],
+    peak_w: dict[int, float],
+    records: list,
+) -> dict[str, Any]:
+    """The real EnergyMeter.section over a hand-made window: per-GPU joules over `duration_s`."""
+    start, end = clock.mono_at(0.0), clock.mono_at(duration_s)
+    gpus = {
+        g: GpuWindow(
+            gpu=g,
+            energy_j=j,
+            method="counter",
+            start_epoch_ns=clock.epoch_at(0.0),
+            end_epoch_ns=clock.epoch_at(duration_s),
+            start_monotonic_ns=start,
+            end_monotonic_ns=end,
+            duration_s=duration_s,
+            avg_power_w=j / duration_s,
+            peak_power_w=peak_w[g],
+            sample_count=round(duration_s / 0.1) + 1,
+            expected_samples=round(duration_s / 0.1) + 1,
+            missing_samples=0,
+            failed_samples=0,
+            complete=True,
+            note="golden: hand-made numbers",
+        )
+        for g, j in joules.items()
+    }
+    window = WindowResult("measured", clock.epoch_at(0.0), clock.epoch_at(duration_s), start, end, 0.1, gpus)
+    meter = EnergyMeter(list(joules), ROLES[mode], 0.1, "nvml", Path("power.csv"))
+    meter.monitor = HandMadeMonitor(
+        timeline(clock, duration_s, {g: j / duration_s for g, j in joules.items()})
+    )
+    meter.window, meter.idle_w, meter.idle_seconds = window, dict(IDLE_W), 5.0
+    section = meter.section(records)
+    section["power_csv"] = None  # no power CSV behind hand-made numbers
+    return section
+
+
+def write_run(
+    name: str,
+    mode: str,
+    clock: Clock,
+    rate: float,
+    records: list[dict[str, Any]],
+    energy: dict[str, Any] | None,
+    model: str = MODEL,
+    sweep: dict | None = None,
+    crash: bool = False,
+) -> Path:
+    run_dir = HERE / name
+    shutil.rmtree(run_dir, ignore_errors=True)
+    meta = metadata(mode, clock, rate, model, sweep)
+    meta["run_dir"] = f"tests/golden/{name}"
+    writer = ResultWriter(run_dir, meta)
+    for rec in records:
+        writer.append(rec)
+    if crash:  # the process died here: result.json stays "running", records only in requests.jsonl
+        writer.close()
+        return run_dir
+    writer.add_section("stages", stage_summary(writer.records))
+    writer.add_section("energy", energy)
+    writer.add_section("server_metrics", {})
+    writer.finalize(compute_summary(writer.records, SLO))
+    return run_dir
+
+
+def traditional_records(c: Clock) -> list[dict[str, Any]]:
+    """TTFT 100/200/300 ms, 4 tokens each, the last token at t = 2.5 s (after one warm-up request)."""
+    return [
+        record(c, -1, -1.0, 100, [30, 30, 30], warmup=True),
+        record(c, 0, 0.0, 100, [30, 30, 30]),
+        record(c, 1, 1.0, 200, [30, 30, 30]),
+        record(c, 2, 2.0, 300, [30, 30, 140]),
+    ]
+
+
+def main() -> None:
+    joules_trad, peak_trad = {0: 300.0, 1: 50.0}, {0: 180.0, 1: 21.0}
+    c = Clock(5)
+    trad = traditional_records(c)
+    energy = energy_section("traditional", c, 2.5, joules_trad, peak_trad, trad)
+    write_run("traditional", "traditional", c, 4.0, trad, energy)
+
+    # disagg @ 4 req/s: TTFT 50/60/400 ms, stage split (prefill, decode first chunk, proxy overhead).
+    c = Clock(6)
+    dis = [
+        record(c, -1, -1.0, 50, [20, 20, 20], (30, 15, 3), warmup=True),
+        record(c, 0, 0.0, 50, [20, 20, 20], (30, 15, 3)),
+        record(c, 1, 1.0, 60, [20, 20, 20], (35, 20, 3)),
+        record(c, 2, 2.0, 400, [20, 20, 60], (300, 90, 5)),
+    ]
+    energy = energy_section("disagg", c, 2.5, {0: 150.0, 1: 180.0}, {0: 95.0, 1: 110.0}, dis)
+    write_run("disagg", "disagg", c, 4.0, dis, energy)
+
+    # the traditional run again, but with another model: must be refused.
+    c = Clock(0)
+    other = traditional_records(c)
+    energy = energy_section("traditional", c, 2.5, joules_trad, peak_trad, other)
+    write_run("other_model", "traditional", c, 4.0, other, energy, model=OTHER_MODEL)
+
+    # a disagg run that crashed after two requests.
+    c = Clock(1)
+    crashed = [
+        record(c, 0, 0.0, 50, [20, 20, 20], (30, 15, 3)),
+        record(c, 1, 1.0, 60, [20, 20, 20], (35, 20, 3)),
+    ]
+    write_run("incomplete_disagg", "disagg", c, 4.0, crashed, None, crash=True)
+
+    # a disagg sweep: TTFT grows and energy per request falls as the rate grows.
+    sweep = {"id": "golden-sweep", "rates": [1.0, 2.0, 4.0]}
+    plan = {
+        1.0: ([50, 55, 60], {0: 100.0, 1: 140.0}),
+        2.0: ([80, 90, 100], {0: 70.0, 1: 110.0}),
+        4.0: ([150, 200, 250], {0: 60.0, 1: 90.0}),
+    }
+    for k, (rate, (ttfts, joules)) in enumerate(plan.items()):
+        c = Clock(2 + k)
+        recs = [
+            record(c, i, i / rate, ttft, [20, 20, 20], (0.6 * ttft, 0.3 * ttft, 2.0))
+            for i, ttft in enumerate(ttfts)
+        ]
+        duration = 2 / rate + (ttfts[-1] + 60) / 1000  # last send + its TTFT + 3 gaps of 20 ms
+        energy = energy_section("disagg", c, duration, joules, {0: 90.0, 1: 130.0}, recs)
+        write_run(f"sweep/rate{rate:g}", "disagg", c, rate, recs, energy, sweep={**sweep, "rate": rate})
+    print(f"golden results written under {HERE}")
+
+
+if __name__ == "__main__":
+    main()
