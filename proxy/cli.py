@@ -1,0 +1,210 @@
+"""Command line: `python -m proxy --connector example --prefill URL --decode URL [...]`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from proxy.app import create_app
+from proxy.config import CONNECTORS, POLICIES, ConfigError, ProxyConfig, parse_instances
+from proxy.connectors import resolve_connector
+from proxy.server import bind_listen_socket, serve_app
+
+_EPILOG = """\
+Instance lists are comma-separated. An instance is its HTTP base URL, optionally followed by
+@HOST:KV_PORT, its KV (ZMQ) address, which p2p_nccl needs, e.g.
+  --prefill http://10.0.0.1:8100@10.0.0.1:21001 --decode http://10.0.0.2:8200@10.0.0.2:22001
+Responses carry the stage timing: header x-proxy-timing (non-streaming) or the SSE comment
+': proxy-timing {json}' right before 'data: [DONE]' (streaming). See reference/proxy_protocol.md.
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="python -m proxy",
+        description="Disaggregated-serving proxy: splits each request into a prefill leg and a decode leg.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument(
+        "--port", type=int, default=8000, help="port to listen on; 0 picks a free one (default 8000)"
+    )
+    p.add_argument(
+        "--connector",
+        choices=CONNECTORS,
+        default="auto",
+        help="KV connector protocol: p2p_nccl (vLLM <= 0.23), nixl (>= 0.24), example (shared storage, CPU), "
+        "passthrough (no split, load balancing over --backend); auto picks p2p_nccl or nixl by the installed "
+        "vLLM version (default auto)",
+    )
+    p.add_argument("--prefill", metavar="URL[@KV][,...]", help="prefill instances")
+    p.add_argument("--decode", metavar="URL[@KV][,...]", help="decode instances")
+    p.add_argument("--backend", metavar="URL[,...]", help="independent instances for --connector passthrough")
+    p.add_argument(
+        "--select",
+        choices=POLICIES,
+        default="round_robin",
+        help="instance selection policy for both roles (default round_robin)",
+    )
+    p.add_argument(
+        "--prefill-select", choices=POLICIES, help="policy for prefill instances (overrides --select)"
+    )
+    p.add_argument(
+        "--decode-select", choices=POLICIES, help="policy for decode/backend instances (overrides --select)"
+    )
+    p.add_argument(
+        "--discovery-port",
+        type=int,
+        metavar="PORT",
+        help="bind a ZMQ ROUTER here for vLLM P2pNcclEngine heartbeats (xPyD registration); off by default",
+    )
+    p.add_argument(
+        "--discovery-host", metavar="HOST", help="address of the discovery socket (default: --host)"
+    )
+    p.add_argument(
+        "--discovery-ttl",
+        type=float,
+        metavar="S",
+        default=10.0,
+        help="seconds a registered instance stays without a heartbeat (vLLM sends one every 3 s; default 10)",
+    )
+    p.add_argument(
+        "--stage-log", type=Path, metavar="PATH", help="append one JSON line of stage timing per request here"
+    )
+    p.add_argument(
+        "--prefill-timeout",
+        type=float,
+        metavar="S",
+        default=300.0,
+        help="prefill leg total timeout, s (default 300)",
+    )
+    p.add_argument(
+        "--decode-timeout",
+        type=float,
+        metavar="S",
+        default=3600.0,
+        help="decode leg total timeout, s (default 3600)",
+    )
+    p.add_argument(
+        "--decode-chunk-timeout",
+        type=float,
+        metavar="S",
+        default=300.0,
+        help="longest gap between two chunks of a streamed decode answer, s (default 300)",
+    )
+    p.add_argument(
+        "--connect-timeout",
+        type=float,
+        metavar="S",
+        default=5.0,
+        help="TCP connect timeout per leg, s (default 5)",
+    )
+    p.add_argument(
+        "--health-timeout",
+        type=float,
+        metavar="S",
+        default=2.0,
+        help="per-backend timeout of GET /health, s (default 2)",
+    )
+    p.add_argument(
+        "--log-level", default="info", choices=("debug", "info", "warning", "error"), help="(default info)"
+    )
+    p.add_argument(
+        "--no-uvloop", action="store_true", help="use the default asyncio loop even if uvloop is installed"
+    )
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> ProxyConfig:
+    """Parsed arguments -> validated ProxyConfig (connector resolved); raises ConfigError."""
+    connector = resolve_connector(args.connector)
+    if args.backend and connector != "passthrough":
+        raise ConfigError("--backend is for --connector passthrough; use --prefill/--decode to split")
+    if connector == "passthrough" and args.decode:
+        raise ConfigError("--connector passthrough takes its instances from --backend, not --decode")
+    decode_text = args.backend if connector == "passthrough" else args.decode
+    config = ProxyConfig(
+        connector=connector,
+        prefill=parse_instances(args.prefill) if args.prefill else [],
+        decode=parse_instances(decode_text) if decode_text else [],
+        prefill_select=args.prefill_select or args.select,
+        decode_select=args.decode_select or args.select,
+        host=args.host,
+        port=args.port,
+        discovery_host=args.discovery_host,
+        discovery_port=args.discovery_port,
+        discovery_ttl_s=args.discovery_ttl,
+        stage_log=args.stage_log,
+        prefill_timeout_s=args.prefill_timeout,
+        decode_timeout_s=args.decode_timeout,
+        decode_chunk_timeout_s=args.decode_chunk_timeout,
+        connect_timeout_s=args.connect_timeout,
+        health_timeout_s=args.health_timeout,
+    )
+    if not 0 <= config.port <= 65535:
+        raise ConfigError(f"--port {config.port} is out of range 0..65535")
+    config.validate()
+    if config.stage_log is not None and not config.stage_log.parent.is_dir():
+        raise ConfigError(f"--stage-log directory {config.stage_log.parent} does not exist")
+    return config
+
+
+def _run(coro_factory: object, use_uvloop: bool) -> None:
+    if use_uvloop:
+        try:
+            import uvloop
+        except ImportError:
+            use_uvloop = False
+    if use_uvloop:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(coro_factory())  # type: ignore[operator]
+    else:
+        asyncio.run(coro_factory())  # type: ignore[operator]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status (2 for bad input, 1 when serving fails)."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("hypercorn.error").setLevel(logging.WARNING)
+    try:
+        config = config_from_args(args)
+        app = create_app(config)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        sock = bind_listen_socket(config.host, config.port)
+    except OSError as exc:
+        print(f"error: cannot listen on {config.host}:{config.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    try:
+        app.extensions["proxy"].open_resources()
+    except OSError as exc:
+        sock.close()
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    try:
+        _run(lambda: serve_app(app, sock), use_uvloop=not args.no_uvloop)
+    except KeyboardInterrupt:
+        pass
+    except Exception as exc:  # e.g. the discovery port is taken: startup fails inside hypercorn
+        cause = exc.__cause__ or exc
+        print(f"error: proxy failed: {type(cause).__name__}: {cause}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,317 @@
+"""The two generation endpoints, served straight from ASGI (the proxy's hot path).
+
+`POST /v1/completions` and `POST /v1/chat/completions` are handled here, in front of the Quart app
+(`app.asgi_app` is wrapped, see proxy/app.py): per request this skips Quart's request/app contexts,
+routing and response wrapping, about a third of the proxy's CPU per request. Everything else
+(/v1/models, /health, /metrics, /instances) is ordinary Quart routes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+
+from proxy.connectors import ConnectorProtocolError
+from proxy.connectors.p2p_nccl import check_suffix
+from proxy.errors import ProxyError, error_body
+from proxy.instances import Instance, InstancePool, NoInstanceError
+from proxy.legs import leg_failure, open_decode, run_prefill
+from proxy.state import ProxyState
+from proxy.streaming import DecodeStream
+from proxy.timing import TIMING_HEADER, StageTiming
+
+log = logging.getLogger("proxy")
+
+COMPLETIONS = "/v1/completions"
+CHAT = "/v1/chat/completions"
+GENERATION_PATHS = frozenset((COMPLETIONS, CHAT))
+MAX_BODY_BYTES = 64 * 1024 * 1024
+
+_JSON = "application/json"
+_JSON_B = b"application/json"
+_TIMING_HEADER_B = TIMING_HEADER.encode()
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class RequestRun:
+    """Book-keeping of one request: held instances, and the single `finish` that records it."""
+
+    __slots__ = ("finished", "held", "state", "timing")
+
+    def __init__(self, state: ProxyState, timing: StageTiming) -> None:
+        self.state = state
+        self.timing = timing
+        self.held: list[tuple[InstancePool, Instance]] = []
+        self.finished = False
+
+    def acquire(self, pool: InstancePool) -> Instance:
+        try:
+            inst = pool.acquire()
+        except NoInstanceError as exc:
+            leg = "prefill" if pool is self.state.prefill_pool else "decode"
+            message = f"{exc}; check the instances or their discovery registration"
+            raise ProxyError(503, message, leg) from None
+        self.held.append((pool, inst))
+        return inst
+
+    def release(self, pool: InstancePool, inst: Instance) -> None:
+        self.held.remove((pool, inst))
+        pool.release(inst)
+
+    def finish(self, error_leg: str | None, message: str | None) -> None:
+        """Release instances, update metrics, write the stage log; only the first call counts."""
+        if self.finished:
+            return
+        self.finished = True
+        for pool, inst in self.held:
+            pool.release(inst)
+        self.held.clear()
+        state, timing = self.state, self.timing
+        metrics = state.metrics
+        if error_leg is not None:
+            timing.error = message
+            metrics.errors.labels(error_leg).inc()
+        metrics.in_flight.dec()
+        metrics.observe(timing)
+        if state.stage_log is not None:
+            state.stage_log.write(timing)
+
+
+def parse_request_body(raw: bytes, path: str) -> dict[str, Any]:
+    """Parse and minimally validate an OpenAI request; ProxyError(400) names what is wrong.
+
+    Required: a JSON object; `prompt` (completions) or a non-empty `messages` list (chat). Optional but
+    type-checked: `model` (string; vLLM serves its model when omitted), `stream` (boolean or null).
+    Everything else is left to vLLM.
+    """
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ProxyError(400, f"request body is not valid JSON: {exc}", "request") from None
+    if not isinstance(body, dict):
+        raise ProxyError(400, "request body must be a JSON object", "request")
+    if path == CHAT:
+        messages = body.get("messages")
+        if messages is None:
+            raise ProxyError(400, "missing required field 'messages'", "request")
+        if not isinstance(messages, list) or not messages:
+            raise ProxyError(400, "'messages' must be a non-empty list", "request")
+    else:
+        prompt = body.get("prompt")
+        if prompt is None:
+            raise ProxyError(400, "missing required field 'prompt'", "request")
+        if not isinstance(prompt, str | list) or (isinstance(prompt, list) and not prompt):
+            raise ProxyError(400, "'prompt' must be a string or a non-empty list", "request")
+    model = body.get("model")
+    if model is not None and not isinstance(model, str):
+        raise ProxyError(400, "'model' must be a string", "request")
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise ProxyError(400, "'stream' must be true or false", "request")
+    return body
+
+
+@dataclass(slots=True)
+class Reply:
+    """What goes back to the client: a whole body, or a stream of SSE events."""
+
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes = b""
+    stream: DecodeStream | None = None
+
+
+async def generate(
+    state: ProxyState, run: RequestRun, path: str, raw: bytes, client_id: str | None, auth: str | None
+) -> Reply:
+    """Run the legs of one request; raises ProxyError for anything that fails before the answer."""
+    timing = run.timing
+    body = parse_request_body(raw, path)
+    stream = bool(body.get("stream"))
+    timing.stream = stream
+    if client_id is None:
+        suffix = uuid.uuid4().hex
+    else:
+        try:
+            suffix = check_suffix(client_id)
+        except ValueError as exc:
+            raise ProxyError(400, f"X-Request-Id: {exc}", "request") from None
+    headers = {"Content-Type": _JSON}
+    if auth is not None:
+        headers["Authorization"] = auth
+
+    connector = state.connector
+    session = state.session
+    assert session is not None, "the app is not serving (before_serving did not run)"
+    prefill = run.acquire(state.prefill_pool) if connector.splits else None
+    decode = run.acquire(state.decode_pool)
+    request_id = connector.request_id(prefill, decode, suffix)
+    headers["X-Request-Id"] = request_id
+    timing.request_id = request_id
+    timing.decode_url = decode.url
+
+    decode_body = raw
+    if prefill is not None:
+        timing.prefill_url = prefill.url
+        leg_body = orjson.dumps(connector.prefill_body(body))
+        answer = await run_prefill(
+            session,
+            prefill.url,
+            path,
+            leg_body,
+            headers,
+            state.timeouts,
+            connector.reads_prefill_response,
+            timing,
+        )
+        run.release(state.prefill_pool, prefill)
+        try:
+            decode_body = connector.decode_body(raw, body, answer)
+        except ConnectorProtocolError as exc:
+            raise ProxyError(502, f"prefill leg to {prefill.url}: {exc}", "prefill", prefill.url) from None
+
+    timing.decode_send = time.monotonic_ns()
+    resp = await open_decode(session, decode.url, path, decode_body, headers, state.timeouts, stream)
+    content_type = resp.headers.get("Content-Type", "text/event-stream" if stream else _JSON).encode()
+    out_headers = [(b"content-type", content_type), (b"x-request-id", request_id.encode())]
+    if stream:
+        timing.status = 200
+        return Reply(
+            200, out_headers, stream=DecodeStream(resp, timing, decode.url, state.timeouts, run.finish)
+        )
+
+    timing.decode_first_chunk = time.monotonic_ns()
+    try:
+        data = await resp.read()
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        resp.close()
+        raise leg_failure("decode", decode.url, exc, state.timeouts) from exc
+    except BaseException:
+        resp.close()
+        raise
+    resp.release()
+    timing.decode_end = time.monotonic_ns()
+    timing.status = 200
+    run.finish(None, None)
+    out_headers.append((_TIMING_HEADER_B, timing.to_json()))
+    return Reply(200, out_headers, body=data)
+
+
+def _json_reply(status: int, body: dict[str, Any], request_id: str | None = None) -> Reply:
+    headers = [(b"content-type", _JSON_B)]
+    if request_id is not None:
+        headers.append((b"x-request-id", request_id.encode()))
+    return Reply(status, headers, body=orjson.dumps(body))
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    """The request body, or None if the client went away first; ProxyError(413) when too large."""
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise ProxyError(413, f"request body is larger than {MAX_BODY_BYTES} bytes", "request")
+        parts.append(chunk)
+        if not message.get("more_body", False):
+            return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+async def _send_reply(send: Send, reply: Reply) -> None:
+    await send({"type": "http.response.start", "status": reply.status, "headers": reply.headers})
+    stream = reply.stream
+    if stream is None:
+        await send({"type": "http.response.body", "body": reply.body, "more_body": False})
+        return
+    try:
+        async for event in stream:
+            await send({"type": "http.response.body", "body": event, "more_body": True})
+    finally:
+        await stream.aclose()  # no-op after a complete stream; closes the upstream otherwise
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def handle_generation(state: ProxyState, path: str, scope: Scope, receive: Receive, send: Send) -> None:
+    """Serve one generation request over ASGI, with client-disconnect cancellation."""
+    timing = StageTiming(state.connector.name, path)
+    metrics = state.metrics
+    metrics.requests.labels(path).inc()
+    metrics.in_flight.inc()
+    run = RequestRun(state, timing)
+    task = asyncio.current_task()
+    assert task is not None
+    disconnected = False
+    watcher: asyncio.Task[None] | None = None
+
+    async def watch_disconnect() -> None:
+        nonlocal disconnected
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        disconnected = True
+        task.cancel()
+
+    try:
+        try:
+            raw = await _read_body(receive)
+            if raw is None:
+                run.finish("client", "client disconnected before sending the body")
+                return
+            watcher = asyncio.create_task(watch_disconnect())
+            client_id = auth = None
+            for name, value in scope["headers"]:
+                if name == b"x-request-id":
+                    client_id = value.decode("latin-1")
+                elif name == b"authorization":
+                    auth = value.decode("latin-1")
+            reply = await generate(state, run, path, raw, client_id, auth)
+        except ProxyError as err:
+            timing.status = err.status
+            run.finish(err.leg, err.message)
+            reply = _json_reply(err.status, err.body(), timing.request_id)
+        except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:
+            log.exception("internal error on %s", path)
+            timing.status = 500
+            message = f"internal proxy error: {type(exc).__name__}: {exc}"
+            run.finish("request", message)
+            reply = _json_reply(500, error_body(500, message), timing.request_id)
+        await _send_reply(send, reply)
+    except asyncio.CancelledError:
+        if not disconnected:
+            run.finish("client", "cancelled (server shutting down)")
+            raise
+        task.uncancel()  # our own cancel: the client went away; nothing is left to send
+        run.finish("client", "client disconnected before the response started")
+    finally:
+        if watcher is not None:
+            watcher.cancel()
+
+
+class GenerationFastPath:
+    """ASGI middleware: generation POSTs go to `handle_generation`, the rest to the Quart app."""
+
+    def __init__(self, inner: Callable[..., Awaitable[None]], state: ProxyState) -> None:
+        self.inner = inner
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in GENERATION_PATHS:
+            await handle_generation(self.state, scope["path"], scope, receive, send)
+        else:
+            await self.inner(scope, receive, send)
