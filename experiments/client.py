@@ -97,10 +97,50 @@ def _chunk_text(event: dict[str, Any]) -> str | None:
     return delta.get("content") or delta.get("reasoning_content")
 
 
+_JSON_HEADERS = {"Content-Type": "application/json"}
+_GO_ON, _DONE, _STREAM_ERROR = 0, 1, 2
+
+
+def _on_line(raw: bytes, now: int, record: dict[str, Any]) -> int:
+    """Handle one SSE line that arrived at `now`: _DONE at `data: [DONE]`, _STREAM_ERROR after an error
+    event (recorded), else _GO_ON. Raises ValueError for a line that is not SSE or not a JSON object."""
+    line = raw.strip()
+    if not line:
+        return _GO_ON
+    if line[:1] == b":":  # SSE comment; ours carries the proxy's stage timings
+        if line.startswith(TIMING_PREFIX):
+            record["stages"] = orjson.loads(line[len(TIMING_PREFIX) :])
+        return _GO_ON
+    if not line.startswith(b"data:"):
+        raise ValueError(f"malformed SSE line: {line[:120]!r}")
+    payload = line[5:].strip()
+    if payload == b"[DONE]":
+        return _DONE
+    event = orjson.loads(payload)
+    if not isinstance(event, dict):
+        raise ValueError(f"SSE event is not a JSON object: {payload[:120]!r}")
+    if "error" in event:
+        err = event["error"]
+        msg = err.get("message", err) if isinstance(err, dict) else err
+        record["error"] = f"stream error: {msg}"
+        return _STREAM_ERROR
+    if _chunk_text(event):
+        record["chunk_mono_ns"].append(now)
+    usage = event.get("usage")
+    if isinstance(usage, dict):
+        record["prompt_tokens"] = usage.get("prompt_tokens")
+        record["completion_tokens"] = usage.get("completion_tokens")
+    return _GO_ON
+
+
 async def send_request(
     session: aiohttp.ClientSession, spec: RequestSpec, cfg: ClientConfig, record: dict[str, Any]
 ) -> dict[str, Any]:
-    """Send one streamed request and fill `record` in place; never raises for request failures."""
+    """Send one streamed request and fill `record` in place; never raises for request failures.
+
+    The body is read as it arrives (`iter_any`: one step per network read, not per line); every SSE line
+    of one read gets that read's arrival time, as in vLLM's benchmark client.
+    """
     body = orjson.dumps(build_body(spec, cfg))
     record["sent_epoch_ns"] = time.time_ns()
     record["sent_mono_ns"] = sent = time.monotonic_ns()
@@ -108,7 +148,7 @@ async def send_request(
         record["send_lateness_ns"] = sent - record["scheduled_mono_ns"]
     chunks: list[int] = record["chunk_mono_ns"]
     try:
-        async with session.post(cfg.url, data=body, headers={"Content-Type": "application/json"}) as resp:
+        async with session.post(cfg.url, data=body, headers=_JSON_HEADERS) as resp:
             record["status"] = resp.status
             record["request_id"] = resp.headers.get("x-request-id")
             if resp.status != 200:
@@ -116,36 +156,23 @@ async def send_request(
                 record["error"] = f"HTTP {resp.status}: {text.strip()}"
                 return record
             done = False
-            async for raw in resp.content:
+            tail = b""
+            async for data in resp.content.iter_any():
                 now = time.monotonic_ns()
                 if record["first_byte_mono_ns"] is None:
                     record["first_byte_mono_ns"] = now
-                line = raw.strip()
-                if not line:
-                    continue
-                if line.startswith(TIMING_PREFIX):
-                    record["stages"] = orjson.loads(line[len(TIMING_PREFIX) :])
-                    continue
-                if line.startswith(b":"):
-                    continue  # SSE comment
-                if not line.startswith(b"data:"):
-                    raise ValueError(f"malformed SSE line: {line[:120]!r}")
-                payload = line[5:].strip()
-                if payload == b"[DONE]":
-                    done = True
-                    continue
-                event = orjson.loads(payload)
-                if "error" in event:
-                    err = event["error"]
-                    msg = err.get("message", err) if isinstance(err, dict) else err
-                    record["error"] = f"stream error: {msg}"
+                lines = (tail + data if tail else data).split(b"\n")
+                tail = lines.pop()  # an incomplete last line waits for the next read
+                for raw in lines:
+                    state = _on_line(raw, now, record)
+                    if state == _STREAM_ERROR:
+                        return record
+                    done = done or state == _DONE
+            if tail:  # a last line without a newline
+                state = _on_line(tail, now, record)
+                if state == _STREAM_ERROR:
                     return record
-                if _chunk_text(event):
-                    chunks.append(now)
-                usage = event.get("usage")
-                if usage:
-                    record["prompt_tokens"] = usage.get("prompt_tokens")
-                    record["completion_tokens"] = usage.get("completion_tokens")
+                done = done or state == _DONE
             if not done:
                 record["error"] = "stream ended without data: [DONE]"
             elif not chunks:
@@ -153,7 +180,7 @@ async def send_request(
             else:
                 record["ok"] = True
                 record["first_token_mono_ns"] = chunks[0]
-    except (orjson.JSONDecodeError, ValueError) as exc:
+    except ValueError as exc:  # orjson.JSONDecodeError is a ValueError
         record["error"] = f"malformed stream: {exc}"
     except TimeoutError:
         record["error"] = f"timed out after {cfg.request_timeout_s:g} s"
