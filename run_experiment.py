@@ -242,9 +242,12 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _sigterm)
     rates: list[float | None] = list(args.sweep_rates) if args.sweep_rates else [args.rate]
     sweep = {"id": time.strftime("%Y%m%d-%H%M%S"), "rates": args.sweep_rates} if args.sweep_rates else None
-    for rate in rates:
+    base_seed = args.seed
+    for i, rate in enumerate(rates):
+        # Each load of a sweep gets its own prompts: repeats would be served from the prefix cache.
+        args.seed = base_seed + i
         try:
-            cfg = config_from_args(args, rate, sweep and {**sweep, "rate": rate})
+            cfg = config_from_args(args, rate, sweep and {**sweep, "rate": rate, "seed_offset": i})
             path = run(cfg, argv)
         except (ExperimentError, WorkloadError, ValueError) as exc:
             print(f"error: {exc}", file=sys.stderr)

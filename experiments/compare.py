@@ -296,6 +296,11 @@ def _dataset(value: Any) -> str | None:
     return Path(str(value)).name if value else None
 
 
+# Must match among runs at the same load only: a sweep against one server needs fresh prompts per load,
+# or later loads would be served from the prefix cache.
+PER_LOAD_KEYS = ("workload seed", "arrival seed")
+
+
 def _signature(run: Run) -> dict[str, Any]:
     """What must match between compared runs (everything but the load, which may vary in a sweep)."""
     w = run.config.get("workload") or {}
@@ -343,6 +348,12 @@ def differences(runs: Sequence[Run]) -> list[str]:
     out = []
     for key in sigs[0] if sigs else []:
         values = [s[key] for s in sigs]
+        if key in PER_LOAD_KEYS:  # runs at one load share prompts; a sweep draws new ones per load
+            groups: dict[Any, set[Any]] = {}
+            for r, v in zip(runs, values, strict=True):
+                groups.setdefault(r.load, set()).add(v)
+            if all(len(g) == 1 for g in groups.values()):
+                continue
         if any(v != values[0] for v in values):
             by_run = ", ".join(f"{r.label} [{r.name}]: {_show(v)}" for r, v in zip(runs, values, strict=True))
             out.append(f"{key} differs ({by_run})")
@@ -598,8 +609,9 @@ def build_group(runs: list[Run], metrics: list[Metric]) -> Group:
         row = Row(m.section, m.label, m.unit, m.better, values, [], [])
         nums = [row.number(i) for i in range(len(runs))]
         base = nums[baseline]
+        # A ratio needs a positive baseline: e.g. the idle GPU's dynamic energy is ~0 or slightly negative.
         row.ratios = [
-            n / base if i != baseline and n is not None and base not in (None, 0) else None
+            n / base if i != baseline and n is not None and base is not None and base > 0 else None
             for i, n in enumerate(nums)
         ]
         row.best = _best(nums, m.better)

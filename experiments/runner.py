@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Coroutine
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -192,6 +195,53 @@ async def _drive(
             meter.end()
 
 
+def run_event_loop(main: Coroutine[Any, Any, None]) -> None:
+    """Run the client on uvloop when installed, with the garbage collector paused.
+
+    A full GC pass can stall the event loop for tens of ms, which shows up as send lateness and
+    stretched chunk gaps; the client creates no reference cycles, so pausing it for a run is safe.
+    """
+    try:
+        import uvloop
+
+        loop_factory = uvloop.new_event_loop
+    except ImportError:
+        loop_factory = None
+    thresholds = gc.get_threshold()
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    try:
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            runner.run(main)
+    finally:
+        gc.enable()
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
+
+
+def cache_warnings(workload: str, deltas: dict[str, dict[str, float]]) -> list[str]:
+    """Warnings when a server answered measured prompts from its prefix cache.
+
+    Random and trace workloads should compute every prompt; reused prompts (e.g. the same --seed run twice
+    against one server) make prefill look free. In disaggregated mode the decode instance's external
+    (transferred) KV is expected and not warned about.
+    """
+    if workload not in ("random", "trace"):
+        return []
+    out = []
+    for url, d in deltas.items():
+        hits = sum(v for k, v in d.items() if k.startswith("vllm:prefix_cache_hits"))
+        queries = sum(v for k, v in d.items() if k.startswith("vllm:prefix_cache_queries"))
+        if queries and hits / queries > 0.05:
+            out.append(
+                f"{url} served {hits / queries:.0%} of prompt tokens from its local prefix cache: the "
+                "prompts were seen before on this server (same --seed as an earlier run?), so latency and "
+                "energy are not those of computing them; use a new --seed or restart the server"
+            )
+    return out
+
+
 def run(cfg: ExperimentConfig, argv: list[str]) -> Path:
     """Run one experiment; returns the path of result.json (also after an interruption)."""
     if cfg.mode not in MODES:
@@ -244,7 +294,7 @@ def run(cfg: ExperimentConfig, argv: list[str]) -> Path:
             progress.phase(f"idle baseline {cfg.idle_seconds:g} s")
             meter.measure_idle(cfg.idle_seconds)
         with progress:
-            asyncio.run(_drive(cfg, ccfg, warm, specs, offsets, writer, meter, progress))
+            run_event_loop(_drive(cfg, ccfg, warm, specs, offsets, writer, meter, progress))
     except KeyboardInterrupt:
         status, error = "interrupted", "interrupted by the user (Ctrl-C or SIGTERM)"
     except Exception as exc:  # keep what was measured, say what broke
@@ -255,15 +305,17 @@ def run(cfg: ExperimentConfig, argv: list[str]) -> Path:
     summary = compute_summary(writer.records, cfg.slo)
     writer.add_section("stages", stage_summary(writer.records))
     writer.add_section("energy", meter.section(writer.records))
-    writer.add_section(
-        "server_metrics",
-        {
-            url: server_metrics.delta(before[url], after[url])
-            if "error" not in before[url] and "error" not in after[url]
-            else {"error": after[url].get("error")}
-            for url in cfg.server_metrics_urls
-        },
-    )
+    deltas: dict[str, Any] = {
+        url: server_metrics.delta(before[url], after[url])
+        if "error" not in before[url] and "error" not in after[url]
+        else {"error": after[url].get("error") or before[url].get("error")}
+        for url in cfg.server_metrics_urls
+    }
+    warnings = cache_warnings(cfg.workload.kind, {u: d for u, d in deltas.items() if "error" not in d})
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    writer.add_section("server_metrics", deltas)
+    writer.add_section("warnings", warnings)
     path = writer.finalize(summary, status=status, error=error)
     if status == "failed":
         raise ExperimentError(f"{error}; what was measured is in {path}")
