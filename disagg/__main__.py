@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--send-type",
         choices=SEND_TYPES,
-        default="PUT_ASYNC",
+        default="GET",
         help="P2P NCCL send type (must match on P and D)",
     )
     p.add_argument("--nccl-num-channels", type=int, default=16, help="P2P NCCL channels")
@@ -67,14 +67,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--decode-buffer-size", default="8e9", help="P2P NCCL decode-side KV buffer (bytes)")
     p.add_argument(
         "--prefill-buffer-size",
-        default="1e1",
-        help="P2P NCCL prefill-side buffer (bytes; GET needs room, e.g. 1e10)",
+        default=None,
+        help="P2P NCCL prefill-side KV buffer in bytes (default 3e10 with GET, where P holds each "
+        "request's KV until D pulls it; 1e1 otherwise)",
+    )
+    p.add_argument(
+        "--prefill-gpu-memory-utilization",
+        type=float,
+        default=None,
+        help="GPU memory fraction of prefill instances (default: --gpu-memory-utilization, at most 0.65 "
+        "with p2p_nccl GET, whose KV buffer lives outside vLLM's pool)",
     )
     p.add_argument(
         "--decode-gpu-memory-utilization",
         type=float,
         default=None,
-        help="GPU memory fraction of decode instances (default: --gpu-memory-utilization)",
+        help="GPU memory fraction of decode instances (default: --gpu-memory-utilization, at most 0.8 "
+        "with p2p_nccl, whose KV buffer lives outside vLLM's pool)",
     )
     p.add_argument(
         "--discovery-port",
@@ -100,12 +109,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def decode_memory_fraction(args: argparse.Namespace, connector: str) -> float:
-    """P2P NCCL keeps received KV in a GPU buffer outside vLLM's pool: leave decode room for it."""
-    if args.decode_gpu_memory_utilization is not None:
-        return float(args.decode_gpu_memory_utilization)
+def memory_fraction(args: argparse.Namespace, connector: str, role: str) -> float:
+    """P2P NCCL keeps KV in GPU buffers outside vLLM's pool (D always, P with GET): leave room for them."""
+    explicit = getattr(args, f"{role}_gpu_memory_utilization")
+    if explicit is not None:
+        return float(explicit)
     if connector == "p2p_nccl":
-        return min(args.gpu_memory_utilization, 0.8)
+        if role == "decode":
+            return min(args.gpu_memory_utilization, 0.8)
+        if args.send_type == "GET":
+            return min(args.gpu_memory_utilization, 0.65)
     return float(args.gpu_memory_utilization)
 
 
@@ -130,7 +143,7 @@ def plan(
         args.send_type,
         args.nccl_num_channels,
         args.mem_pool_size_gb,
-        args.prefill_buffer_size,
+        args.prefill_buffer_size or ("3e10" if args.send_type == "GET" else "1e1"),
         args.decode_buffer_size,
     )
     storage = str((args.kv_storage or run_dir / "kv").resolve())
@@ -149,9 +162,7 @@ def plan(
             env = {"VLLM_HOST_IP": "127.0.0.1"}
             if connector == "nixl":
                 env["VLLM_NIXL_SIDE_CHANNEL_PORT"] = str(5600 + (i if role == "prefill" else 100 + i))
-            mem = args.gpu_memory_utilization
-            if role == "decode":
-                mem = decode_memory_fraction(args, connector)
+            mem = memory_fraction(args, connector, role)
             specs[role].append(
                 ServerSpec(
                     model=model,

@@ -30,10 +30,12 @@ def auto_connector(vllm_version: str | None, gpu: bool) -> str:
 
 @dataclass
 class P2pNcclOptions:
-    send_type: str = "PUT_ASYNC"
+    """Defaults are the best measured on 2 x H200 (results/h200x2/README.md): GET, 16 channels."""
+
+    send_type: str = "GET"
     nccl_num_channels: int = 16
     mem_pool_size_gb: int = 8  # pinned host RAM per instance; vLLM's default (32) is wasteful here
-    prefill_buffer_size: str = "1e1"  # P only buffers for GET
+    prefill_buffer_size: str = "3e10"  # GET: P holds each request's KV until D pulls it
     decode_buffer_size: str = "8e9"  # D's GPU buffer for received KV before it spills to host
 
     def __post_init__(self) -> None:

@@ -5,7 +5,7 @@
 #   disagg/campaigns/h200x2.sh sendtype RESULTS_DIR   # P2P NCCL send_type / channels exploration
 #   disagg/campaigns/h200x2.sh main RESULTS_DIR       # 1P1D vs single instance at 4 and 10 req/s
 #
-# Env: BUDGET_S (stop starting new steps when less than ~3 min would remain), N_MAIN, N_SWEEP,
+# Env: MODEL, IN_LEN, OUT_LEN, PY, ENV_SH (for a CPU dry run: MODEL=tiny IN_LEN=200 OUT_LEN=16), BUDGET_S (stop starting new steps when less than ~3 min would remain), N_MAIN, N_SWEEP,
 # P2P_SEND_TYPE / P2P_CHANNELS (for main; default: the launcher's defaults), OUT (copies a tarball there).
 # Read-only on the GPUs: nothing here changes clocks, power limits or persistence.
 set -uo pipefail
@@ -18,11 +18,12 @@ N_SWEEP=${N_SWEEP:-80}
 RUNS=/tmp/testbed-runs
 mkdir -p "$RES" "$RUNS"
 export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
-# shellcheck disable=SC1091
-source /tmp/stage/env.sh
-PY=python3
-MODEL=llama-3.1-8b
-EXP=(--input-len 2048 --output-len 256 --warmup 4 --idle-seconds 5 --slo ttft=1000,tpot=50
+ENV_SH=${ENV_SH:-/tmp/stage/env.sh}
+# shellcheck disable=SC1090
+[ -f "$ENV_SH" ] && source "$ENV_SH"
+PY=${PY:-python3}
+MODEL=${MODEL:-llama-3.1-8b}
+EXP=(--input-len "${IN_LEN:-2048}" --output-len "${OUT_LEN:-256}" --warmup 4 --idle-seconds 5 --slo ttft=1000,tpot=50
      --monitor-interval 0.1 --request-timeout 300)
 P_URL=http://127.0.0.1:8100 D_URL=http://127.0.0.1:8200
 
@@ -62,7 +63,7 @@ sendtype)
     read -r st ch <<<"$cfg"
     [ "$(left)" -gt 150 ] || { log "budget: skipping $cfg"; continue; }
     extra=()
-    [ "$st" = GET ] && extra=(--prefill-buffer-size 3e10 --gpu-memory-utilization 0.65)
+    [ "$st" = GET ] && extra=(--prefill-buffer-size 3e10 --prefill-gpu-memory-utilization 0.65)
     if start_pair "$st-$ch" --send-type "$st" --nccl-num-channels "$ch" "${extra[@]}"; then
       experiment disagg 4 "$N_SWEEP" "sendtype-$st-ch$ch" --server-metrics "$P_URL,$D_URL"
     fi
@@ -73,7 +74,6 @@ main)
   pair_args=()
   [ -n "${P2P_SEND_TYPE:-}" ] && pair_args+=(--send-type "$P2P_SEND_TYPE")
   [ -n "${P2P_CHANNELS:-}" ] && pair_args+=(--nccl-num-channels "$P2P_CHANNELS")
-  [ "${P2P_SEND_TYPE:-}" = GET ] && pair_args+=(--prefill-buffer-size 3e10 --gpu-memory-utilization 0.65)
   if start_pair main "${pair_args[@]}"; then
     # Monitor check during real load: counter vs integrated instant power, sample rate, read latency.
     $PY -m monitor.validate_gpu --backend nvml --gpu-ids 0,1 --interval 0.1 --seconds 40 \

@@ -50,6 +50,14 @@ def test_xpyd_p2p_ports_and_static_list(tmp_path: Path) -> None:
     assert proxy[proxy.index("--decode") + 1].split(",")[2] == "http://127.0.0.1:8202@127.0.0.1:22003"
 
 
+def test_get_default_leaves_room_for_the_kv_buffers(tmp_path: Path) -> None:
+    p, d, _, _ = _plan(tmp_path, "--connector", "p2p_nccl")
+    assert p[0].kv_transfer_config["kv_buffer_size"] == "3e10"
+    assert (p[0].gpu_memory_utilization, d[0].gpu_memory_utilization) == (0.65, 0.8)
+    p, d, _, _ = _plan(tmp_path, "--connector", "p2p_nccl", "--send-type", "PUT_ASYNC")
+    assert p[0].kv_transfer_config["kv_buffer_size"] == "1e1" and p[0].gpu_memory_utilization == 0.9
+
+
 def test_discovery_replaces_the_static_list(tmp_path: Path) -> None:
     p, _, proxy, _ = _plan(tmp_path, "--connector", "p2p_nccl", "--discovery-port", "30001")
     extra = p[0].kv_transfer_config["kv_connector_extra_config"]
@@ -80,7 +88,7 @@ def test_p2p_config_matches_the_recipe() -> None:
         "kv_buffer_size": "8e9",
         "kv_port": "22001",
         "kv_connector_extra_config": {
-            "send_type": "PUT_ASYNC",
+            "send_type": "GET",
             "nccl_num_channels": "16",
             "mem_pool_size_gb": "8",
         },
