@@ -17,6 +17,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from experiments.cli_errors import OneLineErrorParser
 from experiments.compare import (
     CompareError,
     build_comparison,
@@ -36,7 +37,7 @@ def _slo(text: str) -> dict[str, float]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineErrorParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
         "results",
         nargs="*",

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from experiments.arrivals import ARRIVAL_KINDS, ArrivalConfig
+from experiments.cli_errors import OneLineErrorParser
 from experiments.runner import MODES, WORKLOADS, ExperimentConfig, ExperimentError, WorkloadConfig, run
 from experiments.slo import parse_slo
 from experiments.workloads import WorkloadError
@@ -76,7 +77,7 @@ def _gpu_ids(text: str) -> list[int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineErrorParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("target")
     g.add_argument(
         "--mode",

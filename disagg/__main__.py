@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from disagg.kv_config import CONNECTORS, SEND_TYPES, P2pNcclOptions, auto_connector, kv_transfer_config
+from experiments.cli_errors import OneLineErrorParser
 from traditional.__main__ import add_server_args, default_run_dir, resolve_common, supervise
 from traditional.server import ManagedServer, ServerError, ServerSpec, stop_run_dir, vllm_version
 
@@ -27,7 +28,7 @@ def _ids(text: str) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineErrorParser(
         prog="start_disaggregated_servers.sh",
         description=__doc__,
         epilog="Arguments after -- go to every vLLM instance unchanged.",

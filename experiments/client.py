@@ -182,6 +182,8 @@ async def send_request(
                 record["first_token_mono_ns"] = chunks[0]
     except ValueError as exc:  # orjson.JSONDecodeError is a ValueError
         record["error"] = f"malformed stream: {exc}"
+    except aiohttp.ConnectionTimeoutError:
+        record["error"] = f"connect to {cfg.url} timed out after {cfg.connect_timeout_s:g} s"
     except TimeoutError:
         record["error"] = f"timed out after {cfg.request_timeout_s:g} s"
     except aiohttp.ClientError as exc:

@@ -4,11 +4,11 @@ A record is a dict written by the streaming client (monotonic ns timestamps): in
 sent_mono_ns, first_token_mono_ns, end_mono_ns, chunk_mono_ns (arrival of every chunk with output text),
 prompt_tokens, completion_tokens (from usage), scheduled_mono_ns, error.
 
-Definitions (vLLM `benchmarks/serve.py`): TTFT = first token - sent; E2EL = end - sent; ITL = every gap
-between consecutive chunks, pooled over requests; TPOT = (E2EL - TTFT) / (output tokens - 1) for requests
-with more than one output token; goodput = requests/s meeting every given SLO, where a request with one
-output token has no TPOT and passes the TPOT SLO. Distributions use np.std (population) and
-np.percentile (linear).
+Definitions (vLLM `benchmarks/serve.py`): TTFT = first token - sent; E2EL = last text chunk - sent;
+ITL = every gap between consecutive chunks, pooled over requests; TPOT = (E2EL - TTFT) /
+(output tokens - 1) for requests with more than one output token; goodput = requests/s meeting every
+given SLO, where a request with one output token has no TPOT and passes the TPOT SLO. Distributions use
+np.std (population) and np.percentile (linear).
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+from experiments.cli_errors import OneLineErrorParser
 from experiments.model_dir import resolve_model
 from traditional.server import (
     ManagedServer,
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     if "--" in argv:
         i = argv.index("--")
         argv, extra = argv[:i], argv[i + 1 :]
-    p = argparse.ArgumentParser(
+    p = OneLineErrorParser(
         prog="python -m traditional", description=__doc__, epilog="Arguments after -- go to vLLM unchanged."
     )
     add_server_args(p)
