@@ -13,7 +13,7 @@ from typing import NoReturn
 from proxy.app import create_app
 from proxy.config import CONNECTORS, POLICIES, ConfigError, ProxyConfig, parse_instances
 from proxy.connectors import resolve_connector
-from proxy.server import bind_listen_socket, serve_app
+from proxy.server import SERVERS, bind_listen_socket, serve_app
 
 _EPILOG = """\
 Instance lists are comma-separated. An instance is its HTTP base URL, optionally followed by
@@ -123,6 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--no-uvloop", action="store_true", help="use the default asyncio loop even if uvloop is installed"
     )
+    p.add_argument(
+        "--server",
+        choices=SERVERS,
+        default="hypercorn",
+        help="ASGI server (default hypercorn; uvicorn with httptools costs less CPU per chunk)",
+    )
     return p
 
 
@@ -200,7 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     try:
-        _run(lambda: serve_app(app, sock), use_uvloop=not args.no_uvloop)
+        _run(lambda: serve_app(app, sock, server=args.server), use_uvloop=not args.no_uvloop)
     except KeyboardInterrupt:
         pass
     except Exception as exc:  # e.g. the discovery port is taken: startup fails inside hypercorn
