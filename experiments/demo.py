@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-WORKLOAD = ["--num-requests", "40", "--input-len", "200", "--output-len", "32", "--rate", "4", "--seed", "1"]
+WORKLOAD = ["--num-requests", "40", "--input-len", "200", "--output-len", "32", "--rate", "2", "--seed", "1"]
 
 
 def _run(cmd: list[str]) -> None:
@@ -97,7 +97,6 @@ def main(argv: list[str] | None = None) -> int:
     compare = ROOT / "compare_performance.py"
     if compare.exists():
         _run([sys.executable, str(compare), *map(str, results), "--output-dir", str(out / "report")])
-        print(f"report: {out / 'report' / 'report.md'}")
     print("results:\n  " + "\n  ".join(str(r / "result.json") for r in results))
     return 0
 

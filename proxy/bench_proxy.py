@@ -275,7 +275,7 @@ async def bench(args: argparse.Namespace) -> list[dict[str, Any]]:
         f"client+upstreams on CPU {client_cpu}  loop={type(asyncio.get_running_loop()).__module__}"
     )
     runner, up = await start_upstream(args.chunks, args.chunk_interval_ms / 1e3)
-    extra = ["--log-level", "info"] + (["--no-uvloop"] if args.no_uvloop else [])
+    extra = ["--log-level", "info", "--server", args.server] + (["--no-uvloop"] if args.no_uvloop else [])
     split = ProxyProcess(["--connector", "example", "--prefill", up, "--decode", up, *extra], proxy_cpu)
     passthrough = ProxyProcess(["--connector", "passthrough", "--backend", up, *extra], proxy_cpu)
     out: list[dict[str, Any]] = []
@@ -347,6 +347,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-pin", action="store_true", help="do not pin proxy and client to separate CPUs")
     p.add_argument("--no-uvloop", action="store_true", help="plain asyncio loops (client and proxy)")
     p.add_argument("--json", type=Path, help="also write the results here")
+    p.add_argument(
+        "--server", choices=("hypercorn", "uvicorn"), default="hypercorn", help="proxy's ASGI server"
+    )
     args = p.parse_args(argv)
     use_uvloop = not args.no_uvloop
     try:
