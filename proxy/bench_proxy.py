@@ -348,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-uvloop", action="store_true", help="plain asyncio loops (client and proxy)")
     p.add_argument("--json", type=Path, help="also write the results here")
     p.add_argument(
-        "--server", choices=("hypercorn", "uvicorn"), default="hypercorn", help="proxy's ASGI server"
+        "--server", choices=("hypercorn", "uvicorn"), default="uvicorn", help="proxy's ASGI server"
     )
     args = p.parse_args(argv)
     use_uvloop = not args.no_uvloop

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
@@ -51,6 +53,27 @@ def hypercorn_config(sock: socket.socket) -> Config:
 SERVERS = ("uvicorn", "hypercorn")
 
 
+def _uvicorn_server(config: object) -> object:
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self):  # type: ignore[no-untyped-def]
+            # We stop it through should_exit; uvicorn's own handlers would re-raise SIGTERM on exit.
+            yield
+
+    return Server(config)  # type: ignore[arg-type]
+
+
+async def _signal_event() -> None:
+    """Return on SIGINT or SIGTERM (the CLI's shutdown trigger)."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
 async def _serve_uvicorn(
     app: Quart, sock: socket.socket, shutdown_trigger: Callable[[], Awaitable[None]] | None
 ) -> None:
@@ -68,12 +91,9 @@ async def _serve_uvicorn(
         server_header=False,
         date_header=False,
     )
-    server = uvicorn.Server(config)
-    if shutdown_trigger is None:
-        await server.serve(sockets=[sock])
-        return
+    server: Any = _uvicorn_server(config)
     serving = asyncio.create_task(server.serve(sockets=[sock]))
-    trigger = asyncio.create_task(shutdown_trigger())
+    trigger = asyncio.create_task((shutdown_trigger or _signal_event)())
     await asyncio.wait({serving, trigger}, return_when=asyncio.FIRST_COMPLETED)
     server.should_exit = True
     trigger.cancel()
@@ -84,7 +104,7 @@ async def serve_app(
     app: Quart,
     sock: socket.socket,
     shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
-    server: str = "hypercorn",
+    server: str = "uvicorn",
 ) -> None:
     """Serve `app` on the listening `sock` until `shutdown_trigger` returns (None: SIGINT/SIGTERM)."""
     state = app.extensions.get("proxy")
