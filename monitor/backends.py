@@ -219,3 +219,9 @@ def open_backend(kind: str = "auto", **sim_options: Any) -> GpuBackend:
     if sim_options:
         raise TypeError(f"options {sorted(sim_options)} only apply to the sim backend")
     return NvmlBackend()
+
+
+def open_backend_for(kind: str, gpu_ids: list[int]) -> GpuBackend:
+    """`open_backend` for the given NVML indices; the simulated backend gets as many GPUs as they need."""
+    options = {"n_gpus": max(gpu_ids) + 1} if kind == "sim" else {}
+    return open_backend(kind, **options)

@@ -22,7 +22,7 @@ import numpy as np
 if __package__ in (None, ""):  # run as a file: python monitor/<script>.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from monitor.backends import GpuBackend, MonitorUnavailable, open_backend
+from monitor.backends import GpuBackend, MonitorUnavailable, open_backend_for
 from monitor.sampler import PowerMonitor
 
 TARGET_DIFF_PERCENT = 2.0
@@ -202,8 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --seconds must be > 0", file=sys.stderr)
         return 2
     try:
-        options = {"n_gpus": max(gpu_ids) + 1} if args.backend == "sim" else {}
-        backend = open_backend(args.backend, **options)
+        backend = open_backend_for(args.backend, gpu_ids)
     except MonitorUnavailable as err:
         print(f"error: {err.reason}", file=sys.stderr)
         return 2
