@@ -155,14 +155,8 @@ def _sum(values: Any) -> float | None:
 
 
 def _gpu_entry(win: dict[str, Any], gpu: int) -> dict[str, Any]:
-    gpus = win.get("gpus", {})
-    entry = (
-        gpus.get(str(gpu), gpus.get(gpu))
-        if isinstance(gpus, dict)
-        else next((x for x in gpus if x.get("gpu") == gpu or x.get("index") == gpu), None)
-    )
+    """One GPU's part of `WindowResult.to_dict()` (keyed by the GPU id as a string)."""
+    entry = win["gpus"].get(str(gpu))
     if entry is None:
         raise KeyError(f"window has no GPU {gpu}")
-    entry = dict(entry)
-    entry.setdefault("duration_s", win.get("duration_s"))
-    return entry
+    return dict(entry)
