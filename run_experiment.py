@@ -111,6 +111,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated vLLM server URLs whose /metrics deltas are stored in the result",
     )
 
+    g.add_argument(
+        "--launch-plan",
+        type=Path,
+        default=None,
+        help="launch.json (or its run directory) of the servers driven, recorded as the serving setup "
+        "(default: found through the launchers' current run when its endpoint matches)",
+    )
+
     w = p.add_argument_group("workload (seeded, reproducible)")
     w.add_argument(
         "--workload",
@@ -229,6 +237,7 @@ def config_from_args(args: argparse.Namespace, rate: float | None, sweep: dict |
         monitor_interval_s=args.monitor_interval,
         idle_seconds=args.idle_seconds,
         server_metrics_urls=[u for u in args.server_metrics.split(",") if u],
+        launch_plan=args.launch_plan,
         extra={"sweep": sweep} if sweep else {},
     )
 

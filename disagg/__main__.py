@@ -9,7 +9,6 @@ the run directory; stops everything on Ctrl-C or with `python -m disagg stop [RU
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import signal
 import sys
@@ -17,7 +16,7 @@ from pathlib import Path
 
 from disagg.kv_config import CONNECTORS, SEND_TYPES, P2pNcclOptions, auto_connector, kv_transfer_config
 from experiments.cli_errors import OneLineErrorParser
-from traditional.__main__ import add_server_args, default_run_dir, resolve_common, supervise
+from traditional.__main__ import add_server_args, default_run_dir, resolve_common, supervise, write_plan
 from traditional.server import ManagedServer, ServerError, ServerSpec, stop_run_dir, vllm_version
 
 CURRENT = Path("results/runs/.current-disagg")  # the run dir `stop` uses when given none
@@ -230,18 +229,18 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "launch.json").write_text(
-        json.dumps(
-            {
-                "prefill": [s.to_dict() for s in prefill],
-                "decode": [s.to_dict() for s in decode],
-                "proxy": proxy_cmd,
-                "endpoint": f"http://127.0.0.1:{args.proxy_port}",
-                "vllm_version": vllm_version(),
-            },
-            indent=2,
-        )
+    connector = proxy_cmd[proxy_cmd.index("--connector") + 1]
+    kv = next((s.kv_transfer_config for s in prefill if s.kv_transfer_config), None) or {}
+    write_plan(
+        run_dir,
+        {
+            "prefill": [{**s.to_dict(), "role": "prefill"} for s in prefill],
+            "decode": [{**s.to_dict(), "role": "decode"} for s in decode],
+            "proxy": proxy_cmd,
+            "connector": connector,
+            "connector_options": kv.get("kv_connector_extra_config"),
+            "endpoint": f"http://127.0.0.1:{args.proxy_port}",
+        },
     )
     CURRENT.parent.mkdir(parents=True, exist_ok=True)
     CURRENT.write_text(str(run_dir))

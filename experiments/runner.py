@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from experiments import provenance, server_metrics
+from experiments import provenance, server_metrics, serving_setup
 from experiments.arrivals import ArrivalConfig, schedule
 from experiments.client import ClientConfig, make_session, run_closed_loop, run_open_loop
 from experiments.energy import EnergyMeter
@@ -73,12 +73,14 @@ class ExperimentConfig:
     monitor_interval_s: float = 0.1
     idle_seconds: float = 5.0
     server_metrics_urls: list[str] = field(default_factory=list)
+    launch_plan: Path | None = None  # launch.json (or its run dir); default: found by endpoint
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["arrival"] = self.arrival.to_dict()
         d["output_dir"] = str(self.output_dir)
+        d["launch_plan"] = str(self.launch_plan) if self.launch_plan else None
         return d
 
 
@@ -277,6 +279,7 @@ def run(cfg: ExperimentConfig, argv: list[str]) -> Path:
             "model": model,
             "tokenizer": tok_path,
             "served_models": models,
+            "serving_setup": serving_setup.describe(cfg.endpoint, cfg.launch_plan),
             "config": cfg.to_dict(),
             "run_dir": str(run_dir),
         }

@@ -7,6 +7,7 @@ and stops cleanly on Ctrl-C (or with `python -m traditional stop RUN_DIR`).
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import time
@@ -20,8 +21,11 @@ from traditional.server import (
     ServerSpec,
     has_nvidia_gpu,
     stop_run_dir,
+    vllm_version,
     wait_all_healthy,
 )
+
+CURRENT = Path("results/runs/.current-traditional")  # the launch plan the runner finds by endpoint
 
 
 def default_run_dir(kind: str) -> Path:
@@ -56,6 +60,12 @@ def resolve_common(args: argparse.Namespace) -> tuple[bool, str, int]:
     model = resolve_model(args.model or ("llama-3.1-8b" if gpu else "tiny"))
     max_len = args.max_model_len or (4096 if gpu else 2048)
     return gpu, model, max_len
+
+
+def write_plan(run_dir: Path, plan: dict) -> None:
+    """launch.json: what was started, read back by the runner into every result's serving setup."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "launch.json").write_text(json.dumps({**plan, "vllm_version": vllm_version()}, indent=2))
 
 
 def supervise(servers: list[ManagedServer], timeout: float, detach: bool, stop_hint: str) -> int:
@@ -121,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
         extra_args=extra,
     )
     server = ManagedServer(spec, run_dir)
+    write_plan(run_dir, {"instances": [{**spec.to_dict(), "role": "serving"}], "endpoint": spec.url})
+    CURRENT.parent.mkdir(parents=True, exist_ok=True)
+    CURRENT.write_text(str(Path(run_dir).resolve()))
     where = f"GPU {args.gpu}" if gpu else "CPU"
     print(f"starting vLLM ({where}) model={model} port={args.port} run_dir={run_dir}")
     signal.signal(signal.SIGTERM, _raise_interrupt)

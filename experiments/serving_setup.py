@@ -1,0 +1,304 @@
+"""What serves the endpoint: the serving setup every result records (read, never typed by hand).
+
+Sources, best first:
+1. the launcher's plan (``launch.json`` in its run directory): given with ``--launch-plan``, or found
+   through the launchers' current-run pointers (``results/runs/.current-*``) when its endpoint, or one
+   of its instances, is the endpoint driven;
+2. the proxy's ``GET /setup``;
+3. the server itself: ``/version`` and ``/v1/models`` (a plain vLLM server we did not launch).
+
+Each instance's effective engine settings (prefix caching, chunked prefill, token budget, KV cache
+capacity, block size) are read from its own start-up log and ``/metrics`` when they are at hand.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+POINTERS = (Path("results/runs/.current-disagg"), Path("results/runs/.current-traditional"))
+PLAN_FILE = "launch.json"
+
+# vLLM start-up log lines (0.23 to 0.32) -> effective engine settings.
+_LOG_PATTERNS: dict[str, tuple[str, type]] = {
+    "vllm_version": (r"Initializing a V1 LLM engine \(v([^)]+)\)", str),
+    "max_model_len": (r"max_seq_len=(\d+)", int),
+    "enable_prefix_caching": (r"enable_prefix_caching=(True|False)", bool),
+    "enable_chunked_prefill": (r"enable_chunked_prefill=(True|False)", bool),
+    "enforce_eager": (r"enforce_eager=(True|False)", bool),
+    "dtype": (r"\bdtype=([\w.]+)", str),
+    "kv_cache_dtype": (r"kv_cache_dtype=(\w+)", str),
+    "max_num_batched_tokens": (r"max_num_batched_tokens=(\d+)", int),
+    "kv_cache_tokens": (r"KV cache size: ([\d,]+) tokens", int),
+}
+# Serve flags worth a column of their own; every flag is kept in `serve_args` anyway.
+KEY_FLAGS = (
+    "gpu_memory_utilization",
+    "max_num_batched_tokens",
+    "max_num_seqs",
+    "block_size",
+    "enable_prefix_caching",
+    "max_model_len",
+)
+
+
+def _get_json(url: str, timeout: float = 5.0) -> Any:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return json.loads(resp.read())
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+
+
+def _get_text(url: str, timeout: float = 5.0) -> str | None:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.read().decode(errors="replace")
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+
+
+def _norm(url: str) -> str:
+    return url.rstrip("/").replace("localhost", "127.0.0.1")
+
+
+def parse_serve_args(command: list[str]) -> dict[str, Any]:
+    """`--flag value` / `--flag` pairs of a vLLM command line, as {flag_with_underscores: value}."""
+    out: dict[str, Any] = {}
+    i = 0
+    while i < len(command):
+        tok = command[i]
+        if tok.startswith("--"):
+            key = tok[2:].replace("-", "_")
+            if "=" in key:
+                key, val = key.split("=", 1)
+                out[key] = val
+            elif i + 1 < len(command) and not command[i + 1].startswith("--"):
+                out[key] = command[i + 1]
+                i += 1
+            else:
+                out[key] = True
+        i += 1
+    return out
+
+
+def parse_engine_log(text: str) -> dict[str, Any]:
+    """Effective settings a vLLM instance logged at start-up (absent keys: not logged)."""
+    out: dict[str, Any] = {}
+    for key, (pattern, kind) in _LOG_PATTERNS.items():
+        m = re.search(pattern, text)
+        if not m:
+            continue
+        raw = m.group(1)
+        out[key] = raw == "True" if kind is bool else kind(raw.replace(",", "")) if kind is int else raw
+    m = re.search(r"non-default args: (\{.*\})", text)
+    if m:
+        try:
+            out["non_default_args"] = ast.literal_eval(m.group(1))
+        except (ValueError, SyntaxError):
+            out["non_default_args"] = m.group(1)
+    return out
+
+
+def cache_config_from_metrics(text: str | None) -> dict[str, str]:
+    """Labels of vLLM's `vllm:cache_config_info` gauge (block size, GPU memory share, blocks...)."""
+    if not text:
+        return {}
+    for line in text.splitlines():
+        if line.startswith("vllm:cache_config_info{"):
+            body = line[line.index("{") + 1 : line.rindex("}")]
+            return dict(re.findall(r'(\w+)="([^"]*)"', body))
+    return {}
+
+
+def _instance(entry: dict[str, Any], role: str, plan_dir: Path | None, version: str | None) -> dict[str, Any]:
+    command = list(entry.get("command") or [])
+    args = parse_serve_args(command)
+    log_path = plan_dir / f"{entry.get('name')}.log" if plan_dir else None
+    engine: dict[str, Any] = {}
+    if log_path and log_path.exists():
+        engine = parse_engine_log(log_path.read_text(errors="replace")[:2_000_000])
+    url = entry.get("url")
+    cache = cache_config_from_metrics(_get_text(f"{url}/metrics")) if url else {}
+    key = {k: args.get(k) for k in KEY_FLAGS}
+    key["block_size"] = key["block_size"] or cache.get("block_size")
+    key["max_num_batched_tokens"] = key["max_num_batched_tokens"] or engine.get("max_num_batched_tokens")
+    key["enable_prefix_caching"] = (
+        key["enable_prefix_caching"]
+        if key["enable_prefix_caching"] is not None
+        else engine.get("enable_prefix_caching")
+    )
+    return {
+        "name": entry.get("name"),
+        "role": role,
+        "url": url,
+        "gpu": entry.get("gpu"),
+        "vllm_version": engine.get("vllm_version") or version,
+        "kv_transfer_config": json.loads(args["kv_transfer_config"])
+        if "kv_transfer_config" in args
+        else None,
+        "settings": key,
+        "engine_log": engine,
+        "cache_config": cache,
+        "serve_args": args,
+    }
+
+
+def from_plan(plan: dict[str, Any], plan_path: Path, endpoint: str) -> dict[str, Any] | None:
+    """The setup a launch plan describes, as seen from `endpoint` (None if the plan does not serve it)."""
+    plan_dir = plan_path.parent
+    version = plan.get("vllm_version")
+    if "instances" in plan:  # single-instance launcher
+        entries = [(e.get("role", "serving"), e) for e in plan["instances"]]
+    else:
+        entries = [("prefill", e) for e in plan.get("prefill", [])]
+        entries += [("decode", e) for e in plan.get("decode", [])]
+    connector = plan.get("connector")
+    if connector is None and plan.get("proxy"):
+        cmd = list(plan["proxy"])
+        connector = cmd[cmd.index("--connector") + 1] if "--connector" in cmd else None
+    if connector == "passthrough":
+        entries = [("serving", e) for _, e in entries]
+    ep = _norm(endpoint)
+    plan_ep = _norm(plan.get("endpoint") or "")
+    instances = [_instance(e, role, plan_dir, version) for role, e in entries]
+    if ep != plan_ep:
+        hit = [i for i in instances if _norm(i["url"] or "") == ep]
+        if not hit:
+            return None
+        # One instance of a launched group driven directly: the others stay idle (and are listed).
+        only = {**hit[0], "role": "serving"}
+        return _describe(
+            "single", None, [only], plan_path, version, idle=[i["name"] for i in instances if i is not hit[0]]
+        )
+    if connector in (None, "single"):
+        kind = "single" if len(instances) == 1 else "replicas"
+        return _describe(kind, None, instances, plan_path, version)
+    if connector == "passthrough":
+        return _describe("replicas", None, instances, plan_path, version, select=_select(plan))
+    return _describe(
+        "xpyd",
+        connector,
+        instances,
+        plan_path,
+        version,
+        select=_select(plan),
+        options=plan.get("connector_options"),
+    )
+
+
+def _select(plan: dict[str, Any]) -> str | None:
+    cmd = list(plan.get("proxy") or [])
+    return cmd[cmd.index("--select") + 1] if "--select" in cmd else None
+
+
+def _describe(
+    kind: str,
+    connector: str | None,
+    instances: list[dict[str, Any]],
+    plan_path: Path | None,
+    version: str | None,
+    *,
+    idle: list[str] | None = None,
+    select: str | None = None,
+    options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    n_p = sum(1 for i in instances if i["role"] == "prefill")
+    n_d = sum(1 for i in instances if i["role"] == "decode")
+    gpus = sorted({str(i["gpu"]) for i in instances if i.get("gpu") is not None})
+    versions = sorted({i["vllm_version"] for i in instances if i.get("vllm_version")}) or (
+        [version] if version else []
+    )
+    if kind == "xpyd":
+        if options is None and instances:
+            kv = next((i["kv_transfer_config"] for i in instances if i["kv_transfer_config"]), None) or {}
+            options = kv.get("kv_connector_extra_config")
+        send = (options or {}).get("send_type")
+        label = f"{n_p}P{n_d}D {connector}" + (f" {send}" if send else "")
+    elif kind == "replicas":
+        label = f"{len(instances)} replicas"
+    else:
+        label = "1 instance"
+    return {
+        "kind": kind,
+        "label": label,
+        "connector": connector,
+        "connector_options": options if kind == "xpyd" else None,
+        "select": select,
+        "num_instances": len(instances),
+        "num_prefill": n_p if kind == "xpyd" else None,
+        "num_decode": n_d if kind == "xpyd" else None,
+        "gpus": gpus,
+        "num_gpus": len(gpus) or None,
+        "vllm_versions": versions,
+        "instances": instances,
+        "idle_instances": idle or [],
+        "source": f"launch plan {plan_path}" if plan_path else None,
+    }
+
+
+def _find_plan(endpoint: str, explicit: Path | None) -> tuple[dict[str, Any], Path] | None:
+    candidates: list[Path] = []
+    if explicit is not None:
+        candidates.append(explicit / PLAN_FILE if explicit.is_dir() else explicit)
+    for ptr in POINTERS:
+        if ptr.exists():
+            candidates.append(Path(ptr.read_text().strip()) / PLAN_FILE)
+    for path in candidates:
+        try:
+            plan = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if explicit is not None and path == candidates[0]:
+            return plan, path
+        urls = {_norm(plan.get("endpoint") or "")}
+        for role in ("prefill", "decode", "instances"):
+            urls |= {_norm(e.get("url") or "") for e in plan.get(role, [])}
+        if _norm(endpoint) in urls:
+            return plan, path
+    return None
+
+
+def describe(endpoint: str, launch_plan: Path | None = None) -> dict[str, Any]:
+    """The serving setup behind `endpoint`, from the best source at hand (see the module docstring)."""
+    reported = {
+        "version": _get_json(f"{endpoint.rstrip('/')}/version"),
+        "models": _get_json(f"{endpoint.rstrip('/')}/v1/models"),
+    }
+    found = _find_plan(endpoint, launch_plan)
+    if found is not None:
+        setup = from_plan(found[0], found[1], endpoint)
+        if setup is not None:
+            setup["server_reported"] = reported
+            return setup
+    proxy = _get_json(f"{endpoint.rstrip('/')}/setup")
+    if isinstance(proxy, dict) and proxy:
+        return {
+            "kind": proxy.get("kind", "unknown"),
+            "label": proxy.get("label"),
+            "source": "proxy /setup",
+            "proxy_setup": proxy,
+            "server_reported": reported,
+        }
+    version = (reported["version"] or {}).get("version") if isinstance(reported["version"], dict) else None
+    inst = {
+        "name": "server",
+        "role": "serving",
+        "url": endpoint,
+        "gpu": None,
+        "vllm_version": version,
+        "kv_transfer_config": None,
+        "settings": {},
+        "engine_log": {},
+        "cache_config": cache_config_from_metrics(_get_text(f"{endpoint.rstrip('/')}/metrics")),
+        "serve_args": {},
+    }
+    setup = _describe("single", None, [inst], None, version)
+    setup["source"] = "server /version and /v1/models (no launch plan found)"
+    setup["server_reported"] = reported
+    return setup
