@@ -1,0 +1,205 @@
+"""The frontier campaign: every setup x workload shape x rate, resumable, within a time budget.
+
+    python -m disagg.campaigns.frontier --setups replicas,single,pd --shapes prefill-heavy \\
+        --results results/h200x2/frontier --budget-s 560
+
+Each setup is started once (with the launchers' defaults) and kept up across its shapes and rates; each
+point is one `run_experiment.py` run into RESULTS/<shape>/<setup>/. A point whose complete result is
+already there is skipped, so a campaign cut by its budget resumes where it stopped. A point is only
+started when its estimated time fits in what is left of the budget. The same rate of the same shape
+gets the same seed in every setup (same prompts and arrival times); every server sees each prompt once.
+Read-only on the GPUs: nothing here changes clocks, power limits or persistence.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from experiments.cli_errors import OneLineErrorParser
+
+
+@dataclass(frozen=True)
+class Shape:
+    name: str
+    input_len: str
+    output_len: str
+    rates: tuple[float, ...]
+    seed_base: int  # distinct per shape: a short prompt must not be a prefix of a longer one
+
+
+@dataclass(frozen=True)
+class Setup:
+    name: str
+    launcher: tuple[str, ...]  # python -m ... arguments; --run-dir/--model/--detach are added
+    stop: str  # python -m <stop> stop RUN_DIR
+    endpoint: str
+    mode: str
+    gpu_roles: str
+    server_metrics: str
+
+
+SHAPES = {
+    "prefill-heavy": Shape("prefill-heavy", "2048", "256", (4, 8, 12, 16, 20, 24), 1000),
+    "decode-heavy": Shape("decode-heavy", "512", "1024", (2, 4, 8, 12, 16), 2000),
+    "mixed": Shape("mixed", "128:4096", "32:1024", (2, 4, 8, 12, 16), 3000),
+    "cpu-smoke": Shape("cpu-smoke", "200", "8", (2, 4), 4000),
+}
+P, D, PROXY = "http://127.0.0.1:8100", "http://127.0.0.1:8200", "http://127.0.0.1:8000"
+SETUPS = {
+    "single": Setup(
+        "single",
+        ("traditional", "--gpu", "0", "--port", "8100"),
+        "traditional",
+        P,
+        "traditional",
+        "serving,idle",
+        P,
+    ),
+    "replicas": Setup(
+        "replicas", ("disagg", "--passthrough"), "disagg", PROXY, "passthrough", "serving,serving", f"{P},{D}"
+    ),
+    "pd": Setup("pd", ("disagg",), "disagg", PROXY, "disagg", "prefill,decode", f"{P},{D}"),
+    "pd-nixl": Setup(
+        "pd-nixl", ("disagg", "--connector", "nixl"), "disagg", PROXY, "disagg", "prefill,decode", f"{P},{D}"
+    ),
+}
+LAUNCH_EST_S = 150.0
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def point_estimate_s(shape: Shape, rate: float, n: int) -> float:
+    """Arrivals + the last requests' decode + idle baseline, warm-up and start-up of the runner."""
+    out = float(shape.output_len.split(":")[-1])
+    return n / rate + out * 0.03 + 15.0
+
+
+def done(out_dir: Path, rate: float) -> bool:
+    """A complete result for this rate is already in out_dir."""
+    for res in out_dir.glob(f"*-rate{rate:g}/result.json"):
+        try:
+            if json.loads(res.read_bytes()).get("complete"):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+class Campaign:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.t0 = time.monotonic()
+        self.results = Path(args.results)
+        self.runs = Path(args.launch_dir)
+
+    def left(self) -> float:
+        return self.args.budget_s - (time.monotonic() - self.t0)
+
+    def todo(self, setup: Setup, shapes: list[Shape]) -> list[tuple[Shape, float]]:
+        return [
+            (s, r)
+            for s in shapes
+            for r in (self.args.rates or s.rates)
+            if not done(self.results / s.name / setup.name, r)
+        ]
+
+    def launch(self, setup: Setup) -> Path | None:
+        run_dir = self.runs / setup.name
+        cmd = [sys.executable, "-m", *setup.launcher, "--detach", "--model", self.args.model]
+        cmd += ["--run-dir", str(run_dir), "--timeout", str(self.args.launch_timeout)]
+        log(f"start {setup.name}: {' '.join(cmd[2:])}")
+        t = time.monotonic()
+        if subprocess.run(cmd).returncode != 0:
+            log(f"{setup.name} failed to start; logs in {run_dir}")
+            return None
+        log(f"{setup.name} healthy after {time.monotonic() - t:.0f} s")
+        return run_dir
+
+    def stop(self, setup: Setup, run_dir: Path) -> None:
+        subprocess.run([sys.executable, "-m", setup.stop, "stop", str(run_dir)], capture_output=True)
+        time.sleep(3)
+
+    def point(self, setup: Setup, run_dir: Path, shape: Shape, rate: float) -> None:
+        seed = shape.seed_base + shape.rates.index(rate) if rate in shape.rates else shape.seed_base + 99
+        out_dir = self.results / shape.name / setup.name
+        cmd = [
+            sys.executable, "run_experiment.py", "--mode", setup.mode, "--endpoint", setup.endpoint,
+            "--input-len", shape.input_len, "--output-len", shape.output_len,
+            "--num-requests", str(self.args.num_requests), "--rate", f"{rate:g}", "--seed", str(seed),
+            "--warmup", "4", "--idle-seconds", "5", "--monitor-interval", "0.1", "--request-timeout", "300",
+            "--gpu-ids", self.args.gpu_ids, "--gpu-roles", setup.gpu_roles,
+            "--server-metrics", setup.server_metrics, "--launch-plan", str(run_dir),
+            "--output-dir", str(out_dir), "--tag", f"rate{rate:g}",
+        ]  # fmt: skip
+        log(f"{setup.name} {shape.name} rate {rate:g} seed {seed}")
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        keep = ("result:", " ok, ", "warning", "error")
+        print("\n".join(ln for ln in (proc.stdout + proc.stderr).splitlines() if any(k in ln for k in keep)))
+
+    def run_setup(self, setup: Setup, shapes: list[Shape]) -> None:
+        todo = self.todo(setup, shapes)
+        if not todo:
+            log(f"{setup.name}: every point done")
+            return
+        first = point_estimate_s(todo[0][0], todo[0][1], self.args.num_requests)
+        if self.left() < LAUNCH_EST_S + first:
+            log(f"{setup.name}: {self.left():.0f} s left, not enough to start it and run one point")
+            return
+        run_dir = self.launch(setup)
+        if run_dir is None:
+            return
+        try:
+            for shape, rate in todo:
+                need = point_estimate_s(shape, rate, self.args.num_requests)
+                if self.left() < need:
+                    log(f"budget: {self.left():.0f} s left < {need:.0f} s for {shape.name} rate {rate:g}")
+                    break
+                self.point(setup, run_dir, shape, rate)
+        finally:
+            self.stop(setup, run_dir)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = OneLineErrorParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--setups", default="replicas,single,pd", help=f"comma-separated: {', '.join(SETUPS)}")
+    p.add_argument("--shapes", default="prefill-heavy", help=f"comma-separated: {', '.join(SHAPES)}")
+    p.add_argument("--rates", default=None, help="override every shape's rates (comma-separated req/s)")
+    p.add_argument("--results", default="results/h200x2/frontier", help="where the runs go")
+    p.add_argument("--launch-dir", default="/tmp/testbed-runs", help="launcher run dirs (logs, plans)")
+    p.add_argument("--model", default="llama-3.1-8b", help="model path or config-only shape")
+    p.add_argument("--num-requests", type=int, default=200, help="measured requests per point")
+    p.add_argument("--gpu-ids", default="0,1", help="GPUs the monitor records")
+    p.add_argument("--budget-s", type=float, default=560.0, help="start nothing that would end past this")
+    p.add_argument("--launch-timeout", type=float, default=420.0, help="seconds to wait for /health")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        setups = [SETUPS[s] for s in args.setups.split(",") if s]
+        shapes = [SHAPES[s] for s in args.shapes.split(",") if s]
+        args.rates = tuple(float(r) for r in args.rates.split(",")) if args.rates else None
+    except KeyError as exc:
+        print(f"error: unknown setup or shape {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"error: --rates: {exc}", file=sys.stderr)
+        return 2
+    campaign = Campaign(args)
+    for setup in setups:
+        campaign.run_setup(setup, shapes)
+    log(f"campaign done, {campaign.left():.0f} s of the budget left")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
