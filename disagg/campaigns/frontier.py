@@ -140,9 +140,16 @@ class Campaign:
             "--output-dir", str(out_dir), "--tag", f"rate{rate:g}",
         ]  # fmt: skip
         log(f"{setup.name} {shape.name} rate {rate:g} seed {seed}")
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        keep = ("result:", " ok, ", "warning", "error")
-        print("\n".join(ln for ln in (proc.stdout + proc.stderr).splitlines() if any(k in ln for k in keep)))
+        limit = max(2 * point_estimate_s(shape, rate, self.args.num_requests), 120.0)
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            out, _ = proc.communicate(timeout=limit)
+        except subprocess.TimeoutExpired:  # SIGTERM: the runner marks its result incomplete and exits
+            log(f"point ran past {limit:.0f} s: stopping it")
+            proc.terminate()
+            out, _ = proc.communicate(timeout=60)
+        keep = ("result:", " ok, ", "warning", "error", "interrupted")
+        print("\n".join(ln for ln in out.splitlines() if any(k in ln for k in keep)), flush=True)
 
     def run_setup(self, setup: Setup, shapes: list[Shape]) -> None:
         todo = self.todo(setup, shapes)

@@ -13,7 +13,7 @@ RES=${RES:-results/h200x2/frontier}
 mkdir -p "$RES"
 nvidia-smi --query-gpu=index,name,driver_version,power.limit,clocks.sm,clocks.max.sm,persistence_mode \
     --format=csv > "$RES/gpus-$(date +%H%M%S).csv"
-python3 -m disagg.campaigns.frontier --results "$RES" --budget-s "${BUDGET_S:-540}" "$@"
+timeout $(( ${BUDGET_S:-540} + 40 )) python3 -m disagg.campaigns.frontier --results "$RES" --budget-s "${BUDGET_S:-540}" "$@"
 if [ -n "${OUT:-}" ]; then
   tar -czf "$OUT/results.tgz" "$RES"
   (cd /tmp/testbed-runs 2>/dev/null && for f in */*.log; do tail -n 300 "$f" > "$f.tail"; done
