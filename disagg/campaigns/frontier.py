@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -189,6 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -202,8 +207,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --rates: {exc}", file=sys.stderr)
         return 2
     campaign = Campaign(args)
-    for setup in setups:
-        campaign.run_setup(setup, shapes)
+    signal.signal(signal.SIGTERM, _interrupt)  # `timeout` stops us: servers still get stopped
+    try:
+        for setup in setups:
+            campaign.run_setup(setup, shapes)
+    except KeyboardInterrupt:
+        log("campaign interrupted")
+        return 130
     log(f"campaign done, {campaign.left():.0f} s of the budget left")
     return 0
 

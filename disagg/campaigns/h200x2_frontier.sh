@@ -9,6 +9,7 @@ cd "$(dirname "$0")/../.."
 export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 # shellcheck disable=SC1091
 source /tmp/stage/env.sh
+for d in /tmp/testbed-runs/*/; do [ -d "$d" ] && python3 -m disagg stop "$d" >/dev/null 2>&1; done  # leftovers
 RES=${RES:-results/h200x2/frontier}
 mkdir -p "$RES"
 nvidia-smi --query-gpu=index,name,driver_version,power.limit,clocks.sm,clocks.max.sm,persistence_mode \
