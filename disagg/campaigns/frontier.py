@@ -47,7 +47,7 @@ class Setup:
 
 SHAPES = {
     "prefill-heavy": Shape("prefill-heavy", "2048", "256", (4, 8, 12, 16, 20, 24), 1000),
-    "decode-heavy": Shape("decode-heavy", "512", "1024", (2, 4, 8, 12, 16), 2000),
+    "decode-heavy": Shape("decode-heavy", "512", "1024", (4, 8, 12, 16, 20), 2000),
     "mixed": Shape("mixed", "128:4096", "32:1024", (2, 4, 8, 12, 16), 3000),
     "cpu-smoke": Shape("cpu-smoke", "200", "8", (2, 4), 4000),
 }
