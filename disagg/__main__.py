@@ -17,8 +17,9 @@ from pathlib import Path
 from disagg.kv_config import CONNECTORS, SEND_TYPES, P2pNcclOptions, auto_connector, kv_transfer_config
 from experiments.cli_errors import OneLineErrorParser
 from experiments.provenance import vllm_version
-from traditional.__main__ import add_server_args, default_run_dir, resolve_common, supervise, write_plan
-from traditional.server import ManagedServer, ServerError, ServerSpec, stop_run_dir
+from launch.cli import add_server_args, default_run_dir, resolve_common, write_plan
+from launch.server import ManagedServer, ServerError, ServerSpec, stop_run_dir
+from launch.supervise import raise_interrupt, supervise
 
 CURRENT = Path("results/runs/.current-disagg")  # the run dir `stop` uses when given none
 
@@ -251,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     where = "CPU" if prefill[0].gpu is None else f"GPUs P={args.prefill_gpus} D={args.decode_gpus}"
     print(f"starting {len(prefill)}P{len(decode)}D ({where}) connector={proxy_cmd[4]} run_dir={run_dir}")
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGTERM, raise_interrupt)
     started: list[ManagedServer] = []
     try:
         for s in [*instances, proxy]:
@@ -263,10 +264,6 @@ def main(argv: list[str] | None = None) -> int:
             s.stop()
         return 1
     return supervise(started, args.timeout, args.detach, f"python -m disagg stop {run_dir}")
-
-
-def _raise_interrupt(*_: object) -> None:
-    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
-"""Launch and supervise one vLLM OpenAI-compatible server (GPU or the CPU default).
+"""One vLLM OpenAI-compatible server process (GPU or the CPU default): its spec, start, health, stop.
 
 The primitive every launcher uses: the single-instance baseline starts one, the disaggregated launcher
-starts a prefill and a decode instance with a KV-transfer config.
+starts prefill and decode instances with a KV-transfer config (and the proxy, via `command_override`).
 """
 
 from __future__ import annotations
