@@ -10,18 +10,25 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import signal
 import sys
 from pathlib import Path
 
 from disagg.kv_config import CONNECTORS, SEND_TYPES, P2pNcclOptions, auto_connector, kv_transfer_config
 from experiments.cli_errors import OneLineErrorParser
 from experiments.provenance import vllm_version
-from launch.cli import add_server_args, default_run_dir, resolve_common, write_plan
-from launch.server import ManagedServer, ServerError, ServerSpec, stop_run_dir
-from launch.supervise import raise_interrupt, supervise
+from launch.cli import (
+    add_server_args,
+    default_run_dir,
+    point_current,
+    resolve_common,
+    stop_command,
+    write_plan,
+)
+from launch.server import ManagedServer, ServerSpec
+from launch.supervise import run_group
 
 CURRENT = Path("results/runs/.current-disagg")  # the run dir `stop` uses when given none
+PROG = "python -m disagg"
 
 
 def _ids(text: str) -> list[str]:
@@ -215,12 +222,7 @@ def plan(
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["stop"]:
-        target = argv[1] if len(argv) > 1 else (CURRENT.read_text().strip() if CURRENT.exists() else "")
-        if not target:
-            print("error: no run directory given and no current disaggregated run recorded", file=sys.stderr)
-            return 2
-        print("stopped: " + (", ".join(stop_run_dir(target)) or "nothing"))
-        return 0
+        return stop_command(argv[1:], CURRENT, PROG)
     extra: list[str] = []
     if "--" in argv:
         i = argv.index("--")
@@ -244,26 +246,14 @@ def main(argv: list[str] | None = None) -> int:
             "endpoint": f"http://127.0.0.1:{args.proxy_port}",
         },
     )
-    CURRENT.parent.mkdir(parents=True, exist_ok=True)
-    CURRENT.write_text(str(run_dir))
+    point_current(CURRENT, run_dir)
     instances = [ManagedServer(s, run_dir) for s in (*prefill, *decode)]
     proxy = ManagedServer(
         ServerSpec(model="-", port=args.proxy_port, name="proxy", command_override=proxy_cmd), run_dir
     )
     where = "CPU" if prefill[0].gpu is None else f"GPUs P={args.prefill_gpus} D={args.decode_gpus}"
-    print(f"starting {len(prefill)}P{len(decode)}D ({where}) connector={proxy_cmd[4]} run_dir={run_dir}")
-    signal.signal(signal.SIGTERM, raise_interrupt)
-    started: list[ManagedServer] = []
-    try:
-        for s in [*instances, proxy]:
-            s.start()
-            started.append(s)
-    except (ServerError, KeyboardInterrupt) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        for s in started:
-            s.stop()
-        return 1
-    return supervise(started, args.timeout, args.detach, f"python -m disagg stop {run_dir}")
+    print(f"starting {len(prefill)}P{len(decode)}D ({where}) connector={connector} run_dir={run_dir}")
+    return run_group([*instances, proxy], run_dir, args.timeout, args.detach, f"{PROG} stop {run_dir}")
 
 
 if __name__ == "__main__":

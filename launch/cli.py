@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 from experiments.model_dir import resolve_model
 from experiments.provenance import vllm_version
 from launch.server import has_nvidia_gpu
+from launch.supervise import stop_run_dir
 
 PLAN_FILE = "launch.json"  # read back by experiments/serving_setup.py
 
@@ -54,3 +56,28 @@ def write_plan(run_dir: Path, plan: dict[str, Any]) -> None:
     """launch.json: what was started, read back by the runner into every result's serving setup."""
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / PLAN_FILE).write_text(json.dumps({**plan, "vllm_version": vllm_version()}, indent=2))
+
+
+def point_current(pointer: Path, run_dir: Path) -> None:
+    """Record `run_dir` as the launcher's current run (what `stop` without RUN_DIR and the runner find)."""
+    pointer.parent.mkdir(parents=True, exist_ok=True)
+    pointer.write_text(str(run_dir.resolve()))
+
+
+def stop_command(argv: list[str], pointer: Path, prog: str) -> int:
+    """`PROG stop [RUN_DIR]`: stop the run in RUN_DIR (default: the one `pointer` names). Exit 0 or 2."""
+    if len(argv) > 1:
+        print(f"usage: {prog} stop [RUN_DIR]", file=sys.stderr)
+        return 2
+    target = argv[0] if argv else (pointer.read_text().strip() if pointer.exists() else "")
+    if not target:
+        print(
+            f"error: no run directory given and none recorded in {pointer}; use: {prog} stop RUN_DIR",
+            file=sys.stderr,
+        )
+        return 2
+    if not Path(target).is_dir():
+        print(f"error: no run directory {target}; the launcher prints its run_dir at start", file=sys.stderr)
+        return 2
+    print("stopped: " + (", ".join(stop_run_dir(target)) or "nothing (no pid files left)"))
+    return 0

@@ -172,17 +172,18 @@ class ManagedServer:
         if self.proc is None:
             return
         if self.proc.poll() is None:
-            _signal_group(self.proc.pid, signal.SIGINT)
+            signal_group(self.proc.pid, signal.SIGINT)
             try:
                 self.proc.wait(grace_s)
             except subprocess.TimeoutExpired:
-                _signal_group(self.proc.pid, signal.SIGKILL)
+                signal_group(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
-        _signal_group(self.proc.pid, signal.SIGKILL)  # leftover workers of the group
+        signal_group(self.proc.pid, signal.SIGKILL)  # leftover workers of the group
         self.pid_path.unlink(missing_ok=True)
 
 
-def _signal_group(pid: int, sig: int) -> None:
+def signal_group(pid: int, sig: int) -> None:
+    """Signal a process group (every launched process leads its own); gone already is fine."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
 
@@ -220,31 +221,3 @@ def wait_all_healthy(servers: list[ManagedServer], timeout_s: float, progress: b
         time.sleep(1.0)
     if progress and tty:
         print(file=sys.stderr)
-
-
-def stop_run_dir(run_dir: str | Path) -> list[str]:
-    """Stop every process group whose pid file lies in `run_dir` (the `stop` of the launchers)."""
-    stopped = []
-    for pid_file in sorted(Path(run_dir).glob("*.pid")):
-        try:
-            pid = int(pid_file.read_text().strip())
-        except ValueError:
-            continue
-        _signal_group(pid, signal.SIGINT)
-        stopped.append(f"{pid_file.stem} (pid {pid})")
-    deadline = time.monotonic() + 20
-    for pid_file in sorted(Path(run_dir).glob("*.pid")):
-        pid = int(pid_file.read_text().strip() or 0)
-        while pid and _pid_alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        _signal_group(pid, signal.SIGKILL)
-        pid_file.unlink(missing_ok=True)
-    return stopped
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    return True

@@ -1,44 +1,46 @@
 """`python -m traditional`: start one vLLM instance (the single-instance baseline) and supervise it.
 
 Waits for /health with a progress line and a timeout, writes its log and pid under the run directory,
-and stops cleanly on Ctrl-C (or with `python -m traditional stop RUN_DIR`).
+and stops cleanly on Ctrl-C (or with `python -m traditional stop [RUN_DIR]`,
+default: the last one started).
 """
 
 from __future__ import annotations
 
-import signal
 import sys
 from pathlib import Path
 
 from experiments.cli_errors import OneLineErrorParser
-from launch.cli import add_server_args, default_run_dir, resolve_common, write_plan
-from launch.server import ManagedServer, ServerError, ServerSpec, stop_run_dir
-from launch.supervise import raise_interrupt, supervise
+from launch.cli import (
+    add_server_args,
+    default_run_dir,
+    point_current,
+    resolve_common,
+    stop_command,
+    write_plan,
+)
+from launch.server import ManagedServer, ServerSpec
+from launch.supervise import run_group
 
 CURRENT = Path("results/runs/.current-traditional")  # the launch plan the runner finds by endpoint
+PROG = "python -m traditional"
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["stop"]:
-        if len(argv) != 2:
-            print("usage: python -m traditional stop RUN_DIR", file=sys.stderr)
-            return 2
-        print("stopped: " + (", ".join(stop_run_dir(argv[1])) or "nothing"))
-        return 0
+        return stop_command(argv[1:], CURRENT, PROG)
     extra: list[str] = []
     if "--" in argv:
         i = argv.index("--")
         argv, extra = argv[:i], argv[i + 1 :]
-    p = OneLineErrorParser(
-        prog="python -m traditional", description=__doc__, epilog="Arguments after -- go to vLLM unchanged."
-    )
+    p = OneLineErrorParser(prog=PROG, description=__doc__, epilog="Arguments after -- go to vLLM unchanged.")
     add_server_args(p)
     p.add_argument("--port", type=int, default=8000, help="HTTP port of the server")
     p.add_argument("--gpu", default="0", help="GPU id(s) for CUDA_VISIBLE_DEVICES (ignored on CPU)")
     args = p.parse_args(argv)
     gpu, model, max_len = resolve_common(args)
-    run_dir = args.run_dir or default_run_dir("traditional")
+    run_dir = (args.run_dir or default_run_dir("traditional")).resolve()
     spec = ServerSpec(
         model=model,
         port=args.port,
@@ -51,17 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     server = ManagedServer(spec, run_dir)
     write_plan(run_dir, {"instances": [{**spec.to_dict(), "role": "serving"}], "endpoint": spec.url})
-    CURRENT.parent.mkdir(parents=True, exist_ok=True)
-    CURRENT.write_text(str(Path(run_dir).resolve()))
+    point_current(CURRENT, run_dir)
     where = f"GPU {args.gpu}" if gpu else "CPU"
     print(f"starting vLLM ({where}) model={model} port={args.port} run_dir={run_dir}")
-    signal.signal(signal.SIGTERM, raise_interrupt)
-    try:
-        server.start()
-    except ServerError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return supervise([server], args.timeout, args.detach, f"python -m traditional stop {run_dir}")
+    return run_group([server], run_dir, args.timeout, args.detach, f"{PROG} stop {run_dir}")
 
 
 if __name__ == "__main__":
