@@ -38,6 +38,12 @@ def add_server_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--load-format", default=None, help="vLLM --load-format (default: dummy for config-only models)"
     )
+    p.add_argument(
+        "--kv-block-size",
+        type=int,
+        default=None,
+        help="vLLM --block-size (tokens per KV-cache block) for every instance (default: vLLM's)",
+    )
     p.add_argument("--cpu", action="store_true", help="use the CPU build even if a GPU is present")
     p.add_argument("--run-dir", type=Path, default=None, help="where logs and pid files go")
     p.add_argument("--timeout", type=float, default=900, help="seconds to wait for /health")
@@ -52,10 +58,13 @@ def resolve_common(args: argparse.Namespace) -> tuple[bool, str, int]:
     return gpu, model, max_len
 
 
-def write_plan(run_dir: Path, plan: dict[str, Any]) -> None:
-    """launch.json: what was started, read back by the runner into every result's serving setup."""
+def write_plan(run_dir: Path, plan: dict[str, Any]) -> str | None:
+    """launch.json: what was started (and on which vLLM), read back by the runner into every result's
+    serving setup. Returns the vLLM version it recorded (None: not installed here)."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / PLAN_FILE).write_text(json.dumps({**plan, "vllm_version": vllm_version()}, indent=2))
+    version = vllm_version()
+    (run_dir / PLAN_FILE).write_text(json.dumps({**plan, "vllm_version": version}, indent=2))
+    return version
 
 
 def point_current(pointer: Path, run_dir: Path) -> None:

@@ -21,9 +21,9 @@ from typing import Any
 
 from experiments.model_dir import model_shape
 
-# What every vLLM process of this testbed needs (see reference/launch_recipe.md).
+# What every vLLM process of this testbed needs (see reference/launch_recipe.md); what a KV connector
+# needs on top comes with the instance's spec (disagg.kv_config.instance_env).
 COMMON_ENV = {
-    "VLLM_DISABLE_REQUEST_ID_RANDOMIZATION": "1",  # else P/D never match KV by request id
     "NCCL_NVLS_ENABLE": "0",  # NVLink multicast stays off on shared hosts
     "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1",
     "NVSHMEM_DISABLE_NVLS": "1",
@@ -64,6 +64,7 @@ class ServerSpec:
     gpu_memory_utilization: float = 0.9
     load_format: str | None = None  # None: dummy for our config-only models, else vLLM's default
     seed: int = 0
+    block_size: int | None = None  # tokens per KV-cache block; None: vLLM's default
     kv_transfer_config: dict[str, Any] | None = None
     extra_args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
@@ -88,6 +89,8 @@ class ServerSpec:
             cmd += ["--load-format", fmt]
         if self.gpu is not None:
             cmd += ["--gpu-memory-utilization", str(self.gpu_memory_utilization)]
+        if self.block_size is not None:
+            cmd += ["--block-size", str(self.block_size)]
         if self.kv_transfer_config is not None:
             cmd += ["--kv-transfer-config", json.dumps(self.kv_transfer_config, separators=(",", ":"))]
         return cmd + list(self.extra_args)

@@ -49,13 +49,17 @@ def main(argv: list[str] | None = None) -> int:
         max_model_len=max_len,
         gpu_memory_utilization=args.gpu_memory_utilization,
         load_format=args.load_format,
+        block_size=args.kv_block_size,
         extra_args=extra,
     )
     server = ManagedServer(spec, run_dir)
-    write_plan(run_dir, {"instances": [{**spec.to_dict(), "role": "serving"}], "endpoint": spec.url})
+    version = write_plan(
+        run_dir, {"instances": [{**spec.to_dict(), "role": "serving"}], "endpoint": spec.url}
+    )
     point_current(CURRENT, run_dir)
     where = f"GPU {args.gpu}" if gpu else "CPU"
-    print(f"starting vLLM ({where}) model={model} port={args.port} run_dir={run_dir}")
+    print(f"starting vLLM {version or '(not installed)'} ({where}) model={model} port={args.port}")
+    print(f"  run_dir={run_dir}")
     return run_group([server], run_dir, args.timeout, args.detach, f"{PROG} stop {run_dir}")
 
 
