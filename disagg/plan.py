@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from disagg.kv_config import (
+    LOOPBACK,
     NixlOptions,
     P2pNcclOptions,
     auto_connector,
@@ -26,7 +27,6 @@ from experiments.provenance import vllm_version
 from launch.cli import default_run_dir, resolve_common
 from launch.server import ServerSpec
 
-LOOPBACK = "127.0.0.1"
 ROLES = ("prefill", "decode")
 
 

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 ROOT = Path(__file__).resolve().parents[2]
 FAKE_VLLM = Path(__file__).parent / "fake_vllm"  # first on PYTHONPATH: `-m vllm...` starts a /health stub
@@ -45,9 +46,8 @@ class Foreground:
             t.start()
 
     @staticmethod
-    def _read(stream: object, into: list[str]) -> None:
-        for line in stream:  # type: ignore[attr-defined]
-            into.append(line)
+    def _read(stream: IO[str], into: list[str]) -> None:
+        into.extend(iter(stream.readline, ""))
 
     @property
     def stdout(self) -> str:
