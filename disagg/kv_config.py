@@ -1,12 +1,19 @@
-"""KV-transfer configs for each connector and vLLM version (see reference/launch_recipe.md)."""
+"""KV-transfer configs, per-instance environment and plan options for each connector and vLLM version.
+
+See reference/launch_recipe.md; the NIXL settings follow the recipe that ran on 2 x H200
+(../shared/gpu-host-nixl/README.md: vLLM 0.26.0 + nixl-cu13 1.5.1).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 CONNECTORS = ("p2p_nccl", "nixl", "example")
 SEND_TYPES = ("PUT_ASYNC", "PUT", "GET")
+NIXL_BUFFER_DEVICES = ("cuda", "cpu")
+NIXL_DECODE_PORT_OFFSET = 100  # decode i listens on base + 100 + i (the recipe: P 5600, D 5700)
+LOOPBACK = "127.0.0.1"
 
 
 def version_tuple(version: str | None) -> tuple[int, int]:
@@ -43,12 +50,85 @@ class P2pNcclOptions:
             raise ValueError(f"send_type must be one of {', '.join(SEND_TYPES)}, got {self.send_type!r}")
 
 
+@dataclass
+class NixlOptions:
+    """vLLM's own NIXL defaults, stated so the launch plan names them; each one is a launcher flag.
+
+    Each instance runs a ZMQ handshake listener (the side channel) on VLLM_NIXL_SIDE_CHANNEL_HOST:PORT,
+    which must differ per instance on one host; vLLM adds the data-parallel index to PORT.
+    """
+
+    buffer_device: str = "cuda"  # KV read GPU to GPU; "cpu" stages it in pinned host RAM
+    backends: tuple[str, ...] = ("UCX",)  # NIXL transfer backends, in order of preference
+    side_channel_port: int = 5600  # prefill i: port + i; decode i: port + 100 + i
+    ucx_tls: str | None = None  # UCX_TLS for every instance; None leaves UCX's choice (all transports)
+
+    def __post_init__(self) -> None:
+        if self.buffer_device not in NIXL_BUFFER_DEVICES:
+            raise ValueError(
+                f"NIXL kv_buffer_device must be one of {', '.join(NIXL_BUFFER_DEVICES)}, "
+                f"got {self.buffer_device!r}"
+            )
+        if not self.backends:
+            raise ValueError("NIXL needs at least one backend, e.g. UCX")
+        if not 1024 <= self.side_channel_port <= 65535 - NIXL_DECODE_PORT_OFFSET - 64:
+            raise ValueError(f"NIXL side-channel port {self.side_channel_port} is out of range")
+
+    def side_channel_port_of(self, role: str, index: int) -> int:
+        return self.side_channel_port + (NIXL_DECODE_PORT_OFFSET if role == "decode" else 0) + index
+
+    def env(self, role: str, index: int) -> dict[str, str]:
+        env = {
+            "VLLM_NIXL_SIDE_CHANNEL_HOST": LOOPBACK,  # an IP: "localhost" may resolve elsewhere
+            "VLLM_NIXL_SIDE_CHANNEL_PORT": str(self.side_channel_port_of(role, index)),
+        }
+        if self.ucx_tls:
+            env["UCX_TLS"] = self.ucx_tls
+        return env
+
+
+def instance_env(connector: str, role: str, index: int, nixl: NixlOptions | None = None) -> dict[str, str]:
+    """Environment one instance needs for its connector (on top of launch.server.COMMON_ENV)."""
+    env = {"VLLM_HOST_IP": LOOPBACK}  # ZMQ and NCCL endpoints bind loopback on a single host
+    if connector == "p2p_nccl":
+        # P2P NCCL keys KV by request id; vLLM would append a random suffix and decode would wait forever.
+        env["VLLM_DISABLE_REQUEST_ID_RANDOMIZATION"] = "1"
+    elif connector == "nixl":  # no pinning: P's answer names its request (remote_request_id)
+        env.update((nixl or NixlOptions()).env(role, index))
+    return env
+
+
+def connector_options(
+    connector: str,
+    *,
+    p2p: P2pNcclOptions | None = None,
+    nixl: NixlOptions | None = None,
+    storage_path: str | None = None,
+) -> dict[str, Any] | None:
+    """What the launch plan records as `connector_options` (None for the pass-through baseline)."""
+    if connector == "p2p_nccl":
+        return asdict(p2p or P2pNcclOptions())
+    if connector == "nixl":
+        opts = nixl or NixlOptions()
+        return {
+            "kv_buffer_device": opts.buffer_device,
+            "backends": list(opts.backends),
+            "side_channel_host": LOOPBACK,
+            "side_channel_port": opts.side_channel_port,
+            "ucx_tls": opts.ucx_tls,
+        }
+    if connector == "example":
+        return {"shared_storage_path": storage_path}
+    return None
+
+
 def kv_transfer_config(
     connector: str,
     role: str,
     *,
     kv_port: int | None = None,
     p2p: P2pNcclOptions | None = None,
+    nixl: NixlOptions | None = None,
     storage_path: str | None = None,
     discovery: tuple[str, int, int] | None = None,
 ) -> dict[str, Any]:
@@ -79,8 +159,14 @@ def kv_transfer_config(
             "kv_port": str(kv_port),
             "kv_connector_extra_config": extra,
         }
-    if connector == "nixl":
-        return {"kv_connector": "NixlConnector", "kv_role": "kv_both"}
+    if connector == "nixl":  # kv_both also works in 0.26 but is deprecated there
+        opts = nixl or NixlOptions()
+        return {
+            "kv_connector": "NixlConnector",
+            "kv_role": "kv_producer" if producer else "kv_consumer",
+            "kv_buffer_device": opts.buffer_device,
+            "kv_connector_extra_config": {"backends": list(opts.backends)},
+        }
     if connector == "example":
         if not storage_path:
             raise ValueError("the example connector needs a shared storage directory")

@@ -74,14 +74,20 @@ def test_every_request_has_exact_token_counts(result) -> None:
         assert len(r["chunk_mono_ns"]) == OUT_LEN
 
 
-def test_latencies_are_positive_and_ordered(result) -> None:
+def test_latencies_are_ordered_and_never_negative(result) -> None:
+    # SSE events that arrive in one network read share that read's timestamp (as in vLLM's benchmark
+    # client), and a busy CPU server flushes bursts of them: gaps between chunks may be exactly 0, so
+    # ITL, TPOT and E2EL - TTFT are >= 0, not > 0. Only TTFT (a real round trip) is strictly positive.
     res, _ = result
     for r in res.records:
+        chunks = r["chunk_mono_ns"]
         assert r["sent_mono_ns"] < r["first_byte_mono_ns"] <= r["first_token_mono_ns"] <= r["end_mono_ns"]
+        assert chunks[0] == r["first_token_mono_ns"] and chunks[-1] <= r["end_mono_ns"]
+        assert chunks == sorted(chunks)
         assert r["sent_epoch_ns"] < r["end_epoch_ns"]
     a = res.arrays()
-    assert (a["ttft_ms"] > 0).all() and (a["itl_ms"] > 0).all() and (a["tpot_ms"] > 0).all()
-    assert (a["e2el_ms"] > a["ttft_ms"]).all()
+    assert (a["ttft_ms"] > 0).all() and (a["itl_ms"] >= 0).all() and (a["tpot_ms"] >= 0).all()
+    assert (a["e2el_ms"] >= a["ttft_ms"]).all()
     s = res.summary
     assert s["completed"] == N_REQUESTS and s["failed"] == 0 and s["good_requests"] == N_REQUESTS
     assert s["itl_ms"]["count"] == N_REQUESTS * (OUT_LEN - 1)

@@ -1,7 +1,7 @@
-"""Launch and supervise one vLLM OpenAI-compatible server (GPU or the CPU default).
+"""One vLLM OpenAI-compatible server process (GPU or the CPU default): its spec, start, health, stop.
 
 The primitive every launcher uses: the single-instance baseline starts one, the disaggregated launcher
-starts a prefill and a decode instance with a KV-transfer config.
+starts prefill and decode instances with a KV-transfer config (and the proxy, via `command_override`).
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from typing import Any
 
 from experiments.model_dir import model_shape
 
-# What every vLLM process of this testbed needs (see reference/launch_recipe.md).
+# What every vLLM process of this testbed needs (see reference/launch_recipe.md); what a KV connector
+# needs on top comes with the instance's spec (disagg.kv_config.instance_env).
 COMMON_ENV = {
-    "VLLM_DISABLE_REQUEST_ID_RANDOMIZATION": "1",  # else P/D never match KV by request id
     "NCCL_NVLS_ENABLE": "0",  # NVLink multicast stays off on shared hosts
     "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1",
     "NVSHMEM_DISABLE_NVLS": "1",
@@ -64,6 +64,7 @@ class ServerSpec:
     gpu_memory_utilization: float = 0.9
     load_format: str | None = None  # None: dummy for our config-only models, else vLLM's default
     seed: int = 0
+    block_size: int | None = None  # tokens per KV-cache block; None: vLLM's default
     kv_transfer_config: dict[str, Any] | None = None
     extra_args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
@@ -88,6 +89,8 @@ class ServerSpec:
             cmd += ["--load-format", fmt]
         if self.gpu is not None:
             cmd += ["--gpu-memory-utilization", str(self.gpu_memory_utilization)]
+        if self.block_size is not None:
+            cmd += ["--block-size", str(self.block_size)]
         if self.kv_transfer_config is not None:
             cmd += ["--kv-transfer-config", json.dumps(self.kv_transfer_config, separators=(",", ":"))]
         return cmd + list(self.extra_args)
@@ -172,17 +175,18 @@ class ManagedServer:
         if self.proc is None:
             return
         if self.proc.poll() is None:
-            _signal_group(self.proc.pid, signal.SIGINT)
+            signal_group(self.proc.pid, signal.SIGINT)
             try:
                 self.proc.wait(grace_s)
             except subprocess.TimeoutExpired:
-                _signal_group(self.proc.pid, signal.SIGKILL)
+                signal_group(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
-        _signal_group(self.proc.pid, signal.SIGKILL)  # leftover workers of the group
+        signal_group(self.proc.pid, signal.SIGKILL)  # leftover workers of the group
         self.pid_path.unlink(missing_ok=True)
 
 
-def _signal_group(pid: int, sig: int) -> None:
+def signal_group(pid: int, sig: int) -> None:
+    """Signal a process group (every launched process leads its own); gone already is fine."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
 
@@ -220,31 +224,3 @@ def wait_all_healthy(servers: list[ManagedServer], timeout_s: float, progress: b
         time.sleep(1.0)
     if progress and tty:
         print(file=sys.stderr)
-
-
-def stop_run_dir(run_dir: str | Path) -> list[str]:
-    """Stop every process group whose pid file lies in `run_dir` (the `stop` of the launchers)."""
-    stopped = []
-    for pid_file in sorted(Path(run_dir).glob("*.pid")):
-        try:
-            pid = int(pid_file.read_text().strip())
-        except ValueError:
-            continue
-        _signal_group(pid, signal.SIGINT)
-        stopped.append(f"{pid_file.stem} (pid {pid})")
-    deadline = time.monotonic() + 20
-    for pid_file in sorted(Path(run_dir).glob("*.pid")):
-        pid = int(pid_file.read_text().strip() or 0)
-        while pid and _pid_alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        _signal_group(pid, signal.SIGKILL)
-        pid_file.unlink(missing_ok=True)
-    return stopped
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    return True
