@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from monitor.backends import MonitorUnavailable, open_backend
-from monitor.sampler import MIN_INTERVAL_S, PowerMonitor
+from monitor.power_monitor import MIN_INTERVAL_S, PowerMonitor
 
 RUN_WINDOW = "run"
 

@@ -20,8 +20,8 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 
 import numpy as np
 
-from monitor.backends import require_pynvml
 from monitor.fields import READ_NAMES
+from monitor.nvml_lib import require_pynvml
 
 PowerTrace = Callable[[int, float], float]
 
