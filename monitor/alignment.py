@@ -45,7 +45,8 @@ class Boundary:
 
 @dataclass
 class AlignSettings:
-    """How a boundary waits for (`timeout_s`), polls (`poll_s`) and brackets (`max_gap_s`) a step."""
+    """How a boundary waits for a step (`timeout_s`), polls the counter (at most every `poll_s`), and how
+    much time besides the reads themselves a step's bracket may hold (`max_gap_s`)."""
 
     timeout_s: float = 0.5
     poll_s: float = 0.001
@@ -56,21 +57,34 @@ def read_boundaries(
     read_counter: Callable[[int], CounterRead], n_gpus: int, align: bool, settings: AlignSettings
 ) -> dict[int, Boundary]:
     """Read every GPU's counter now. With `align`, poll until it steps and stamp the step's time, to
-    within half the gap between the two reads that bracket it (retried on the next step while the gap
-    exceeds `max_gap_s`, e.g. on a busy host)."""
-    first = {g: read_counter(g) for g in range(n_gpus)}
+    within half the gap between the two reads that bracket it.
+
+    A bracket can be no narrower than the counter reads inside it (milliseconds each on some GPUs);
+    when the time in it *outside* those reads exceeds `max_gap_s` (a busy host preempted us), the step
+    is kept only as a fallback and the next one is tried."""
+    spent_ns = 0  # time spent inside counter reads so far
+
+    def timed_read(g: int) -> tuple[CounterRead, int]:
+        nonlocal spent_ns
+        before = spent_ns
+        r = read_counter(g)
+        spent_ns += r.after_ns - r.before_ns
+        return r, before
+
+    first = {g: timed_read(g) for g in range(n_gpus)}
     out: dict[int, Boundary] = {}
-    prev: dict[int, CounterRead] = {}
+    prev: dict[int, tuple[CounterRead, int]] = {}
     best: dict[int, Boundary] = {}
-    for g, r in first.items():
+    for g, (r, spent_before) in first.items():
         if r.value is None or not align:
             out[g] = Boundary.unaligned(
                 r, None if r.value is None else "boundary not aligned to a counter step"
             )
         else:
-            prev[g] = r
-    max_gap_ns = int(settings.max_gap_s * 1e9)
+            prev[g] = (r, spent_before)
+    poll_ns, max_gap_ns = int(settings.poll_s * 1e9), int(settings.max_gap_s * 1e9)
     deadline = time.monotonic_ns() + int(settings.timeout_s * 1e9)
+    round_ns = 0
     while prev:
         if time.monotonic_ns() >= deadline:
             for g in prev:
@@ -80,14 +94,16 @@ def read_boundaries(
                     out[g] = b
                 else:
                     out[g] = Boundary.unaligned(
-                        first[g],
+                        first[g][0],
                         f"counter did not step within {settings.timeout_s} s; boundary uncertain by up to "
                         "one counter update period",
                     )
             break
-        time.sleep(settings.poll_s)
+        if round_ns < poll_ns:  # slow reads pace the polling themselves
+            time.sleep((poll_ns - round_ns) / 1e9)
+        round_start = time.monotonic_ns()
         for g in list(prev):
-            p, r = prev[g], read_counter(g)
+            (p, p_spent), (r, r_spent) = prev[g], timed_read(g)
             if r.value is None:
                 out[g] = Boundary.unaligned(r, None)
                 del prev[g]
@@ -95,11 +111,12 @@ def read_boundaries(
             if r.value != p.value:  # it stepped between the two reads
                 gap = r.after_ns - p.before_ns
                 cand = Boundary(r.value, (p.before_ns + r.after_ns) // 2, r.before_ns, r.after_ns, gap // 2)
-                if gap <= max_gap_ns:
+                if gap - (spent_ns - p_spent) <= max_gap_ns:
                     out[g] = cand
                     del prev[g]
                     continue
                 if g not in best or cand.uncertainty_ns < best[g].uncertainty_ns:  # type: ignore[operator]
                     best[g] = cand
-            prev[g] = r
+            prev[g] = (r, r_spent)
+        round_ns = time.monotonic_ns() - round_start
     return out

@@ -132,6 +132,7 @@ def monitor_summary(
         "achieved_sample_fraction": (len(s) / expected) if expected else None,
         "achieved_sample_rate_hz": (len(s) / elapsed_s) if elapsed_s > 0 else None,
         "skipped_ticks": sampler.skipped_ticks,
+        "counter_read_every_s": sampler.counters.period_s,
         "read_latency_us": read_latency_stats(s),
         "energy_counter_wrap_mj": str(sampler.backend.energy_wrap_mj),
         "csv_path": None if sampler.csv_path is None else str(sampler.csv_path),

@@ -13,12 +13,13 @@ from typing import Any
 
 from monitor.alignment import AlignSettings
 from monitor.backends import GpuBackend, open_backend
+from monitor.counter_schedule import CounterSchedule, wrap_safe_period_s
 from monitor.energy import WindowResult, integrate_between
 from monitor.export import monitor_summary, power_timeline, read_latency_stats
 from monitor.fields import READ_NAMES
 from monitor.sampler import MIN_INTERVAL_S, Sampler, read_gpu_info
 from monitor.store import Samples
-from monitor.windows import WindowMeter
+from monitor.windows import UNKNOWN_POWER_LIMIT_W, WindowMeter
 
 __all__ = ["MIN_INTERVAL_S", "PowerMonitor"]
 
@@ -38,6 +39,9 @@ class PowerMonitor:
         reads: subset of monitor.fields.READ_NAMES to sample (default all).
         align_timeout_s, align_poll_s, align_max_gap_s: how window boundaries wait for, poll and
             bracket the energy counter's next step (see begin_window).
+        counter_read_every_s: seconds between the sampling thread's own reads of the energy counter
+            (>= its ~0.1 s update period); default: as often as 0.2% of a core allows, given what the
+            first read costs (see monitor.counter_schedule). Windows read it at their edges regardless.
     """
 
     def __init__(
@@ -52,6 +56,7 @@ class PowerMonitor:
         align_poll_s: float = 0.001,
         align_max_gap_s: float = 0.004,
         csv_flush_every_s: float = 1.0,
+        counter_read_every_s: float | None = None,
     ) -> None:
         if not gpu_ids:
             raise ValueError("gpu_ids is empty; pass the NVML indices to monitor, e.g. [0, 1]")
@@ -73,10 +78,23 @@ class PowerMonitor:
         wanted = set(reads) if reads is not None else set(READ_NAMES)
         self.reads = [name for name in READ_NAMES if name in wanted]
         self.static = read_gpu_info(self.backend, self.gpu_ids)
-        self._sampler = Sampler(
-            self.backend, self.gpu_ids, self.interval_s, self.reads, self.csv_path, csv_flush_every_s
-        )
         limits = {gpu: self.static["gpus"][str(gpu)]["power_limit_w"] for gpu in self.gpu_ids}
+        max_power_w = max((w for w in limits.values() if w), default=UNKNOWN_POWER_LIMIT_W)
+        counters = CounterSchedule(
+            len(self.gpu_ids),
+            self.interval_s,
+            counter_read_every_s,
+            wrap_safe_period_s(self.backend.energy_wrap_mj, max_power_w),
+        )
+        self._sampler = Sampler(
+            self.backend,
+            self.gpu_ids,
+            self.interval_s,
+            self.reads,
+            self.csv_path,
+            csv_flush_every_s,
+            counters,
+        )
         self._meter = WindowMeter(
             self._sampler, limits, AlignSettings(align_timeout_s, align_poll_s, align_max_gap_s)
         )

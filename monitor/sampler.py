@@ -1,5 +1,8 @@
 """The sampling thread: reads every GPU every interval into a SampleStore (and a CSV), and keeps going.
 
+Power and the other fields are read on every sample, the energy counter only where
+monitor.counter_schedule says (it is slow to read on some GPUs and steps only every ~100 ms).
+
 A failing read leaves its values NaN, marks the sample failed for that GPU and logs a rate-limited
 warning; a read the GPU does not support is recorded once and no longer polled.
 """
@@ -15,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from monitor.backends import GpuBackend
+from monitor.counter_schedule import CounterSchedule
 from monitor.csv_io import CsvSink
 from monitor.fields import READ_NAMES, READS, VALUE_NAMES
 from monitor.nvml_lib import GPU_LOST_ERRORS, UNSUPPORTED_ERRORS, describe
@@ -78,7 +82,8 @@ def read_gpu_info(backend: GpuBackend, gpu_ids: Sequence[int]) -> dict[str, Any]
 class Sampler:
     """Samples `gpu_ids` (NVML indices) every `interval_s` in a daemon thread.
 
-    `reads` names the monitor.fields reads to take; `csv_path` streams one row per sample.
+    `reads` names the monitor.fields reads to take; the energy counter among them is read where
+    `counters` says. `csv_path` streams one row per sample.
     """
 
     def __init__(
@@ -89,10 +94,12 @@ class Sampler:
         reads: Sequence[str],
         csv_path: Path | None = None,
         csv_flush_every_s: float = 1.0,
+        counters: CounterSchedule | None = None,
     ) -> None:
         self.backend = backend
         self.gpu_ids = list(gpu_ids)
         self.interval_s = interval_s
+        self.counters = counters or CounterSchedule(len(self.gpu_ids), interval_s, None)
         self.csv_path = csv_path
         self.csv_flush_every_s = csv_flush_every_s
         n = len(self.gpu_ids)
@@ -175,26 +182,30 @@ class Sampler:
             # time.sleep wakes up cheaper than Event.wait; stop() is seen within 0.25 s at most.
             while (wait_ns := next_ns - time.monotonic_ns()) > 0 and not self._stop_event.is_set():
                 time.sleep(min(wait_ns / 1e9, 0.25))
+        try:  # the last sample reads every counter, so that the CSV's counter column spans the run
+            self._sample_once(final=True)
+        except Exception as err:
+            self._warnings.warn(("sample",), f"power sample failed: {describe(err)}")
 
-    def _sample_once(self) -> None:
-        """Read every enabled field of every GPU once; plain lists here, one numpy store per row."""
+    def _sample_once(self, final: bool = False) -> None:
+        """Read every enabled field of every GPU once (the energy counter only where due); plain lists
+        here, one numpy store per row."""
         monotonic_ns = time.monotonic_ns
         epoch, mono = time.time_ns(), monotonic_ns()
         backend, n_reads, nan = self.backend, len(READS), math.nan
         rows: list[list[float]] = []
         lats: list[list[int]] = []
         gpu_t: list[int] = []
-        energy_t: list[tuple[int, int]] = []
-        energies: list[int | None] = []
         masks: list[int] = []
+        lost: list[bool] = []
         for g, gpu in enumerate(self.gpu_ids):
             vals = [nan] * len(VALUE_NAMES)
             lat = [-1] * n_reads
-            e_t, energy, mask = (0, 0), None, 0
+            mask, is_lost = 0, False
             enabled = self._enabled[g]
             gpu_t.append(monotonic_ns())
             for r in range(n_reads):
-                if not enabled[r]:
+                if not enabled[r] or r == ENERGY_READ:
                     continue
                 t0 = monotonic_ns()
                 try:
@@ -206,24 +217,49 @@ class Sampler:
                     mask |= 1 << r
                     self.note_failure(g, READS[r].name, err)
                     if isinstance(err, GPU_LOST_ERRORS):  # the other reads would fail the same way
-                        mask |= sum(1 << k for k in range(r + 1, n_reads) if enabled[k])
+                        mask |= sum(1 << k for k in range(r + 1, n_reads) if enabled[k] and k != ENERGY_READ)
+                        is_lost = True
                         break
                     continue
-                t1 = monotonic_ns()
-                lat[r] = t1 - t0
+                lat[r] = monotonic_ns() - t0
                 slots = _SLOTS[r]
                 if len(slots) == 1:
                     vals[slots[0]] = v
                 else:
                     for k, x in zip(slots, v, strict=True):
                         vals[k] = x
-                if r == ENERGY_READ:
-                    e_t, energy = (t0, t1), int(v)
             rows.append(vals)
             lats.append(lat)
-            energy_t.append(e_t)
-            energies.append(energy)
             masks.append(mask)
+            lost.append(is_lost)
+        # The energy counter after every GPU's power, so that one slow counter read does not skew those.
+        n = len(self.gpu_ids)
+        energy_t: list[tuple[int, int]] = [(0, 0)] * n
+        energies: list[int | None] = [None] * n
+        took: list[int | None] = [None] * n  # how long each counter read took, None where not read
+        for g, gpu in enumerate(self.gpu_ids):
+            if not self._enabled[g][ENERGY_READ] or not self.counters.due(g, mono, final):
+                continue
+            if lost[g]:
+                masks[g] |= 1 << ENERGY_READ
+                took[g] = 0
+                continue
+            t0 = monotonic_ns()
+            try:
+                v = int(backend.total_energy_mj(gpu))
+            except Exception as err:
+                took[g] = monotonic_ns() - t0
+                if isinstance(err, UNSUPPORTED_ERRORS):
+                    self.mark_unsupported(g, "energy", err)
+                else:
+                    masks[g] |= 1 << ENERGY_READ
+                    self.note_failure(g, "energy", err)
+                continue
+            t1 = monotonic_ns()
+            lats[g][ENERGY_READ] = took[g] = t1 - t0
+            rows[g][_SLOTS[ENERGY_READ][0]] = v
+            energy_t[g], energies[g] = (t0, t1), v
+        self.counters.after_sample(mono, took)
         store = self.store
         i = store.row()
         store.epoch_ns[i], store.mono_ns[i] = epoch, mono

@@ -32,6 +32,7 @@ from monitor.store import Samples
 P_INSTANT = VALUE_INDEX["power_instant_mw"]
 P_USAGE = VALUE_INDEX["power_mw"]
 _ENERGY = VALUE_INDEX["energy_mj"]
+UNKNOWN_POWER_LIMIT_W = 1000.0  # assumed where NVML gives no power limit
 _SAMPLE_MARGIN_NS = 1_000_000_000  # samples starting slightly outside still count per GPU read time
 
 
@@ -239,7 +240,7 @@ class WindowMeter:
         energy_j = counter_delta_mj(seq, wrap) / 1000  # type: ignore[arg-type]
         notes: list[str] = []
         ok = True
-        limit = self.power_limit_w.get(self.gpu_ids[g]) or 1000.0
+        limit = self.power_limit_w.get(self.gpu_ids[g]) or UNKNOWN_POWER_LIMIT_W
         if duration_s > 0 and energy_j / duration_s > 2 * limit:
             notes.append(
                 f"counter delta implies {energy_j / duration_s:.0f} W (> 2x the {limit:.0f} W limit): "
