@@ -126,5 +126,12 @@ def test_bench_script_prints_numbers(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     results = json.loads(out.read_text())["results"]
     assert [r["interval_s"] for r in results] == [0.1, 0.01]
-    assert all(r["samples"] > 0 and r["cpu_percent"] >= 0 for r in results)
-    assert "CPU" in result.stdout
+    for r in results:
+        assert r["samples"] > 0 and r["cpu_percent"] >= 0 and 0 < r["achieved_sample_percent"] <= 101
+        # A 3.5 ms counter read (the sim's default, like an H200) gets a period of seconds, so the
+        # 0.5 s span holds at most one read per GPU, against 5 or 50 power samples.
+        assert r["counter_read_every_s"] >= 1.0 and r["counter_reads"] <= 2
+        for e in r["energy"].values():
+            assert e["method"] == "energy_counter" and e["counter_energy_j"] > 0
+            assert e["diff_percent"] is not None
+    assert "of a core" in result.stdout and "integrated instant power" in result.stdout
