@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from monitor.backends import MonitorUnavailable, open_backend
+from monitor.energy import WindowResult
 from monitor.power_monitor import MIN_INTERVAL_S, PowerMonitor
 
 RUN_WINDOW = "run"
@@ -45,6 +46,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeline-points", type=int, default=500, help="points of the power timeline in JSON")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     return p
+
+
+def window_text(window: WindowResult) -> str:
+    """The run's energy per GPU and the interval each covers (`python -m monitor.plot --report` prints
+    the same lines from the JSON)."""
+    lines = [f'monitor: window "{window.name}", each GPU from one energy-counter step to another:']
+    lines += [f"  GPU {gpu}: {g.describe()}" for gpu, g in window.gpus.items()]
+    return "\n".join(lines)
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
@@ -109,13 +118,9 @@ def main(argv: list[str] | None = None) -> int:
         write_json(json_path, summary)
         backend.close()
     if not args.quiet:
-        energy = ", ".join(
-            f"GPU {gpu}: {'n/a' if w.energy_j is None else f'{w.energy_j:.1f} J'}"
-            for gpu, w in window.gpus.items()
-        )
         print(
-            f"monitor: {summary['sample_count']} samples in {summary['duration_s']:.1f} s; {energy}; "
-            f"wrote {args.output} and {json_path}",
+            f"monitor: {summary['sample_count']} samples in {summary['duration_s']:.1f} s; "
+            f"wrote {args.output} and {json_path}\n{window_text(window)}",
             file=sys.stderr,
         )
     return 0

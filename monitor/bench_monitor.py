@@ -56,7 +56,8 @@ def bench_one(
     span_s = (t1 - t0) / 1e9
     sampler_cpu_s = (cpu1 - cpu0) - (main1 - main0)  # the main thread slept; the rest is the sampler's
     s = mon.samples(t0, t1)
-    expected = max(1, round(span_s / interval_s))
+    # Ticks from the span's first to its last sample: the share that arrived is exact, not off by one.
+    expected = round((s.monotonic_ns[-1] - s.monotonic_ns[0]) / 1e9 / interval_s) + 1 if len(s) else 1
     energy_lat_ns = s.latency_ns[:, :, READ_NAMES.index("energy")]
     counter_reads = energy_lat_ns[energy_lat_ns >= 0]
     gpus = {}
