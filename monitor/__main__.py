@@ -43,6 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", type=Path, default=None, help="JSON summary path (default: CSV path with .json)")
     p.add_argument("--duration", type=float, default=None, help="seconds to sample (default: until Ctrl-C)")
     p.add_argument("--backend", choices=("auto", "nvml", "sim"), default="auto", help="telemetry backend")
+    p.add_argument(
+        "--counter-every",
+        type=float,
+        default=None,
+        help="s between the sampler's own energy counter reads (>= 0.1; default: sized to what a read costs)",
+    )
     p.add_argument("--timeline-points", type=int, default=500, help="points of the power timeline in JSON")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     return p
@@ -92,7 +98,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         gpu_ids = args.gpu_ids if args.gpu_ids is not None else list(range(backend.device_count()))
-        mon = PowerMonitor(gpu_ids, args.interval, backend, csv_path=args.output)
+        mon = PowerMonitor(
+            gpu_ids, args.interval, backend, csv_path=args.output, counter_read_every_s=args.counter_every
+        )
     except (ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         backend.close()

@@ -97,7 +97,7 @@ def monitor_summary(
     end = sampler.stopped_mono_ns or time.monotonic_ns()
     started = sampler.started_mono_ns
     elapsed_s = (end - started) / 1e9 if started is not None else 0.0
-    expected = int(elapsed_s / sampler.interval_s) + 1 if elapsed_s > 0 else 0
+    expected = sampler.expected_samples()
     per_gpu = {}
     for g, gpu in enumerate(sampler.gpu_ids):
         failed = int(s.failed[:, g].sum())

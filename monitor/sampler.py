@@ -114,6 +114,7 @@ class Sampler:
         self.started_epoch_ns: int | None = None
         self.started_mono_ns: int | None = None
         self.stopped_mono_ns: int | None = None
+        self._stop_requested_mono_ns: int | None = None
         self.skipped_ticks = 0
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -132,6 +133,7 @@ class Sampler:
         """Stop the thread, then flush and close the CSV. Safe to call twice."""
         if self._thread is None or self.stopped_mono_ns is not None:
             return
+        self._stop_requested_mono_ns = time.monotonic_ns()
         self._stop_event.set()
         self._thread.join(timeout=max(5.0, 10 * self.interval_s))
         if self._thread.is_alive():  # pragma: no cover - a hung NVML call
@@ -143,6 +145,15 @@ class Sampler:
     @property
     def running(self) -> bool:
         return self._thread is not None and self.stopped_mono_ns is None
+
+    def expected_samples(self) -> int:
+        """Samples a sampler that never fell behind would have taken so far: one per tick until stop()
+        was called, plus the last sample taken on the way out."""
+        if self.started_mono_ns is None:
+            return 0
+        stopped = self._stop_requested_mono_ns
+        elapsed_ns = (stopped or time.monotonic_ns()) - self.started_mono_ns
+        return int(elapsed_ns / 1e9 / self.interval_s) + 1 + (stopped is not None)
 
     # -- read bookkeeping (shared with the energy windows) -----------------------------------------
 

@@ -135,6 +135,7 @@ def test_cli_without_nvml_prints_one_line_and_exits_2(tmp_path: Path) -> None:
     [
         (["--backend", "sim", "--gpu-ids", "0", "--interval", "0.001"], "interval"),
         (["--backend", "sim", "--duration", "-1"], "--duration"),
+        (["--backend", "sim", "--duration", "1", "--counter-every", "0.01"], "update period"),
     ],
 )
 def test_cli_bad_input_is_one_error_line(tmp_path: Path, args: list[str], message: str) -> None:
