@@ -86,13 +86,14 @@ def bench_one(
         "counter_read_every_s": summary["counter_read_every_s"],
         "counter_reads": len(counter_reads),
         "counter_read_mean_us": round(float(counter_reads.mean()) / 1000, 1) if len(counter_reads) else None,
-        "counter_read_cpu_percent": round(100 * float(counter_reads.sum()) / 1e9 / span_s, 3),
+        "counter_read_time_percent": round(100 * float(counter_reads.sum()) / 1e9 / span_s, 3),
         "energy": gpus,
         "read_latency_us": summary["read_latency_us"],
     }
 
 
 def print_result(r: dict[str, Any]) -> None:
+    each = "n/a" if r["counter_read_mean_us"] is None else f"{r['counter_read_mean_us']} us"
     print(
         f"\ninterval {r['interval_s'] * 1000:.0f} ms, {r['gpus']} GPUs, csv={r['csv']}, "
         f"{r['wall_s']:.1f} s:\n"
@@ -100,7 +101,7 @@ def print_result(r: dict[str, Any]) -> None:
         f"  power samples {r['samples']}/{r['expected_samples']} ({r['achieved_sample_percent']:.1f}%), "
         f"skipped ticks {r['skipped_ticks']}\n"
         f"  energy counter read every {r['counter_read_every_s']:.2f} s by the sampler: {r['counter_reads']} "
-        f"reads, {r['counter_read_mean_us']} us each, {r['counter_read_cpu_percent']:.2f}% of a core"
+        f"reads, {each} each, {r['counter_read_time_percent']:.2f}% of the time"
     )
     for gpu, e in r["energy"].items():
         integrated, diff = e["integrated_instant_energy_j"], e["diff_percent"]
