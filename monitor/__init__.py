@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from monitor.backends import GpuBackend, MonitorUnavailable, NvmlBackend, open_backend
 from monitor.energy import GpuWindow, WindowResult, split_static_dynamic
-from monitor.sampler import PowerMonitor, Samples
+from monitor.power_monitor import PowerMonitor
 from monitor.simulated import SimulatedNvmlBackend, demo_power_trace
+from monitor.store import Samples
 
 __all__ = [
     "GpuBackend",

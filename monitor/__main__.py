@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from monitor.backends import MonitorUnavailable, open_backend
-from monitor.sampler import MIN_INTERVAL_S, PowerMonitor
+from monitor.energy import WindowResult
+from monitor.power_monitor import MIN_INTERVAL_S, PowerMonitor
 
 RUN_WINDOW = "run"
 
@@ -42,9 +43,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", type=Path, default=None, help="JSON summary path (default: CSV path with .json)")
     p.add_argument("--duration", type=float, default=None, help="seconds to sample (default: until Ctrl-C)")
     p.add_argument("--backend", choices=("auto", "nvml", "sim"), default="auto", help="telemetry backend")
+    p.add_argument(
+        "--counter-every",
+        type=float,
+        default=None,
+        help="s between the sampler's own energy counter reads (>= 0.1; default: sized to what a read costs)",
+    )
     p.add_argument("--timeline-points", type=int, default=500, help="points of the power timeline in JSON")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     return p
+
+
+def window_text(window: WindowResult) -> str:
+    """The run's energy per GPU and the interval each covers (`python -m monitor.plot --report` prints
+    the same lines from the JSON)."""
+    lines = [f'monitor: window "{window.name}", each GPU from one energy-counter step to another:']
+    lines += [f"  GPU {gpu}: {g.describe()}" for gpu, g in window.gpus.items()]
+    return "\n".join(lines)
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
@@ -83,7 +98,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         gpu_ids = args.gpu_ids if args.gpu_ids is not None else list(range(backend.device_count()))
-        mon = PowerMonitor(gpu_ids, args.interval, backend, csv_path=args.output)
+        mon = PowerMonitor(
+            gpu_ids, args.interval, backend, csv_path=args.output, counter_read_every_s=args.counter_every
+        )
     except (ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         backend.close()
@@ -109,13 +126,9 @@ def main(argv: list[str] | None = None) -> int:
         write_json(json_path, summary)
         backend.close()
     if not args.quiet:
-        energy = ", ".join(
-            f"GPU {gpu}: {'n/a' if w.energy_j is None else f'{w.energy_j:.1f} J'}"
-            for gpu, w in window.gpus.items()
-        )
         print(
-            f"monitor: {summary['sample_count']} samples in {summary['duration_s']:.1f} s; {energy}; "
-            f"wrote {args.output} and {json_path}",
+            f"monitor: {summary['sample_count']} samples in {summary['duration_s']:.1f} s; "
+            f"wrote {args.output} and {json_path}\n{window_text(window)}",
             file=sys.stderr,
         )
     return 0

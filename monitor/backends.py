@@ -10,22 +10,19 @@ from __future__ import annotations
 import logging
 from typing import Any, Protocol, runtime_checkable
 
-try:  # nvidia-ml-py; optional so that `import monitor` works on machines without it
-    import pynvml
-except ImportError:  # pragma: no cover - depends on the environment
-    pynvml = None  # type: ignore[assignment]
+from monitor.nvml_lib import NO_ENERGY, MonitorUnavailable, pynvml, require_pynvml
+from monitor.simulated import SimulatedNvmlBackend
+
+__all__ = [
+    "GpuBackend",
+    "MonitorUnavailable",
+    "NvmlBackend",
+    "open_backend",
+    "open_backend_for",
+    "require_pynvml",
+]
 
 log = logging.getLogger(__name__)
-
-NO_ENERGY = "energy fields will be null"
-
-
-class MonitorUnavailable(RuntimeError):
-    """No GPU telemetry can be had; `reason` is one line meant for logs and result files."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 @runtime_checkable
@@ -52,15 +49,6 @@ class GpuBackend(Protocol):
     def throttle_reasons(self, gpu: int) -> int: ...
     def pstate(self, gpu: int) -> int: ...
     def close(self) -> None: ...
-
-
-def require_pynvml() -> Any:
-    """Return the pynvml module or raise MonitorUnavailable saying how to get it."""
-    if pynvml is None:
-        raise MonitorUnavailable(
-            f"NVML unavailable: python package nvidia-ml-py (import pynvml) is not installed; {NO_ENERGY}"
-        )
-    return pynvml
 
 
 def _not_supported() -> Exception:
@@ -211,8 +199,6 @@ def open_backend(kind: str = "auto", **sim_options: Any) -> GpuBackend:
     driver is missing. kind="sim": a SimulatedNvmlBackend built with `sim_options`.
     """
     if kind == "sim":
-        from monitor.simulated import SimulatedNvmlBackend
-
         return SimulatedNvmlBackend(**sim_options)
     if kind not in ("auto", "nvml"):
         raise ValueError(f"unknown backend {kind!r}: use auto, nvml or sim")

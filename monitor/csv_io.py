@@ -34,7 +34,8 @@ CSV_UNITS = {
     "memory_total": "MiB",
     "graphics_clock": "MHz",
     "memory_clock": "MHz",
-    "energy_mj": "mJ, nvmlDeviceGetTotalEnergyConsumption counter (since driver load, wraps)",
+    "energy_mj": "mJ, nvmlDeviceGetTotalEnergyConsumption counter (since driver load, wraps); read at the "
+    "first and last sample and every counter_read_every_s (see the JSON) in between, empty where not read",
     "power_instant": "W, NVML_FI_DEV_POWER_INSTANT",
     "power_average": "W, NVML_FI_DEV_POWER_AVERAGE",
     "memory_utilization": "% (memory controller busy)",

@@ -5,7 +5,8 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -49,6 +50,12 @@ def integrate_between(times_ns: np.ndarray, power_w: np.ndarray, start_ns: int, 
     return float(np.trapezoid(pp, tt))
 
 
+def utc_text(epoch_ns: int) -> str:
+    """An epoch-ns time as ISO 8601 UTC with milliseconds, e.g. 2025-01-31T12:00:05.045Z."""
+    stamp = datetime.fromtimestamp(epoch_ns / 1e9, tz=UTC).isoformat(timespec="milliseconds")
+    return stamp.replace("+00:00", "Z")
+
+
 def _clean(value: Any) -> Any:
     """Replace NaN/inf floats by None so the result is valid JSON."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -88,6 +95,19 @@ class GpuWindow:
     def to_dict(self) -> dict[str, Any]:
         return _clean(asdict(self))
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> GpuWindow:
+        """The inverse of to_dict (keys it does not know are ignored)."""
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+
+    def describe(self) -> str:
+        """One line: energy, method, the interval it covers (UTC) and its length."""
+        energy = "n/a" if self.energy_j is None else f"{self.energy_j:.1f} J"
+        return (
+            f"{energy} ({self.method}) from {utc_text(self.start_epoch_ns)} to {utc_text(self.end_epoch_ns)} "
+            f"({self.duration_s:.3f} s){'' if self.complete else ', incomplete: ' + self.note}"
+        )
+
 
 @dataclass
 class WindowResult:
@@ -121,6 +141,19 @@ class WindowResult:
     def split_static_dynamic(self, idle_power_w: Mapping[int, float | None]) -> dict[int, dict[str, Any]]:
         """Per GPU: static = idle power x duration, dynamic = total - static (None where unknown)."""
         return split_static_dynamic(self, idle_power_w)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> WindowResult:
+        """The inverse of to_dict: a window read back from a monitor's JSON."""
+        return cls(
+            name=data["name"],
+            start_epoch_ns=data["start_epoch_ns"],
+            end_epoch_ns=data["end_epoch_ns"],
+            start_monotonic_ns=data["start_monotonic_ns"],
+            end_monotonic_ns=data["end_monotonic_ns"],
+            interval_s=data["interval_s"],
+            gpus={int(gpu): GpuWindow.from_dict(g) for gpu, g in data["gpus"].items()},
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return _clean(

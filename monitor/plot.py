@@ -1,8 +1,10 @@
 """Power plots and a text report from a power CSV written by `python -m monitor`.
 
 Figures are matplotlib `Figure` objects rendered by Agg (headless); pyplot is only used to show them.
+The report (monitor.report) leads with the energy windows the monitor recorded in its JSON (by default
+the CSV's path with .json), so that it gives the same joules as `python -m monitor` did.
 
-CLI: python -m monitor.plot power.csv --output-dir plots --report report.txt [--no-show]
+CLI: python -m monitor.plot power.csv --output-dir plots --report report.txt [--json power.json] [--no-show]
 Python: plot_power_csv("power.csv", "plots") -> list of PNG paths.
 """
 
@@ -11,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,22 +21,12 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from monitor.csv_io import PowerCsv, read_power_csv
-from monitor.energy import trapezoid_energy_j
+from monitor.report import power_series, report_text
 
 TIME_LABEL = "Time (s)"
 POWER_LABEL = "Power (W)"
 UTIL_LABEL = "GPU utilization (%)"
 TEMP_LABEL = "Temperature (°C)"
-
-
-def power_series(data: PowerCsv, gpu: int) -> tuple[np.ndarray, str]:
-    """The best power column of a GPU: instant power when recorded, else nvmlDeviceGetPowerUsage."""
-    instant = data.gpu(gpu, "power_instant")
-    if instant is not None and not np.all(np.isnan(instant)):
-        return instant, "instant"
-    power = data.gpu(gpu, "power")
-    assert power is not None  # read_power_csv guarantees gpu_<i>_power
-    return power, "power usage"
 
 
 def _seconds(data: PowerCsv) -> np.ndarray:
@@ -133,79 +124,6 @@ def plot_power_csv(csv_path: Path | str, out_dir: Path | str, *, show: bool = Fa
     return paths
 
 
-@dataclass
-class GpuReport:
-    gpu: int
-    mean_power_w: float | None
-    max_power_w: float | None
-    energy_j: float | None
-    energy_method: str
-    duration_s: float
-    samples: int
-    missing_samples: int
-
-
-def _counter_energy_j(counter: np.ndarray) -> tuple[float | None, int]:
-    """Sum of positive steps of the counter column (J) and the number of backward steps skipped."""
-    c = counter[~np.isnan(counter)]
-    if len(c) < 2:
-        return None, 0
-    steps = np.diff(c)
-    return float(steps[steps >= 0].sum()) / 1000, int((steps < 0).sum())
-
-
-def power_report(data: PowerCsv) -> list[GpuReport]:
-    """Per GPU: mean/max power, energy (counter column when present, else integrated), duration."""
-    t = data.timestamp
-    duration = float(t[-1] - t[0]) if len(t) > 1 else 0.0
-    reports = []
-    for gpu in data.gpu_ids:
-        power, kind = power_series(data, gpu)
-        ok = ~np.isnan(power)
-        counter = data.gpu(gpu, "energy_mj")
-        energy, method = None, "none"
-        if counter is not None:
-            energy, backward = _counter_energy_j(counter)
-            method = "energy_counter" + (f" ({backward} backward steps skipped)" if backward else "")
-        if energy is None:
-            energy = trapezoid_energy_j((t * 1e9).astype(np.int64), power)
-            method = f"integrated {kind}"
-        missing = data.gpu(gpu, "missing")
-        reports.append(
-            GpuReport(
-                gpu=gpu,
-                mean_power_w=float(power[ok].mean()) if ok.any() else None,
-                max_power_w=float(power[ok].max()) if ok.any() else None,
-                energy_j=energy,
-                energy_method=method,
-                duration_s=duration,
-                samples=len(t),
-                missing_samples=int(np.nansum(missing)) if missing is not None else int((~ok).sum()),
-            )
-        )
-    return reports
-
-
-def format_report(csv_path: Path | str, reports: list[GpuReport]) -> str:
-    """Human-readable report text."""
-
-    def num(x: float | None, unit: str) -> str:
-        return "n/a" if x is None else f"{x:.1f} {unit}"
-
-    lines = [f"Power report for {csv_path}"]
-    if reports:
-        lines.append(f"duration: {reports[0].duration_s:.1f} s, samples: {reports[0].samples}")
-    for r in reports:
-        lines.append(
-            f"GPU {r.gpu}: mean {num(r.mean_power_w, 'W')}, max {num(r.max_power_w, 'W')}, "
-            f"energy {num(r.energy_j, 'J')} ({r.energy_method}), missing samples {r.missing_samples}"
-        )
-    energies = [r.energy_j for r in reports]
-    if reports and all(e is not None for e in energies):
-        lines.append(f"total energy: {sum(energies):.1f} J")  # type: ignore[arg-type]
-    return "\n".join(lines) + "\n"
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m monitor.plot", description="Plot a power CSV and report energy."
@@ -216,6 +134,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--report", type=Path, default=None, help="also write the text report to this file")
     p.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        help="the monitor's JSON with the recorded windows (default: the CSV path with .json, if present)",
+    )
+    p.add_argument(
         "--no-show", action="store_true", help="never open a window (default: open one if a display exists)"
     )
     args = p.parse_args(argv)
@@ -223,8 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     if not show:
         matplotlib.use("Agg")  # headless: figures are only saved
     try:
-        data = read_power_csv(args.csv)
-        text = format_report(args.csv, power_report(data))
+        text = report_text(args.csv, args.json)
         paths = plot_power_csv(args.csv, args.output_dir, show=show)
     except (OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -7,11 +7,15 @@ Driven by a power trace `power_w(gpu, t)` (t: seconds since the backend was crea
   period (nvmlDeviceGetPowerUsage on Ampere and newer);
 - `power_instant_mw`: integer mW, the instantaneous value;
 - faults raise real pynvml.NVMLError subclasses: GpuIsLost inside `lost` intervals, NotSupported for
-  reads named in `unsupported`.
+  reads named in `unsupported`;
+- `total_energy_mj` costs `energy_read_cost_s` of CPU per call (default 3.5 ms, what
+  nvmlDeviceGetTotalEnergyConsumption takes on an H200), busy but letting other threads run, as a
+  ctypes call into the driver does; `read_latency_s` adds an idle wait to every read.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import threading
 import time
@@ -20,12 +24,21 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 
 import numpy as np
 
-from monitor.backends import require_pynvml
 from monitor.fields import READ_NAMES
+from monitor.nvml_lib import require_pynvml
 
 PowerTrace = Callable[[int, float], float]
 
 GIB = 2**30
+H200_ENERGY_READ_S = 0.0035
+_HASH_CHUNK = bytes(256 * 1024)  # hashing it takes ~0.1-0.2 ms with the GIL released
+
+
+def busy_wait(seconds: float) -> None:
+    """Spend `seconds` of CPU in C code that releases the GIL (like a ctypes call that spins)."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        hashlib.sha256(_HASH_CHUNK)
 
 
 def demo_power_trace(gpu: int, t: float) -> float:
@@ -65,6 +78,7 @@ class SimulatedNvmlBackend:
         memory_total_bytes: int = 141 * GIB,
         memory_used_fraction: float = 0.85,
         read_latency_s: float = 0.0,
+        energy_read_cost_s: float = H200_ENERGY_READ_S,
     ) -> None:
         self._nv = require_pynvml()
         if n_gpus < 1:
@@ -87,6 +101,7 @@ class SimulatedNvmlBackend:
         self.memory_total_bytes = memory_total_bytes
         self.memory_used_fraction = memory_used_fraction
         self.read_latency_s = read_latency_s
+        self.energy_read_cost_s = energy_read_cost_s
         self.lost = {int(g): [(float(a), float(b)) for a, b in spans] for g, spans in (lost or {}).items()}
         self.unsupported = self._unsupported_by_gpu(unsupported)
         initial = (
@@ -203,11 +218,13 @@ class SimulatedNvmlBackend:
         return round(self._instant_w(gpu, t) * 1000)
 
     def total_energy_mj(self, gpu: int) -> int:
+        busy_wait(self.energy_read_cost_s / 2)  # the value is taken mid-call
         t = self._enter(gpu, "energy")
         with self._lock:
             self._advance(gpu, t)
             whole_mj = math.floor(round(self._energy_mj[gpu], 6))  # round off float noise first
-            return (self._initial_mj[gpu] + whole_mj) % self.energy_wrap_mj
+        busy_wait(self.energy_read_cost_s / 2)
+        return (self._initial_mj[gpu] + whole_mj) % self.energy_wrap_mj
 
     def utilization(self, gpu: int) -> tuple[int, int]:
         t = self._enter(gpu, "utilization")

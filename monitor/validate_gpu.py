@@ -23,7 +23,7 @@ if __package__ in (None, ""):  # run as a file: python monitor/<script>.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from monitor.backends import GpuBackend, MonitorUnavailable, open_backend_for
-from monitor.sampler import PowerMonitor
+from monitor.power_monitor import PowerMonitor
 
 TARGET_DIFF_PERCENT = 2.0
 TARGET_SAMPLE_FRACTION = 0.95

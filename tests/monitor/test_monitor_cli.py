@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -134,6 +135,7 @@ def test_cli_without_nvml_prints_one_line_and_exits_2(tmp_path: Path) -> None:
     [
         (["--backend", "sim", "--gpu-ids", "0", "--interval", "0.001"], "interval"),
         (["--backend", "sim", "--duration", "-1"], "--duration"),
+        (["--backend", "sim", "--duration", "1", "--counter-every", "0.01"], "update period"),
     ],
 )
 def test_cli_bad_input_is_one_error_line(tmp_path: Path, args: list[str], message: str) -> None:
@@ -147,3 +149,31 @@ def test_cli_bad_input_is_one_error_line(tmp_path: Path, args: list[str], messag
     assert result.returncode == 2
     assert result.stderr.startswith("error:") and message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+WINDOW_LINE = re.compile(r"^  GPU (\d+): ([\d.]+) J \((\w+)\) from (\S+) to (\S+) \(([\d.]+) s\)$", re.M)
+
+
+def test_cli_and_plot_report_give_the_same_energy_for_the_same_window(tmp_path: Path) -> None:
+    csv_path = tmp_path / "power.csv"
+    args = ["--backend", "sim", "--gpu-ids", "0,1", "--interval", "0.05", "--output", str(csv_path),
+            "--duration", "1.5"]  # fmt: skip
+    cli = subprocess.run(monitor_cmd(*args), cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert cli.returncode == 0, cli.stderr
+    report_path = tmp_path / "report.txt"
+    plot_cmd = [sys.executable, "-m", "monitor.plot", str(csv_path), "--output-dir", str(tmp_path / "plots"),
+                "--report", str(report_path), "--no-show"]  # fmt: skip
+    plot = subprocess.run(plot_cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert plot.returncode == 0, plot.stderr
+    report = report_path.read_text()
+    cli_windows = WINDOW_LINE.findall(cli.stderr)
+    report_windows = WINDOW_LINE.findall(report)
+    # Same GPUs, joules, method, start, end and duration, printed by both.
+    assert len(cli_windows) == 2 and report_windows == cli_windows
+    assert {w[2] for w in cli_windows} == {"energy_counter"}
+    assert 'window "run"' in cli.stderr and 'window "run"' in report
+    summary = json.loads(csv_path.with_suffix(".json").read_text())
+    for gpu, joules, *_ in cli_windows:
+        assert float(joules) == pytest.approx(summary["windows"]["run"]["gpus"][gpu]["energy_j"], abs=0.05)
+    # The CSV's own span (first to last sample) is reported apart and labelled as such.
+    assert "all samples in the CSV, first to last" in report

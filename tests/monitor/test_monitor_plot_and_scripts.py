@@ -12,7 +12,9 @@ import pytest
 
 from monitor import PowerMonitor, SimulatedNvmlBackend
 from monitor.csv_io import read_power_csv
-from monitor.plot import build_figures, plot_power_csv, power_report
+from monitor.energy import WindowResult
+from monitor.plot import build_figures, plot_power_csv
+from monitor.report import power_report, report_text
 
 REPO = Path(__file__).resolve().parents[2]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -126,5 +128,37 @@ def test_bench_script_prints_numbers(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     results = json.loads(out.read_text())["results"]
     assert [r["interval_s"] for r in results] == [0.1, 0.01]
-    assert all(r["samples"] > 0 and r["cpu_percent"] >= 0 for r in results)
-    assert "CPU" in result.stdout
+    for r in results:
+        assert r["samples"] > 0 and r["cpu_percent"] >= 0 and 0 < r["achieved_sample_percent"] <= 101
+        # A 3.5 ms counter read (the sim's default, like an H200) gets a period of seconds, so the
+        # 0.5 s span holds at most one read per GPU, against 5 or 50 power samples.
+        assert r["counter_read_every_s"] >= 1.0 and r["counter_reads"] <= 2
+        for e in r["energy"].values():
+            assert e["method"] == "energy_counter" and e["counter_energy_j"] > 0
+            assert e["diff_percent"] is not None
+    assert "of a core" in result.stdout and "integrated instant power" in result.stdout
+
+
+def test_report_leads_with_recorded_windows_and_skips_those_of_another_run(tmp_path: Path) -> None:
+    csv_path = tmp_path / "power.csv"
+    sim = SimulatedNvmlBackend(n_gpus=1, power_w=lambda g, t: 150.0, energy_read_cost_s=0.0)
+    with PowerMonitor([0], 0.02, sim, csv_path=csv_path) as mon:
+        mon.begin_window("a")
+        time.sleep(0.5)
+        window = mon.end_window("a")
+    summary = mon.to_json()
+    assert WindowResult.from_dict(window.to_dict()).to_dict() == window.to_dict()
+
+    json_path = tmp_path / "power.json"
+    json_path.write_text(json.dumps(summary))
+    text = report_text(csv_path, None)
+    assert f"  GPU 0: {window.gpus[0].describe()}\n" in text
+    assert text.index('window "a"') < text.index("all samples in the CSV")
+
+    hour_ns = 3600 * 10**9
+    summary["windows"]["a"]["start_epoch_ns"] -= hour_ns
+    json_path.write_text(json.dumps(summary))
+    text = report_text(csv_path, None)
+    assert 'window "a"' not in text and "lie outside this CSV's samples" in text
+    with pytest.raises(ValueError, match="cannot read the windows"):
+        report_text(csv_path, tmp_path / "missing.json")
