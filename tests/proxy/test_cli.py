@@ -13,7 +13,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from proxy.fake_upstream import FakeUpstream
+from fake_upstream import FakeUpstream
 from tests.proxy.harness import completion_body, run
 
 REPO = Path(__file__).resolve().parents[2]

@@ -8,8 +8,8 @@ import re
 import orjson
 import pytest
 
+from fake_upstream import FakeBehavior
 from proxy.connectors.nixl import PREFILL_KV_TRANSFER_PARAMS
-from proxy.fake_upstream import FakeBehavior
 from tests.proxy.harness import chat_body, completion_body, decode_kv, prefill_kv, proxy_with, run
 
 VLLM_PREFILL_SIDE_PATTERN = r"___decode_addr_(.*):(\d+)"
