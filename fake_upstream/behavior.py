@@ -37,6 +37,7 @@ class FakeBehavior:
     chunk_interval_s: float = 0.0  # between two events
     text_bytes: int = 0  # pad each token's text to at least this many bytes
     status: int = 200  # non-200: an error body instead of an answer
+    error_text: str | None = None  # with a non-200 status: this plain text instead of vLLM's JSON error
     fault: str | None = None  # one of FAULTS, after `fault_after` text events
     fault_after: int = 2
     stall_s: float = 30.0

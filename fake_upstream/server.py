@@ -224,6 +224,8 @@ class FakeUpstream:
         if b.delay_s:
             await asyncio.sleep(b.delay_s)
         if b.status != 200:
+            if b.error_text is not None:
+                return web.Response(text=b.error_text, status=b.status)
             return _error(b.status, f"{HTTP_ERROR_MESSAGE} {b.status}")
         max_tokens = body.get("max_tokens")
         if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
