@@ -47,6 +47,7 @@ class FakeBehavior:
     coalesce_pairs: bool = False  # write events two at a time (one TCP write holds two events)
     fragment_bytes: int | None = None  # write the whole stream in pieces this small (events cut anywhere)
     kv_transfer_params: dict[str, Any] | None = None  # added to non-streamed answers (NIXL prefill)
+    answer_fields: dict[str, Any] | None = None  # any other top-level fields of non-streamed answers
     health_status: int = 200
     health_delay_s: float = 0.0
 

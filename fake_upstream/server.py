@@ -40,6 +40,7 @@ class Received:
     path: str
     headers: dict[str, str]
     body: dict[str, Any]
+    raw: bytes
 
 
 def _json(obj: Any, status: int = 200) -> web.Response:
@@ -105,7 +106,8 @@ class FakeUpstream:
         return self._whole(self.behavior, path, body, request_id)
 
     def _whole(self, b: FakeBehavior, path: str, body: dict[str, Any], request_id: str) -> dict[str, Any]:
-        extra = None if b.kv_transfer_params is None else {"kv_transfer_params": b.kv_transfer_params}
+        extra = {} if b.kv_transfer_params is None else {"kv_transfer_params": b.kv_transfer_params}
+        extra.update(b.answer_fields or {})
         return content.whole_answer(path, body, request_id, self.model, b.n_out(body), extra)
 
     # -- lifecycle -----------------------------------------------------------------------------------------
@@ -206,8 +208,9 @@ class FakeUpstream:
             self.in_flight -= 1
 
     async def _answer(self, request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
         try:
-            body = orjson.loads(await request.read())
+            body = orjson.loads(raw)
         except orjson.JSONDecodeError:
             return _error(400, "request body is not JSON")
         if not isinstance(body, dict):
@@ -219,7 +222,7 @@ class FakeUpstream:
             return _error(400, str(exc))
         if self.record:
             headers = {k.lower(): v for k, v in request.headers.items()}
-            self.received.append(Received(request.path, headers, body))
+            self.received.append(Received(request.path, headers, body, raw))
         request_id = "cmpl-" + (request.headers.get("X-Request-Id") or f"fake-{next(self._ids)}")
         if b.delay_s:
             await asyncio.sleep(b.delay_s)

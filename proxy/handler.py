@@ -328,11 +328,13 @@ async def _read_body(receive: Receive, timeout_s: float) -> bytes | None:
 
 
 async def _send_reply(send: Send, reply: Reply) -> None:
-    await send({"type": "http.response.start", "status": reply.status, "headers": reply.headers})
     stream = reply.stream
     if stream is None:
+        headers = [*reply.headers, (b"content-length", b"%d" % len(reply.body))]
+        await send({"type": "http.response.start", "status": reply.status, "headers": headers})
         await send({"type": "http.response.body", "body": reply.body, "more_body": False})
         return
+    await send({"type": "http.response.start", "status": reply.status, "headers": reply.headers})
     try:
         async for event in stream:
             await send({"type": "http.response.body", "body": event, "more_body": True})
