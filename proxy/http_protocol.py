@@ -1,10 +1,11 @@
-"""uvicorn's httptools protocol with a bound on the time to read a request's head.
+"""uvicorn's httptools protocol with a bound on the time to read a request's head, and JSON errors.
 
 uvicorn times out idle keep-alive connections only: a connection that sends nothing, or half a request
 head, is held forever. Here a timer runs from the connection's start (and from the first byte of each
 later request) until the request head is complete. When it fires with part of a head received the
 client gets a 408 JSON error; a connection that sent nothing is closed quietly. The body's own bound
-is the app's (proxy/handler.py), which answers 408 too. Pass `protocol_factory(timeout_s)` as uvicorn's
+is the app's (proxy/handler.py), which answers 408 too. A request that is not HTTP gets uvicorn's 400
+as an OpenAI-style JSON error instead of plain text. Pass `protocol_factory(timeout_s)` as uvicorn's
 `http`.
 """
 
@@ -23,17 +24,18 @@ from proxy.errors import error_json
 log = logging.getLogger("proxy")
 
 
-def _response_408(timeout_s: float) -> bytes:
-    body = error_json(408, f"the request head did not arrive within {timeout_s:g} s (--request-read-timeout)")
+def _closing_response(status: int, reason: bytes, message: str) -> bytes:
+    body = error_json(status, message)
     head = (
-        b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
-        b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body)
+        b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\n"
+        b"content-length: %d\r\nconnection: close\r\n\r\n" % (status, reason, len(body))
     )
     return head + body
 
 
-class HeadTimeoutProtocol(HttpToolsProtocol):
-    """HttpToolsProtocol that drops a connection whose request head is not complete in time."""
+class ProxyHttpProtocol(HttpToolsProtocol):
+    """HttpToolsProtocol that drops a connection whose request head is not complete in time, and answers
+    a request that is not HTTP with a JSON 400."""
 
     def __init__(self, *args: Any, head_timeout_s: float, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -81,10 +83,18 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
             log.warning(
                 "client %s: request head incomplete after %g s; answered 408", client, self.head_timeout_s
             )
-            transport.write(_response_408(self.head_timeout_s))
+            message = (
+                f"the request head did not arrive within {self.head_timeout_s:g} s (--request-read-timeout)"
+            )
+            transport.write(_closing_response(408, b"Request Timeout", message))
         transport.close()
 
+    def send_400_response(self, msg: str) -> None:
+        self._disarm()
+        self.transport.write(_closing_response(400, b"Bad Request", f"{msg} Send HTTP/1.1."))
+        self.transport.close()
 
-def protocol_factory(head_timeout_s: float) -> Callable[..., HeadTimeoutProtocol]:
+
+def protocol_factory(head_timeout_s: float) -> Callable[..., ProxyHttpProtocol]:
     """What uvicorn.Config(http=...) takes: builds the protocol with the given head timeout."""
-    return functools.partial(HeadTimeoutProtocol, head_timeout_s=head_timeout_s)
+    return functools.partial(ProxyHttpProtocol, head_timeout_s=head_timeout_s)

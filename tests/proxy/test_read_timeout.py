@@ -1,4 +1,5 @@
-"""A client that stalls while sending its request gets 408 and is never counted in flight (raw sockets)."""
+"""Raw sockets: a client that stalls while sending its request gets 408 and is never counted in flight;
+one that does not speak HTTP gets a JSON 400."""
 
 from __future__ import annotations
 
@@ -113,5 +114,20 @@ def test_a_slow_but_timely_body_and_a_long_stream_are_not_cut() -> None:
             await asyncio.sleep(TIMEOUT_S * 1.5)  # idle keep-alive longer than the bound: still usable
             status, chunks = await h.stream("/v1/completions", completion_body())
             assert status == 200 and chunks[-1] == b"data: [DONE]\n\n"
+
+    run(scenario())
+
+
+def test_a_request_that_is_not_http_gets_a_json_400() -> None:
+    async def scenario() -> None:
+        async with proxy_with("example") as h:
+            reader, writer = await connect(h.url)
+            writer.write(b"HELLO THERE\r\n\r\n")
+            await writer.drain()
+            status, headers, raw = await read_response(reader)
+            writer.close()
+            assert status == 400 and headers["content-type"] == "application/json"
+            err = orjson.loads(raw)["error"]
+            assert err["type"] == "invalid_request_error" and "Invalid HTTP request" in err["message"]
 
     run(scenario())
