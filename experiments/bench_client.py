@@ -1,12 +1,12 @@
 """Bench of the streaming client's capacity and send precision against a minimal local SSE server.
 
-The client runs pinned to CPU 0, the server (a raw asyncio protocol with pre-encoded bytes, in a separate
-process) to CPU 1. For each server pacing (`--itl-ms`: 0 = a stream's chunks written back to back, else
-one chunk every ITL ms) it measures (a) streamed requests/s, chunks/s and client CPU per request in
-closed loop with many users, and (b) send lateness versus schedule (`send_lateness_ns`) under open-loop
-Poisson arrivals at several rates, each with asyncio and uvloop and with Python's GC as is, frozen
-(`gc.freeze()` + higher thresholds) or off during the run. Target: >= 1000 req/s with p99 send lateness
-< 2 ms.
+The client runs pinned to CPU 0, the server (`fake_upstream.FastUpstream`: a raw asyncio protocol with
+pre-encoded bytes, in a separate process) to CPU 1. For each server pacing (`--itl-ms`: 0 = a stream's
+chunks written back to back, else one chunk every ITL ms) it measures (a) streamed requests/s, chunks/s
+and client CPU per request in closed loop with many users, and (b) send lateness versus schedule
+(`send_lateness_ns`) under open-loop Poisson arrivals at several rates, each with asyncio and uvloop and
+with Python's GC as is, frozen (`gc.freeze()` + higher thresholds) or off during the run. Target:
+>= 1000 req/s with p99 send lateness < 2 ms.
 
     python -m experiments.bench_client                 # everything, ~6 minutes
     python -m experiments.bench_client --loop uvloop --gc off --rates 100,500,1000,2000 --itl-ms 0
@@ -25,11 +25,8 @@ import cProfile
 import gc
 import io
 import math
-import multiprocessing as mp
 import os
 import pstats
-import re
-import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -42,154 +39,11 @@ from experiments import client
 from experiments.arrivals import arrival_offsets
 from experiments.client import ClientConfig, make_session, run_closed_loop, run_open_loop
 from experiments.workloads import RequestSpec
+from fake_upstream import FastUpstream
 
 CLIENT_CPU, SERVER_CPU = 0, 1
 TARGET_RATE, TARGET_P99_MS = 1000.0, 2.0
 _TICKS = os.sysconf("SC_CLK_TCK")
-
-# ---------------------------------------------------------------------------------------------------------
-# Server: HTTP/1.1 keep-alive, chunked SSE, everything pre-encoded
-# ---------------------------------------------------------------------------------------------------------
-
-_HEAD = (
-    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n"
-    b"x-request-id: bench\r\n\r\n"
-)
-_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:\s*(\d+)", re.IGNORECASE)
-_MAX_TOKENS = re.compile(rb'"max_tokens":\s*(\d+)')
-_BASE = {"id": "cmpl-bench", "object": "text_completion", "created": 0, "model": "bench"}
-
-
-def _http_chunk(payload: bytes) -> bytes:
-    return b"%x\r\n%s\r\n" % (len(payload), payload)
-
-
-def _event(obj: Any) -> bytes:
-    return _http_chunk(b"data: " + orjson.dumps(obj) + b"\n\n")
-
-
-_TOKEN = _event({**_BASE, "choices": [{"index": 0, "text": " t5", "logprobs": None, "finish_reason": None}]})
-_DONE = _http_chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n"
-_MODELS_BODY = orjson.dumps({"object": "list", "data": [{"id": "bench", "object": "model", "root": "bench"}]})
-_MODELS = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (
-    len(_MODELS_BODY),
-    _MODELS_BODY,
-)
-
-
-def _tail(n_out: int, n_in: int, cache: dict[tuple[int, int], bytes] = {}) -> bytes:  # noqa: B006
-    """Usage event, [DONE] and the end of the chunked body (cached per length pair)."""
-    key = (n_out, n_in)
-    if key not in cache:
-        usage = {"prompt_tokens": n_in, "completion_tokens": n_out, "total_tokens": n_in + n_out}
-        cache[key] = _event({**_BASE, "choices": [], "usage": usage}) + _DONE
-    return cache[key]
-
-
-class _SSEProtocol(asyncio.Protocol):
-    """One keep-alive connection; responds to each complete request (no pipelining needed)."""
-
-    def __init__(self, itl_s: float) -> None:
-        self.itl_s = itl_s
-        self.buf = bytearray()
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's is not an asyncio.Transport
-
-    def data_received(self, data: bytes) -> None:
-        self.buf += data
-        while True:
-            end = self.buf.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            head = bytes(self.buf[:end])
-            m = _CONTENT_LENGTH.search(head)
-            size = int(m.group(1)) if m else 0
-            if len(self.buf) < end + 4 + size:
-                return
-            body = bytes(self.buf[end + 4 : end + 4 + size])
-            del self.buf[: end + 4 + size]
-            self._respond(head, body)
-
-    def _respond(self, head: bytes, body: bytes) -> None:
-        assert self.transport is not None
-        if head.startswith(b"GET /v1/models"):
-            self.transport.write(_MODELS)
-            return
-        m = _MAX_TOKENS.search(body)
-        n_out = int(m.group(1)) if m else 16
-        n_in = body.count(b" t") + 1
-        if self.itl_s <= 0:
-            self.transport.write(_HEAD + _TOKEN * n_out + _tail(n_out, n_in))
-            return
-        self.transport.write(_HEAD + _TOKEN)
-        loop = asyncio.get_running_loop()
-        self._paced(loop, n_out - 1, n_out, n_in)
-
-    def _paced(self, loop: asyncio.AbstractEventLoop, left: int, n_out: int, n_in: int) -> None:
-        def step(left: int) -> None:
-            if self.transport is None or self.transport.is_closing():
-                return
-            if left == 0:
-                self.transport.write(_tail(n_out, n_in))
-                return
-            self.transport.write(_TOKEN)
-            loop.call_later(self.itl_s, step, left - 1)
-
-        loop.call_later(self.itl_s, step, left)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.transport = None
-
-
-def _serve(sock: socket.socket, itl_s: float, ready: Any) -> None:
-    """Server process body: pinned to SERVER_CPU, uvloop when available."""
-    os.sched_setaffinity(0, {SERVER_CPU})
-    try:
-        import uvloop
-
-        loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
-    except ImportError:  # pragma: no cover - uvloop ships with the dev environment
-        loop = asyncio.new_event_loop()
-
-    async def main() -> None:
-        server = await loop.create_server(lambda: _SSEProtocol(itl_s), sock=sock, backlog=4096)
-        ready.set()
-        await server.serve_forever()
-
-    loop.run_until_complete(main())
-
-
-class BenchServer:
-    """The server in its own process; `url` once started."""
-
-    def __init__(self, itl_ms: float) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        ctx = mp.get_context("fork")
-        ready = ctx.Event()
-        self.proc = ctx.Process(target=_serve, args=(self.sock, itl_ms / 1000, ready), daemon=True)
-        self.proc.start()
-        if not ready.wait(10):
-            self.stop()
-            raise RuntimeError("bench server did not start within 10 s")
-
-    def cpu_s(self) -> float:
-        """CPU seconds (user + system) the server process has used."""
-        assert self.proc.pid is not None
-        with open(f"/proc/{self.proc.pid}/stat") as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / _TICKS
-
-    def stop(self) -> None:
-        if self.proc.is_alive():
-            self.proc.terminate()
-            self.proc.join(5)
-        self.sock.close()
-
 
 # ---------------------------------------------------------------------------------------------------------
 # Client runs
@@ -309,7 +163,7 @@ def closed_loop(
     users: int,
     n: int,
     out_tokens: int,
-    server: BenchServer,
+    server: FastUpstream,
     gc_kind: str = "default",
 ) -> dict[str, Any]:
     """Closed loop at full speed: throughput, and client CPU per request (robust to other load)."""
@@ -473,7 +327,7 @@ def main() -> int:
     )
 
     if args.profile:
-        server = BenchServer(args.itl_ms[0])
+        server = FastUpstream(args.itl_ms[0], cpu=SERVER_CPU)
         try:
             for lk in loops:
                 print(f"== cProfile, closed loop, {lk}, server ITL {args.itl_ms[0]:g} ms ==")
@@ -484,7 +338,7 @@ def main() -> int:
 
     floors: dict[tuple[str, float], float] = {}
     for itl in args.itl_ms:
-        server = BenchServer(itl)
+        server = FastUpstream(itl, cpu=SERVER_CPU)
         try:
             users = args.users or max(64, math.ceil(1.5 * TARGET_RATE * args.tokens * itl / 1000))
             print(f"== server ITL {itl:g} ms ==")

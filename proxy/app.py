@@ -1,55 +1,47 @@
 """The Quart app: splits each OpenAI request into a prefill leg and a decode leg.
 
 Endpoints: POST /v1/completions and POST /v1/chat/completions (the hot path, served from ASGI by
-proxy/handler.py in front of Quart), GET /v1/models, GET /health, GET /metrics, GET /instances.
+proxy/handler.py in front of Quart), GET /v1/models, /health, /metrics, /instances, /setup. Every
+error, unknown paths and wrong methods included, is an OpenAI-style JSON body.
 See reference/proxy_protocol.md for the protocol.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import aiohttp
 import orjson
 from quart import Quart, Response, request
+from werkzeug.exceptions import HTTPException
 
 from proxy.config import ProxyConfig
 from proxy.errors import error_body
 from proxy.handler import GenerationFastPath
+from proxy.health import check_health
 from proxy.instances import NoInstanceError
-from proxy.legs import connect_failure_reason, leg_failure
+from proxy.legs import leg_failure
 from proxy.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from proxy.setup_view import setup_document
 from proxy.state import ProxyState
 
 __all__ = ["ProxyState", "create_app"]
 
 _JSON = "application/json"
+log = logging.getLogger("proxy")
 
 
 def _json_response(body: dict[str, Any], status: int) -> Response:
     return Response(orjson.dumps(body), status=status, content_type=_JSON)
 
 
-async def _check_health(state: ProxyState, url: str) -> str:
-    assert state.session is not None
-    try:
-        async with state.session.get(url + "/health", timeout=state.timeouts.health) as resp:
-            await resp.read()
-            return "ok" if resp.status == 200 else f"HTTP {resp.status}"
-    except aiohttp.ClientConnectorError as exc:
-        return f"unreachable: {connect_failure_reason(exc)}"
-    except TimeoutError:
-        return f"no answer within {state.config.health_timeout_s:g} s"
-    except aiohttp.ClientError as exc:
-        return f"{type(exc).__name__}: {exc}"
-
-
 def create_app(config: ProxyConfig) -> Quart:
-    """Build the proxy app for a resolved config (connector not 'auto'); serve it with hypercorn.
+    """Build the proxy app for a resolved config (connector not 'auto'); serve it with proxy.server.
 
-    The pooled aiohttp session, the stage log and the ZMQ discovery socket open when serving starts and
-    close when it stops. The shared state is `app.extensions["proxy"]` (a ProxyState).
+    The pooled aiohttp session, the stage log, the ZMQ discovery socket and the health probe start when
+    serving starts and stop when it stops. The shared state is `app.extensions["proxy"]` (a ProxyState).
     """
     state = ProxyState(config)
     app = Quart("proxy")
@@ -64,6 +56,25 @@ def create_app(config: ProxyConfig) -> Quart:
     @app.after_serving
     async def _stop() -> None:
         await state.stop()
+
+    @app.errorhandler(HTTPException)
+    async def _http_error(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        message = f"{request.method} {request.path}: {exc.name}"
+        if status == 404:
+            message += "; the proxy serves POST /v1/completions, POST /v1/chat/completions, GET /v1/models, "
+            message += "/health, /metrics, /instances, /setup"
+        response = _json_response(error_body(status, message), status)
+        for name, value in exc.get_headers():
+            if name.lower() == "allow":
+                response.headers["Allow"] = value
+        return response
+
+    @app.errorhandler(Exception)
+    async def _internal_error(exc: Exception) -> Response:
+        log.exception("internal error on %s %s", request.method, request.path)
+        message = f"internal proxy error: {type(exc).__name__}: {exc}"
+        return _json_response(error_body(500, message), 500)
 
     @app.get("/v1/models")
     async def models() -> Response:
@@ -89,6 +100,7 @@ def create_app(config: ProxyConfig) -> Quart:
 
     @app.get("/health")
     async def health() -> Response:
+        assert state.session is not None
         down: dict[str, str] = {}
         checks: list[tuple[str, str]] = []
         for pool in state.pools():
@@ -96,7 +108,9 @@ def create_app(config: ProxyConfig) -> Quart:
             if not live:
                 down[pool.role] = f"no {pool.role} instance registered"
             checks += [(pool.role, inst.url) for inst in live]
-        results = await asyncio.gather(*(_check_health(state, url) for _, url in checks))
+        results = await asyncio.gather(
+            *(check_health(state.session, url, state.timeouts) for _, url in checks)
+        )
         backends = {
             url: {"role": role, "status": res} for (role, url), res in zip(checks, results, strict=True)
         }
@@ -117,5 +131,9 @@ def create_app(config: ProxyConfig) -> Quart:
         for pool in state.pools():
             body[pool.role] = pool.describe()
         return _json_response(body, 200)
+
+    @app.get("/setup")
+    async def setup() -> Response:
+        return _json_response(setup_document(state), 200)
 
     return app

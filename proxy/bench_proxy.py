@@ -2,14 +2,15 @@
 
     python -m proxy.bench_proxy [--chunks 64] [--concurrency 1,64,512] [--repeat 3] [--json out.json]
 
-Local minimal upstreams (aiohttp; prefill answers one JSON at once, decode streams N precomputed SSE
-events) and the client share one event loop in this process, pinned to one CPU; the proxy runs as
-`python -m proxy` in a subprocess pinned to another CPU. For each concurrency level it runs three
-modes, interleaved `--repeat` times: direct (client -> decode), split (client -> proxy -> prefill +
-decode, connector example) and passthrough (client -> proxy -> decode). Prints TTFT and inter-chunk
-gap percentiles (samples pooled over repetitions), chunks/s (median and range over repetitions), the
-TTFT the proxy adds (split/passthrough minus direct, p50 and p99), the proxy's CPU use and chunks per
-proxy CPU-second, and the median proxy_overhead_ms the proxy reports in its timing comment.
+One local fake upstream (`fake_upstream.FakeUpstream`, playing both roles: a non-streamed request gets
+one JSON answer at once, a streamed one N SSE events) and the client share one event loop in this
+process, pinned to one CPU; the proxy runs as `python -m proxy` in a subprocess pinned to another CPU.
+For each concurrency level it runs three modes, interleaved `--repeat` times: direct (client ->
+decode), split (client -> proxy -> prefill + decode, connector example) and passthrough (client ->
+proxy -> decode). Prints TTFT and inter-chunk gap percentiles (samples pooled over repetitions),
+chunks/s (median and range over repetitions), the TTFT the proxy adds (split/passthrough minus direct,
+p50 and p99), the proxy's CPU use and chunks per proxy CPU-second, and the median proxy_overhead_ms
+the proxy reports in its timing comment.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import argparse
 import asyncio
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -29,69 +29,12 @@ from typing import Any
 import aiohttp
 import numpy as np
 import orjson
-from aiohttp import web
+
+from fake_upstream import FakeBehavior, FakeUpstream
 
 REPO = Path(__file__).resolve().parents[1]
 _DONE = b"data: [DONE]\n\n"
 _TIMING = b": proxy-timing "
-
-
-# -- minimal upstreams -------------------------------------------------------------------------------------
-
-
-def sse_events(n: int) -> list[bytes]:
-    events = []
-    for i in range(n):
-        choice = {
-            "index": 0,
-            "text": f" t{i}",
-            "logprobs": None,
-            "finish_reason": "length" if i == n - 1 else None,
-        }
-        event = {
-            "id": "cmpl-bench",
-            "object": "text_completion",
-            "created": 0,
-            "model": "bench",
-            "choices": [choice],
-        }
-        events.append(b"data: " + orjson.dumps(event) + b"\n\n")
-    return [*events, _DONE]
-
-
-async def start_upstream(chunks: int, interval_s: float) -> tuple[web.AppRunner, str]:
-    """One server playing both roles: non-streamed -> instant JSON (prefill), streamed -> SSE (decode)."""
-    events = sse_events(chunks)
-    whole = orjson.dumps(
-        {"id": "cmpl-bench", "object": "text_completion", "choices": [{"index": 0, "text": " t0"}]}
-    )
-
-    async def generate(request: web.Request) -> web.StreamResponse:
-        body = orjson.loads(await request.read())
-        if not body.get("stream"):
-            return web.Response(body=whole, content_type="application/json")
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8"})
-        await resp.prepare(request)
-        for event in events:
-            await resp.write(event)
-            if interval_s:
-                await asyncio.sleep(interval_s)
-        await resp.write_eof()
-        return resp
-
-    async def health(request: web.Request) -> web.Response:
-        return web.Response(text="ok")
-
-    app = web.Application()
-    app.router.add_post("/v1/completions", generate)
-    app.router.add_get("/health", health)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    await web.SockSite(runner, sock, backlog=4096).start()
-    return runner, f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
 # -- proxy subprocess --------------------------------------------------------------------------------------
@@ -274,7 +217,12 @@ async def bench(args: argparse.Namespace) -> list[dict[str, Any]]:
         f"chunks/request={args.chunks} interval={args.chunk_interval_ms} ms  proxy on CPU {proxy_cpu}, "
         f"client+upstreams on CPU {client_cpu}  loop={type(asyncio.get_running_loop()).__module__}"
     )
-    runner, up = await start_upstream(args.chunks, args.chunk_interval_ms / 1e3)
+    fake = FakeUpstream(
+        FakeBehavior(chunks=args.chunks, chunk_interval_s=args.chunk_interval_ms / 1e3),
+        model="bench",
+        record=False,
+    )
+    up = await fake.start()
     extra = ["--log-level", "info", "--server", args.server] + (["--no-uvloop"] if args.no_uvloop else [])
     split = ProxyProcess(["--connector", "example", "--prefill", up, "--decode", up, *extra], proxy_cpu)
     passthrough = ProxyProcess(["--connector", "passthrough", "--backend", up, *extra], proxy_cpu)
@@ -325,7 +273,7 @@ async def bench(args: argparse.Namespace) -> list[dict[str, Any]]:
     finally:
         split.stop()
         passthrough.stop()
-        await runner.cleanup()
+        await fake.stop()
     return out
 
 

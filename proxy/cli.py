@@ -1,4 +1,7 @@
-"""Command line: `python -m proxy --connector example --prefill URL --decode URL [...]`."""
+"""Command line: `python -m proxy --connector example --prefill URL --decode URL [...]`.
+
+Serves with uvicorn (httptools) by default, hypercorn with `--server hypercorn`.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from proxy.app import create_app
 from proxy.config import CONNECTORS, POLICIES, ConfigError, ProxyConfig, parse_instances
 from proxy.connectors import resolve_connector
 from proxy.server import SERVERS, bind_listen_socket, serve_app
+from proxy.setup_view import read_setup_file
 
 _EPILOG = """\
 Instance lists are comma-separated. An instance is its HTTP base URL, optionally followed by
@@ -118,6 +122,37 @@ def build_parser() -> argparse.ArgumentParser:
         help="per-backend timeout of GET /health, s (default 2)",
     )
     p.add_argument(
+        "--request-read-timeout",
+        type=float,
+        metavar="S",
+        default=30.0,
+        help="a client's request head, and then its body, must arrive within this; else 408 (default 30)",
+    )
+    p.add_argument(
+        "--eject-time",
+        type=float,
+        metavar="S",
+        default=5.0,
+        help="passive health: an instance that refuses a connection or times out leaves rotation for at "
+        "least S s, then comes back when its /health answers 200; a request that failed on it before any "
+        "byte reached the client is retried once on another instance; 0 never takes one out (the retry "
+        "stays; default 5)",
+    )
+    p.add_argument(
+        "--probe-interval",
+        type=float,
+        metavar="S",
+        default=1.0,
+        help="how often an instance out of rotation is asked for its /health, s (default 1)",
+    )
+    p.add_argument(
+        "--setup-file",
+        type=Path,
+        metavar="PATH",
+        help="JSON object describing the serving setup (the launcher writes it); served at GET /setup "
+        "with the proxy's own live view",
+    )
+    p.add_argument(
         "--log-level", default="info", choices=("debug", "info", "warning", "error"), help="(default info)"
     )
     p.add_argument(
@@ -157,12 +192,18 @@ def config_from_args(args: argparse.Namespace) -> ProxyConfig:
         decode_chunk_timeout_s=args.decode_chunk_timeout,
         connect_timeout_s=args.connect_timeout,
         health_timeout_s=args.health_timeout,
+        request_read_timeout_s=args.request_read_timeout,
+        eject_s=args.eject_time,
+        probe_interval_s=args.probe_interval,
+        setup_file=args.setup_file,
     )
     if not 0 <= config.port <= 65535:
         raise ConfigError(f"--port {config.port} is out of range 0..65535")
     config.validate()
     if config.stage_log is not None and not config.stage_log.parent.is_dir():
         raise ConfigError(f"--stage-log directory {config.stage_log.parent} does not exist")
+    if config.setup_file is not None:
+        read_setup_file(config.setup_file)  # fail at start, not at the first GET /setup
     return config
 
 
@@ -209,7 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _run(lambda: serve_app(app, sock, server=args.server), use_uvloop=not args.no_uvloop)
     except KeyboardInterrupt:
         pass
-    except Exception as exc:  # e.g. the discovery port is taken: startup fails inside hypercorn
+    except Exception as exc:  # e.g. the discovery port is taken: startup fails inside the server
         cause = exc.__cause__ or exc
         print(f"error: proxy failed: {type(cause).__name__}: {cause}", file=sys.stderr)
         return 1

@@ -47,6 +47,10 @@ class ProxyConfig:
     decode_chunk_timeout_s: float = 300.0
     connect_timeout_s: float = 5.0
     health_timeout_s: float = 2.0
+    request_read_timeout_s: float = 30.0  # a client's request head and body must arrive within this
+    eject_s: float = 5.0  # passive health: a faulty instance stays out at least this long; 0: never
+    probe_interval_s: float = 1.0  # then its /health is asked this often until it answers 200
+    setup_file: Path | None = None  # the launcher's JSON, served at GET /setup
 
     def validate(self) -> None:
         """Raise ConfigError for the first inconsistent setting."""
@@ -66,9 +70,13 @@ class ProxyConfig:
             "connect_timeout_s",
             "health_timeout_s",
             "discovery_ttl_s",
+            "request_read_timeout_s",
+            "probe_interval_s",
         ):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be > 0 (got {getattr(self, name)})")
+        if not self.eject_s >= 0:
+            raise ConfigError(f"eject_s must be >= 0 (0 never takes an instance out; got {self.eject_s})")
         if self.discovery_port is not None and not 0 <= self.discovery_port <= 65535:
             raise ConfigError(f"discovery port {self.discovery_port} is out of range 0..65535")
         discovery = self.discovery_port is not None

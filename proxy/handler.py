@@ -21,9 +21,9 @@ import orjson
 
 from proxy.connectors import ConnectorProtocolError
 from proxy.connectors.p2p_nccl import check_suffix
-from proxy.errors import ProxyError, error_body
+from proxy.errors import INSTANCE_HEADER, LEG_HEADER, ProxyError, error_json
 from proxy.instances import Instance, InstancePool, NoInstanceError
-from proxy.legs import leg_failure, open_decode, run_prefill
+from proxy.legs import LegTimeouts, leg_failure, open_decode, run_prefill
 from proxy.state import ProxyState
 from proxy.streaming import DecodeStream
 from proxy.timing import TIMING_HEADER, StageTiming
@@ -45,23 +45,28 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 class RequestRun:
-    """Book-keeping of one request: held instances, and the single `finish` that records it."""
+    """Book-keeping of one request: held instances, its one retry, and the single `finish` that records it."""
 
-    __slots__ = ("finished", "held", "state", "timing")
+    __slots__ = ("counted", "failed", "finished", "held", "state", "timing")
 
     def __init__(self, state: ProxyState, timing: StageTiming) -> None:
         self.state = state
         self.timing = timing
         self.held: list[tuple[InstancePool, Instance]] = []
+        self.failed: list[Instance] = []  # instances a leg of this request failed on
         self.finished = False
+        self.counted = False  # in the in-flight gauge (from the end of the body read to `finish`)
+
+    def count_in_flight(self) -> None:
+        self.counted = True
+        self.state.metrics.in_flight.inc()
 
     def acquire(self, pool: InstancePool) -> Instance:
         try:
             inst = pool.acquire()
         except NoInstanceError as exc:
-            leg = "prefill" if pool is self.state.prefill_pool else "decode"
             message = f"{exc}; check the instances or their discovery registration"
-            raise ProxyError(503, message, leg) from None
+            raise ProxyError(503, message, pool_leg(self.state, pool)) from None
         self.held.append((pool, inst))
         return inst
 
@@ -69,23 +74,70 @@ class RequestRun:
         self.held.remove((pool, inst))
         pool.release(inst)
 
-    def finish(self, error_leg: str | None, message: str | None) -> None:
-        """Release instances, update metrics, write the stage log; only the first call counts."""
+    def replace(self, pool: InstancePool, inst: Instance, err: ProxyError) -> Instance:
+        """A leg failed on `inst` before anything went to the client: report a fault to passive health,
+        then return another instance of the role to send the leg to again, or raise `err` (no fault,
+        the request's one retry is used up, or no other instance is in rotation)."""
+        state = self.state
+        if err.fault is not None:
+            state.health.fault(pool, inst, err.fault, err.message)
+        if err.fault is None or self.timing.retries:
+            raise err
+        self.failed.append(inst)
+        try:
+            other = pool.acquire(exclude=self.failed)
+        except NoInstanceError:
+            raise err from None
+        self.release(pool, inst)
+        self.held.append((pool, other))
+        self.timing.retries += 1
+        state.metrics.retries.labels(err.leg).inc()
+        log.info("request %s: %s; retrying on %s", self.timing.request_id, err.message, other.url)
+        return other
+
+    def finish(self, error_leg: str | None, message: str | None, fault: str | None = None) -> None:
+        """Release instances, update metrics, log a failure, write the stage log; only the first call counts.
+
+        `fault`: a backend fault of the decode leg after its answer started (mid-stream).
+        """
         if self.finished:
             return
         self.finished = True
+        state, timing = self.state, self.timing
         for pool, inst in self.held:
+            if fault is not None and pool is state.decode_pool and message is not None:
+                state.health.fault(pool, inst, fault, message)
             pool.release(inst)
         self.held.clear()
-        state, timing = self.state, self.timing
         metrics = state.metrics
         if error_leg is not None:
             timing.error = message
             metrics.errors.labels(error_leg).inc()
-        metrics.in_flight.dec()
+            _log_failure(timing, error_leg, message)
+        if self.counted:
+            metrics.in_flight.dec()
         metrics.observe(timing)
         if state.stage_log is not None:
             state.stage_log.write(timing)
+
+
+def pool_leg(state: ProxyState, pool: InstancePool) -> str:
+    return "prefill" if pool is state.prefill_pool else "decode"
+
+
+def _log_failure(timing: StageTiming, leg: str, message: str | None) -> None:
+    """One line per failed request: a warning, except a client that went away (info)."""
+    instance = {"prefill": timing.prefill_url, "decode": timing.decode_url}.get(leg)
+    gone = leg == "client" and timing.status != 408
+    log.log(
+        logging.INFO if gone else logging.WARNING,
+        "request %s failed: status %s, leg %s, instance %s: %s",
+        timing.request_id or "-",
+        timing.status if timing.status is not None else "-",
+        leg,
+        instance or "-",
+        message,
+    )
 
 
 def parse_request_body(raw: bytes, path: str) -> dict[str, Any]:
@@ -135,7 +187,11 @@ class Reply:
 async def generate(
     state: ProxyState, run: RequestRun, path: str, raw: bytes, client_id: str | None, auth: str | None
 ) -> Reply:
-    """Run the legs of one request; raises ProxyError for anything that fails before the answer."""
+    """Run the legs of one request; raises ProxyError for anything that fails before the answer.
+
+    A leg that meets a backend fault is sent once more to another instance of its role (the decode leg
+    only while nothing has gone to the client; with p2p_nccl the prefill leg is redone with it).
+    """
     timing = run.timing
     body = parse_request_body(raw, path)
     stream = bool(body.get("stream"))
@@ -153,74 +209,113 @@ async def generate(
 
     connector = state.connector
     session = state.session
+    timeouts = state.timeouts
     assert session is not None, "the app is not serving (before_serving did not run)"
     prefill = run.acquire(state.prefill_pool) if connector.splits else None
     decode = run.acquire(state.decode_pool)
-    request_id = connector.request_id(prefill, decode, suffix)
-    headers["X-Request-Id"] = request_id
-    timing.request_id = request_id
-    timing.decode_url = decode.url
-
+    prefill_body = orjson.dumps(connector.prefill_body(body)) if prefill is not None else b""
+    need_prefill = prefill is not None
     decode_body = raw
-    if prefill is not None:
-        timing.prefill_url = prefill.url
-        leg_body = orjson.dumps(connector.prefill_body(body))
-        answer = await run_prefill(
-            session,
-            prefill.url,
-            path,
-            leg_body,
-            headers,
-            state.timeouts,
-            connector.reads_prefill_response,
-            timing,
-        )
-        run.release(state.prefill_pool, prefill)
+    while True:
+        request_id = connector.request_id(prefill, decode, suffix)
+        headers["X-Request-Id"] = request_id
+        timing.request_id = request_id
+        if need_prefill:
+            assert prefill is not None
+            timing.prefill_url = prefill.url
+            try:
+                answer = await run_prefill(
+                    session,
+                    prefill.url,
+                    path,
+                    prefill_body,
+                    headers,
+                    timeouts,
+                    connector.reads_prefill_response,
+                    timing,
+                )
+            except ProxyError as err:
+                prefill = run.replace(state.prefill_pool, prefill, err)
+                continue
+            run.release(state.prefill_pool, prefill)
+            need_prefill = False
+            try:
+                decode_body = connector.decode_body(raw, body, answer)
+            except ConnectorProtocolError as exc:
+                raise ProxyError(
+                    502, f"prefill leg to {prefill.url}: {exc}", "prefill", prefill.url
+                ) from None
+        timing.decode_url = decode.url
+        timing.decode_send = time.monotonic_ns()
         try:
-            decode_body = connector.decode_body(raw, body, answer)
-        except ConnectorProtocolError as exc:
-            raise ProxyError(502, f"prefill leg to {prefill.url}: {exc}", "prefill", prefill.url) from None
+            resp = await open_decode(session, decode.url, path, decode_body, headers, timeouts, stream)
+            data = b""
+            if not stream:
+                timing.decode_first_chunk = time.monotonic_ns()  # the answer's headers
+                data = await read_whole(resp, decode.url, timeouts)
+        except ProxyError as err:
+            decode = run.replace(state.decode_pool, decode, err)
+            if prefill is not None and connector.prefill_pushes_to_decode:
+                prefill = run.acquire(state.prefill_pool)  # its KV went to the failed decode instance
+                need_prefill = True
+            continue
+        break
 
-    timing.decode_send = time.monotonic_ns()
-    resp = await open_decode(session, decode.url, path, decode_body, headers, state.timeouts, stream)
     content_type = resp.headers.get("Content-Type", "text/event-stream" if stream else _JSON).encode()
     out_headers = [(b"content-type", content_type), (b"x-request-id", request_id.encode())]
-    if stream:
-        timing.status = 200
-        return Reply(
-            200, out_headers, stream=DecodeStream(resp, timing, decode.url, state.timeouts, run.finish)
-        )
-
-    timing.decode_first_chunk = time.monotonic_ns()
-    try:
-        data = await resp.read()
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        resp.close()
-        raise leg_failure("decode", decode.url, exc, state.timeouts) from exc
-    except BaseException:
-        resp.close()
-        raise
-    resp.release()
-    timing.decode_end = time.monotonic_ns()
     timing.status = 200
+    if stream:
+        return Reply(200, out_headers, stream=DecodeStream(resp, timing, decode.url, timeouts, run.finish))
+    timing.decode_end = time.monotonic_ns()
     run.finish(None, None)
     out_headers.append((_TIMING_HEADER_B, timing.to_json()))
     return Reply(200, out_headers, body=data)
 
 
-def _json_reply(status: int, body: dict[str, Any], request_id: str | None = None) -> Reply:
-    headers = [(b"content-type", _JSON_B)]
+async def read_whole(resp: aiohttp.ClientResponse, url: str, timeouts: LegTimeouts) -> bytes:
+    """The whole body of a non-streamed decode answer; ProxyError when reading it fails."""
+    try:
+        data = await resp.read()
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        resp.close()
+        raise leg_failure("decode", url, exc, timeouts) from exc
+    except BaseException:
+        resp.close()
+        raise
+    resp.release()
+    return data
+
+
+def _error_reply(err: ProxyError, request_id: str | None) -> Reply:
+    content_type, data = err.payload()
+    headers = [(b"content-type", content_type), (LEG_HEADER, err.leg.encode())]
+    if err.instance is not None:
+        headers.append((INSTANCE_HEADER, err.instance.encode()))
     if request_id is not None:
         headers.append((b"x-request-id", request_id.encode()))
-    return Reply(status, headers, body=orjson.dumps(body))
+    if err.status == 408:
+        headers.append((b"connection", b"close"))  # the rest of the body may still come: drop the connection
+    return Reply(err.status, headers, body=data)
 
 
-async def _read_body(receive: Receive) -> bytes | None:
-    """The request body, or None if the client went away first; ProxyError(413) when too large."""
+async def _read_body(receive: Receive, timeout_s: float) -> bytes | None:
+    """The request body, or None if the client went away first.
+
+    ProxyError 413 when too large, 408 when it has not all arrived within `timeout_s`.
+    """
     parts: list[bytes] = []
     size = 0
+    deadline = asyncio.get_running_loop().time() + timeout_s
     while True:
-        message = await receive()
+        try:
+            async with asyncio.timeout_at(deadline):
+                message = await receive()
+        except TimeoutError:
+            raise ProxyError(
+                408,
+                f"the request body did not arrive within {timeout_s:g} s (--request-read-timeout)",
+                "client",
+            ) from None
         if message["type"] == "http.disconnect":
             return None
         chunk = message.get("body", b"")
@@ -233,11 +328,13 @@ async def _read_body(receive: Receive) -> bytes | None:
 
 
 async def _send_reply(send: Send, reply: Reply) -> None:
-    await send({"type": "http.response.start", "status": reply.status, "headers": reply.headers})
     stream = reply.stream
     if stream is None:
+        headers = [*reply.headers, (b"content-length", b"%d" % len(reply.body))]
+        await send({"type": "http.response.start", "status": reply.status, "headers": headers})
         await send({"type": "http.response.body", "body": reply.body, "more_body": False})
         return
+    await send({"type": "http.response.start", "status": reply.status, "headers": reply.headers})
     try:
         async for event in stream:
             await send({"type": "http.response.body", "body": event, "more_body": True})
@@ -247,11 +344,13 @@ async def _send_reply(send: Send, reply: Reply) -> None:
 
 
 async def handle_generation(state: ProxyState, path: str, scope: Scope, receive: Receive, send: Send) -> None:
-    """Serve one generation request over ASGI, with client-disconnect cancellation."""
+    """Serve one generation request over ASGI, with client-disconnect cancellation.
+
+    The body must arrive within `request_read_timeout_s` (else 408); the request counts as in flight
+    from then on.
+    """
     timing = StageTiming(state.connector.name, path)
-    metrics = state.metrics
-    metrics.requests.labels(path).inc()
-    metrics.in_flight.inc()
+    state.metrics.requests.labels(path).inc()
     run = RequestRun(state, timing)
     task = asyncio.current_task()
     assert task is not None
@@ -267,10 +366,11 @@ async def handle_generation(state: ProxyState, path: str, scope: Scope, receive:
 
     try:
         try:
-            raw = await _read_body(receive)
+            raw = await _read_body(receive, state.config.request_read_timeout_s)
             if raw is None:
                 run.finish("client", "client disconnected before sending the body")
                 return
+            run.count_in_flight()
             watcher = asyncio.create_task(watch_disconnect())
             client_id = auth = None
             for name, value in scope["headers"]:
@@ -282,15 +382,15 @@ async def handle_generation(state: ProxyState, path: str, scope: Scope, receive:
         except ProxyError as err:
             timing.status = err.status
             run.finish(err.leg, err.message)
-            reply = _json_reply(err.status, err.body(), timing.request_id)
+            reply = _error_reply(err, timing.request_id)
         except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
             raise
         except Exception as exc:
             log.exception("internal error on %s", path)
             timing.status = 500
-            message = f"internal proxy error: {type(exc).__name__}: {exc}"
-            run.finish("request", message)
-            reply = _json_reply(500, error_body(500, message), timing.request_id)
+            err = ProxyError(500, f"internal proxy error: {type(exc).__name__}: {exc}", "request")
+            run.finish("request", err.message)
+            reply = _error_reply(err, timing.request_id)
         await _send_reply(send, reply)
     except asyncio.CancelledError:
         if not disconnected:
@@ -311,7 +411,12 @@ class GenerationFastPath:
         self.state = state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in GENERATION_PATHS:
-            await handle_generation(self.state, scope["path"], scope, receive, send)
-        else:
-            await self.inner(scope, receive, send)
+        if scope["type"] == "http" and scope["path"] in GENERATION_PATHS:
+            if scope["method"] == "POST":
+                await handle_generation(self.state, scope["path"], scope, receive, send)
+                return
+            message = f"{scope['method']} {scope['path']} is not allowed; send the request with POST"
+            headers = [(b"content-type", _JSON_B), (b"allow", b"POST")]
+            await _send_reply(send, Reply(405, headers, body=error_json(405, message)))
+            return
+        await self.inner(scope, receive, send)

@@ -1,9 +1,10 @@
-"""Instance pools (static and ZMQ-discovered) and the selection policies over them."""
+"""Instance pools (static and ZMQ-discovered), their selection policies, and who is out of rotation."""
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +17,12 @@ class NoInstanceError(LookupError):
 
 @dataclass(slots=True, eq=False)
 class Instance:
-    """A backend with its in-flight count; `expires_at` is None for static instances."""
+    """A backend with its in-flight count; `expires_at` is None for static instances.
+
+    `out_since` is set while passive health keeps it out of rotation, with the fault (`out_cause`:
+    unreachable, connect_timeout, timeout, disconnected) and the failure's message (`out_reason`);
+    `probe_at` is when its /health is asked next, `last_probe` what the last one said.
+    """
 
     url: str
     kv_address: str | None
@@ -24,6 +30,16 @@ class Instance:
     outstanding: int = 0
     expires_at: float | None = None
     served: int = 0
+    out_since: float | None = None
+    out_cause: str | None = None
+    out_reason: str | None = None
+    probe_at: float = 0.0
+    last_probe: str | None = None
+    ejections: int = 0
+
+    @property
+    def in_rotation(self) -> bool:
+        return self.out_since is None
 
     def describe(self, now: float) -> dict[str, Any]:
         return {
@@ -33,15 +49,23 @@ class Instance:
             "outstanding": self.outstanding,
             "served": self.served,
             "expires_in_s": None if self.expires_at is None else round(self.expires_at - now, 3),
+            "in_rotation": self.in_rotation,
+            "out_cause": self.out_cause,
+            "out_reason": self.out_reason,
+            "out_for_s": None if self.out_since is None else round(now - self.out_since, 3),
+            "last_probe": self.last_probe,
+            "ejections": self.ejections,
         }
 
 
 class InstancePool:
-    """Instances of one role (prefill or decode) and one selection policy.
+    """Instances of one role (prefill, decode or backend) and one selection policy.
 
-    `acquire` picks an instance and counts it as outstanding until `release`. Static instances stay
-    forever; discovered ones expire `ttl_s` after their last heartbeat. Thread-safe: the discovery
-    thread registers while the event loop acquires.
+    `acquire` picks an instance in rotation and counts it as outstanding until `release`. When every
+    instance is out of rotation it picks among all of them (failing fast would turn one blip of a lone
+    backend into seconds of errors; a dead one still answers with a fast connection error). Static
+    instances stay forever; discovered ones expire `ttl_s` after their last heartbeat. Thread-safe: the
+    discovery thread registers while the event loop acquires.
     """
 
     def __init__(self, role: str, policy: str, specs: list[InstanceSpec] | None = None) -> None:
@@ -88,20 +112,27 @@ class InstancePool:
         with self._lock:
             return [inst.describe(now) for inst in self._live(now)]
 
-    def acquire(self) -> Instance:
-        """Pick an instance by the pool's policy and count it as outstanding."""
+    def acquire(self, exclude: Collection[Instance] = ()) -> Instance:
+        """Pick an instance by the pool's policy and count it as outstanding.
+
+        With `exclude` (a retry), only instances in rotation and not excluded qualify.
+        """
         with self._lock:
             live = self._live(time.monotonic()) if self._dynamic else list(self._instances.values())
             if not live:
                 raise NoInstanceError(f"no {self.role} instance available")
-            start = self._counter % len(live)
-            self._counter += 1
-            if self.policy == "round_robin":
-                chosen = live[start]
-            else:  # least_outstanding; ties go round robin so equal load spreads
-                chosen = live[start]
-                for offset in range(1, len(live)):
-                    cand = live[(start + offset) % len(live)]
+            candidates = [i for i in live if i.out_since is None and i not in exclude]
+            if not candidates:
+                if exclude:
+                    raise NoInstanceError(f"no other {self.role} instance in rotation")
+                candidates = live
+            start = self._counter % len(candidates)
+            if not exclude:  # a retry does not move the round robin on
+                self._counter += 1
+            chosen = candidates[start]
+            if self.policy == "least_outstanding":  # ties go round robin so equal load spreads
+                for offset in range(1, len(candidates)):
+                    cand = candidates[(start + offset) % len(candidates)]
                     if cand.outstanding < chosen.outstanding:
                         chosen = cand
             chosen.outstanding += 1
@@ -112,3 +143,37 @@ class InstancePool:
         """The request on `inst` finished (whatever its outcome)."""
         with self._lock:
             inst.outstanding -= 1
+
+    def eject(self, inst: Instance, cause: str, reason: str, hold_s: float) -> bool:
+        """Take `inst` out of rotation for at least `hold_s`; True when it was in rotation."""
+        now = time.monotonic()
+        with self._lock:
+            inst.out_cause = cause
+            inst.out_reason = reason
+            inst.probe_at = now + hold_s
+            if inst.out_since is not None:
+                return False
+            inst.out_since = now
+            inst.ejections += 1
+            return True
+
+    def due_for_probe(self) -> list[Instance]:
+        """Instances out of rotation whose hold time is over."""
+        now = time.monotonic()
+        with self._lock:
+            return [i for i in self._live(now) if i.out_since is not None and i.probe_at <= now]
+
+    def keep_out(self, inst: Instance, probe_result: str, next_probe_s: float) -> None:
+        """A probe failed: stay out, ask again in `next_probe_s`."""
+        with self._lock:
+            inst.last_probe = probe_result
+            inst.probe_at = time.monotonic() + next_probe_s
+
+    def readmit(self, inst: Instance) -> float | None:
+        """Put `inst` back into rotation; returns how long it was out (None if it was in)."""
+        with self._lock:
+            if inst.out_since is None:
+                return None
+            out_for = time.monotonic() - inst.out_since
+            inst.out_since = inst.out_cause = inst.out_reason = inst.last_probe = None
+            return out_for

@@ -11,7 +11,7 @@ import aiohttp
 import orjson
 
 from proxy.config import ProxyConfig
-from proxy.errors import ProxyError
+from proxy.errors import ProxyError, UpstreamClientError, upstream_message
 from proxy.timing import StageTiming
 
 _CONNECT_TIMEOUT_ERRORS: tuple[type[BaseException], ...] = tuple(
@@ -20,7 +20,6 @@ _CONNECT_TIMEOUT_ERRORS: tuple[type[BaseException], ...] = tuple(
 _SOCKET_TIMEOUT_ERRORS: tuple[type[BaseException], ...] = tuple(
     cls for cls in (getattr(aiohttp, "SocketTimeoutError", None),) if cls is not None
 )
-_SNIPPET_CHARS = 300
 
 
 @dataclass(frozen=True)
@@ -49,22 +48,6 @@ class LegTimeouts:
         )
 
 
-def upstream_message(data: bytes) -> str:
-    """The upstream's error message (OpenAI/vLLM JSON error or text), shortened."""
-    try:
-        parsed = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        parsed = None
-    if isinstance(parsed, dict):
-        err = parsed.get("error", parsed.get("message", parsed.get("detail")))
-        if isinstance(err, dict):
-            err = err.get("message", err)
-        if err is not None:
-            text = str(err)
-            return text[:_SNIPPET_CHARS]
-    return data[:_SNIPPET_CHARS].decode("utf-8", "replace").strip()
-
-
 def connect_failure_reason(exc: aiohttp.ClientConnectorError) -> str:
     """'Connection refused', 'No route to host'... from a failed connect."""
     err = exc.os_error
@@ -76,28 +59,29 @@ def connect_failure_reason(exc: aiohttp.ClientConnectorError) -> str:
 def leg_failure(
     leg: str, url: str, exc: BaseException, timeouts: LegTimeouts, stream: bool = False
 ) -> ProxyError:
-    """Map an aiohttp/timeout exception on a leg to a 502/503 ProxyError naming leg and instance."""
+    """Map an aiohttp/timeout exception on a leg to a 502/503/504 ProxyError naming leg, instance, fault."""
     cfg = timeouts.config
     if isinstance(exc, _CONNECT_TIMEOUT_ERRORS):
-        return ProxyError(
-            503,
-            f"{leg} instance {url} is unreachable: connect timed out after {cfg.connect_timeout_s:g} s",
-            leg,
-            url,
-        )
+        message = f"{leg} instance {url} is unreachable: connect timed out after {cfg.connect_timeout_s:g} s"
+        return ProxyError(503, message, leg, url, "connect_timeout")
     if isinstance(exc, aiohttp.ClientConnectorError):
-        return ProxyError(
-            503, f"{leg} instance {url} is unreachable: {connect_failure_reason(exc)}", leg, url
-        )
+        message = f"{leg} instance {url} is unreachable: {connect_failure_reason(exc)}"
+        return ProxyError(503, message, leg, url, "unreachable")
     if isinstance(exc, _SOCKET_TIMEOUT_ERRORS) and stream:
-        return ProxyError(
-            502, f"{leg} leg to {url}: no data for {cfg.decode_chunk_timeout_s:g} s (chunk timeout)", leg, url
-        )
+        message = f"{leg} leg to {url}: no data for {cfg.decode_chunk_timeout_s:g} s (chunk timeout)"
+        return ProxyError(504, message, leg, url, "timeout")
     if isinstance(exc, TimeoutError):
         total = cfg.prefill_timeout_s if leg == "prefill" else cfg.decode_timeout_s
-        return ProxyError(502, f"{leg} leg to {url}: timed out after {total:g} s", leg, url)
+        return ProxyError(504, f"{leg} leg to {url}: timed out after {total:g} s", leg, url, "timeout")
     detail = str(exc) or type(exc).__name__
-    return ProxyError(502, f"{leg} leg to {url}: {type(exc).__name__}: {detail}", leg, url)
+    return ProxyError(502, f"{leg} leg to {url}: {type(exc).__name__}: {detail}", leg, url, "disconnected")
+
+
+def http_failure(leg: str, url: str, status: int, data: bytes, content_type: str | None) -> ProxyError:
+    """A non-200 answer: 4xx goes back to the client as it is, anything else is a 502."""
+    if 400 <= status < 500:
+        return UpstreamClientError(status, leg, url, data, content_type)
+    return ProxyError(502, f"{leg} leg to {url}: HTTP {status}: {upstream_message(data)}", leg, url)
 
 
 async def run_prefill(
@@ -112,20 +96,19 @@ async def run_prefill(
 ) -> dict[str, Any] | None:
     """POST the prefill leg and read its whole answer, stamping prefill_start/prefill_end.
 
-    Returns the parsed JSON if `parse` (else None); raises ProxyError (502/503) on any failure.
+    Returns the parsed JSON if `parse` (else None); raises ProxyError on any failure.
     """
     timing.prefill_start = time.monotonic_ns()
     try:
         async with session.post(url + path, data=body, headers=headers, timeout=timeouts.prefill) as resp:
             data = await resp.read()
             status = resp.status
+            content_type = resp.headers.get("Content-Type")
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise leg_failure("prefill", url, exc, timeouts) from exc
     timing.prefill_end = time.monotonic_ns()
     if status != 200:
-        raise ProxyError(
-            502, f"prefill leg to {url}: HTTP {status}: {upstream_message(data)}", "prefill", url
-        )
+        raise http_failure("prefill", url, status, data, content_type)
     if not parse:
         return None
     try:
@@ -160,4 +143,4 @@ async def open_decode(
         data = b""
     finally:
         resp.release()
-    raise ProxyError(502, f"decode leg to {url}: HTTP {resp.status}: {upstream_message(data)}", "decode", url)
+    raise http_failure("decode", url, resp.status, data, resp.headers.get("Content-Type"))

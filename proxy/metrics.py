@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from collections.abc import Callable, Iterator
 
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
+
+from proxy.instances import InstancePool
 from proxy.timing import StageTiming
 
 _LEG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
@@ -13,8 +18,37 @@ _OVERHEAD_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.0
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
+class _PoolCollector(Collector):
+    """Per-instance gauges read from the pools at scrape time: rotation state, cause when out, load."""
+
+    def __init__(self, pools: Callable[[], list[InstancePool]]) -> None:
+        self.pools = pools
+
+    def collect(self) -> Iterator[Metric]:
+        labels = ["role", "instance"]
+        in_rotation = GaugeMetricFamily(
+            "proxy_instance_in_rotation", "1 while the instance takes requests, 0 while out", labels=labels
+        )
+        out = GaugeMetricFamily(
+            "proxy_instance_out",
+            "1 per instance out of rotation (passive health), labelled with the fault that took it out",
+            labels=[*labels, "cause"],
+        )
+        outstanding = GaugeMetricFamily(
+            "proxy_instance_outstanding", "Requests in flight on the instance", labels=labels
+        )
+        for pool in self.pools():
+            for inst in pool.instances():
+                key = [pool.role, inst.url]
+                in_rotation.add_metric(key, 1.0 if inst.in_rotation else 0.0)
+                outstanding.add_metric(key, float(inst.outstanding))
+                if not inst.in_rotation:
+                    out.add_metric([*key, inst.out_cause or "unknown"], 1.0)
+        yield from (in_rotation, out, outstanding)
+
+
 class ProxyMetrics:
-    """Stage latency histograms, in-flight gauge, request and error counters."""
+    """Stage latency histograms, in-flight gauge, request, error, retry and ejection counters."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -47,6 +81,21 @@ class ProxyMetrics:
         )
         for leg in ("request", "prefill", "decode", "client"):
             self.errors.labels(leg)
+        self.retries = Counter(
+            "proxy_retries", "Legs sent again to another instance, by leg", ["leg"], registry=r
+        )
+        for leg in ("prefill", "decode"):
+            self.retries.labels(leg)
+        self.ejections = Counter(
+            "proxy_instance_ejections",
+            "Times an instance was taken out of rotation, by fault",
+            ["role", "instance", "cause"],
+            registry=r,
+        )
+
+    def watch_pools(self, pools: Callable[[], list[InstancePool]]) -> None:
+        """Export the per-instance gauges of these pools."""
+        self.registry.register(_PoolCollector(pools))
 
     def observe(self, timing: StageTiming) -> None:
         """Record the stage durations that the request reached."""

@@ -1,4 +1,5 @@
-"""Serve the app with hypercorn: on a pre-bound socket (CLI) or in-process on an ephemeral port (tests)."""
+"""Serve the app with uvicorn (httptools; hypercorn on request): on a pre-bound socket (CLI) or in-process
+on an ephemeral port (tests)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ def bind_listen_socket(host: str, port: int, backlog: int = 2048) -> socket.sock
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.bind((host, port))
-        sock.listen(backlog)  # connections queue from now on, before hypercorn starts accepting
+        sock.listen(backlog)  # connections queue from now on, before the server starts accepting
     except OSError:
         sock.close()
         raise
@@ -38,7 +39,11 @@ def socket_url(sock: socket.socket) -> str:
 
 
 def hypercorn_config(sock: socket.socket) -> Config:
-    """Hypercorn settings for the proxy; takes ownership of `sock`."""
+    """Hypercorn settings for the proxy (`--server hypercorn`); takes ownership of `sock`.
+
+    Hypercorn has no bound on reading a request head (its read_timeout would also cut idle streams);
+    the body's bound is the app's.
+    """
     config = Config()
     config.bind = [f"fd://{sock.detach()}"]
     config.accesslog = None
@@ -77,12 +82,16 @@ async def _signal_event() -> None:
 async def _serve_uvicorn(
     app: Quart, sock: socket.socket, shutdown_trigger: Callable[[], Awaitable[None]] | None
 ) -> None:
-    """uvicorn with httptools: about half hypercorn's per-request and per-chunk CPU cost."""
+    """uvicorn with httptools (about half hypercorn's per-request and per-chunk CPU cost), with a bound
+    on reading each request head."""
     import uvicorn
 
+    from proxy.http_protocol import protocol_factory
+
+    state = app.extensions["proxy"]
     config = uvicorn.Config(
         app,  # type: ignore[arg-type]
-        http="httptools",
+        http=protocol_factory(state.config.request_read_timeout_s),  # type: ignore[arg-type]
         lifespan="on",
         log_level="warning",
         access_log=False,

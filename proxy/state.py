@@ -10,6 +10,7 @@ import aiohttp
 from proxy.config import ProxyConfig
 from proxy.connectors import Connector, get_connector
 from proxy.discovery import DiscoveryListener
+from proxy.health import PassiveHealth
 from proxy.instances import InstancePool
 from proxy.legs import LegTimeouts
 from proxy.metrics import ProxyMetrics
@@ -32,6 +33,8 @@ class ProxyState:
             "backend" if not self.connector.splits else "decode", config.decode_select, config.decode
         )
         self.metrics = ProxyMetrics()
+        self.metrics.watch_pools(self.pools)
+        self.health = PassiveHealth(config, self.pools(), self.metrics)
         self.timeouts = LegTimeouts.from_config(config)
         self.session: aiohttp.ClientSession | None = None
         self.discovery: DiscoveryListener | None = None
@@ -65,10 +68,12 @@ class ProxyState:
         self.session = aiohttp.ClientSession(
             connector=connector, read_bufsize=_SESSION_READ_BUFSIZE, auto_decompress=False
         )
+        self.health.start(self.session, self.timeouts)
         log.info("%s", self.describe_line())
         self.started.set()
 
     async def stop(self) -> None:
+        await self.health.stop()
         if self.session is not None:
             await self.session.close()
         if self.discovery is not None:
@@ -95,6 +100,9 @@ class ProxyState:
             parts.append(f"discovery={self.discovery.address} ttl={cfg.discovery_ttl_s:g}s")
         if cfg.stage_log is not None:
             parts.append(f"stage_log={cfg.stage_log}")
+        parts.append(f"eject={cfg.eject_s:g}s" if self.health.enabled else "passive_health=off")
+        if cfg.setup_file is not None:
+            parts.append(f"setup_file={cfg.setup_file}")
         return " ".join(parts)
 
     def pools(self) -> list[InstancePool]:

@@ -16,8 +16,9 @@ _EVENT_END = b"\n\n"
 _DONE = b"data: [DONE]"
 MAX_EVENT_BYTES = 16 * 1024 * 1024
 
-# finish(error_leg, error_message): called exactly once when the stream ends, fails or is dropped.
-FinishCallback = Callable[[str | None, str | None], None]
+# finish(error_leg, error_message, fault): called exactly once when the stream ends, fails or is dropped;
+# fault names a backend fault (see ProxyError.fault).
+FinishCallback = Callable[[str | None, str | None, str | None], None]
 
 
 class DecodeStream:
@@ -124,23 +125,24 @@ class DecodeStream:
         return queue.popleft()
 
     def _fail(self, exc: BaseException) -> bytes:
+        fault = None
         if isinstance(exc, ValueError) and not isinstance(exc, aiohttp.ClientError):
             err_status, message = 502, f"decode leg to {self._url}: SSE event too large ({exc})"
         else:
             err = leg_failure("decode", self._url, exc, self._timeouts, stream=True)
-            err_status, message = err.status, f"{err.message} (mid-stream)"
+            err_status, message, fault = err.status, f"{err.message} (mid-stream)", err.fault
         timing = self._timing
         timing.decode_end = time.monotonic_ns()
         self._queue.append(sse_error_event(err_status, message, leg="decode", instance=self._url))
         if not self.timing_sent:
             self.timing_sent = True
-            self._end("decode", message)  # sets timing.error before the comment is rendered
+            self._end("decode", message, fault)  # sets timing.error before the comment is rendered
             self._queue.append(timing.sse_comment())
         else:
-            self._end("decode", message)
+            self._end("decode", message, fault)
         return self._queue.popleft()
 
-    def _end(self, error_leg: str | None, message: str | None) -> None:
+    def _end(self, error_leg: str | None, message: str | None, fault: str | None = None) -> None:
         if self._done:
             return
         self._done = True
@@ -148,17 +150,17 @@ class DecodeStream:
             self._resp.release()  # body fully read: the connection goes back to the pool
         else:
             self._resp.close()
-        self._finish(error_leg, message)
+        self._finish(error_leg, message, fault)
 
     async def aclose(self) -> None:
         """Stop early (client gone or server shutdown): close the upstream connection."""
         if not self._done:
             self._done = True
             self._resp.close()
-            self._finish("client", "client disconnected before the stream ended")
+            self._finish("client", "client disconnected before the stream ended", None)
 
     def __del__(self) -> None:  # safety net if the server dropped us before iterating
         if not self._done:
             self._done = True
             self._resp.close()
-            self._finish("client", "stream dropped before it was sent")
+            self._finish("client", "stream dropped before it was sent", None)

@@ -25,7 +25,8 @@ class StageTiming:
     Stamps: recv (proxy got the request), prefill_start/prefill_end (prefill leg sent / its body read),
     decode_send (decode request about to be sent), decode_first_chunk (first SSE event read; response
     headers for non-streaming), decode_end (`data: [DONE]` read, upstream EOF, or body read).
-    `chunks` counts the upstream SSE events forwarded before `data: [DONE]`.
+    `chunks` counts the upstream SSE events forwarded before `data: [DONE]`; `retries` the legs sent again
+    to another instance after a backend fault (at most one per request).
     """
 
     __slots__ = (
@@ -43,6 +44,7 @@ class StageTiming:
         "recv",
         "recv_epoch_ns",
         "request_id",
+        "retries",
         "status",
         "stream",
     )
@@ -64,6 +66,7 @@ class StageTiming:
         self.status: int | None = None
         self.error: str | None = None
         self.chunks = 0
+        self.retries = 0
 
     @property
     def prefill_ms(self) -> float | None:
@@ -98,6 +101,7 @@ class StageTiming:
             "status": self.status,
             "error": self.error,
             "chunks": self.chunks,
+            "retries": self.retries,
             "prefill_ms": self.prefill_ms,
             "decode_first_chunk_ms": self.decode_first_chunk_ms,
             "decode_total_ms": self.decode_total_ms,

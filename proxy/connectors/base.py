@@ -41,6 +41,9 @@ class Connector(ABC):
     splits: ClassVar[bool] = True  # False: no prefill leg (passthrough)
     needs_kv_address: ClassVar[bool] = False  # instances must carry a KV/ZMQ address
     reads_prefill_response: ClassVar[bool] = False  # decode_body needs the parsed prefill JSON
+    # The prefill leg sends the KV to the decode instance chosen with it: retrying decode elsewhere
+    # means redoing the prefill.
+    prefill_pushes_to_decode: ClassVar[bool] = False
 
     def request_id(self, prefill: Instance | None, decode: Instance, suffix: str) -> str:
         return suffix

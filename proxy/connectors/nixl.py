@@ -40,4 +40,9 @@ class NixlConnector(Connector):
                 "response has no kv_transfer_params; is the prefill instance running NixlConnector "
                 "with kv_role kv_producer or kv_both?"
             )
+        if not isinstance(params, dict):
+            raise ConnectorProtocolError(
+                f"kv_transfer_params is a {type(params).__name__}, not an object; the prefill instance "
+                "does not speak NixlConnector's protocol"
+            )
         return orjson.dumps({**body, "kv_transfer_params": params})

@@ -50,6 +50,7 @@ def parse_request_id(request_id: str) -> tuple[tuple[str, int], tuple[str, int]]
 class P2pNcclConnector(Connector):
     name = "p2p_nccl"
     needs_kv_address = True
+    prefill_pushes_to_decode = True
 
     def request_id(self, prefill: Instance | None, decode: Instance, suffix: str) -> str:
         if prefill is None or prefill.kv_address is None or decode.kv_address is None:

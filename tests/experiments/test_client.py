@@ -27,12 +27,7 @@ from experiments.client import (
 )
 from experiments.model_dir import write_model_dir
 from experiments.workloads import RequestSpec
-from tests.experiments.sse_server import (
-    HTTP_ERROR_MESSAGE,
-    STREAM_ERROR_MESSAGE,
-    TIMING_STAGES,
-    FakeOpenAIServer,
-)
+from fake_upstream import HTTP_ERROR_MESSAGE, STREAM_ERROR_MESSAGE, TIMING_STAGES, FakeBehavior, FakeUpstream
 
 REPO = Path(__file__).resolve().parents[2]
 SUBPROCESS_TIMEOUT_S = 180
@@ -86,8 +81,8 @@ def max_overlap(records: list[dict[str, Any]]) -> int:
 
 
 @pytest.fixture
-def server() -> Iterator[FakeOpenAIServer]:
-    with FakeOpenAIServer(first_token_delay_s=0.005, chunk_delay_s=0.001) as srv:
+def server() -> Iterator[FakeUpstream]:
+    with FakeUpstream(FakeBehavior(first_token_delay_s=0.005, chunk_interval_s=0.001)) as srv:
         yield srv
 
 
@@ -97,7 +92,7 @@ def server() -> Iterator[FakeOpenAIServer]:
 
 
 @pytest.mark.parametrize("api", ["completions", "chat"])
-def test_every_field_filled_and_ordered(server: FakeOpenAIServer, api: str) -> None:
+def test_every_field_filled_and_ordered(server: FakeUpstream, api: str) -> None:
     specs = specs_of([1, 4, 7, 16], words=5)
     offsets = [0.0, 0.01, 0.02, 0.03]
     cfg = ClientConfig(endpoint=server.url, model="fake-model", api=api)
@@ -132,7 +127,7 @@ def test_every_field_filled_and_ordered(server: FakeOpenAIServer, api: str) -> N
     sched = [r["scheduled_mono_ns"] for r in records]
     assert [s - sched[0] for s in sched] == [int(o * 1e9) - int(offsets[0] * 1e9) for o in offsets]
     # The server got what the specs asked for.
-    bodies = sorted(server.stats.bodies, key=lambda b: b["max_tokens"])
+    bodies = sorted(server.bodies, key=lambda b: b["max_tokens"])
     assert [b["max_tokens"] for b in bodies] == [1, 4, 7, 16]
     assert all(b["stream"] and b["stream_options"] == {"include_usage": True} for b in bodies)
     assert all(b["model"] == "fake-model" and b["ignore_eos"] is True for b in bodies)
@@ -140,7 +135,7 @@ def test_every_field_filled_and_ordered(server: FakeOpenAIServer, api: str) -> N
     assert all(key in b for b in bodies)
 
 
-def test_proxy_timing_comment_parsed_into_stages(server: FakeOpenAIServer) -> None:
+def test_proxy_timing_comment_parsed_into_stages(server: FakeUpstream) -> None:
     cfg = ClientConfig(endpoint=server.url, model="fake-model", extra_body={"fake_mode": "timing"})
     r = one_request(cfg, specs_of([3])[0])
     assert r["ok"] is True
@@ -153,7 +148,7 @@ def test_proxy_timing_comment_parsed_into_stages(server: FakeOpenAIServer) -> No
 # ---------------------------------------------------------------------------------------------------------
 
 FAULTS = {
-    "http400": f'HTTP 400: {{"object":"error","message":"{HTTP_ERROR_MESSAGE}"',
+    "http400": f'HTTP 400: {{"error":{{"message":"{HTTP_ERROR_MESSAGE} 400"',
     "http500": "HTTP 500: ",
     "malformed": "malformed stream: ",
     "drop": "ClientPayloadError: Response payload is not completed",
@@ -165,7 +160,7 @@ FAULTS = {
 
 
 @pytest.mark.parametrize("mode", sorted(FAULTS))
-def test_fault_becomes_failed_record(server: FakeOpenAIServer, mode: str) -> None:
+def test_fault_becomes_failed_record(server: FakeUpstream, mode: str) -> None:
     cfg = ClientConfig(endpoint=server.url, model="fake-model", extra_body={"fake_mode": mode})
     r = one_request(cfg, specs_of([6])[0])
     assert r["ok"] is False
@@ -174,17 +169,17 @@ def test_fault_becomes_failed_record(server: FakeOpenAIServer, mode: str) -> Non
     assert r["sent_mono_ns"] <= r["end_mono_ns"] and r["end_epoch_ns"] is not None
     assert r["status"] == (int(mode[4:]) if mode.startswith("http") else 200)
     if mode in ("malformed", "drop", "stream_error", "not_object"):
-        assert len(r["chunk_mono_ns"]) == server.config.fault_after  # what arrived before the fault
+        assert len(r["chunk_mono_ns"]) == server.behavior.fault_after  # what arrived before the fault
 
 
-def test_events_cut_across_network_reads(server: FakeOpenAIServer) -> None:
+def test_events_cut_across_network_reads(server: FakeUpstream) -> None:
     cfg = ClientConfig(endpoint=server.url, model="fake-model", extra_body={"fake_mode": "split"})
     r = one_request(cfg, specs_of([5], words=4)[0])
     assert r["ok"] is True, r["error"]
     assert (len(r["chunk_mono_ns"]), r["prompt_tokens"], r["completion_tokens"]) == (5, 4, 5)
 
 
-def test_mixed_faults_in_one_run_each_recorded_once(server: FakeOpenAIServer) -> None:
+def test_mixed_faults_in_one_run_each_recorded_once(server: FakeUpstream) -> None:
     modes = ["ok", *sorted(FAULTS), "timing", "split", "ok"]
     specs = [RequestSpec(i, f"t1 t2 fake_mode={mode}", 3, 5) for i, mode in enumerate(modes)]
     cfg = ClientConfig(endpoint=server.url, model="fake-model")
@@ -199,7 +194,7 @@ def test_mixed_faults_in_one_run_each_recorded_once(server: FakeOpenAIServer) ->
 
 
 def test_timeout_is_a_failed_record() -> None:
-    with FakeOpenAIServer(first_token_delay_s=30.0) as srv:
+    with FakeUpstream(FakeBehavior(first_token_delay_s=30.0)) as srv:
         cfg = ClientConfig(endpoint=srv.url, model="fake-model", request_timeout_s=0.3)
         r = one_request(cfg, specs_of([4])[0])
     assert r["ok"] is False
@@ -226,7 +221,7 @@ def test_unreachable_endpoint_is_a_failed_record() -> None:
 def test_closed_loop_sends_each_spec_once_with_at_most_users_in_flight() -> None:
     users, n = 4, 30
     specs = specs_of([3] * n)
-    with FakeOpenAIServer(first_token_delay_s=0.02, chunk_delay_s=0.001) as srv:
+    with FakeUpstream(FakeBehavior(first_token_delay_s=0.02, chunk_interval_s=0.001)) as srv:
         cfg = ClientConfig(endpoint=srv.url, model="fake-model")
         seen: list[dict[str, Any]] = []
 
@@ -238,20 +233,20 @@ def test_closed_loop_sends_each_spec_once_with_at_most_users_in_flight() -> None
     assert [r["index"] for r in records] == list(range(n))
     assert Counter(r["index"] for r in seen) == Counter(range(n))
     assert all(r["ok"] and r["scheduled_mono_ns"] is None and r["send_lateness_ns"] is None for r in records)
-    assert sorted(b["prompt"] for b in srv.stats.bodies) == sorted(s.prompt for s in specs)
-    assert srv.stats.requests == n
-    assert srv.stats.max_in_flight == users
+    assert sorted(b["prompt"] for b in srv.bodies) == sorted(s.prompt for s in specs)
+    assert srv.requests == n
+    assert srv.max_in_flight == users
     assert max_overlap(records) == users
 
 
 @pytest.mark.parametrize("cap", [2, None])
 def test_max_concurrency_caps_in_flight_and_shows_as_lateness(cap: int | None) -> None:
     n, server_delay_s = 8, 0.05
-    with FakeOpenAIServer(first_token_delay_s=server_delay_s) as srv:
+    with FakeUpstream(FakeBehavior(first_token_delay_s=server_delay_s)) as srv:
         cfg = ClientConfig(endpoint=srv.url, model="fake-model", max_concurrency=cap)
         records, _ = open_loop(cfg, specs_of([2] * n))  # all scheduled at once
     assert all(r["ok"] for r in records)
-    assert srv.stats.max_in_flight == (cap or n)
+    assert srv.max_in_flight == (cap or n)
     assert max_overlap(records) == (cap or n)
     if cap:
         # Request k (in send order) waited for k // cap rounds of requests that each took >= the delay.
@@ -297,7 +292,7 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 def test_run_experiment_end_to_end(model_dir: Path, tmp_path: Path) -> None:
-    with FakeOpenAIServer(root=str(model_dir), chunk_delay_s=0.001) as srv:
+    with FakeUpstream(FakeBehavior(chunk_interval_s=0.001), root=str(model_dir)) as srv:
         args = base_args(srv.url, tmp_path, "e2e")
         proc = run_cli(
             [*args, "--num-requests", "20", "--rate", "200", "--warmup", "2", "--slo", "ttft=60000"]
@@ -323,7 +318,7 @@ def test_run_experiment_end_to_end(model_dir: Path, tmp_path: Path) -> None:
     assert s["good_requests"] == 20 and s["errors"] == {}
     assert s["ttft_ms"]["count"] == 20 and s["itl_ms"]["count"] == 20 * 4
     assert doc["energy"]["available"] is False and doc["energy"]["reason"]
-    assert srv.stats.requests == 22
+    assert srv.requests == 22
 
 
 def assert_one_line_error(proc: subprocess.CompletedProcess[str], expected: str) -> None:
@@ -359,16 +354,16 @@ def test_unreachable_endpoint_gives_one_error_line(tmp_path: Path) -> None:
 
 def test_missing_sharegpt_dataset_gives_one_error_line(model_dir: Path, tmp_path: Path) -> None:
     missing = tmp_path / "nope.json"
-    with FakeOpenAIServer(root=str(model_dir)) as srv:
+    with FakeUpstream(root=str(model_dir)) as srv:
         args = base_args(srv.url, tmp_path, "x")
         proc = run_cli([*args, "--rate", "1", "--workload", "sharegpt", "--dataset", str(missing)])
     assert_one_line_error(proc, f"error: dataset file not found: {missing}")
-    assert srv.stats.requests == 0
+    assert srv.requests == 0
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_interrupted_run_keeps_what_was_measured(model_dir: Path, tmp_path: Path, sig: int) -> None:
-    with FakeOpenAIServer(root=str(model_dir), chunk_delay_s=0.05) as srv:
+    with FakeUpstream(FakeBehavior(chunk_interval_s=0.05), root=str(model_dir)) as srv:
         args = base_args(srv.url, tmp_path, "int")
         extra = ["--num-requests", "200", "--arrival", "closed", "--concurrency", "2", "--warmup", "0"]
         proc = subprocess.Popen(

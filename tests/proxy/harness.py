@@ -13,9 +13,9 @@ import aiohttp
 import orjson
 from quart import Quart
 
+from fake_upstream import FakeBehavior, FakeUpstream
 from proxy import InstanceSpec, ProxyConfig, create_app, running_app
 from proxy.app import ProxyState
-from proxy.fake_upstream import FakeBehavior, FakeUpstream
 
 T = TypeVar("T")
 TEST_TIMEOUT_S = 30.0

@@ -13,8 +13,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from proxy.fake_upstream import FakeUpstream
-from tests.proxy.harness import completion_body, run
+from fake_upstream import FakeUpstream
+from tests.proxy.harness import closed_port, completion_body, run
 
 REPO = Path(__file__).resolve().parents[2]
 PY = sys.executable
@@ -33,6 +33,7 @@ def test_help_explains_every_option() -> None:
     expected = {
         "--connector", "--prefill", "--decode", "--backend", "--select", "--stage-log", "--discovery-port",
         "--prefill-timeout", "--decode-timeout", "--decode-chunk-timeout", "--connect-timeout",
+        "--request-read-timeout", "--eject-time", "--probe-interval", "--setup-file",
     }  # fmt: skip
     assert expected <= options
 
@@ -116,6 +117,71 @@ def test_cli_serves_requests_and_stops_on_sigterm(tmp_path: Path) -> None:
 
     run(scenario(), timeout_s=60)
     assert len(log.read_bytes().splitlines()) == 1
+
+
+def test_a_failed_request_is_one_warning_line_at_the_default_log_level() -> None:
+    async def scenario() -> str:
+        p = FakeUpstream()
+        await p.start()
+        dead = f"http://127.0.0.1:{closed_port()}"
+        proc = await asyncio.create_subprocess_exec(
+            PY, "-m", "proxy", "--port", "0", "--connector", "example", "--prefill", p.url, "--decode", dead,
+            cwd=REPO, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            assert proc.stderr is not None
+            line = (await asyncio.wait_for(proc.stderr.readline(), 30)).decode()
+            url = re.search(r"proxy on (http://\S+)", line)[1]  # type: ignore[index]
+            async with (
+                aiohttp.ClientSession() as session,
+                session.post(
+                    url + "/v1/completions", json=completion_body(), headers={"X-Request-Id": "c-1"}
+                ) as resp,
+            ):
+                assert resp.status == 503
+            proc.send_signal(signal.SIGTERM)
+            _, err = await asyncio.wait_for(proc.communicate(), 15)
+            return err.decode()
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+            await p.stop()
+
+    stderr = run(scenario(), timeout_s=60)
+    lines = [line for line in stderr.splitlines() if "request c-1 failed" in line]
+    assert len(lines) == 1, stderr
+    assert (
+        " WARNING proxy: request c-1 failed: status 503, leg decode, instance http://127.0.0.1:" in lines[0]
+    )
+    assert lines[0].endswith("is unreachable: Connection refused")
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "cannot read it"),
+        (b"{nope", "not valid JSON"),
+        (b"[1, 2]", "must hold a JSON object, not list"),
+    ],
+)
+def test_a_bad_setup_file_is_one_line_and_exit_2(tmp_path: Path, content: bytes | None, message: str) -> None:
+    path = tmp_path / "setup.json"
+    if content is not None:
+        path.write_bytes(content)
+    result = proxy_cli(
+        "--connector",
+        "example",
+        "--prefill",
+        "http://h:1",
+        "--decode",
+        "http://h:2",
+        "--setup-file",
+        str(path),
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: --setup-file {path}: {message}"), result.stderr
 
 
 def test_port_in_use_is_a_clear_error() -> None:

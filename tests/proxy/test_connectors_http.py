@@ -8,8 +8,8 @@ import re
 import orjson
 import pytest
 
+from fake_upstream import FakeBehavior
 from proxy.connectors.nixl import PREFILL_KV_TRANSFER_PARAMS
-from proxy.fake_upstream import FakeBehavior
 from tests.proxy.harness import chat_body, completion_body, decode_kv, prefill_kv, proxy_with, run
 
 VLLM_PREFILL_SIDE_PATTERN = r"___decode_addr_(.*):(\d+)"
@@ -51,16 +51,77 @@ def test_nixl_forwards_the_prefill_kv_transfer_params_to_decode(path: str, strea
     run(scenario())
 
 
-def test_nixl_without_kv_transfer_params_is_a_502_not_a_silent_recompute() -> None:
+def test_nixl_prefill_leg_asks_for_remote_decode_in_vllms_terms() -> None:
     async def scenario() -> None:
-        async with proxy_with("nixl") as h:
-            status, _, raw = await h.post("/v1/completions", completion_body())
+        async with proxy_with("nixl", prefill=[FakeBehavior(kv_transfer_params=KV_HANDLE)]) as h:
+            body = completion_body(max_tokens=50, kv_transfer_params={"do_remote_decode": False, "x": 1})
+            status, _, _ = await h.post("/v1/completions", body)
+            assert status == 200
+            (p_req,) = h.prefill[0].received
+            # literal values, not the proxy's own constant: what vLLM's NixlConnector reads
+            assert p_req.body["kv_transfer_params"] == {
+                "do_remote_decode": True,
+                "do_remote_prefill": False,
+                "remote_engine_id": None,
+                "remote_block_ids": None,
+                "remote_host": None,
+                "remote_port": None,
+            }
+            assert p_req.body["max_tokens"] == 1 and p_req.body["stream"] is False
+            # the client's own kv_transfer_params never reach decode: prefill's handle replaces them
+            (d_req,) = h.decode[0].received
+            assert d_req.body["kv_transfer_params"] == KV_HANDLE and d_req.body["max_tokens"] == 50
+
+    run(scenario())
+
+
+def test_nixl_handle_reaches_decode_unchanged_to_the_byte() -> None:
+    odd = {
+        "remote_engine_id": "engine-ü-7",
+        "remote_block_ids": [[0, 1], [2, 3]],
+        "remote_host": "10.0.0.2",
+        "remote_port": 5601,
+        "tp_size": 2,
+        "nested": {"z": 1, "a": [1.5, None, True]},
+        "do_remote_prefill": True,
+    }
+
+    async def scenario() -> None:
+        async with proxy_with("nixl", prefill=[FakeBehavior(kv_transfer_params=odd)]) as h:
+            status, _, _ = await h.post("/v1/completions", completion_body())
+            assert status == 200
+            (d_req,) = h.decode[0].received
+            assert list(d_req.body["kv_transfer_params"].items()) == list(odd.items())  # order kept too
+            assert b'"kv_transfer_params":' + orjson.dumps(odd) in d_req.raw
+
+    run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("answer_fields", "reason"),
+    [
+        (None, "response has no kv_transfer_params"),
+        ({"kv_transfer_params": None}, "response has no kv_transfer_params"),
+        ({"kv_transfer_params": {}}, "response has no kv_transfer_params"),
+        ({"kv_transfer_params": "handle"}, "kv_transfer_params is a str, not an object"),
+    ],
+)
+@pytest.mark.parametrize("stream", [True, False])
+def test_nixl_without_kv_transfer_params_is_a_502_naming_prefill_not_a_silent_recompute(
+    answer_fields: dict | None, reason: str, stream: bool
+) -> None:
+    async def scenario() -> None:
+        async with proxy_with("nixl", prefill=[FakeBehavior(answer_fields=answer_fields)]) as h:
+            status, headers, raw = await h.post("/v1/completions", completion_body(stream=stream))
             err = orjson.loads(raw)["error"]
-            assert status == 502
-            assert err["message"].startswith(
-                f"prefill leg to {h.prefill[0].url}: response has no kv_transfer_params"
-            )
+            prefill = h.prefill[0].url
+            assert status == 502 and err["type"] == "upstream_error"
+            assert err["message"].startswith(f"prefill leg to {prefill}: {reason}")
+            assert err["leg"] == "prefill" and err["instance"] == prefill
+            assert headers["x-proxy-error-instance"] == prefill
             assert h.decode[0].received == []
+            _, instances = await h.get_json("/instances")
+            assert instances["prefill"][0]["in_rotation"] is True  # a protocol mismatch, not a fault
 
     run(scenario())
 

@@ -11,11 +11,11 @@ import msgpack
 import pytest
 import zmq
 
+from fake_upstream import FakeUpstream
 from proxy.app import create_app
 from proxy.config import ProxyConfig
 from proxy.connectors.p2p_nccl import parse_request_id
 from proxy.discovery import parse_registration
-from proxy.fake_upstream import FakeUpstream
 from proxy.server import running_app
 from tests.proxy.harness import completion_body, run
 

@@ -8,7 +8,7 @@ import aiohttp
 import orjson
 import pytest
 
-from proxy.fake_upstream import FakeBehavior
+from fake_upstream import FakeBehavior
 from proxy.timing import parse_timing_comment
 from tests.proxy.harness import closed_port, completion_body, proxy_with, run
 
@@ -88,11 +88,11 @@ def test_prefill_http_error_is_502_naming_leg_and_instance(stream: bool) -> None
     run(scenario())
 
 
-def test_prefill_timeout_is_502() -> None:
+def test_prefill_timeout_is_504() -> None:
     async def scenario() -> None:
         async with proxy_with("example", prefill=[FakeBehavior(delay_s=10)], prefill_timeout_s=0.3) as h:
             status, _, raw = await h.post("/v1/completions", completion_body())
-            assert status == 502
+            assert status == 504 and error_of(raw)["type"] == "gateway_timeout"
             assert error_of(raw)["message"] == f"prefill leg to {h.prefill[0].url}: timed out after 0.3 s"
             await asyncio.wait_for(h.prefill[0].disconnected.wait(), 10)  # the leg was abandoned upstream too
 
@@ -149,11 +149,11 @@ def test_decode_http_error_before_the_stream_is_502(stream: bool) -> None:
     run(scenario())
 
 
-def test_decode_total_timeout_non_streaming_is_502() -> None:
+def test_decode_total_timeout_non_streaming_is_504() -> None:
     async def scenario() -> None:
         async with proxy_with("example", decode=[FakeBehavior(delay_s=10)], decode_timeout_s=0.3) as h:
             status, _, raw = await h.post("/v1/completions", completion_body(stream=False))
-            assert status == 502
+            assert status == 504
             assert error_of(raw)["message"] == f"decode leg to {h.decode[0].url}: timed out after 0.3 s"
 
     run(scenario())
@@ -161,7 +161,7 @@ def test_decode_total_timeout_non_streaming_is_502() -> None:
 
 def test_decode_dying_mid_stream_ends_with_an_sse_error_event() -> None:
     async def scenario() -> None:
-        async with proxy_with("example", decode=[FakeBehavior(chunks=6, fail_after_chunks=2)]) as h:
+        async with proxy_with("example", decode=[FakeBehavior(chunks=6, fault="drop", fault_after=2)]) as h:
             status, chunks = await h.stream("/v1/completions", completion_body(), {"X-Request-Id": "r1"})
             assert status == 200
             assert (
@@ -185,7 +185,7 @@ def test_decode_dying_mid_stream_ends_with_an_sse_error_event() -> None:
 
 def test_decode_stalling_mid_stream_hits_the_chunk_timeout() -> None:
     async def scenario() -> None:
-        stall = FakeBehavior(chunks=4, stall_after_chunks=1, stall_s=20)
+        stall = FakeBehavior(chunks=4, fault="stall", fault_after=1, stall_s=20)
         async with proxy_with("example", decode=[stall], decode_chunk_timeout_s=0.3) as h:
             status, chunks = await h.stream("/v1/completions", completion_body())
             assert status == 200 and len(chunks) == 3

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import orjson
 
-from proxy.fake_upstream import FakeBehavior
+from fake_upstream import FakeBehavior
 from tests.proxy.harness import chat_body, completion_body, proxy_with, run
 
 

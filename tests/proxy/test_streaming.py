@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from proxy.fake_upstream import FakeBehavior, FakeUpstream
+from fake_upstream import FakeBehavior, FakeUpstream
 from proxy.timing import TIMING_HEADER, parse_timing_comment
 from tests.proxy.harness import chat_body, completion_body, proxy_with, run
 
