@@ -6,7 +6,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from tests.analysis.golden import REPO, SWEEP, TRAD
+from tests.analysis.golden import ONE, PD, REPO, SWEEP, TRAD
 from tests.analysis.test_report import BASE_PLOTS, SWEEP_PLOTS
 
 
@@ -20,6 +20,6 @@ def test_review_notebook_executes_headless(monkeypatch: pytest.MonkeyPatch) -> N
     outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
     assert not [o for o in outputs if o.output_type == "error"]
     markdown = "".join(o.get("data", {}).get("text/markdown", "") for o in outputs)
-    assert "| metric | traditional@4 | disagg@4 | disagg@4/traditional@4 | better |" in markdown
+    assert f"| metric | {ONE}@4 | {PD}@4 | {PD}@4/{ONE}@4 | better |" in markdown
     images = [o for o in outputs if "image/png" in o.get("data", {})]
     assert len(images) == len(BASE_PLOTS) + len(SWEEP_PLOTS)

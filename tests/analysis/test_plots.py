@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from analysis.plots import pareto_front, run_colors, setup_colors
 from analysis.runs import load_runs
-from tests.analysis.golden import DIS, SWEEP, TRAD
+from tests.analysis.golden import DIS, ONE, PD, SWEEP, TRAD
 
 
 def test_pareto_front() -> None:
@@ -17,5 +17,5 @@ def test_colors_follow_the_setup_kind() -> None:
     runs = load_runs([TRAD, DIS])
     assert run_colors(runs) == ["tab:blue", "tab:orange"]  # single, xpyd: as traditional and disagg were
     sweep = load_runs([TRAD, *SWEEP])
-    assert setup_colors(sweep) == {"traditional": "tab:blue", "disagg": "tab:orange"}
+    assert setup_colors(sweep) == {ONE: "tab:blue", PD: "tab:orange"}
     assert len(set(run_colors(sweep))) == 4  # several runs of one kind: one colour each

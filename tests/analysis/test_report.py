@@ -9,7 +9,7 @@ from pathlib import Path
 from analysis.runs import default_result_paths
 from analysis.tables import compare_results
 from experiments.schema import EnergySection, RunResult
-from tests.analysis.golden import CRASHED, DIS, GOLDEN, OTHER, SWEEP, TRAD, cli, derived_run
+from tests.analysis.golden import CRASHED, DIS, GOLDEN, ONE, OTHER, PD, SWEEP, TRAD, cli, derived_run
 
 BASE_PLOTS = ("cdf_ttft", "cdf_itl", "cdf_e2e", "itl_over_time", "power_timeline", "energy_bars")
 SWEEP_PLOTS = ("latency_vs_load", "pareto")
@@ -19,11 +19,12 @@ def test_cli_writes_report_and_plots(tmp_path: Path) -> None:
     out = tmp_path / "report"
     proc = cli(TRAD, DIS / "result.json", "--slo", "ttft=150", "--output-dir", out)
     assert proc.returncode == 0, proc.stderr
-    assert "disagg/traditional" in proc.stdout  # the terminal table
+    assert f"{PD}/{ONE}" in proc.stdout  # the terminal table
     report = (out / "report.md").read_text()
-    assert "| TTFT p50 (ms) | 200.0 | **60.00** | 0.300 | disagg |" in report
-    assert "| goodput (req/s) | 0.400 | **0.800** | 2.000 | disagg |" in report
-    assert "| per request, all GPUs (J) | 116.7 | **110.0** | 0.943 | disagg |" in report
+    assert "| run | setup | offered load |" in report and f"| {PD} | {PD} | 4 req/s |" in report
+    assert f"| TTFT p50 (ms) | 200.0 | **60.00** | 0.300 | {PD} |" in report
+    assert f"| goodput (req/s) | 0.400 | **0.800** | 2.000 | {PD} |" in report
+    assert f"| per request, all GPUs (J) | 116.7 | **110.0** | 0.943 | {PD} |" in report
     assert "ttft ≤ 150 ms" in report and "## TTFT split" in report
     for stem in BASE_PLOTS:
         png = out / f"{stem}.png"
@@ -42,8 +43,8 @@ def test_cli_sweep_adds_load_curves_and_pareto(tmp_path: Path) -> None:
         assert (out / f"{stem}.png").stat().st_size > 1000, stem
     assert "## Load sweep" in report
     # the 4 req/s group pairs traditional with the sweep's 4 req/s run
-    assert "| metric | traditional@4 | disagg@4 | disagg@4/traditional@4 | better |" in report
-    assert "| disagg@2 | 2 req/s |" in report
+    assert f"| metric | {ONE}@4 | {PD}@4 | {PD}@4/{ONE}@4 | better |" in report
+    assert f"| {PD}@2 | 2 req/s |" in report
 
 
 def test_incomplete_run_is_included_and_flagged(tmp_path: Path) -> None:
@@ -54,8 +55,8 @@ def test_incomplete_run_is_included_and_flagged(tmp_path: Path) -> None:
     proc = cli(TRAD, CRASHED, "--output-dir", out)
     assert proc.returncode == 0, proc.stderr
     report = (out / "report.md").read_text()
-    assert "**disagg is INCOMPLETE**" in report
-    assert "| metric | traditional | disagg (INCOMPLETE) |" in report
+    assert f"**{PD} is INCOMPLETE**" in report
+    assert f"| metric | {ONE} | {PD} (INCOMPLETE) |" in report
     assert "| per request, all GPUs (J) | 116.7 | n/a (run did not finish, no energy section) |" in report
 
 
@@ -71,7 +72,7 @@ def test_missing_energy_reads_na_with_reason_never_zero(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     report = (out / "report.md").read_text()
     assert "| per request, all GPUs (J) | n/a (NVML unavailable) | 110.0 |  |  |" in report
-    assert f"traditional: no energy: {reason}." in report
+    assert f"{ONE}: no energy: {reason}." in report
     assert (out / "power_timeline.png").stat().st_size > 1000  # disagg's panel, traditional's says why
 
     out2 = tmp_path / "report2"

@@ -9,8 +9,8 @@ import pytest
 
 from analysis.runs import load_runs
 from analysis.tables import Group, Row, compare_results, stage_rows
-from experiments.schema import RunResult, ServingSetup
-from tests.analysis.golden import DIS, SWEEP, TRAD, derived_run
+from experiments.schema import RunResult
+from tests.analysis.golden import DIS, ONE, PD, SWEEP, TRAD, derived_run
 
 
 def row(group: Group, label: str) -> Row:
@@ -32,15 +32,15 @@ def nums(group: Group, label: str) -> list[float | None]:
 def test_table_values_match_hand_computed_numbers() -> None:
     cmp = compare_results([DIS, TRAD], slo={"ttft": 150})
     (g,) = cmp.groups
-    assert [r.label for r in g.runs] == ["traditional", "disagg"] and g.baseline == 0
+    assert [r.label for r in g.runs] == [ONE, PD] and g.baseline == 0
     assert not cmp.forced and not cmp.sweep
 
     assert approx(nums(g, "TTFT p50 (ms)"), [200, 60])  # medians of 100/200/300 and 50/60/400
     assert row(g, "TTFT p50 (ms)").ratios[1] == pytest.approx(60 / 200)
-    assert g.verdict(row(g, "TTFT p50 (ms)")) == "disagg"
+    assert g.verdict(row(g, "TTFT p50 (ms)")) == PD
     # linear percentile: p90 of 3 values = second + 0.8 * (third - second)
     assert approx(nums(g, "TTFT p90 (ms)"), [200 + 0.8 * 100, 60 + 0.8 * 340])
-    assert g.verdict(row(g, "TTFT p90 (ms)")) == "traditional"
+    assert g.verdict(row(g, "TTFT p90 (ms)")) == ONE
     # TPOT = (E2E - TTFT) / 3: traditional 30, 30, 200/3; disagg 20, 20, 100/3
     assert approx(nums(g, "TPOT p50 (ms)"), [30, 20])
     assert approx(nums(g, "E2E p50 (ms)"), [290, 120])  # E2E 190/290/500 and 110/120/500
@@ -52,18 +52,18 @@ def test_table_values_match_hand_computed_numbers() -> None:
     # goodput recomputed for TTFT <= 150 ms: 1 and 2 requests in 2.5 s (higher is better)
     assert approx(nums(g, "goodput (req/s)"), [1 / 2.5, 2 / 2.5])
     assert row(g, "goodput (req/s)").ratios[1] == pytest.approx(2.0)
-    assert g.verdict(row(g, "goodput (req/s)")) == "disagg"
+    assert g.verdict(row(g, "goodput (req/s)")) == PD
 
     j_trad, j_dis = (300 + 50) / 3, (150 + 180) / 3
     assert approx(nums(g, "per request, all GPUs (J)"), [j_trad, j_dis])
     assert row(g, "per request, all GPUs (J)").ratios[1] == pytest.approx(j_dis / j_trad)
-    assert g.verdict(row(g, "per request, all GPUs (J)")) == "disagg"
+    assert g.verdict(row(g, "per request, all GPUs (J)")) == PD
     # static = idle power x 2.5 s: (40 + 20) W x 2.5 s = 150 J in both runs
     assert approx(nums(g, "per request, all GPUs, static (J)"), [150 / 3, 150 / 3])
     assert approx(nums(g, "per request, all GPUs, dynamic (J)"), [200 / 3, 180 / 3])
     assert approx(nums(g, "per output token, all GPUs (J)"), [350 / 12, 330 / 12])
     assert approx(nums(g, "per request, serving GPUs (J)"), [300 / 3, 330 / 3])  # the idle GPU left out
-    assert g.verdict(row(g, "per request, serving GPUs (J)")) == "traditional"
+    assert g.verdict(row(g, "per request, serving GPUs (J)")) == ONE
     assert approx(nums(g, "GPU 0 per request, dynamic (J)"), [(300 - 100) / 3, (150 - 100) / 3])
     assert approx(nums(g, "GPU 1 per output token, total (J)"), [50 / 12, 180 / 12])
     assert approx(nums(g, "GPU 1 average power (W)"), [50 / 2.5, 180 / 2.5])
@@ -90,31 +90,18 @@ def test_ttft_split_from_stage_timings() -> None:
     assert stage_rows(load_runs([TRAD])[0]) is None
 
 
-def _with_setup(src: Path, dst: Path, setup: ServingSetup) -> Path:
-    def change(result: RunResult) -> None:
-        result.metadata.serving_setup = setup
-
-    return derived_run(src, dst, change)
-
-
-def test_runs_are_named_grouped_and_ordered_by_serving_setup(tmp_path: Path) -> None:
-    pd = ServingSetup(kind="xpyd", label="1P1D p2p_nccl GET", connector="p2p_nccl", num_gpus=2)
-    one = ServingSetup(kind="single", label="1 instance", num_gpus=1)
-    runs = [_with_setup(r, tmp_path / r.name, pd) for r in SWEEP]
-    runs.append(_with_setup(TRAD, tmp_path / "one", one))
-    cmp = compare_results(runs)
-    assert [r.label for r in cmp.runs] == [
-        "1 instance@4",  # the single instance first: it is the baseline
-        "1P1D p2p_nccl GET@1",
-        "1P1D p2p_nccl GET@2",
-        "1P1D p2p_nccl GET@4",
-    ]
+def test_runs_are_named_grouped_and_ordered_by_serving_setup() -> None:
+    cmp = compare_results([*SWEEP, TRAD])
+    assert [r.label for r in cmp.runs] == [f"{ONE}@4", f"{PD}@1", f"{PD}@2", f"{PD}@4"]  # baseline first
     assert cmp.sweep
     four = next(g for g in cmp.groups if g.load_text == "4 req/s")
-    assert [r.label for r in four.runs] == ["1 instance@4", "1P1D p2p_nccl GET@4"] and four.baseline == 0
-    assert any("only 1P1D p2p_nccl GET@1 ran: no ratio across setups" in n for n in cmp.notes)
+    assert [r.label for r in four.runs] == [f"{ONE}@4", f"{PD}@4"] and four.baseline == 0
+    assert f"at 1 req/s only {PD}@1 ran: no ratio across setups there." in cmp.notes
 
 
-def test_old_results_without_a_setup_fall_back_to_their_mode() -> None:
-    runs = load_runs([DIS, TRAD])
-    assert [(r.setup_name, r.setup_kind) for r in runs] == [("traditional", "single"), ("disagg", "xpyd")]
+def test_results_without_a_setup_fall_back_to_their_mode(tmp_path: Path) -> None:
+    def forget_setup(result: RunResult) -> None:
+        result.metadata.serving_setup = None
+
+    runs = load_runs([derived_run(r, tmp_path / r.name, forget_setup) for r in (DIS, TRAD)])
+    assert [(r.label, r.setup_kind) for r in runs] == [("traditional", "single"), ("disagg", "xpyd")]

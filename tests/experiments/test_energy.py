@@ -5,10 +5,14 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import orjson
 import pytest
 
 from experiments.energy import EnergyMeter
+from experiments.schema import to_builtins
 from monitor import SimulatedNvmlBackend
+
+GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 
 IDLE_W, BUSY_W = {0: 80.0, 1: 60.0}, {0: 380.0, 1: 260.0}
 
@@ -72,3 +76,21 @@ def test_without_a_driver_energy_is_null_with_a_reason(tmp_path: Path) -> None:
     sec = meter.section()
     assert sec.available is False and sec.totals() is None and sec.gpus == []
     assert sec.reason is not None and "NVML" in sec.reason
+
+
+def test_golden_results_have_the_shape_a_real_meter_writes(tmp_path: Path) -> None:
+    meter = EnergyMeter(
+        [0, 1], {0: "prefill", 1: "decode"}, 0.05, SimulatedNvmlBackend(n_gpus=2), tmp_path / "p.csv"
+    )
+    meter.start()
+    meter.measure_idle(0.2)
+    meter.begin()
+    time.sleep(0.2)
+    meter.stop()
+    real = to_builtins(meter.section())
+    golden = orjson.loads((GOLDEN / "disagg" / "result.json").read_bytes())["energy"]
+    golden.pop("totals")  # written by RunResult (per-request figures need the summary)
+    assert golden.keys() == real.keys()
+    assert golden["monitor"].keys() == real["monitor"].keys() and len(real["monitor"]) > 15
+    assert golden["gpus"][0].keys() == real["gpus"][0].keys()
+    assert golden["window"].keys() == real["window"].keys()
