@@ -50,17 +50,30 @@ def _float(value: float) -> float | str | None:
     return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
 
 
+@cache
+def json_names(cls: type) -> tuple[str, ...]:
+    """What a dataclass writes: its fields (those not marked `json=False` in their metadata), then its
+    `computed` fields."""
+    stored = tuple(f.name for f in fields(cls) if f.metadata.get("json", True))
+    return stored + computed_names(cls)
+
+
+_SCALARS = (str, int, bool, type(None))
+
+
 def to_builtins(obj: Any) -> Any:
-    """Plain JSON values of a schema object: dataclass fields (those not marked `json=False` in their
-    metadata) plus its `computed` fields; Paths as strings; infinite floats as "inf"."""
-    if obj is None or isinstance(obj, str | bool | int):
+    """Plain JSON values of a schema object: `json_names` of dataclasses; Paths as strings; infinite
+    floats as "inf"."""
+    kind = type(obj)
+    if kind in _SCALARS:
         return obj
     if isinstance(obj, float):
         return _float(obj)
     if is_dataclass(obj) and not isinstance(obj, type):
-        out = {f.name: to_builtins(getattr(obj, f.name)) for f in fields(obj) if f.metadata.get("json", True)}
-        for name in computed_names(type(obj)):
-            out[name] = to_builtins(getattr(obj, name))
+        out = {}
+        for name in json_names(kind):
+            value = getattr(obj, name)
+            out[name] = value if type(value) in _SCALARS else to_builtins(value)
         return out
     if isinstance(obj, dict):
         return {k: to_builtins(v) for k, v in obj.items()}

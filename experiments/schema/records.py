@@ -10,7 +10,6 @@ ns; `sent_epoch_ns` / `end_epoch_ns` join them with wall clocks (and the power l
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from itertools import pairwise
 
 import numpy as np
 
@@ -134,24 +133,28 @@ class Record:
             return None
         return (e2el - ttft) / (n_out - 1)
 
+    def _gaps_ms(self) -> np.ndarray:
+        """The chunk gaps in ms (each (later - earlier) / 1e6, as the definitions say); empty when failed."""
+        if not self.succeeded or len(self.chunk_mono_ns) < 2:
+            return np.zeros(0)
+        return np.diff(np.array(self.chunk_mono_ns, dtype=np.int64)) / NS_PER_MS
+
     @property
     def itl_ms(self) -> list[float]:
         """Every gap between consecutive text chunks (ms); empty for a failed request."""
-        if not self.succeeded:
-            return []
-        return [(b - a) / NS_PER_MS for a, b in pairwise(self.chunk_mono_ns)]
+        return self._gaps_ms().tolist()
 
     @computed
     def itl_req_avg_ms(self) -> float | None:
         """Mean chunk gap of this request (None under two chunks)."""
-        itl = self.itl_ms
-        return float(np.mean(itl)) if itl else None
+        gaps = self._gaps_ms()
+        return float(np.mean(gaps)) if gaps.size else None
 
     @computed
     def tbt_max_ms(self) -> float | None:
         """Longest chunk gap of this request (None under two chunks)."""
-        itl = self.itl_ms
-        return max(itl) if itl else None
+        gaps = self._gaps_ms()
+        return float(gaps.max()) if gaps.size else None
 
     @computed
     def input_tokens(self) -> int | None:
