@@ -17,15 +17,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from analysis.render import render_terminal, write_report
+from analysis.runs import CompareError, default_result_paths, load_runs
+from analysis.tables import build_comparison
 from experiments.cli_errors import OneLineErrorParser
-from experiments.compare import (
-    CompareError,
-    build_comparison,
-    default_result_paths,
-    load_runs,
-    render_terminal,
-    write_report,
-)
 from experiments.slo import parse_slo
 
 
@@ -80,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     plot_notes: list[str] = []
     try:
         if not args.no_plots:
-            from experiments.report_plots import make_plots
+            from analysis.plots import make_plots
 
             plots, plot_notes = make_plots(cmp, args.output_dir)
         report = write_report(cmp, args.output_dir, plots, plot_notes)

@@ -21,7 +21,8 @@ from pathlib import Path
 
 from experiments.arrivals import ARRIVAL_KINDS, ArrivalConfig
 from experiments.cli_errors import OneLineErrorParser
-from experiments.runner import MODES, WORKLOADS, ExperimentConfig, ExperimentError, WorkloadConfig, run
+from experiments.runner import ExperimentError, run
+from experiments.schema import MODES, WORKLOADS, RunConfig, RunResult, Summary, Sweep, WorkloadConfig
 from experiments.slo import parse_slo
 from experiments.workloads import WorkloadError
 
@@ -188,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def config_from_args(args: argparse.Namespace, rate: float | None, sweep: dict | None) -> ExperimentConfig:
+def config_from_args(args: argparse.Namespace, rate: float | None, sweep: Sweep | None) -> RunConfig:
     kind = args.arrival
     if kind in ("poisson", "gamma", "constant") and rate is None:
         raise ExperimentError(f"--arrival {kind} needs --rate (requests/s) or --sweep-rates")
@@ -208,7 +209,7 @@ def config_from_args(args: argparse.Namespace, rate: float | None, sweep: dict |
     tag = args.tag
     if sweep is not None:
         tag = "-".join(x for x in (args.tag, f"rate{rate:g}") if x)
-    return ExperimentConfig(
+    return RunConfig(
         mode=args.mode,
         endpoint=args.endpoint,
         model=args.model,
@@ -238,7 +239,7 @@ def config_from_args(args: argparse.Namespace, rate: float | None, sweep: dict |
         idle_seconds=args.idle_seconds,
         server_metrics_urls=[u for u in args.server_metrics.split(",") if u],
         launch_plan=args.launch_plan,
-        extra={"sweep": sweep} if sweep else {},
+        sweep=sweep,
     )
 
 
@@ -251,13 +252,16 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _sigterm)
     rates: list[float | None] = list(args.sweep_rates) if args.sweep_rates else [args.rate]
-    sweep = {"id": time.strftime("%Y%m%d-%H%M%S"), "rates": args.sweep_rates} if args.sweep_rates else None
+    sweep_id = time.strftime("%Y%m%d-%H%M%S")
     base_seed = args.seed
     for i, rate in enumerate(rates):
         # Each load of a sweep gets its own prompts: repeats would be served from the prefix cache.
         args.seed = base_seed + i
+        sweep = (
+            Sweep(id=sweep_id, rates=args.sweep_rates, rate=rate, seed_offset=i) if args.sweep_rates else None
+        )
         try:
-            cfg = config_from_args(args, rate, sweep and {**sweep, "rate": rate, "seed_offset": i})
+            cfg = config_from_args(args, rate, sweep)
             path = run(cfg, argv)
         except (ExperimentError, WorkloadError, ValueError) as exc:
             print(f"error: {exc}", file=sys.stderr)
@@ -265,25 +269,23 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             return 130
-        from experiments.results import load
-
-        res = load(path)
-        s = res.summary or {}
-        print(f"result: {path} ({'complete' if res.complete else res.doc.get('status')})")
-        if s:
+        res = RunResult.load(path)
+        print(f"result: {path} ({res.status})")
+        if res.summary is not None:
+            s = res.summary
             print(
-                f"  {s.get('completed')} ok, {s.get('failed')} failed, "
-                f"{s.get('request_throughput') or 0:.2f} req/s, TTFT p50 {_fmt(s, 'ttft_ms')} ms, "
+                f"  {s.completed} ok, {s.failed} failed, "
+                f"{s.request_throughput or 0:.2f} req/s, TTFT p50 {_fmt(s, 'ttft_ms')} ms, "
                 f"TPOT p50 {_fmt(s, 'tpot_ms')} ms, ITL p99 {_fmt(s, 'itl_ms', 'p99')} ms"
             )
         if not res.complete:
-            print(f"  {res.doc.get('error')}", file=sys.stderr)
-            return 130 if res.doc.get("status") == "interrupted" else 1
+            print(f"  {res.error}", file=sys.stderr)
+            return 130 if res.status == "interrupted" else 1
     return 0
 
 
-def _fmt(summary: dict, key: str, stat: str = "p50") -> str:
-    val = (summary.get(key) or {}).get(stat)
+def _fmt(summary: Summary, key: str, stat: str = "p50") -> str:
+    val = summary.distribution(key).stat(stat)
     return "-" if val is None else f"{val:.1f}"
 
 

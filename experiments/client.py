@@ -1,7 +1,7 @@
 """Streaming benchmark client: one pooled aiohttp session, open- or closed-loop arrivals.
 
-Every request yields one record (see `new_record`): scheduled, sent, first byte, every content chunk and
-end times in monotonic ns, plus send/end in epoch ns; token counts from the server's `usage`; HTTP
+Every request yields one `Record` (experiments.schema): scheduled, sent, first byte, every content chunk
+and end times in monotonic ns, plus send/end in epoch ns; token counts from the server's `usage`; HTTP
 status and error text; the proxy's stage timings when the endpoint is our proxy.
 """
 
@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from experiments.schema import Record, StageTimes, convert
 from experiments.workloads import RequestSpec
 
 TIMING_PREFIX = b": proxy-timing "
@@ -61,29 +62,14 @@ def build_body(spec: RequestSpec, cfg: ClientConfig) -> dict[str, Any]:
     return body
 
 
-def new_record(spec: RequestSpec, warmup: bool, scheduled_mono_ns: int | None) -> dict[str, Any]:
-    return {
-        "index": spec.index,
-        "request_id": None,
-        "warmup": warmup,
-        "input_tokens_expected": spec.input_tokens,
-        "output_tokens_expected": spec.output_tokens,
-        "scheduled_mono_ns": scheduled_mono_ns,
-        "sent_mono_ns": None,
-        "sent_epoch_ns": None,
-        "first_byte_mono_ns": None,
-        "first_token_mono_ns": None,
-        "end_mono_ns": None,
-        "end_epoch_ns": None,
-        "send_lateness_ns": None,
-        "chunk_mono_ns": [],
-        "prompt_tokens": None,
-        "completion_tokens": None,
-        "status": None,
-        "ok": False,
-        "error": None,
-        "stages": None,
-    }
+def new_record(spec: RequestSpec, warmup: bool, scheduled_mono_ns: int | None) -> Record:
+    return Record(
+        index=spec.index,
+        warmup=warmup,
+        input_tokens_expected=spec.input_tokens,
+        output_tokens_expected=spec.output_tokens,
+        scheduled_mono_ns=scheduled_mono_ns,
+    )
 
 
 def _chunk_text(event: dict[str, Any]) -> str | None:
@@ -101,7 +87,7 @@ _JSON_HEADERS = {"Content-Type": "application/json"}
 _GO_ON, _DONE, _STREAM_ERROR = 0, 1, 2
 
 
-def _on_line(raw: bytes, now: int, record: dict[str, Any]) -> int:
+def _on_line(raw: bytes, now: int, record: Record) -> int:
     """Handle one SSE line that arrived at `now`: _DONE at `data: [DONE]`, _STREAM_ERROR after an error
     event (recorded), else _GO_ON. Raises ValueError for a line that is not SSE or not a JSON object."""
     line = raw.strip()
@@ -109,7 +95,8 @@ def _on_line(raw: bytes, now: int, record: dict[str, Any]) -> int:
         return _GO_ON
     if line[:1] == b":":  # SSE comment; ours carries the proxy's stage timings
         if line.startswith(TIMING_PREFIX):
-            record["stages"] = orjson.loads(line[len(TIMING_PREFIX) :])
+            timing = orjson.loads(line[len(TIMING_PREFIX) :])
+            record.stages = convert(timing, StageTimes, "the proxy's timing comment")
         return _GO_ON
     if not line.startswith(b"data:"):
         raise ValueError(f"malformed SSE line: {line[:120]!r}")
@@ -122,45 +109,43 @@ def _on_line(raw: bytes, now: int, record: dict[str, Any]) -> int:
     if "error" in event:
         err = event["error"]
         msg = err.get("message", err) if isinstance(err, dict) else err
-        record["error"] = f"stream error: {msg}"
+        record.error = f"stream error: {msg}"
         return _STREAM_ERROR
     if _chunk_text(event):
-        record["chunk_mono_ns"].append(now)
+        record.chunk_mono_ns.append(now)
     usage = event.get("usage")
     if isinstance(usage, dict):
-        record["prompt_tokens"] = usage.get("prompt_tokens")
-        record["completion_tokens"] = usage.get("completion_tokens")
+        record.prompt_tokens = usage.get("prompt_tokens")
+        record.completion_tokens = usage.get("completion_tokens")
     return _GO_ON
 
 
 async def send_request(
-    session: aiohttp.ClientSession, spec: RequestSpec, cfg: ClientConfig, record: dict[str, Any]
-) -> dict[str, Any]:
+    session: aiohttp.ClientSession, spec: RequestSpec, cfg: ClientConfig, record: Record
+) -> Record:
     """Send one streamed request and fill `record` in place; never raises for request failures.
 
     The body is read as it arrives (`iter_any`: one step per network read, not per line); every SSE line
     of one read gets that read's arrival time, as in vLLM's benchmark client.
     """
     body = orjson.dumps(build_body(spec, cfg))
-    record["sent_epoch_ns"] = time.time_ns()
-    record["sent_mono_ns"] = sent = time.monotonic_ns()
-    if record["scheduled_mono_ns"] is not None:
-        record["send_lateness_ns"] = sent - record["scheduled_mono_ns"]
-    chunks: list[int] = record["chunk_mono_ns"]
+    record.sent_epoch_ns = time.time_ns()
+    record.sent_mono_ns = time.monotonic_ns()
+    chunks: list[int] = record.chunk_mono_ns
     try:
         async with session.post(cfg.url, data=body, headers=_JSON_HEADERS) as resp:
-            record["status"] = resp.status
-            record["request_id"] = resp.headers.get("x-request-id")
+            record.status = resp.status
+            record.request_id = resp.headers.get("x-request-id")
             if resp.status != 200:
                 text = (await resp.text(errors="replace"))[:_MAX_ERROR_CHARS]
-                record["error"] = f"HTTP {resp.status}: {text.strip()}"
+                record.error = f"HTTP {resp.status}: {text.strip()}"
                 return record
             done = False
             tail = b""
             async for data in resp.content.iter_any():
                 now = time.monotonic_ns()
-                if record["first_byte_mono_ns"] is None:
-                    record["first_byte_mono_ns"] = now
+                if record.first_byte_mono_ns is None:
+                    record.first_byte_mono_ns = now
                 lines = (tail + data if tail else data).split(b"\n")
                 tail = lines.pop()  # an incomplete last line waits for the next read
                 for raw in lines:
@@ -174,23 +159,23 @@ async def send_request(
                     return record
                 done = done or state == _DONE
             if not done:
-                record["error"] = "stream ended without data: [DONE]"
+                record.error = "stream ended without data: [DONE]"
             elif not chunks:
-                record["error"] = "stream carried no output text"
+                record.error = "stream carried no output text"
             else:
-                record["ok"] = True
-                record["first_token_mono_ns"] = chunks[0]
-    except ValueError as exc:  # orjson.JSONDecodeError is a ValueError
-        record["error"] = f"malformed stream: {exc}"
+                record.ok = True
+                record.first_token_mono_ns = chunks[0]
+    except ValueError as exc:  # orjson.JSONDecodeError and SchemaError are ValueErrors
+        record.error = f"malformed stream: {exc}"
     except aiohttp.ConnectionTimeoutError:
-        record["error"] = f"connect to {cfg.url} timed out after {cfg.connect_timeout_s:g} s"
+        record.error = f"connect to {cfg.url} timed out after {cfg.connect_timeout_s:g} s"
     except TimeoutError:
-        record["error"] = f"timed out after {cfg.request_timeout_s:g} s"
+        record.error = f"timed out after {cfg.request_timeout_s:g} s"
     except aiohttp.ClientError as exc:
-        record["error"] = f"{type(exc).__name__}: {exc}"
+        record.error = f"{type(exc).__name__}: {exc}"
     finally:
-        record["end_mono_ns"] = time.monotonic_ns()
-        record["end_epoch_ns"] = time.time_ns()
+        record.end_mono_ns = time.monotonic_ns()
+        record.end_epoch_ns = time.time_ns()
     return record
 
 
@@ -210,7 +195,7 @@ async def _sleep_until(deadline_ns: int) -> None:
         await asyncio.sleep(0)
 
 
-OnRecord = Callable[[dict[str, Any]], None]
+OnRecord = Callable[[Record], None]
 
 
 async def run_open_loop(
@@ -220,13 +205,13 @@ async def run_open_loop(
     cfg: ClientConfig,
     on_record: OnRecord,
     warmup: bool = False,
-) -> list[dict[str, Any]]:
+) -> list[Record]:
     """Send each spec at start + its offset; a max-concurrency cap delays sends (lateness shows it)."""
     sem = asyncio.Semaphore(cfg.max_concurrency) if cfg.max_concurrency else None
     start = time.monotonic_ns() + 1_000_000  # 1 ms to set up the first task
-    tasks: list[asyncio.Task[dict[str, Any]]] = []
+    tasks: list[asyncio.Task[Record]] = []
 
-    async def one(spec: RequestSpec, scheduled: int) -> dict[str, Any]:
+    async def one(spec: RequestSpec, scheduled: int) -> Record:
         record = new_record(spec, warmup, scheduled)
         if sem is None:
             await send_request(session, spec, cfg, record)
@@ -250,10 +235,10 @@ async def run_closed_loop(
     cfg: ClientConfig,
     on_record: OnRecord,
     warmup: bool = False,
-) -> list[dict[str, Any]]:
+) -> list[Record]:
     """`users` concurrent users, each sending its next request as soon as the previous one ends."""
     queue = iter(specs)
-    out: list[dict[str, Any]] = []
+    out: list[Record] = []
 
     async def user() -> None:
         for spec in queue:  # the shared iterator hands each spec to exactly one user
@@ -263,4 +248,4 @@ async def run_closed_loop(
             out.append(record)
 
     await asyncio.gather(*(user() for _ in range(max(1, users))))
-    return sorted(out, key=lambda r: r["index"])
+    return sorted(out, key=lambda r: r.index)

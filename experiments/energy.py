@@ -1,9 +1,9 @@
 """Energy of an experiment: the monitor around the measured window, turned into the result's section.
 
-Per GPU: counter-based joules over the exact window of the measured requests, split into static (idle
-power x duration) and dynamic; totals per request and per token; in disaggregated mode the prefill GPU's
-energy is the prefill phase and the decode GPU's the decode phase. Without an NVIDIA driver every
-energy field is null and `reason` says why (never zero).
+Per GPU: counter-based joules over the exact window of the measured requests and the idle power measured
+before it (the schema's `EnergySection` derives the static/dynamic split, phases and totals from those).
+Uses only monitor.PowerMonitor's public API. Without an NVIDIA driver the section is unavailable and
+`reason` says why (energy is never zero for "not measured").
 """
 
 from __future__ import annotations
@@ -11,6 +11,16 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 from typing import Any
+
+from experiments.schema import (
+    EnergySection,
+    EnergyWindow,
+    GpuEnergy,
+    MonitorInfo,
+    PowerTimeline,
+    SchemaError,
+    convert,
+)
 
 log = logging.getLogger(__name__)
 
@@ -75,83 +85,37 @@ class EnergyMeter:
         except Exception as exc:  # a window never begun (interrupted during idle baseline)
             log.debug("no energy window to close: %s", exc)
 
-    def section(self, records: list[dict[str, Any]]) -> dict[str, Any]:
-        """The result's `energy` section."""
+    def section(self) -> EnergySection:
+        """The result's `energy` section (per-request figures are the result's: they divide by its
+        summary's counts)."""
         if self.monitor is None or self.window is None:
-            return {
-                "available": False,
-                "reason": self.reason or "no measured window (run interrupted early)",
-                "gpus": None,
-                "totals": None,
-                "phases": None,
-            }
-        measured = [r for r in records if not r.get("warmup") and r.get("ok")]
-        n_req = len(measured)
-        out_tok = sum(r.get("completion_tokens") or 0 for r in measured)
-        in_tok = sum(r.get("prompt_tokens") or 0 for r in measured)
+            return EnergySection.unavailable(self.reason or "no measured window (run interrupted early)")
         win = self.window.to_dict()
-        gpus = []
-        for g in self.gpu_ids:
-            w = _gpu_entry(win, g)
-            idle = (self.idle_w or {}).get(g)
-            static = idle * w["duration_s"] if idle is not None and w.get("energy_j") is not None else None
-            dynamic = w["energy_j"] - static if static is not None else None
-            gpus.append(
-                {
-                    "index": g,
-                    "role": self.roles.get(g, "serving"),
-                    **w,
-                    "idle_power_w": idle,
-                    "static_j": static,
-                    "dynamic_j": dynamic,
-                }
+        try:
+            return EnergySection(
+                available=True,
+                method="NVML total-energy counter deltas over the measured window "
+                "(integrated instant power only where a GPU lacks the counter: see each GPU's method)",
+                window=convert(win, EnergyWindow, "the monitor's window"),
+                idle_seconds=self.idle_seconds,
+                gpus=[self._gpu_energy(win, g) for g in self.gpu_ids],
+                monitor=convert(
+                    MonitorInfo.strip(self.monitor.to_json()), MonitorInfo, "the monitor's export"
+                ),
+                timeline=convert(self.monitor.timeline(TIMELINE_POINTS), PowerTimeline, "the power timeline"),
+                power_csv=self.csv_path.name,
             )
+        except SchemaError as exc:  # the monitor changed shape: say so instead of losing the run
+            return EnergySection.unavailable(f"energy measured but not recorded: {exc}; see {self.csv_path}")
 
-        def totals(sel: list[dict[str, Any]]) -> dict[str, Any]:
-            e = _sum(x.get("energy_j") for x in sel)
-            return {
-                "gpus": [x["index"] for x in sel],
-                "energy_j": e,
-                "static_j": _sum(x.get("static_j") for x in sel),
-                "dynamic_j": _sum(x.get("dynamic_j") for x in sel),
-                "j_per_request": e / n_req if e is not None and n_req else None,
-                "j_per_output_token": e / out_tok if e is not None and out_tok else None,
-                "j_per_input_token": e / in_tok if e is not None and in_tok else None,
-                "avg_power_w": _sum(x.get("avg_power_w") for x in sel),
-                "peak_power_w": max((x.get("peak_power_w") or 0.0 for x in sel), default=None),
-            }
-
-        serving = [x for x in gpus if x["role"] != "idle"]
-        phases = None
-        by_role = {x["role"]: x for x in gpus}
-        if "prefill" in by_role and "decode" in by_role:
-            phases = {
-                "prefill_j": _sum(x.get("energy_j") for x in gpus if x["role"] == "prefill"),
-                "decode_j": _sum(x.get("energy_j") for x in gpus if x["role"] == "decode"),
-                "note": "prefill phase = prefill GPU(s), decode phase = decode GPU(s), over the window",
-            }
-        return {
-            "available": True,
-            "reason": None,
-            "method": "NVML total-energy counter deltas over the measured window "
-            "(integrated instant power only where a GPU lacks the counter: see each GPU's method)",
-            "window": {k: v for k, v in win.items() if k != "gpus"},
-            "idle_baseline": {"seconds": self.idle_seconds, "power_w": self.idle_w},
-            "gpus": gpus,
-            "totals": {"all_gpus": totals(gpus), "serving_gpus": totals(serving)},
-            "phases": phases,
-            "complete": all(x.get("complete", True) for x in gpus),
-            "monitor": self.monitor.to_json(),
-            "timeline": self.monitor.timeline(TIMELINE_POINTS),
-            "power_csv": self.csv_path.name,
+    def _gpu_energy(self, win: dict[str, Any], gpu: int) -> GpuEnergy:
+        entry = {
+            **_gpu_entry(win, gpu),
+            "index": gpu,
+            "role": self.roles.get(gpu, "serving"),
+            "idle_power_w": (self.idle_w or {}).get(gpu),
         }
-
-
-def _sum(values: Any) -> float | None:
-    vals = list(values)
-    if not vals or any(v is None for v in vals):
-        return None
-    return float(sum(vals))
+        return convert(entry, GpuEnergy, f"the monitor's window of GPU {gpu}")
 
 
 def _gpu_entry(win: dict[str, Any], gpu: int) -> dict[str, Any]:

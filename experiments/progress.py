@@ -5,11 +5,12 @@ from __future__ import annotations
 import sys
 import time
 from types import TracebackType
-from typing import Any
 
 import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from experiments.schema import Record
 
 
 class LiveProgress:
@@ -50,21 +51,22 @@ class LiveProgress:
         if self._plain:
             print(f"[{name}]", file=sys.stderr, flush=True)
 
-    def update(self, rec: dict[str, Any]) -> None:
-        if rec.get("warmup"):
+    def update(self, rec: Record) -> None:
+        if not rec.measured:
             self.warm_done += 1
             return
         self.done += 1
-        if not rec.get("ok"):
+        ttft = rec.ttft_ms
+        if ttft is None:
             self.failed += 1
-        elif rec.get("first_token_mono_ns"):
-            self._ttft_ms.append((rec["first_token_mono_ns"] - rec["sent_mono_ns"]) / 1e6)
+        else:
+            self._ttft_ms.append(ttft)
         now = time.monotonic()
         if now - self._last_stat > self._refresh_s and self._ttft_ms:
             self._p50 = float(np.median(self._ttft_ms))
             self._last_stat = now
-        ttft = f"{self._p50:.1f} ms" if self._p50 is not None else "-"
-        self._progress.update(self._task, completed=self.done, failed=self.failed, ttft=ttft)
+        p50 = f"{self._p50:.1f} ms" if self._p50 is not None else "-"
+        self._progress.update(self._task, completed=self.done, failed=self.failed, ttft=p50)
         self._print_plain()
 
     def _print_plain(self, force: bool = False) -> None:

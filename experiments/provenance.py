@@ -11,6 +11,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from experiments.schema import ClockAnchor, GpuInventory, Provenance, convert
+
 
 def _dist_version(*names: str) -> str | None:
     for name in names:
@@ -74,24 +76,24 @@ def gpu_inventory() -> dict[str, Any]:
         pynvml.nvmlShutdown()
 
 
-def collect(argv: list[str]) -> dict[str, Any]:
+def collect(argv: list[str]) -> Provenance:
     """Metadata common to every result file."""
-    return {
-        "command_line": [Path(sys.executable).name, *argv],
-        "hostname": socket.gethostname(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "versions": {
+    return Provenance(
+        command_line=[Path(sys.executable).name, *argv],
+        hostname=socket.gethostname(),
+        platform=platform.platform(),
+        python=platform.python_version(),
+        versions={
             "testbed": _dist_version("disagg-energy-testbed"),
             "vllm_client_side": vllm_version(),
             "torch": _dist_version("torch"),
             "aiohttp": _dist_version("aiohttp"),
             "nvidia_ml_py": _dist_version("nvidia-ml-py"),
         },
-        "git_commit": git_commit(),
-        "gpu_inventory": gpu_inventory(),
-        "start_epoch_ns": time.time_ns(),
-        "start_iso": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        git_commit=git_commit(),
+        gpu_inventory=convert(gpu_inventory(), GpuInventory, "the GPU inventory"),
+        start_epoch_ns=time.time_ns(),
+        start_iso=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         # One (epoch, monotonic) pair joins every monotonic time in this file with wall clocks.
-        "clock_anchor": {"epoch_ns": time.time_ns(), "mono_ns": time.monotonic_ns()},
-    }
+        clock_anchor=ClockAnchor(epoch_ns=time.time_ns(), mono_ns=time.monotonic_ns()),
+    )

@@ -9,20 +9,29 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Coroutine
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from experiments import provenance, server_metrics, serving_setup
-from experiments.arrivals import ArrivalConfig, schedule
+from experiments.arrivals import schedule
 from experiments.client import ClientConfig, make_session, run_closed_loop, run_open_loop
 from experiments.energy import EnergyMeter
-from experiments.metrics import compute_summary, distribution
+from experiments.metrics import compute_summary, stage_summary
 from experiments.model_dir import load_tokenizer
 from experiments.progress import LiveProgress
-from experiments.results import ResultWriter
+from experiments.schema import (
+    MODES,
+    WORKLOADS,
+    Record,
+    ResultWriter,
+    RunConfig,
+    RunMetadata,
+    ServerMetrics,
+    WorkloadConfig,
+)
+from experiments.schema.result import Status
 from experiments.workloads import (
     RequestSpec,
     fixed_workload,
@@ -31,57 +40,11 @@ from experiments.workloads import (
     trace_workload,
 )
 
-MODES = ("traditional", "disagg", "passthrough")
-WORKLOADS = ("random", "fixed", "sharegpt", "trace")
-STAGE_KEYS = ("prefill_ms", "decode_first_chunk_ms", "decode_total_ms", "proxy_overhead_ms")
+__all__ = ["MODES", "WORKLOADS", "ExperimentError", "RunConfig", "WorkloadConfig", "run"]
 
 
 class ExperimentError(Exception):
     """A problem with the input or the endpoint, reported as one line."""
-
-
-@dataclass
-class WorkloadConfig:
-    kind: str = "random"
-    num_requests: int = 100
-    input_len: int | tuple[int, int] = 1024
-    output_len: int | tuple[int, int] = 128
-    dataset: str | None = None
-    prompt: str | None = None
-    trace_time_scale: float = 1.0
-    seed: int = 0
-
-
-@dataclass
-class ExperimentConfig:
-    mode: str
-    endpoint: str
-    workload: WorkloadConfig
-    arrival: ArrivalConfig
-    model: str | None = None
-    tokenizer: str | None = None
-    api: str = "completions"
-    ignore_eos: bool = True
-    request_timeout_s: float = 600.0
-    slo: dict[str, float] | None = None
-    output_dir: Path = Path("results")
-    tag: str = ""
-    run_name: str | None = None
-    gpu_ids: list[int] = field(default_factory=list)
-    gpu_roles: dict[int, str] = field(default_factory=dict)
-    monitor_backend: str = "auto"  # auto | nvml | sim | none
-    monitor_interval_s: float = 0.1
-    idle_seconds: float = 5.0
-    server_metrics_urls: list[str] = field(default_factory=list)
-    launch_plan: Path | None = None  # launch.json (or its run dir); default: found by endpoint
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["arrival"] = self.arrival.to_dict()
-        d["output_dir"] = str(self.output_dir)
-        d["launch_plan"] = str(self.launch_plan) if self.launch_plan else None
-        return d
 
 
 def fetch_models(endpoint: str, timeout: float = 10.0) -> list[dict[str, Any]]:
@@ -130,26 +93,7 @@ def build_workload(cfg: WorkloadConfig, tokenizer: Any, n: int, seed: int) -> li
     raise ExperimentError(f"unknown workload {cfg.kind!r}; choose one of {', '.join(WORKLOADS)}")
 
 
-def stage_summary(records: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """Distributions of the proxy's stage timings, and TTFT split into its parts (ms)."""
-    rows = [r for r in records if r.get("ok") and not r.get("warmup") and r.get("stages")]
-    if not rows:
-        return None
-    out: dict[str, Any] = {
-        k: distribution([r["stages"][k] for r in rows if r["stages"].get(k) is not None]) for k in STAGE_KEYS
-    }
-    # What the proxy cannot see: client <-> proxy network and event-loop time.
-    outside = []
-    for r in rows:
-        s = r["stages"]
-        inside = sum(s.get(k) or 0.0 for k in ("prefill_ms", "decode_first_chunk_ms", "proxy_overhead_ms"))
-        outside.append((r["first_token_mono_ns"] - r["sent_mono_ns"]) / 1e6 - inside)
-    out["client_side_ms"] = distribution(outside)
-    out["count"] = len(rows)
-    return out
-
-
-def _run_dir(cfg: ExperimentConfig) -> Path:
+def _run_dir(cfg: RunConfig) -> Path:
     name = cfg.run_name or "-".join(p for p in (time.strftime("%Y%m%d-%H%M%S"), cfg.mode, cfg.tag) if p)
     run_dir = cfg.output_dir / name
     n = 1
@@ -159,7 +103,7 @@ def _run_dir(cfg: ExperimentConfig) -> Path:
     return run_dir
 
 
-def _resolve_tokenizer(cfg: ExperimentConfig, models: list[dict[str, Any]]) -> tuple[str, str]:
+def _resolve_tokenizer(cfg: RunConfig, models: list[dict[str, Any]]) -> tuple[str, str]:
     model = cfg.model or str(models[0]["id"])
     if cfg.model and cfg.model not in {m.get("id") for m in models}:
         raise ExperimentError(f"endpoint serves {[m.get('id') for m in models]}, not {cfg.model!r}")
@@ -169,7 +113,7 @@ def _resolve_tokenizer(cfg: ExperimentConfig, models: list[dict[str, Any]]) -> t
 
 
 async def _drive(
-    cfg: ExperimentConfig,
+    cfg: RunConfig,
     ccfg: ClientConfig,
     warm: list[RequestSpec],
     specs: list[RequestSpec],
@@ -178,7 +122,7 @@ async def _drive(
     meter: EnergyMeter,
     progress: LiveProgress,
 ) -> None:
-    def on_record(rec: dict[str, Any]) -> None:
+    def on_record(rec: Record) -> None:
         writer.append(rec)
         progress.update(rec)
 
@@ -244,7 +188,13 @@ def cache_warnings(workload: str, deltas: dict[str, dict[str, float]]) -> list[s
     return out
 
 
-def run(cfg: ExperimentConfig, argv: list[str]) -> Path:
+def _server_deltas(before: dict[str, Any], after: dict[str, Any]) -> ServerMetrics:
+    if "error" in before or "error" in after:
+        return ServerMetrics(error=str(after.get("error") or before.get("error")))
+    return ServerMetrics(deltas=server_metrics.delta(before, after))
+
+
+def run(cfg: RunConfig, argv: list[str]) -> Path:
     """Run one experiment; returns the path of result.json (also after an interruption)."""
     if cfg.mode not in MODES:
         raise ExperimentError(f"unknown mode {cfg.mode!r}; choose one of {', '.join(MODES)}")
@@ -271,18 +221,16 @@ def run(cfg: ExperimentConfig, argv: list[str]) -> Path:
         max_concurrency=cfg.arrival.max_concurrency,
     )
     run_dir = _run_dir(cfg)
-    meta = provenance.collect(argv)
-    meta.update(
-        {
-            "mode": cfg.mode,
-            "endpoint": cfg.endpoint,
-            "model": model,
-            "tokenizer": tok_path,
-            "served_models": models,
-            "serving_setup": serving_setup.describe(cfg.endpoint, cfg.launch_plan),
-            "config": cfg.to_dict(),
-            "run_dir": str(run_dir),
-        }
+    meta = RunMetadata.of(
+        provenance.collect(argv),
+        mode=cfg.mode,
+        endpoint=cfg.endpoint,
+        config=cfg,
+        model=model,
+        tokenizer=tok_path,
+        served_models=models,
+        serving_setup=serving_setup.describe(cfg.endpoint, cfg.launch_plan),
+        run_dir=str(run_dir),
     )
     writer = ResultWriter(run_dir, meta)
     meter = EnergyMeter(
@@ -290,7 +238,8 @@ def run(cfg: ExperimentConfig, argv: list[str]) -> Path:
     )
     before = server_metrics.snapshot_all(cfg.server_metrics_urls)
     progress = LiveProgress(len(specs), n_warm)
-    status, error = "complete", None
+    status: Status = "complete"
+    error: str | None = None
     try:
         meter.start()
         if cfg.idle_seconds > 0:
@@ -305,21 +254,16 @@ def run(cfg: ExperimentConfig, argv: list[str]) -> Path:
     finally:
         meter.stop()
     after = server_metrics.snapshot_all(cfg.server_metrics_urls)
-    summary = compute_summary(writer.records, cfg.slo)
-    writer.add_section("stages", stage_summary(writer.records))
-    writer.add_section("energy", meter.section(writer.records))
-    deltas: dict[str, Any] = {
-        url: server_metrics.delta(before[url], after[url])
-        if "error" not in before[url] and "error" not in after[url]
-        else {"error": after[url].get("error") or before[url].get("error")}
-        for url in cfg.server_metrics_urls
-    }
-    warnings = cache_warnings(cfg.workload.kind, {u: d for u, d in deltas.items() if "error" not in d})
-    for w in warnings:
+    result = writer.result
+    result.summary = compute_summary(writer.records, cfg.slo)
+    result.stages = stage_summary(writer.records)
+    result.energy = meter.section()
+    result.server_metrics = {url: _server_deltas(before[url], after[url]) for url in cfg.server_metrics_urls}
+    deltas = {url: m.deltas for url, m in result.server_metrics.items() if m.error is None}
+    result.warnings = cache_warnings(cfg.workload.kind, deltas)
+    for w in result.warnings:
         print(f"warning: {w}", file=sys.stderr)
-    writer.add_section("server_metrics", deltas)
-    writer.add_section("warnings", warnings)
-    path = writer.finalize(summary, status=status, error=error)
+    path = writer.finish(status, error)
     if status == "failed":
         raise ExperimentError(f"{error}; what was measured is in {path}")
     return path

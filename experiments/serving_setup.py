@@ -9,6 +9,7 @@ Sources, best first:
 
 Each instance's effective engine settings (prefix caching, chunked prefill, token budget, KV cache
 capacity, block size) are read from its own start-up log and ``/metrics`` when they are at hand.
+The result is an `experiments.schema.ServingSetup`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+from experiments.schema import Instance, InstanceSettings, SchemaError, ServingSetup, SetupKind, convert
 
 POINTERS = (Path("results/runs/.current-disagg"), Path("results/runs/.current-traditional"))
 PLAN_FILE = "launch.json"
@@ -116,7 +119,19 @@ def cache_config_from_metrics(text: str | None) -> dict[str, str]:
     return {}
 
 
-def _instance(entry: dict[str, Any], role: str, plan_dir: Path | None, version: str | None) -> dict[str, Any]:
+def _settings(values: dict[str, Any]) -> InstanceSettings:
+    """The key settings; a value that does not parse (an odd flag) is left out, not fatal."""
+    kept = {}
+    for key, value in values.items():
+        try:
+            convert({key: value}, InstanceSettings, "serve settings")
+        except SchemaError:
+            continue
+        kept[key] = value
+    return convert(kept, InstanceSettings, "serve settings")
+
+
+def _instance(entry: dict[str, Any], role: str, plan_dir: Path | None, version: str | None) -> Instance:
     command = list(entry.get("command") or [])
     args = parse_serve_args(command)
     log_path = plan_dir / f"{entry.get('name')}.log" if plan_dir else None
@@ -133,23 +148,22 @@ def _instance(entry: dict[str, Any], role: str, plan_dir: Path | None, version: 
         if key["enable_prefix_caching"] is not None
         else engine.get("enable_prefix_caching")
     )
-    return {
-        "name": entry.get("name"),
-        "role": role,
-        "url": url,
-        "gpu": entry.get("gpu"),
-        "vllm_version": engine.get("vllm_version") or version,
-        "kv_transfer_config": json.loads(args["kv_transfer_config"])
-        if "kv_transfer_config" in args
-        else None,
-        "settings": key,
-        "engine_log": engine,
-        "cache_config": cache,
-        "serve_args": args,
-    }
+    gpu = entry.get("gpu")
+    return Instance(
+        name=entry.get("name"),
+        role=role,
+        url=url,
+        gpu=None if gpu is None else str(gpu),
+        vllm_version=engine.get("vllm_version") or version,
+        kv_transfer_config=json.loads(args["kv_transfer_config"]) if "kv_transfer_config" in args else None,
+        settings=_settings(key),
+        engine_log=engine,
+        cache_config=cache,
+        serve_args=args,
+    )
 
 
-def from_plan(plan: dict[str, Any], plan_path: Path, endpoint: str) -> dict[str, Any] | None:
+def from_plan(plan: dict[str, Any], plan_path: Path, endpoint: str) -> ServingSetup | None:
     """The setup a launch plan describes, as seen from `endpoint` (None if the plan does not serve it)."""
     plan_dir = plan_path.parent
     version = plan.get("vllm_version")
@@ -168,14 +182,13 @@ def from_plan(plan: dict[str, Any], plan_path: Path, endpoint: str) -> dict[str,
     plan_ep = _norm(plan.get("endpoint") or "")
     instances = [_instance(e, role, plan_dir, version) for role, e in entries]
     if ep != plan_ep:
-        hit = [i for i in instances if _norm(i["url"] or "") == ep]
+        hit = [i for i in instances if _norm(i.url or "") == ep]
         if not hit:
             return None
         # One instance of a launched group driven directly: the others stay idle (and are listed).
-        only = {**hit[0], "role": "serving"}
-        return _describe(
-            "single", None, [only], plan_path, version, idle=[i["name"] for i in instances if i is not hit[0]]
-        )
+        hit[0].role = "serving"
+        idle = [str(i.name) for i in instances if i is not hit[0]]
+        return _describe("single", None, [hit[0]], plan_path, version, idle=idle)
     if connector in (None, "single"):
         kind = "single" if len(instances) == 1 else "replicas"
         return _describe(kind, None, instances, plan_path, version)
@@ -198,25 +211,23 @@ def _select(plan: dict[str, Any]) -> str | None:
 
 
 def _describe(
-    kind: str,
+    kind: SetupKind,
     connector: str | None,
-    instances: list[dict[str, Any]],
+    instances: list[Instance],
     plan_path: Path | None,
     version: str | None,
     *,
     idle: list[str] | None = None,
     select: str | None = None,
     options: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    n_p = sum(1 for i in instances if i["role"] == "prefill")
-    n_d = sum(1 for i in instances if i["role"] == "decode")
-    gpus = sorted({str(i["gpu"]) for i in instances if i.get("gpu") is not None})
-    versions = sorted({i["vllm_version"] for i in instances if i.get("vllm_version")}) or (
-        [version] if version else []
-    )
+) -> ServingSetup:
+    n_p = sum(1 for i in instances if i.role == "prefill")
+    n_d = sum(1 for i in instances if i.role == "decode")
+    gpus = sorted({i.gpu for i in instances if i.gpu is not None})
+    versions = sorted({i.vllm_version for i in instances if i.vllm_version}) or ([version] if version else [])
     if kind == "xpyd":
         if options is None and instances:
-            kv = next((i["kv_transfer_config"] for i in instances if i["kv_transfer_config"]), None) or {}
+            kv = next((i.kv_transfer_config for i in instances if i.kv_transfer_config), None) or {}
             options = kv.get("kv_connector_extra_config")
         send = (options or {}).get("send_type")
         label = f"{n_p}P{n_d}D {connector}" + (f" {send}" if send else "")
@@ -224,22 +235,22 @@ def _describe(
         label = f"{len(instances)} replicas"
     else:
         label = "1 instance"
-    return {
-        "kind": kind,
-        "label": label,
-        "connector": connector,
-        "connector_options": options if kind == "xpyd" else None,
-        "select": select,
-        "num_instances": len(instances),
-        "num_prefill": n_p if kind == "xpyd" else None,
-        "num_decode": n_d if kind == "xpyd" else None,
-        "gpus": gpus,
-        "num_gpus": len(gpus) or None,
-        "vllm_versions": versions,
-        "instances": instances,
-        "idle_instances": idle or [],
-        "source": f"launch plan {plan_path}" if plan_path else None,
-    }
+    return ServingSetup(
+        kind=kind,
+        label=label,
+        connector=connector,
+        connector_options=options if kind == "xpyd" else None,
+        select=select,
+        num_instances=len(instances),
+        num_prefill=n_p if kind == "xpyd" else None,
+        num_decode=n_d if kind == "xpyd" else None,
+        gpus=gpus,
+        num_gpus=len(gpus) or None,
+        vllm_versions=versions,
+        instances=instances,
+        idle_instances=idle or [],
+        source=f"launch plan {plan_path}" if plan_path else None,
+    )
 
 
 def _find_plan(endpoint: str, explicit: Path | None) -> tuple[dict[str, Any], Path] | None:
@@ -264,7 +275,7 @@ def _find_plan(endpoint: str, explicit: Path | None) -> tuple[dict[str, Any], Pa
     return None
 
 
-def describe(endpoint: str, launch_plan: Path | None = None) -> dict[str, Any]:
+def describe(endpoint: str, launch_plan: Path | None = None) -> ServingSetup:
     """The serving setup behind `endpoint`, from the best source at hand (see the module docstring)."""
     reported = {
         "version": _get_json(f"{endpoint.rstrip('/')}/version"),
@@ -274,31 +285,26 @@ def describe(endpoint: str, launch_plan: Path | None = None) -> dict[str, Any]:
     if found is not None:
         setup = from_plan(found[0], found[1], endpoint)
         if setup is not None:
-            setup["server_reported"] = reported
+            setup.server_reported = reported
             return setup
     proxy = _get_json(f"{endpoint.rstrip('/')}/setup")
     if isinstance(proxy, dict) and proxy:
-        return {
-            "kind": proxy.get("kind", "unknown"),
-            "label": proxy.get("label"),
-            "source": "proxy /setup",
-            "proxy_setup": proxy,
-            "server_reported": reported,
-        }
+        kind = proxy.get("kind")
+        return ServingSetup(
+            kind=kind if kind in ("single", "replicas", "xpyd") else "unknown",
+            label=proxy.get("label"),
+            source="proxy /setup",
+            proxy_setup=proxy,
+            server_reported=reported,
+        )
     version = (reported["version"] or {}).get("version") if isinstance(reported["version"], dict) else None
-    inst = {
-        "name": "server",
-        "role": "serving",
-        "url": endpoint,
-        "gpu": None,
-        "vllm_version": version,
-        "kv_transfer_config": None,
-        "settings": {},
-        "engine_log": {},
-        "cache_config": cache_config_from_metrics(_get_text(f"{endpoint.rstrip('/')}/metrics")),
-        "serve_args": {},
-    }
+    inst = Instance(
+        name="server",
+        url=endpoint,
+        vllm_version=version,
+        cache_config=cache_config_from_metrics(_get_text(f"{endpoint.rstrip('/')}/metrics")),
+    )
     setup = _describe("single", None, [inst], None, version)
-    setup["source"] = "server /version and /v1/models (no launch plan found)"
-    setup["server_reported"] = reported
+    setup.source = "server /version and /v1/models (no launch plan found)"
+    setup.server_reported = reported
     return setup

@@ -12,7 +12,7 @@ import pytest
 
 from experiments import server_metrics
 from experiments.model_dir import word_prompt
-from experiments.results import load
+from experiments.schema import RunResult
 from tests.conftest import free_port, launched, run_cli
 
 pytestmark = pytest.mark.vllm
@@ -108,15 +108,17 @@ def test_run_experiment_disagg_records_stage_timings(pair: Pair, tmp_path: Path)
         ]
     )
     assert proc.returncode == 0, proc.stderr
-    res = load(tmp_path / "d")
-    assert res.complete and res.summary["completed"] == 12 and res.summary["failed"] == 0
+    res = RunResult.load(tmp_path / "d")
+    assert res.complete and res.summary is not None
+    assert res.summary.completed == 12 and res.summary.failed == 0
     for r in res.measured():
-        s = r["stages"]
-        assert s["prefill_ms"] > 0 and s["decode_first_chunk_ms"] > 0 and s["proxy_overhead_ms"] >= 0
-        assert (r["prompt_tokens"], r["completion_tokens"]) == (200, 8)
-    stages = res.doc["stages"]
-    assert stages["count"] == 12 and stages["prefill_ms"]["p50"] > 0
-    decode_delta = res.doc["server_metrics"][pair.decode]
+        s = r.stages
+        assert s is not None and s.prefill_ms and s.decode_first_chunk_ms and s.proxy_overhead_ms is not None
+        assert s.prefill_ms > 0 and s.decode_first_chunk_ms > 0 and s.proxy_overhead_ms >= 0
+        assert (r.prompt_tokens, r.completion_tokens) == (200, 8)
+    stages = res.stages
+    assert stages is not None and stages.count == 12 and (stages.prefill_ms.p50 or 0) > 0
+    decode_delta = res.server_metrics[pair.decode].deltas
     assert (
         decode_delta.get('vllm:prompt_tokens_by_source_total{source="external_kv_transfer"}', 0) >= 12 * 128
     )

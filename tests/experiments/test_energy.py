@@ -1,23 +1,20 @@
-"""EnergyMeter over the simulated NVML backend: windows, static/dynamic split, per-request figures."""
+"""EnergyMeter over the simulated NVML backend: windows, idle power, the derived static/dynamic split."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
+import orjson
 import pytest
 
 from experiments.energy import EnergyMeter
+from experiments.schema import to_builtins
 from monitor import SimulatedNvmlBackend
 
+GOLDEN = Path(__file__).resolve().parents[1] / "golden"
+
 IDLE_W, BUSY_W = {0: 80.0, 1: 60.0}, {0: 380.0, 1: 260.0}
-
-
-def _records(n: int, out_tokens: int, in_tokens: int) -> list[dict]:
-    return [
-        {"warmup": False, "ok": True, "completion_tokens": out_tokens, "prompt_tokens": in_tokens}
-        for _ in range(n)
-    ] + [{"warmup": True, "ok": True, "completion_tokens": 999, "prompt_tokens": 999}]
 
 
 def test_window_energy_split_and_per_request(tmp_path: Path) -> None:
@@ -35,25 +32,24 @@ def test_window_energy_split_and_per_request(tmp_path: Path) -> None:
     time.sleep(1.5)
     meter.end()
     meter.stop()
-    sec = meter.section(_records(10, 100, 400))
-    assert sec["available"] and sec["complete"]
-    gpus = {g["index"]: g for g in sec["gpus"]}
+    sec = meter.section()
+    assert sec.available and sec.complete and sec.idle_seconds == 0.6
+    gpus = {g.index: g for g in sec.gpus}
     for gpu in (0, 1):
         g = gpus[gpu]
-        assert g["idle_power_w"] == pytest.approx(IDLE_W[gpu], rel=0.03)
+        assert g.idle_power_w == pytest.approx(IDLE_W[gpu], rel=0.03)
         # the counter steps every 100 ms, so a 1.5 s window is exact to within ~one step
-        assert g["energy_j"] == pytest.approx(BUSY_W[gpu] * g["duration_s"], rel=0.05)
-        assert g["static_j"] + g["dynamic_j"] == pytest.approx(g["energy_j"])
-        assert g["dynamic_j"] == pytest.approx((BUSY_W[gpu] - IDLE_W[gpu]) * g["duration_s"], rel=0.08)
-    total = sec["totals"]["all_gpus"]
-    assert total["energy_j"] == pytest.approx(gpus[0]["energy_j"] + gpus[1]["energy_j"])
-    assert total["j_per_request"] == pytest.approx(total["energy_j"] / 10)  # warm-up excluded
-    assert total["j_per_output_token"] == pytest.approx(total["energy_j"] / 1000)
-    assert total["j_per_input_token"] == pytest.approx(total["energy_j"] / 4000)
-    assert (
-        sec["phases"]["prefill_j"] == gpus[0]["energy_j"] and sec["phases"]["decode_j"] == gpus[1]["energy_j"]
-    )
-    assert (tmp_path / "power.csv").stat().st_size > 0 and sec["timeline"]["epoch_ns"]
+        assert g.energy_j == pytest.approx(BUSY_W[gpu] * g.duration_s, rel=0.05)
+        assert g.static_j + g.dynamic_j == pytest.approx(g.energy_j)
+        assert g.dynamic_j == pytest.approx((BUSY_W[gpu] - IDLE_W[gpu]) * g.duration_s, rel=0.08)
+    total = sec.totals("all_gpus")
+    assert total is not None and total.energy_j == pytest.approx(gpus[0].energy_j + gpus[1].energy_j)
+    assert total.static_j == pytest.approx(gpus[0].static_j + gpus[1].static_j)
+    assert total.per(10) == pytest.approx(total.energy_j / 10)
+    assert sec.phases is not None
+    assert (sec.phases.prefill_j, sec.phases.decode_j) == (gpus[0].energy_j, gpus[1].energy_j)
+    assert (tmp_path / "power.csv").stat().st_size > 0 and sec.timeline and sec.timeline.epoch_ns
+    assert sec.monitor is not None and sec.monitor.backend == "sim" and sec.monitor.sample_count > 0
 
 
 def test_idle_gpu_is_reported_but_not_serving(tmp_path: Path) -> None:
@@ -64,10 +60,12 @@ def test_idle_gpu_is_reported_but_not_serving(tmp_path: Path) -> None:
     meter.begin()
     time.sleep(0.5)
     meter.stop()  # closes the open window
-    sec = meter.section(_records(2, 10, 10))
-    assert sec["totals"]["serving_gpus"]["gpus"] == [0]
-    assert sec["totals"]["all_gpus"]["gpus"] == [0, 1]
-    assert sec["phases"] is None
+    sec = meter.section()
+    serving, every = sec.totals("serving_gpus"), sec.totals("all_gpus")
+    assert serving is not None and every is not None
+    assert (serving.gpus, every.gpus) == ([0], [0, 1])
+    assert sec.phases is None
+    assert all(g.idle_power_w is None and g.static_j is None for g in sec.gpus)  # no idle baseline
 
 
 def test_without_a_driver_energy_is_null_with_a_reason(tmp_path: Path) -> None:
@@ -75,6 +73,24 @@ def test_without_a_driver_energy_is_null_with_a_reason(tmp_path: Path) -> None:
     meter.start()
     meter.begin()
     meter.stop()
-    sec = meter.section(_records(1, 1, 1))
-    assert sec["available"] is False and sec["totals"] is None
-    assert "NVML" in sec["reason"]
+    sec = meter.section()
+    assert sec.available is False and sec.totals() is None and sec.gpus == []
+    assert sec.reason is not None and "NVML" in sec.reason
+
+
+def test_golden_results_have_the_shape_a_real_meter_writes(tmp_path: Path) -> None:
+    meter = EnergyMeter(
+        [0, 1], {0: "prefill", 1: "decode"}, 0.05, SimulatedNvmlBackend(n_gpus=2), tmp_path / "p.csv"
+    )
+    meter.start()
+    meter.measure_idle(0.2)
+    meter.begin()
+    time.sleep(0.2)
+    meter.stop()
+    real = to_builtins(meter.section())
+    golden = orjson.loads((GOLDEN / "disagg" / "result.json").read_bytes())["energy"]
+    golden.pop("totals")  # written by RunResult (per-request figures need the summary)
+    assert golden.keys() == real.keys()
+    assert golden["monitor"].keys() == real["monitor"].keys() and len(real["monitor"]) > 15
+    assert golden["gpus"][0].keys() == real["gpus"][0].keys()
+    assert golden["window"].keys() == real["window"].keys()

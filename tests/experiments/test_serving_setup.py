@@ -68,11 +68,19 @@ def test_pd_plan_is_xpyd_with_connector_and_gpus(tmp_path: Path) -> None:
     path = _pd_plan(tmp_path)
     setup = ss.from_plan(json.loads(path.read_text()), path, "http://127.0.0.1:3")
     assert setup is not None
-    assert (setup["kind"], setup["label"], setup["num_gpus"]) == ("xpyd", "1P1D p2p_nccl GET", 2)
-    prefill = setup["instances"][0]
-    assert prefill["role"] == "prefill" and prefill["settings"]["max_num_batched_tokens"] == 8192
-    assert prefill["kv_transfer_config"]["kv_connector"] == "P2pNcclConnector"
-    assert setup["instances"][1]["engine_log"] == {}  # decode0.log absent: nothing invented
+    assert (setup.kind, setup.label, setup.num_gpus, setup.gpus) == (
+        "xpyd",
+        "1P1D p2p_nccl GET",
+        2,
+        ["0", "1"],
+    )
+    assert setup.connector_options == {"send_type": "GET", "nccl_num_channels": "16"}
+    (prefill,) = setup.role("prefill")
+    assert prefill.settings.max_num_batched_tokens == 8192  # from the engine log
+    assert prefill.settings.gpu_memory_utilization == 0.65  # from the serve command, as a number
+    assert prefill.kv_transfer_config is not None
+    assert prefill.kv_transfer_config["kv_connector"] == "P2pNcclConnector"
+    assert setup.role("decode")[0].engine_log == {}  # decode0.log absent: nothing invented
 
 
 def test_one_instance_of_a_plan_driven_directly_is_a_single_setup(tmp_path: Path) -> None:
@@ -81,7 +89,8 @@ def test_one_instance_of_a_plan_driven_directly_is_a_single_setup(tmp_path: Path
     plan.update(connector="passthrough", connector_options=None)
     setup = ss.from_plan(plan, path, "http://127.0.0.1:1")
     assert setup is not None
-    assert (setup["kind"], setup["num_gpus"], setup["idle_instances"]) == ("single", 1, ["decode0"])
+    assert (setup.kind, setup.num_gpus, setup.idle_instances) == ("single", 1, ["decode0"])
+    assert [i.role for i in setup.instances] == ["serving"]
     assert ss.from_plan(plan, path, "http://127.0.0.1:9") is None
 
 
@@ -90,12 +99,27 @@ def test_passthrough_plan_is_replicas(tmp_path: Path) -> None:
     plan = json.loads(path.read_text())
     plan.update(connector="passthrough")
     setup = ss.from_plan(plan, path, "http://127.0.0.1:3")
-    assert setup is not None and (setup["kind"], setup["label"]) == ("replicas", "2 replicas")
+    assert setup is not None and (setup.kind, setup.label, setup.select) == (
+        "replicas",
+        "2 replicas",
+        "round_robin",
+    )
 
 
 def test_describe_finds_an_explicit_plan_and_falls_back_to_the_server(tmp_path: Path) -> None:
     path = _pd_plan(tmp_path)
     found = ss.describe("http://127.0.0.1:3", tmp_path)
-    assert found["kind"] == "xpyd" and found["source"] == f"launch plan {path}"
+    assert found.kind == "xpyd" and found.source == f"launch plan {path}"
     bare = ss.describe("http://127.0.0.1:9")  # nothing listens: a single server, said so
-    assert bare["kind"] == "single" and "no launch plan" in bare["source"]
+    assert bare.kind == "single" and bare.source is not None and "no launch plan" in bare.source
+    assert bare.name == "1 instance"
+
+
+def test_an_odd_flag_value_is_left_out_not_fatal(tmp_path: Path) -> None:
+    path = _pd_plan(tmp_path)
+    plan = json.loads(path.read_text())
+    plan["prefill"][0]["command"] += ["--max-num-seqs", "lots"]
+    setup = ss.from_plan(plan, path, "http://127.0.0.1:3")
+    assert setup is not None
+    prefill = setup.role("prefill")[0]
+    assert prefill.settings.max_num_seqs is None and prefill.serve_args["max_num_seqs"] == "lots"

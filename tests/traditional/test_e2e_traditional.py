@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from experiments import server_metrics
-from experiments.results import load
+from experiments.schema import RunResult
 from tests.conftest import free_port, launched, run_cli
 
 pytestmark = pytest.mark.vllm
@@ -62,16 +62,16 @@ def result(server: str, tmp_path_factory: pytest.TempPathFactory):
     )
     assert proc.returncode == 0, proc.stderr
     after = server_metrics.scrape(server)
-    return load(out / "t"), server_metrics.delta(before, after)
+    return RunResult.load(out / "t"), server_metrics.delta(before, after)
 
 
 def test_every_request_has_exact_token_counts(result) -> None:
     res, _ = result
     assert res.complete and len(res.records) == N_REQUESTS
     for r in res.records:
-        assert r["ok"], r["error"]
-        assert (r["prompt_tokens"], r["completion_tokens"]) == (IN_LEN, OUT_LEN)
-        assert len(r["chunk_mono_ns"]) == OUT_LEN
+        assert r.succeeded, r.failure
+        assert (r.prompt_tokens, r.completion_tokens) == (IN_LEN, OUT_LEN)
+        assert len(r.chunk_mono_ns) == OUT_LEN
 
 
 def test_latencies_are_ordered_and_never_negative(result) -> None:
@@ -80,17 +80,18 @@ def test_latencies_are_ordered_and_never_negative(result) -> None:
     # ITL, TPOT and E2EL - TTFT are >= 0, not > 0. Only TTFT (a real round trip) is strictly positive.
     res, _ = result
     for r in res.records:
-        chunks = r["chunk_mono_ns"]
-        assert r["sent_mono_ns"] < r["first_byte_mono_ns"] <= r["first_token_mono_ns"] <= r["end_mono_ns"]
-        assert chunks[0] == r["first_token_mono_ns"] and chunks[-1] <= r["end_mono_ns"]
+        chunks = r.chunk_mono_ns
+        assert r.sent_mono_ns < r.first_byte_mono_ns <= r.first_token_mono_ns <= r.end_mono_ns  # type: ignore[operator]
+        assert chunks[0] == r.first_token_mono_ns and chunks[-1] <= r.end_mono_ns  # type: ignore[operator]
         assert chunks == sorted(chunks)
-        assert r["sent_epoch_ns"] < r["end_epoch_ns"]
+        assert r.sent_epoch_ns < r.end_epoch_ns  # type: ignore[operator]
     a = res.arrays()
     assert (a["ttft_ms"] > 0).all() and (a["itl_ms"] >= 0).all() and (a["tpot_ms"] >= 0).all()
     assert (a["e2el_ms"] >= a["ttft_ms"]).all()
     s = res.summary
-    assert s["completed"] == N_REQUESTS and s["failed"] == 0 and s["good_requests"] == N_REQUESTS
-    assert s["itl_ms"]["count"] == N_REQUESTS * (OUT_LEN - 1)
+    assert s is not None
+    assert s.completed == N_REQUESTS and s.failed == 0 and s.good_requests == N_REQUESTS
+    assert s.itl_ms.count == N_REQUESTS * (OUT_LEN - 1)
 
 
 def test_client_ttft_agrees_with_server_histogram(result) -> None:
@@ -112,7 +113,8 @@ def test_client_ttft_agrees_with_server_histogram(result) -> None:
 def test_result_says_how_it_was_obtained(result) -> None:
     res, _ = result
     meta = res.metadata
-    assert meta["mode"] == "traditional" and meta["versions"]["vllm_client_side"]
-    assert meta["config"]["workload"]["input_len"] == IN_LEN and meta["config"]["arrival"]["rate"] == 6
-    assert res.energy["available"] is False and "NVML" in res.energy["reason"]
-    assert Path(res.path).with_name("requests.jsonl").exists()
+    assert meta.mode == "traditional" and meta.versions["vllm_client_side"]
+    assert meta.config.workload.input_len == IN_LEN and meta.config.arrival.rate == 6
+    assert res.energy is not None and res.energy.available is False
+    assert res.energy.reason is not None and "NVML" in res.energy.reason
+    assert Path(str(res.path)).with_name("requests.jsonl").exists()

@@ -14,9 +14,13 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from experiments.compare import NA, Comparison, Run, is_sweep, sweep_rows
+from analysis.runs import NA, Run, is_sweep
+from analysis.tables import Comparison, sweep_rows
+from experiments.schema import GpuEnergy
 
-MODE_COLORS = {"traditional": "tab:blue", "disagg": "tab:orange", "passthrough": "tab:green"}
+# By setup kind (results without a recorded setup: traditional = single, disagg = xpyd, passthrough =
+# replicas), so the colours of old and new reports agree.
+KIND_COLORS = {"single": "tab:blue", "xpyd": "tab:orange", "replicas": "tab:green"}
 GPU_COLORS = ("tab:purple", "tab:red", "tab:cyan", "tab:olive", "tab:brown", "tab:pink", "tab:gray")
 DPI = 110
 
@@ -24,11 +28,20 @@ Plot = Figure | str
 
 
 def run_colors(runs: Sequence[Run]) -> list[str]:
-    """One color per run: by mode when each mode has one run, else the tab10 cycle."""
-    modes = [r.mode for r in runs]
-    if len(set(modes)) == len(modes):
-        return [MODE_COLORS.get(m, f"C{i}") for i, m in enumerate(modes)]
+    """One color per run: by setup kind when each kind has one run, else the tab10 cycle."""
+    kinds = [r.setup_kind for r in runs]
+    if len(set(kinds)) == len(kinds):
+        return [KIND_COLORS.get(k, f"C{i}") for i, k in enumerate(kinds)]
     return [f"C{i % 10}" for i in range(len(runs))]
+
+
+def setup_colors(runs: Sequence[Run]) -> dict[str, str]:
+    """One color per setup (by kind while each kind has one setup, else the tab10 cycle)."""
+    setups = {r.setup_name: r.setup_kind for r in runs}
+    kinds = list(setups.values())
+    if len(set(kinds)) == len(kinds):
+        return {name: KIND_COLORS.get(kind, f"C{i}") for i, (name, kind) in enumerate(setups.items())}
+    return {name: f"C{i % 10}" for i, name in enumerate(setups)}
 
 
 def _legend_label(run: Run) -> str:
@@ -39,7 +52,7 @@ def _legend_label(run: Run) -> str:
 
 
 def cdf_figure(runs: Sequence[Run], key: str, title: str) -> Plot:
-    """Empirical CDF of one per-request metric (`Result.arrays()` key, ms) for every run."""
+    """Empirical CDF of one per-request metric (`RunResult.arrays()` key, ms) for every run."""
     fig = Figure(figsize=(7, 4.5), layout="constrained")
     ax = fig.add_subplot()
     drawn = 0
@@ -74,13 +87,13 @@ def itl_over_time_figure(runs: Sequence[Run]) -> Plot:
     ax = fig.add_subplot()
     drawn = 0
     for run, color in zip(runs, run_colors(runs), strict=True):
-        records = [r for r in run.result.measured() if r.get("ok") and r.get("sent_mono_ns") is not None]
+        records = run.result.successes()
         if not records:
             continue
-        t0 = min(r["sent_mono_ns"] for r in records)
+        t0 = min(r.sent_mono_ns for r in records if r.sent_mono_ns is not None)
         times, gaps = [], []
         for r in records:
-            chunks = np.asarray(r.get("chunk_mono_ns") or [], dtype=float)
+            chunks = np.asarray(r.chunk_mono_ns, dtype=float)
             if chunks.size > 1:
                 times.append((chunks[1:] - t0) / 1e9)
                 gaps.append(np.diff(chunks) / 1e6)
@@ -108,16 +121,13 @@ def itl_over_time_figure(runs: Sequence[Run]) -> Plot:
 
 
 def power_timeline(run: Run) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
-    """(epoch ns, {gpu: W}) from the energy section's timeline, or None without one.
-
-    Accepts the monitor's shape {"epoch_ns": [...], "power_w": {gpu: [...]}} (None = no sample).
-    """
-    timeline = (run.energy or {}).get("timeline") if run.energy_na is None else None
-    if not isinstance(timeline, dict) or not timeline.get("epoch_ns"):
+    """(epoch ns, {gpu: W}) from the energy section's timeline (None = no sample), or None without one."""
+    timeline = run.energy.timeline if run.energy is not None and run.energy_na is None else None
+    if timeline is None or not timeline.epoch_ns:
         return None
-    t = np.asarray(timeline["epoch_ns"], dtype=float)
+    t = np.asarray(timeline.epoch_ns, dtype=float)
     series = {}
-    for gpu, values in (timeline.get("power_w") or {}).items():
+    for gpu, values in timeline.power_w.items():
         arr = np.asarray([np.nan if v is None else v for v in values], dtype=float)
         if arr.size == t.size:
             series[str(gpu)] = arr
@@ -126,7 +136,7 @@ def power_timeline(run: Run) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
 
 def _gpu_role(run: Run, gpu: str) -> str:
     entry = run.gpu(int(gpu)) if gpu.isdigit() else None
-    return f" ({entry['role']})" if entry and entry.get("role") else ""
+    return f" ({entry.role})" if entry is not None and entry.role else ""
 
 
 def power_timeline_figure(runs: Sequence[Run]) -> Plot:
@@ -158,7 +168,7 @@ def power_timeline_figure(runs: Sequence[Run]) -> Plot:
                 color=GPU_COLORS[k % len(GPU_COLORS)],
                 label=f"GPU {gpu}{_gpu_role(run, gpu)}",
             )
-        sends = [r["sent_epoch_ns"] for r in run.result.measured() if r.get("sent_epoch_ns") is not None]
+        sends = [r.sent_epoch_ns for r in run.result.measured() if r.sent_epoch_ns is not None]
         if sends:
             x = (np.asarray(sends, dtype=float) - origin) / 1e9
             ax.vlines(
@@ -170,11 +180,11 @@ def power_timeline_figure(runs: Sequence[Run]) -> Plot:
                 linewidth=0.8,
                 label="request arrivals",
             )
-        window = (run.energy or {}).get("window") or {}
-        if window.get("start_epoch_ns") and window.get("end_epoch_ns"):
+        window = run.energy.window if run.energy is not None else None
+        if window is not None:
             ax.axvspan(
-                (window["start_epoch_ns"] - origin) / 1e9,
-                (window["end_epoch_ns"] - origin) / 1e9,
+                (window.start_epoch_ns - origin) / 1e9,
+                (window.end_epoch_ns - origin) / 1e9,
                 color="gray",
                 alpha=0.1,
                 label="measured window",
@@ -187,13 +197,13 @@ def power_timeline_figure(runs: Sequence[Run]) -> Plot:
     return fig
 
 
-def _energy_parts(run: Run, gpu: dict[str, Any], denominator: str) -> tuple[float, float, float] | None:
+def _energy_parts(run: Run, gpu: GpuEnergy, denominator: str) -> tuple[float, float, float] | None:
     """(static, dynamic, total) J per request or token of one GPU; static and dynamic 0 when unsplit."""
-    count = run.summary.get(denominator)
-    total = gpu.get("energy_j")
+    count = getattr(run.summary, denominator)
+    total = gpu.energy_j
     if total is None or not count:
         return None
-    static, dynamic = gpu.get("static_j"), gpu.get("dynamic_j")
+    static, dynamic = gpu.static_j, gpu.dynamic_j
     if static is None or dynamic is None:
         return 0.0, 0.0, total / count
     return static / count, dynamic / count, total / count
@@ -206,7 +216,7 @@ def energy_bars_figure(runs: Sequence[Run]) -> Plot:
         return "energy bars skipped: no run has energy (see the notes)"
     fig = Figure(figsize=(max(7, 2.2 * len(runs) + 3), 4.5), layout="constrained")
     axes = fig.subplots(1, 2)
-    gpu_ids = sorted({int(g["index"]) for r in with_energy for g in r.gpus})
+    gpu_ids = sorted({g.index for r in with_energy for g in r.gpus})
     width = 0.8 / len(gpu_ids)
     for ax, denominator, title in (
         (axes[0], "completed", "energy per request (J)"),
@@ -257,8 +267,8 @@ def energy_bars_figure(runs: Sequence[Run]) -> Plot:
                         label=None if f"t{gid}" in labelled else f"{name} (no static/dynamic split)",
                     )
                     labelled.add(f"t{gid}")
-                if gpu and gpu.get("role"):
-                    ax.text(pos, total, gpu["role"], ha="center", va="bottom", fontsize="x-small")
+                if gpu is not None and gpu.role:
+                    ax.text(pos, total, gpu.role, ha="center", va="bottom", fontsize="x-small")
         ax.set_xticks(range(len(runs)), [r.label for r in runs], rotation=20 if len(runs) > 3 else 0)
         ax.set_title(title)
         ax.grid(axis="y", alpha=0.3)
@@ -283,32 +293,32 @@ def _number(value: Any) -> float | None:
 
 
 def latency_vs_load_figure(runs: Sequence[Run]) -> Plot:
-    """TTFT p50/p99 and TPOT p50 against achieved requests/s, one line per mode."""
+    """TTFT p50/p99 and TPOT p50 against achieved requests/s, one line per serving setup."""
     if not is_sweep(runs):
         return "latency-vs-load and Pareto plots need runs at several rates (a sweep)"
     rows = sweep_rows(runs)
+    colors = setup_colors(runs)
     fig = Figure(figsize=(11, 4.5), layout="constrained")
     ax_ttft, ax_tpot = fig.subplots(1, 2)
-    for mode in dict.fromkeys(r.mode for r in runs):
+    for setup, color in colors.items():
         pts = sorted(
-            (r for r in rows if r["mode"] == mode and _number(r["achieved_rps"]) is not None),
-            key=lambda r: r["achieved_rps"],
+            (r for r in rows if r.setup == setup and r.achieved_rps is not None),
+            key=lambda r: r.achieved_rps or 0.0,
         )
         if not pts:
             continue
-        color = MODE_COLORS.get(mode, "C7")
-        x = [p["achieved_rps"] for p in pts]
+        x = [p.achieved_rps for p in pts]
         for ax, key, style, label in (
-            (ax_ttft, "ttft_p50", "-o", f"{mode} TTFT p50"),
-            (ax_ttft, "ttft_p99", "--^", f"{mode} TTFT p99"),
-            (ax_tpot, "tpot_p50", "-o", f"{mode} TPOT p50"),
+            (ax_ttft, "ttft_p50", "-o", f"{setup} TTFT p50"),
+            (ax_ttft, "ttft_p99", "--^", f"{setup} TTFT p99"),
+            (ax_tpot, "tpot_p50", "-o", f"{setup} TPOT p50"),
         ):
-            y = [_number(p[key]) for p in pts]
+            y = [_number(getattr(p, key)) for p in pts]
             ax.plot(x, [np.nan if v is None else v for v in y], style, color=color, label=label)
         for p in pts:
             ax_ttft.annotate(
-                p["offered"],
-                (p["achieved_rps"], _number(p["ttft_p50"]) or 0),
+                p.offered,
+                (p.achieved_rps, p.ttft_p50 or 0),
                 fontsize="x-small",
                 textcoords="offset points",
                 xytext=(3, -10),
@@ -327,28 +337,23 @@ def pareto_figure(runs: Sequence[Run]) -> Plot:
     """J/request against TTFT p99 and against E2E p50; the Pareto front over all runs highlighted."""
     if not is_sweep(runs):
         return "latency-vs-load and Pareto plots need runs at several rates (a sweep)"
-    rows = [r for r in sweep_rows(runs) if _number(r["j_per_request"]) is not None]
+    rows = [r for r in sweep_rows(runs) if _number(r.j_per_request) is not None]
     if len(rows) < 2:
         return "energy-vs-latency Pareto plot skipped: fewer than two runs have energy"
+    colors = setup_colors(runs)
     fig = Figure(figsize=(11, 4.5), layout="constrained")
     for ax, key, name in zip(
         fig.subplots(1, 2), ("ttft_p99", "e2e_p50"), ("TTFT p99 (ms)", "E2E p50 (ms)"), strict=True
     ):
-        pts = [r for r in rows if _number(r[key]) is not None]
-        xs = [float(r[key]) for r in pts]
-        ys = [float(r["j_per_request"]) for r in pts]
-        for mode in dict.fromkeys(r["mode"] for r in pts):
-            sel = [i for i, r in enumerate(pts) if r["mode"] == mode]
-            ax.scatter(
-                [xs[i] for i in sel],
-                [ys[i] for i in sel],
-                color=MODE_COLORS.get(mode, "C7"),
-                label=mode,
-                zorder=3,
-            )
+        pts = [r for r in rows if _number(getattr(r, key)) is not None]
+        xs = [float(getattr(r, key)) for r in pts]
+        ys = [float(r.j_per_request) for r in pts]  # type: ignore[arg-type]
+        for setup in dict.fromkeys(r.setup for r in pts):
+            sel = [i for i, r in enumerate(pts) if r.setup == setup]
+            ax.scatter([xs[i] for i in sel], [ys[i] for i in sel], color=colors[setup], label=setup, zorder=3)
         for i, r in enumerate(pts):
             ax.annotate(
-                r["offered"], (xs[i], ys[i]), fontsize="x-small", textcoords="offset points", xytext=(4, 4)
+                r.offered, (xs[i], ys[i]), fontsize="x-small", textcoords="offset points", xytext=(4, 4)
             )
         front = pareto_front(xs, ys)
         if front:

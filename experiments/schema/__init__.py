@@ -1,0 +1,101 @@
+"""The one result schema: every writer (client, runner, energy meter) and every reader (analysis,
+notebook, planner) goes through these types.
+
+    RunResult                      result.json + requests.jsonl; save / load (older versions upgraded)
+      metadata: RunMetadata        provenance + mode, endpoint, model, serving_setup, config
+        config: RunConfig          workload, arrival, SLOs, monitoring; sweep: Sweep | None
+        serving_setup: ServingSetup   kind, label, connector, instances (role, GPU, version, settings)
+      records: list[Record]        one request; derived ttft_ms, tpot_ms, e2el_ms, itl_ms ...
+      summary: Summary             counts, tokens, Distributions; derived throughputs and goodput
+      stages: StageSummary         the proxy's TTFT split
+      energy: EnergySection        per-GPU windows (GpuEnergy) with idle power; derived split and totals
+      server_metrics: {url: ServerMetrics}
+
+Fields marked `computed` are derived: written to JSON for readers without our code (pandas, jq) and
+recomputed, never read back, on load.
+"""
+
+from experiments.schema.base import SchemaError, computed, convert, dumps, to_builtins
+from experiments.schema.energy import (
+    SCOPES,
+    EnergyPhases,
+    EnergySection,
+    EnergyTotals,
+    EnergyWindow,
+    GpuEnergy,
+    MonitorGpu,
+    MonitorInfo,
+    PowerTimeline,
+    Scope,
+)
+from experiments.schema.records import Record, StageTimes
+from experiments.schema.result import (
+    RECORDS_FILE,
+    RESULT_FILE,
+    ResultWriter,
+    RunResult,
+    read_records_file,
+    record_line,
+)
+from experiments.schema.run import (
+    MODES,
+    WORKLOADS,
+    ClockAnchor,
+    GpuInfo,
+    GpuInventory,
+    Provenance,
+    RunConfig,
+    RunMetadata,
+    ServerMetrics,
+    Sweep,
+    WorkloadConfig,
+)
+from experiments.schema.setup import Instance, InstanceSettings, ServingSetup, SetupKind
+from experiments.schema.summary import STAGE_KEYS, Distribution, StageSummary, Summary
+from experiments.schema.upgrade import SCHEMA_VERSION
+
+__all__ = [
+    "MODES",
+    "RECORDS_FILE",
+    "RESULT_FILE",
+    "SCHEMA_VERSION",
+    "SCOPES",
+    "STAGE_KEYS",
+    "WORKLOADS",
+    "ClockAnchor",
+    "Distribution",
+    "EnergyPhases",
+    "EnergySection",
+    "EnergyTotals",
+    "EnergyWindow",
+    "GpuEnergy",
+    "GpuInfo",
+    "GpuInventory",
+    "Instance",
+    "InstanceSettings",
+    "MonitorGpu",
+    "MonitorInfo",
+    "PowerTimeline",
+    "Provenance",
+    "Record",
+    "ResultWriter",
+    "RunConfig",
+    "RunMetadata",
+    "RunResult",
+    "SchemaError",
+    "Scope",
+    "ServerMetrics",
+    "ServingSetup",
+    "SetupKind",
+    "StageSummary",
+    "StageTimes",
+    "Summary",
+    "Sweep",
+    "WorkloadConfig",
+    "computed",
+    "convert",
+    "dumps",
+    "read_records_file",
+    "record_line",
+    "to_builtins",
+]

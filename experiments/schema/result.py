@@ -1,0 +1,215 @@
+"""A run on disk and in memory: `RunResult` with symmetric `save` / `load`, and the crash-safe writer.
+
+A run directory holds
+- ``requests.jsonl``: one JSON line per request (a `Record` with its derived metrics), appended and
+  flushed as each request completes, so pandas reads it as is (``pd.read_json(path, lines=True)``);
+- ``result.json``: metadata, summary, stage split, energy, server metric deltas, warnings and all
+  records. `ResultWriter` writes it at the start with status "running" and rewrites it atomically at the
+  end, so an interrupted run still leaves a valid file; `load` then takes the records from
+  ``requests.jsonl``.
+Older files are upgraded on load (experiments.schema.upgrade).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import orjson
+
+from experiments.schema.base import SchemaError, computed, convert, dumps, to_builtins
+from experiments.schema.energy import SCOPES, EnergySection
+from experiments.schema.records import Record
+from experiments.schema.run import RunMetadata, ServerMetrics
+from experiments.schema.summary import StageSummary, Summary
+from experiments.schema.upgrade import SCHEMA_VERSION, upgrade
+
+RESULT_FILE = "result.json"
+RECORDS_FILE = "requests.jsonl"
+Status = Literal["running", "complete", "interrupted", "failed"]
+
+
+@dataclass(slots=True, kw_only=True)
+class RunResult:
+    """One run: what was driven (metadata), every request, and what was made of them."""
+
+    metadata: RunMetadata
+    status: Status = "running"
+    error: str | None = None  # what stopped an incomplete run
+    summary: Summary | None = None
+    stages: StageSummary | None = None  # the proxy's stage split (disaggregated runs)
+    energy: EnergySection | None = None
+    server_metrics: dict[str, ServerMetrics] = field(default_factory=dict)  # by server URL
+    warnings: list[str] = field(default_factory=list)
+    records: list[Record] = field(default_factory=list)
+    path: Path | None = field(default=None, metadata={"json": False})  # result.json it was loaded from
+
+    @computed
+    def schema_version(self) -> str:
+        return SCHEMA_VERSION
+
+    @computed
+    def complete(self) -> bool:
+        return self.status == "complete"
+
+    @computed
+    def records_file(self) -> str:
+        return RECORDS_FILE
+
+    @property
+    def run_dir(self) -> Path | None:
+        return None if self.path is None else self.path.parent
+
+    def measured(self) -> list[Record]:
+        """Records that count: not warm-up."""
+        return [r for r in self.records if r.measured]
+
+    def successes(self) -> list[Record]:
+        """The measured requests that succeeded: what `summary.completed` counts."""
+        return [r for r in self.records if r.measured and r.succeeded]
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Per-request metric arrays (ms) of the measured successful requests, the pooled ITL, and the
+        send times (s after the first)."""
+        good = self.successes()
+        out = {
+            key: np.array([np.nan if (v := getattr(r, key)) is None else v for r in good], dtype=float)
+            for key in ("ttft_ms", "tpot_ms", "e2el_ms", "itl_req_avg_ms")
+        }
+        out["itl_ms"] = np.array([g for r in good for g in r.itl_ms], dtype=float)
+        sent = np.array([r.sent_mono_ns for r in good], dtype=float)
+        out["sent_s"] = (sent - sent.min()) / 1e9 if sent.size else sent
+        return out
+
+    # -- files --------------------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """The result.json document. Energy totals per request and token divide by this summary."""
+        doc = to_builtins(self)
+        if self.energy is not None and self.energy.available:
+            doc["energy"]["totals"] = {scope: self._energy_totals(scope) for scope in SCOPES}
+        head = {key: doc.pop(key) for key in ("schema_version", "complete", "status", "error")}
+        tail = {key: doc.pop(key) for key in ("records_file", "records")}
+        return {**head, **doc, **tail}
+
+    def _energy_totals(self, scope: Any) -> dict[str, Any] | None:
+        totals = self.energy.totals(scope) if self.energy is not None else None
+        if totals is None:
+            return None
+        s = self.summary
+        return {
+            **to_builtins(totals),
+            "j_per_request": totals.per(s.completed if s else None),
+            "j_per_output_token": totals.per(s.total_output_tokens if s else None),
+            "j_per_input_token": totals.per(s.total_input_tokens if s else None),
+        }
+
+    def save(self, run_dir: str | Path | None = None) -> Path:
+        """Write result.json and requests.jsonl into `run_dir` (default: where it was loaded from)."""
+        target = Path(run_dir) if run_dir is not None else self.run_dir
+        if target is None:
+            raise ValueError("RunResult.save needs a run directory (this result was not loaded from one)")
+        target.mkdir(parents=True, exist_ok=True)
+        _atomic_write(target / RECORDS_FILE, b"".join(record_line(r) for r in self.records))
+        self.path = target / RESULT_FILE
+        _atomic_write(self.path, orjson.dumps(self.to_dict(), option=orjson.OPT_NON_STR_KEYS))
+        return self.path
+
+    @classmethod
+    def load(cls, path: str | Path) -> RunResult:
+        """Load a result from its result.json or run directory (any schema version this code knows).
+
+        An incomplete result (interrupted or crashed run) gets its records from requests.jsonl.
+        Raises FileNotFoundError without a result, SchemaError (a ValueError) for a file that is not one.
+        """
+        p = Path(path)
+        result_path = p / RESULT_FILE if p.is_dir() else p
+        if not result_path.exists():
+            raise FileNotFoundError(f"no result at {result_path}")
+        try:
+            doc = orjson.loads(result_path.read_bytes())
+        except orjson.JSONDecodeError as exc:
+            raise SchemaError(f"{result_path} is not valid JSON: {exc}") from exc
+        if not isinstance(doc, dict) or "schema_version" not in doc:
+            raise SchemaError(f"{result_path} is not a testbed result (no schema_version)")
+        doc = upgrade(doc, str(result_path))
+        if doc.get("status") != "complete":
+            jsonl = result_path.parent / str(doc.get("records_file") or RECORDS_FILE)
+            on_disk = read_records_file(jsonl)
+            if len(on_disk) > len(doc.get("records") or []):
+                doc["records"] = on_disk
+        result = convert(doc, cls, str(result_path))
+        result.path = result_path
+        return result
+
+
+def record_line(record: Record) -> bytes:
+    """One line of requests.jsonl: the record's fields and its derived metrics."""
+    return dumps(record) + b"\n"
+
+
+def read_records_file(path: Path) -> list[dict[str, Any]]:
+    """The lines of a requests.jsonl as parsed JSON; stops at a line cut short by a crash."""
+    records: list[dict[str, Any]] = []
+    if not path.exists():
+        return records
+    for line in path.read_bytes().splitlines():
+        if not line.strip():
+            continue
+        try:
+            records.append(orjson.loads(line))
+        except orjson.JSONDecodeError:
+            break  # a line cut by a crash: everything before it is intact
+    return records
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+class ResultWriter:
+    """Writes one run directory while the run goes on; safe to interrupt at any point.
+
+    The runner fills `result` (summary, energy, ...) before `finish`.
+    """
+
+    def __init__(self, run_dir: str | Path, metadata: RunMetadata) -> None:
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.result = RunResult(metadata=metadata, path=self.run_dir / RESULT_FILE)
+        self._fd = os.open(self.run_dir / RECORDS_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._write()
+
+    @property
+    def records(self) -> list[Record]:
+        return self.result.records
+
+    def append(self, record: Record) -> None:
+        """Persist one finished request immediately (one write syscall per line)."""
+        self.result.records.append(record)
+        os.write(self._fd, record_line(record))
+
+    def finish(self, status: Status = "complete", error: str | None = None) -> Path:
+        """Write the final result.json; a status other than "complete" marks it incomplete."""
+        self.result.status, self.result.error = status, error
+        self.result.metadata.end_epoch_ns = time.time_ns()
+        self._write()
+        self.close()
+        return self.run_dir / RESULT_FILE
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def _write(self) -> None:
+        doc = self.result.to_dict()
+        if self.result.status == "running":
+            doc["records"] = []  # they are in requests.jsonl until the end
+        _atomic_write(self.run_dir / RESULT_FILE, orjson.dumps(doc, option=orjson.OPT_NON_STR_KEYS))

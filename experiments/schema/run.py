@@ -1,0 +1,153 @@
+"""How a run was configured and where its numbers came from: config, sweep, provenance, metadata."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from experiments.arrivals import ArrivalConfig
+from experiments.schema.setup import ServingSetup
+
+MODES: tuple[str, ...] = ("traditional", "disagg", "passthrough")
+WORKLOADS: tuple[str, ...] = ("random", "fixed", "sharegpt", "trace")
+
+
+@dataclass(slots=True, kw_only=True)
+class WorkloadConfig:
+    """Which prompts: random of exact lengths (N or a MIN:MAX range), one fixed prompt, a ShareGPT file,
+    or a trace replayed at its own times; seeded."""
+
+    kind: str = "random"
+    num_requests: int = 100
+    input_len: int | tuple[int, int] = 1024
+    output_len: int | tuple[int, int] = 128
+    dataset: str | None = None
+    prompt: str | None = None
+    trace_time_scale: float = 1.0
+    seed: int = 0
+
+
+@dataclass(slots=True, kw_only=True)
+class Sweep:
+    """A run's place in a rate sweep (`run_experiment.py --sweep-rates`): one id for all its runs."""
+
+    id: str
+    rates: list[float] = field(default_factory=list)
+    rate: float | None = None  # this run's rate
+    seed_offset: int = 0  # each load draws fresh prompts: seed = base seed + offset
+
+
+@dataclass(slots=True, kw_only=True)
+class RunConfig:
+    """Everything the runner was told: target, workload, arrivals, SLOs, monitoring, output."""
+
+    mode: str
+    endpoint: str
+    workload: WorkloadConfig
+    arrival: ArrivalConfig
+    model: str | None = None
+    tokenizer: str | None = None
+    api: str = "completions"
+    ignore_eos: bool = True
+    request_timeout_s: float = 600.0
+    slo: dict[str, float] | None = None
+    output_dir: Path = Path("results")
+    tag: str = ""
+    run_name: str | None = None
+    gpu_ids: list[int] = field(default_factory=list)
+    gpu_roles: dict[int, str] = field(default_factory=dict)
+    monitor_backend: str = "auto"  # auto | nvml | sim | none
+    monitor_interval_s: float = 0.1
+    idle_seconds: float = 5.0
+    server_metrics_urls: list[str] = field(default_factory=list)
+    launch_plan: Path | None = None  # launch.json (or its run dir); default: found by endpoint
+    sweep: Sweep | None = None
+
+    @property
+    def offered_rate(self) -> float | None:
+        """Open-loop requests/s (inf: all at once); None for closed loop and trace replay."""
+        if self.arrival.kind in ("closed", "trace"):
+            return None
+        rate = self.arrival.rate if self.arrival.rate is not None else (self.sweep and self.sweep.rate)
+        return math.inf if rate is None else float(rate)
+
+
+@dataclass(slots=True, kw_only=True)
+class GpuInfo:
+    """One GPU of the host as NVML reported it at the start (read only)."""
+
+    index: int
+    name: str | None = None
+    uuid: str | None = None
+    power_limit_w: float | None = None
+    sm_clock_mhz: int | None = None
+    mem_clock_mhz: int | None = None
+    max_sm_clock_mhz: int | None = None
+    persistence_mode: int | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class GpuInventory:
+    available: bool
+    driver: str | None = None
+    gpus: list[GpuInfo] = field(default_factory=list)
+    reason: str | None = None  # why not available
+
+
+@dataclass(slots=True, kw_only=True)
+class ClockAnchor:
+    """One (epoch, monotonic) pair read together: joins every monotonic time with wall clocks."""
+
+    epoch_ns: int
+    mono_ns: int
+
+
+@dataclass(slots=True, kw_only=True)
+class Provenance:
+    """Where a number came from: command line, host, versions, git commit, GPUs, start time."""
+
+    command_line: list[str] = field(default_factory=list)
+    hostname: str | None = None
+    platform: str | None = None
+    python: str | None = None
+    versions: dict[str, str | None] = field(default_factory=dict)
+    git_commit: str | None = None
+    gpu_inventory: GpuInventory = field(default_factory=lambda: GpuInventory(available=False))
+    start_epoch_ns: int = 0
+    start_iso: str = ""
+    clock_anchor: ClockAnchor | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class RunMetadata(Provenance):
+    """Provenance plus what was driven: mode, endpoint, model, serving setup, config."""
+
+    mode: str
+    endpoint: str
+    config: RunConfig
+    model: str | None = None
+    tokenizer: str | None = None
+    served_models: list[dict[str, Any]] = field(default_factory=list)  # the endpoint's /v1/models
+    serving_setup: ServingSetup | None = None  # None in results older than the setup record
+    run_dir: str | None = None
+    end_epoch_ns: int | None = None
+
+    @classmethod
+    def of(cls, provenance: Provenance, **run: Any) -> RunMetadata:
+        """Provenance collected at the start plus the run's fields."""
+        return cls(**{name: getattr(provenance, name) for name in Provenance.__dataclass_fields__}, **run)
+
+    @property
+    def setup_name(self) -> str:
+        """The serving setup's label, or the mode for results that did not record it."""
+        return self.serving_setup.name if self.serving_setup is not None else self.mode
+
+
+@dataclass(slots=True, kw_only=True)
+class ServerMetrics:
+    """One vLLM server's Prometheus deltas over the run (`name{labels}` -> change), or why not."""
+
+    deltas: dict[str, float] = field(default_factory=dict)
+    error: str | None = None

@@ -1,0 +1,138 @@
+"""A run's metrics: counts, tokens, latency distributions, goodput; and the proxy's stage split.
+
+Stored: what was counted and measured. Computed (written, never read back): the rates derived from
+those counts and the run's duration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from experiments.schema.base import computed
+
+PERCENTILES: tuple[int, ...] = (50, 90, 95, 99)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Distribution:
+    """mean, median, std (population), min, max and linear percentiles; all None with count 0."""
+
+    mean: float | None = None
+    median: float | None = None
+    std: float | None = None
+    min: float | None = None
+    max: float | None = None
+    p50: float | None = None
+    p90: float | None = None
+    p95: float | None = None
+    p99: float | None = None
+    count: int = 0
+
+    @classmethod
+    def of(cls, values: Iterable[float]) -> Distribution:
+        arr = np.asarray(values if isinstance(values, np.ndarray) else list(values), dtype=float)
+        if arr.size == 0:
+            return cls()
+        p50, p90, p95, p99 = (float(v) for v in np.percentile(arr, PERCENTILES))
+        return cls(
+            mean=float(np.mean(arr)),
+            median=float(np.median(arr)),
+            std=float(np.std(arr)),
+            min=float(np.min(arr)),
+            max=float(np.max(arr)),
+            p50=p50,
+            p90=p90,
+            p95=p95,
+            p99=p99,
+            count=int(arr.size),
+        )
+
+    def stat(self, name: str) -> float | None:
+        """One statistic by name ("p50", "mean", ...)."""
+        value = getattr(self, name)
+        return None if value is None else float(value)
+
+
+def _per_second(count: float | None, duration_s: float | None) -> float | None:
+    return count / duration_s if count is not None and duration_s else None
+
+
+@dataclass(slots=True, kw_only=True)
+class Summary:
+    """The run's metrics over its measured requests (warm-up excluded), times in ms.
+
+    `completed` counts the measured requests that succeeded (vLLM's definition, `Record.succeeded`);
+    every per-request figure, energy included, divides by it. `duration_s` spans the first send to the
+    last end over all measured requests (failed included). `good_requests` and `goodput` are None without
+    an SLO.
+    """
+
+    measured: int = 0
+    warmup_excluded: int = 0
+    completed: int = 0
+    failed: int = 0
+    duration_s: float | None = None
+    total_input_tokens: int = 0
+    total_output_tokens: int = 0
+    good_requests: int | None = None
+    slo: dict[str, float] | None = None
+    errors: dict[str, int] = field(default_factory=dict)
+    ttft_ms: Distribution = field(default_factory=Distribution)
+    tpot_ms: Distribution = field(default_factory=Distribution)
+    itl_ms: Distribution = field(default_factory=Distribution)  # pooled over requests
+    itl_req_avg_ms: Distribution = field(default_factory=Distribution)
+    tbt_max_ms: Distribution = field(default_factory=Distribution)
+    e2el_ms: Distribution = field(default_factory=Distribution)
+    send_lateness_ms: Distribution = field(default_factory=Distribution)
+
+    @computed
+    def request_throughput(self) -> float | None:
+        return _per_second(self.completed, self.duration_s)
+
+    @computed
+    def output_throughput(self) -> float | None:
+        return _per_second(self.total_output_tokens, self.duration_s)
+
+    @computed
+    def total_token_throughput(self) -> float | None:
+        return _per_second(self.total_input_tokens + self.total_output_tokens, self.duration_s)
+
+    @computed
+    def goodput(self) -> float | None:
+        """Requests per second meeting every SLO."""
+        return _per_second(self.good_requests, self.duration_s)
+
+    def distribution(self, name: str) -> Distribution:
+        """A latency distribution by field name ("ttft_ms", "itl_ms", ...)."""
+        value = getattr(self, name)
+        if not isinstance(value, Distribution):
+            raise KeyError(f"{name!r} is not a distribution of the summary")
+        return value
+
+
+STAGE_KEYS: tuple[str, ...] = ("prefill_ms", "decode_first_chunk_ms", "decode_total_ms", "proxy_overhead_ms")
+
+
+@dataclass(slots=True, kw_only=True)
+class StageSummary:
+    """The proxy's stage timings over the measured successful requests that carry them (ms).
+
+    `client_side_ms` is what the proxy cannot see: TTFT minus prefill, decode first chunk and proxy
+    overhead (client <-> proxy network and event-loop time).
+    """
+
+    count: int
+    prefill_ms: Distribution = field(default_factory=Distribution)
+    decode_first_chunk_ms: Distribution = field(default_factory=Distribution)
+    decode_total_ms: Distribution = field(default_factory=Distribution)
+    proxy_overhead_ms: Distribution = field(default_factory=Distribution)
+    client_side_ms: Distribution = field(default_factory=Distribution)
+
+    def distribution(self, name: str) -> Distribution:
+        value = getattr(self, name)
+        if not isinstance(value, Distribution):
+            raise KeyError(f"{name!r} is not a stage of the summary")
+        return value
