@@ -38,6 +38,7 @@ import orjson
 from experiments import client
 from experiments.arrivals import arrival_offsets
 from experiments.client import ClientConfig, make_session, run_closed_loop, run_open_loop
+from experiments.schema import Record
 from experiments.workloads import RequestSpec
 from fake_upstream import FastUpstream
 
@@ -55,12 +56,12 @@ def _specs(n: int, out_tokens: int) -> list[RequestSpec]:
     return [RequestSpec(i, prompt, 32, out_tokens) for i in range(n)]
 
 
-def _sink() -> tuple[Callable[[dict[str, Any]], None], list[dict[str, Any]]]:
+def _sink() -> tuple[Callable[[Record], None], list[Record]]:
     """on_record like the runner's: serialize and write one line per record (to /dev/null)."""
     fd = os.open(os.devnull, os.O_WRONLY)
-    kept: list[dict[str, Any]] = []
+    kept: list[Record] = []
 
-    def on_record(rec: dict[str, Any]) -> None:
+    def on_record(rec: Record) -> None:
         os.write(fd, orjson.dumps(rec) + b"\n")
         kept.append(rec)
 
@@ -181,12 +182,12 @@ def closed_loop(
 
     with gc_mode(gc_kind), Contention() as cont:
         wall, cpu_s, server_cpu = _run(loop_kind, go)
-    chunks = sum(len(r["chunk_mono_ns"]) for r in kept)
+    chunks = sum(len(r.chunk_mono_ns) for r in kept)
     return {
         "req_s": n / wall,
         "cpu_us_per_req": cpu_s / n * 1e6,
         "chunks_s": chunks / wall,
-        "failed": sum(not r["ok"] for r in kept),
+        "failed": sum(not r.ok for r in kept),
         "client_cpu": cpu_s / wall,
         "server_cpu": server_cpu,
         "gc_max_ms": cont.gc_max_ms,
@@ -213,8 +214,8 @@ def open_loop(
 
     with gc_mode(gc_kind), Contention() as cont:
         wall, client_cpu = _run(loop_kind, go)
-    late_ms = np.array([r["send_lateness_ns"] for r in kept], dtype=float) / 1e6
-    sent = np.array([r["sent_mono_ns"] for r in kept], dtype=float)
+    late_ms = np.array([r.send_lateness_ms for r in kept], dtype=float)
+    sent = np.array([r.sent_mono_ns for r in kept], dtype=float)
     return {
         "gc_max_ms": cont.gc_max_ms,
         "other_load": cont.other_load(),
@@ -225,7 +226,7 @@ def open_loop(
         "p50_ms": float(np.percentile(late_ms, 50)),
         "p99_ms": float(np.percentile(late_ms, 99)),
         "max_ms": float(late_ms.max()),
-        "failed": sum(not r["ok"] for r in kept),
+        "failed": sum(not r.ok for r in kept),
         "client_cpu": client_cpu,
         "wall_s": wall,
     }

@@ -226,10 +226,14 @@ def test_serving_setup_reads_the_nixl_plan(tmp_path: Path) -> None:
     written = json.loads(path.read_text())
     assert written["vllm_version"] == version and written["connector"] == "nixl"
     setup = from_plan(written, path, run.endpoint)
-    assert (setup["kind"], setup["label"], setup["connector"]) == ("xpyd", "1P1D nixl", "nixl")
-    assert setup["connector_options"]["backends"] == ["UCX"]
-    assert [i["settings"]["block_size"] for i in setup["instances"]] == ["128", "128"]
-    assert [i["kv_transfer_config"]["kv_role"] for i in setup["instances"]] == ["kv_producer", "kv_consumer"]
+    assert setup is not None and setup.connector_options is not None
+    assert (setup.kind, setup.label, setup.connector) == ("xpyd", "1P1D nixl", "nixl")
+    assert setup.connector_options["backends"] == ["UCX"]
+    assert [i.settings.block_size for i in setup.instances] == [128, 128]
+    assert [(i.kv_transfer_config or {}).get("kv_role") for i in setup.instances] == [
+        "kv_producer",
+        "kv_consumer",
+    ]
 
 
 def test_nixl_config_and_options_are_checked() -> None:

@@ -26,6 +26,7 @@ from experiments.client import (
     send_request,
 )
 from experiments.model_dir import write_model_dir
+from experiments.schema import StageTimes, convert
 from experiments.workloads import RequestSpec
 from fake_upstream import HTTP_ERROR_MESSAGE, STREAM_ERROR_MESSAGE, TIMING_STAGES, FakeBehavior, FakeUpstream
 
@@ -72,7 +73,7 @@ def one_request(cfg: ClientConfig, spec: RequestSpec) -> dict[str, Any]:
 
 def max_overlap(records: list[dict[str, Any]]) -> int:
     """Most requests the client had in flight at once (from sent / end stamps)."""
-    events = sorted([(r["sent_mono_ns"], 1) for r in records] + [(r["end_mono_ns"], -1) for r in records])
+    events = sorted([(r.sent_mono_ns, 1) for r in records] + [(r.end_mono_ns, -1) for r in records])
     level = peak = 0
     for _, step in sorted(events, key=lambda e: (e[0], e[1])):
         level += step
@@ -98,33 +99,33 @@ def test_every_field_filled_and_ordered(server: FakeUpstream, api: str) -> None:
     cfg = ClientConfig(endpoint=server.url, model="fake-model", api=api)
     records, seen = open_loop(cfg, specs, offsets)
 
-    assert [r["index"] for r in records] == [0, 1, 2, 3]
-    assert sorted(r["index"] for r in seen) == [0, 1, 2, 3]
+    assert [r.index for r in records] == [0, 1, 2, 3]
+    assert sorted(r.index for r in seen) == [0, 1, 2, 3]
     for spec, r in zip(specs, records, strict=True):
-        assert r["ok"] is True and r["error"] is None and r["status"] == 200
-        assert r["warmup"] is False
-        assert r["request_id"].startswith("cmpl-fake-")
-        assert r["input_tokens_expected"] == 5 and r["output_tokens_expected"] == spec.output_tokens
-        assert r["prompt_tokens"] == 5
-        assert r["completion_tokens"] == spec.output_tokens
-        assert len(r["chunk_mono_ns"]) == spec.output_tokens
-        assert r["chunk_mono_ns"] == sorted(r["chunk_mono_ns"])
+        assert r.ok is True and r.error is None and r.status == 200
+        assert r.warmup is False
+        assert r.request_id.startswith("cmpl-fake-")
+        assert r.input_tokens_expected == 5 and r.output_tokens_expected == spec.output_tokens
+        assert r.prompt_tokens == 5
+        assert r.completion_tokens == spec.output_tokens
+        assert len(r.chunk_mono_ns) == spec.output_tokens
+        assert r.chunk_mono_ns == sorted(r.chunk_mono_ns)
         assert (
-            r["scheduled_mono_ns"]
-            <= r["sent_mono_ns"]
-            <= r["first_byte_mono_ns"]
-            <= r["first_token_mono_ns"]
-            <= r["chunk_mono_ns"][-1]
-            <= r["end_mono_ns"]
+            r.scheduled_mono_ns
+            <= r.sent_mono_ns
+            <= r.first_byte_mono_ns
+            <= r.first_token_mono_ns
+            <= r.chunk_mono_ns[-1]
+            <= r.end_mono_ns
         )
-        assert r["first_token_mono_ns"] == r["chunk_mono_ns"][0]
-        assert r["send_lateness_ns"] == r["sent_mono_ns"] - r["scheduled_mono_ns"] >= 0
-        assert r["sent_epoch_ns"] <= r["end_epoch_ns"]
+        assert r.first_token_mono_ns == r.chunk_mono_ns[0]
+        assert r.send_lateness_ms == (r.sent_mono_ns - r.scheduled_mono_ns) / 1e6 >= 0
+        assert r.sent_epoch_ns <= r.end_epoch_ns
         # epoch and monotonic stamps describe the same instants (to well within a second)
-        assert abs((r["end_epoch_ns"] - r["sent_epoch_ns"]) - (r["end_mono_ns"] - r["sent_mono_ns"])) < 1e9
-        assert r["stages"] is None
+        assert abs((r.end_epoch_ns - r.sent_epoch_ns) - (r.end_mono_ns - r.sent_mono_ns)) < 1e9
+        assert r.stages is None
     # The schedule is exactly start + offset.
-    sched = [r["scheduled_mono_ns"] for r in records]
+    sched = [r.scheduled_mono_ns for r in records]
     assert [s - sched[0] for s in sched] == [int(o * 1e9) - int(offsets[0] * 1e9) for o in offsets]
     # The server got what the specs asked for.
     bodies = sorted(server.bodies, key=lambda b: b["max_tokens"])
@@ -138,9 +139,9 @@ def test_every_field_filled_and_ordered(server: FakeUpstream, api: str) -> None:
 def test_proxy_timing_comment_parsed_into_stages(server: FakeUpstream) -> None:
     cfg = ClientConfig(endpoint=server.url, model="fake-model", extra_body={"fake_mode": "timing"})
     r = one_request(cfg, specs_of([3])[0])
-    assert r["ok"] is True
-    assert r["stages"] == TIMING_STAGES
-    assert len(r["chunk_mono_ns"]) == 3
+    assert r.ok is True
+    assert r.stages == convert(TIMING_STAGES, StageTimes, "timing")
+    assert len(r.chunk_mono_ns) == 3
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -163,20 +164,20 @@ FAULTS = {
 def test_fault_becomes_failed_record(server: FakeUpstream, mode: str) -> None:
     cfg = ClientConfig(endpoint=server.url, model="fake-model", extra_body={"fake_mode": mode})
     r = one_request(cfg, specs_of([6])[0])
-    assert r["ok"] is False
-    assert r["error"].startswith(FAULTS[mode]), r["error"]
-    assert r["first_token_mono_ns"] is None
-    assert r["sent_mono_ns"] <= r["end_mono_ns"] and r["end_epoch_ns"] is not None
-    assert r["status"] == (int(mode[4:]) if mode.startswith("http") else 200)
+    assert r.ok is False
+    assert r.error.startswith(FAULTS[mode]), r.error
+    assert r.first_token_mono_ns is None
+    assert r.sent_mono_ns <= r.end_mono_ns and r.end_epoch_ns is not None
+    assert r.status == (int(mode[4:]) if mode.startswith("http") else 200)
     if mode in ("malformed", "drop", "stream_error", "not_object"):
-        assert len(r["chunk_mono_ns"]) == server.behavior.fault_after  # what arrived before the fault
+        assert len(r.chunk_mono_ns) == server.behavior.fault_after  # what arrived before the fault
 
 
 def test_events_cut_across_network_reads(server: FakeUpstream) -> None:
     cfg = ClientConfig(endpoint=server.url, model="fake-model", extra_body={"fake_mode": "split"})
     r = one_request(cfg, specs_of([5], words=4)[0])
-    assert r["ok"] is True, r["error"]
-    assert (len(r["chunk_mono_ns"]), r["prompt_tokens"], r["completion_tokens"]) == (5, 4, 5)
+    assert r.ok is True, r.error
+    assert (len(r.chunk_mono_ns), r.prompt_tokens, r.completion_tokens) == (5, 4, 5)
 
 
 def test_mixed_faults_in_one_run_each_recorded_once(server: FakeUpstream) -> None:
@@ -184,23 +185,23 @@ def test_mixed_faults_in_one_run_each_recorded_once(server: FakeUpstream) -> Non
     specs = [RequestSpec(i, f"t1 t2 fake_mode={mode}", 3, 5) for i, mode in enumerate(modes)]
     cfg = ClientConfig(endpoint=server.url, model="fake-model")
     records, seen = open_loop(cfg, specs, [0.001 * i for i in range(len(specs))])
-    assert Counter(r["index"] for r in seen) == Counter(range(len(specs)))  # on_record once each
+    assert Counter(r.index for r in seen) == Counter(range(len(specs)))  # on_record once each
     assert len(records) == len(specs)
     for mode, r in zip(modes, records, strict=True):
         if mode in FAULTS:
-            assert r["ok"] is False and r["error"].startswith(FAULTS[mode]), (mode, r["error"])
+            assert r.ok is False and r.error.startswith(FAULTS[mode]), (mode, r.error)
         else:
-            assert r["ok"] is True and len(r["chunk_mono_ns"]) == 5, (mode, r["error"])
+            assert r.ok is True and len(r.chunk_mono_ns) == 5, (mode, r.error)
 
 
 def test_timeout_is_a_failed_record() -> None:
     with FakeUpstream(FakeBehavior(first_token_delay_s=30.0)) as srv:
         cfg = ClientConfig(endpoint=srv.url, model="fake-model", request_timeout_s=0.3)
         r = one_request(cfg, specs_of([4])[0])
-    assert r["ok"] is False
-    assert r["error"] == "timed out after 0.3 s"
-    assert r["status"] == 200  # headers came, tokens did not
-    assert r["chunk_mono_ns"] == [] and r["end_mono_ns"] >= r["sent_mono_ns"]
+    assert r.ok is False
+    assert r.error == "timed out after 0.3 s"
+    assert r.status == 200  # headers came, tokens did not
+    assert r.chunk_mono_ns == [] and r.end_mono_ns >= r.sent_mono_ns
 
 
 def test_unreachable_endpoint_is_a_failed_record() -> None:
@@ -208,9 +209,9 @@ def test_unreachable_endpoint_is_a_failed_record() -> None:
     records, seen = open_loop(cfg, specs_of([2, 2]))
     assert len(seen) == 2
     for r in records:
-        assert r["ok"] is False and r["status"] is None
-        assert r["error"].startswith("ClientConnectorError: Cannot connect to host 127.0.0.1"), r["error"]
-        assert r["end_mono_ns"] >= r["sent_mono_ns"]
+        assert r.ok is False and r.status is None
+        assert r.error.startswith("ClientConnectorError: Cannot connect to host 127.0.0.1"), r.error
+        assert r.end_mono_ns >= r.sent_mono_ns
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -230,9 +231,9 @@ def test_closed_loop_sends_each_spec_once_with_at_most_users_in_flight() -> None
                 return await run_closed_loop(session, specs, users, cfg, seen.append)
 
         records = asyncio.run(asyncio.wait_for(go(), 60))
-    assert [r["index"] for r in records] == list(range(n))
-    assert Counter(r["index"] for r in seen) == Counter(range(n))
-    assert all(r["ok"] and r["scheduled_mono_ns"] is None and r["send_lateness_ns"] is None for r in records)
+    assert [r.index for r in records] == list(range(n))
+    assert Counter(r.index for r in seen) == Counter(range(n))
+    assert all(r.ok and r.scheduled_mono_ns is None and r.send_lateness_ms is None for r in records)
     assert sorted(b["prompt"] for b in srv.bodies) == sorted(s.prompt for s in specs)
     assert srv.requests == n
     assert srv.max_in_flight == users
@@ -245,14 +246,14 @@ def test_max_concurrency_caps_in_flight_and_shows_as_lateness(cap: int | None) -
     with FakeUpstream(FakeBehavior(first_token_delay_s=server_delay_s)) as srv:
         cfg = ClientConfig(endpoint=srv.url, model="fake-model", max_concurrency=cap)
         records, _ = open_loop(cfg, specs_of([2] * n))  # all scheduled at once
-    assert all(r["ok"] for r in records)
+    assert all(r.ok for r in records)
     assert srv.max_in_flight == (cap or n)
     assert max_overlap(records) == (cap or n)
     if cap:
         # Request k (in send order) waited for k // cap rounds of requests that each took >= the delay.
-        by_send = sorted(records, key=lambda r: r["sent_mono_ns"])
+        by_send = sorted(records, key=lambda r: r.sent_mono_ns)
         for k, r in enumerate(by_send):
-            assert r["send_lateness_ns"] >= (k // cap) * server_delay_s * 0.9e9, (k, r["send_lateness_ns"])
+            assert r.send_lateness_ms >= (k // cap) * server_delay_s * 0.9e3, (k, r.send_lateness_ms)
 
 
 # ---------------------------------------------------------------------------------------------------------

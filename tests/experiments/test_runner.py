@@ -13,7 +13,7 @@ import pytest
 from experiments.model_dir import write_model_dir
 from experiments.runner import cache_warnings
 from experiments.schema import RECORDS_FILE, SCHEMA_VERSION, RunResult
-from tests.experiments.sse_server import FakeOpenAIServer
+from fake_upstream import FakeBehavior, FakeUpstream
 
 REPO = Path(__file__).resolve().parents[2]
 P = "vllm:prefix_cache"
@@ -51,7 +51,7 @@ def smoke_args(url: str, out: Path) -> list[str]:
 
 
 def test_a_run_reads_back_through_the_schema(model_dir: Path, tmp_path: Path) -> None:
-    with FakeOpenAIServer(root=str(model_dir), chunk_delay_s=0.005) as srv:
+    with FakeUpstream(FakeBehavior(chunk_interval_s=0.005), root=str(model_dir)) as srv:
         proc = run_cli([*smoke_args(srv.url, tmp_path), "--rate", "40", "--run-name", "smoke"])
     assert proc.returncode == 0, proc.stderr
     res = RunResult.load(tmp_path / "smoke")
@@ -92,7 +92,7 @@ def test_a_run_reads_back_through_the_schema(model_dir: Path, tmp_path: Path) ->
 
 
 def test_a_sweep_records_its_place_in_every_run(model_dir: Path, tmp_path: Path) -> None:
-    with FakeOpenAIServer(root=str(model_dir)) as srv:
+    with FakeUpstream(root=str(model_dir)) as srv:
         args = [*smoke_args(srv.url, tmp_path), "--monitor", "none", "--idle-seconds", "0"]
         proc = run_cli([*args, "--sweep-rates", "50,100", "--seed", "3"])
     assert proc.returncode == 0, proc.stderr
