@@ -116,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     srch.add_argument(
         "--precision", type=float, default=0.02, help="relative precision of the sustained rate"
     )
+    from planner.profile_run import add_profile_parser
+
+    add_profile_parser(sub)
     return parser
 
 
@@ -317,7 +320,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "simulate":
             return cmd_simulate(args)
-        return cmd_search(args)
-    except (ProfileError, SimulationError, ValueError, OSError) as exc:
+        if args.command == "search":
+            return cmd_search(args)
+        from planner.profile_run import cmd_profile
+
+        return cmd_profile(args)
+    except (ProfileError, SimulationError, ValueError, OSError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
