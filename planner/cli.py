@@ -135,12 +135,13 @@ def _load(args: argparse.Namespace) -> tuple[Profile, EngineLimits]:
     if prof.provenance.source != "measured":
         print(f"warning: profile source is {prof.provenance.source!r}, not measured", file=sys.stderr)
     e = prof.engine
+    flags = (args.max_num_batched_tokens, args.max_num_seqs, args.kv_capacity)
     limits = EngineLimits(
         args.max_num_batched_tokens or e.max_num_batched_tokens,
         args.max_num_seqs or e.max_num_seqs,
         args.kv_capacity or e.kv_capacity_tokens,
         e.block_size,
-        e.source if args.max_num_batched_tokens is args.max_num_seqs is args.kv_capacity is None else "flags",
+        "flags over the profile's" if any(f is not None for f in flags) else e.source,
     )
     return prof, limits
 

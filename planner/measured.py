@@ -51,7 +51,8 @@ def _setup(mode: str, roles: dict[str, str], path: Path) -> Setup:
 
 
 def _stage(records: list[dict], key: str) -> np.ndarray:
-    return np.array([((r.get("stages") or {}).get(key) or np.nan) for r in records], dtype=float)
+    values = [(r.get("stages") or {}).get(key) for r in records]
+    return np.array([np.nan if v is None else v for v in values], dtype=float)
 
 
 def load_measured(run_dir: str | Path) -> MeasuredRun:

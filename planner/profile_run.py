@@ -70,7 +70,12 @@ def _ints(text: str) -> list[int]:
 
 
 def add_profile_parser(sub: Any) -> None:
-    p = sub.add_parser("profile", help="measure one running vLLM instance into a profile file")
+    p = sub.add_parser(
+        "profile",
+        help="measure one running vLLM instance into a profile file",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument(
         "--endpoint", required=True, help="base URL of ONE vLLM server, e.g. http://127.0.0.1:8000"
     )
