@@ -1,0 +1,7 @@
+"""`python -m planner`: see planner/cli.py."""
+
+import sys
+
+from planner.cli import main
+
+sys.exit(main())

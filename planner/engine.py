@@ -1,0 +1,293 @@
+"""One simulated vLLM instance: the V1 scheduler's step composition, step times and energy.
+
+Each step (vLLM V1, chunked prefill): every running decode sequence takes one token of the step's
+budget (max_num_batched_tokens); then the one partially prefilled prompt continues; then waiting
+requests are admitted first come first served, each prefilling min(rest of its prompt, budget left),
+while the running count stays below max_num_seqs and the KV pool has room. A request reserves KV
+blocks for its final length (prompt + output) when admitted, so nothing is ever preempted: vLLM
+allocates lazily and preempts when full, which this does not model (close to KV saturation the
+simulation admits fewer sequences than vLLM would and never pays a recompute).
+
+Roles: "mixed" (one instance or a replica: prefill and decode share steps; a step with prefill work
+costs prefill(tokens, pairs) + b*batch + c*context_sum, i.e. decodes ride along at their marginal cost
+and the decode intercept is absorbed by the prefill one), "prefill" (max_tokens=1: the request leaves
+when its prompt is done) and "decode" (KV arrives from a prefill instance; the request joins the next
+step and produces one token per step, the first one included).
+
+Fast-forward: between changes of the batch (an admission, a finish) decode steps are identical but for
+the context growing by one token per sequence, so step j of a run lasts d0 + c*batch*j and k steps last
+k*d0 + c*batch*k(k-1)/2. A run of decode-only steps is one event, ending at the first finish; an
+arrival that could be admitted cuts the run at the next step boundary. Events then scale with requests,
+not with tokens.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from heapq import heappop, heappush
+
+from planner.profile_model import EngineLimits, Profile
+
+MIXED, PREFILL, DECODE = "mixed", "prefill", "decode"
+ROLES = (MIXED, PREFILL, DECODE)
+IDLE = -1.0  # start_run/enqueue: nothing to schedule
+
+
+class Requests:
+    """Per-request lengths and the times the engines stamp (seconds; NaN until it happens)."""
+
+    __slots__ = ("end", "first", "out", "prefill_end", "prompt")
+
+    def __init__(self, prompt: list[int], out: list[int]) -> None:
+        n = len(prompt)
+        self.prompt, self.out = prompt, out
+        self.first = [math.nan] * n
+        self.end = [math.nan] * n
+        self.prefill_end = [math.nan] * n
+
+
+class Engine:
+    __slots__ = (
+        "admitted",
+        "block",
+        "budget",
+        "busy",
+        "busy_s",
+        "completed",
+        "ctx",
+        "da",
+        "db",
+        "dc",
+        "decode_dw",
+        "dynamic_j",
+        "fast_forward",
+        "free",
+        "fresh",
+        "handoff",
+        "heap",
+        "index",
+        "max_batch",
+        "max_seqs",
+        "n_steps",
+        "pa",
+        "partial_done",
+        "partial_rid",
+        "pb",
+        "pc",
+        "prefill_dw",
+        "r_b",
+        "r_d0",
+        "r_dw",
+        "r_k",
+        "r_prefilled",
+        "r_slope",
+        "r_start",
+        "reqs",
+        "role",
+        "steps",
+        "tokens",
+        "version",
+        "waiting",
+    )
+
+    def __init__(
+        self,
+        index: int,
+        role: str,
+        profile: Profile,
+        limits: EngineLimits,
+        reqs: Requests,
+        fast_forward: bool = True,
+    ) -> None:
+        if role not in ROLES:
+            raise ValueError(f"unknown engine role {role!r}; use {', '.join(ROLES)}")
+        self.index, self.role, self.reqs = index, role, reqs
+        self.fast_forward = fast_forward  # False: one event per step (tests check both agree)
+        self.pa, self.pb, self.pc = profile.prefill.fit.coefficients
+        self.da, self.db, self.dc = profile.decode.fit.coefficients
+        self.budget = limits.max_num_batched_tokens
+        self.max_seqs = limits.max_num_seqs
+        self.block = limits.block_size
+        self.free = limits.kv_capacity_blocks
+        power = profile.power
+        if power.available:  # power above idle, per state (energy is None otherwise, see outcome)
+            assert power.idle_w is not None and power.prefill_w is not None
+            self.prefill_dw = power.prefill_w - power.idle_w
+            self.decode_dw = [power.decode_w(b) - power.idle_w for b in range(self.max_seqs + 1)]
+        else:
+            self.prefill_dw, self.decode_dw = 0.0, [0.0] * (self.max_seqs + 1)
+        self.waiting: deque[int] = deque()
+        self.partial_rid, self.partial_done = -1, 0
+        self.heap: list[tuple[int, int]] = []  # (step after which it finishes, request)
+        self.ctx = 0  # tokens the decode batch attends over in its next step
+        self.fresh: list[int] = []  # decode role: joined this run, first token at the end of its step 1
+        self.steps = 0
+        self.version = 0
+        self.busy = False
+        self.r_start, self.r_d0, self.r_slope, self.r_dw = 0.0, 0.0, 0.0, 0.0
+        self.r_k, self.r_b = 0, 0
+        self.r_prefilled: list[int] = []
+        self.completed: list[int] = []  # finished at the last finish_run; the simulator drains it
+        self.handoff: list[int] = []  # prefill role: prompts done at the last finish_run
+        self.busy_s, self.dynamic_j = 0.0, 0.0
+        self.n_steps, self.admitted, self.max_batch = 0, 0, 0
+        self.tokens = 0  # output tokens produced (the prefill role's single token is not output)
+
+    def blocks_for(self, rid: int) -> int:
+        """KV blocks reserved for a request: prompt + output (prefill role: prompt + its one token)."""
+        tokens = self.reqs.prompt[rid] + (1 if self.role == PREFILL else self.reqs.out[rid])
+        return -(-tokens // self.block)
+
+    # ----------------------------------------------------------------------------------------- runs
+
+    def run_time(self, k: int) -> float:
+        return k * self.r_d0 + self.r_slope * k * (k - 1) / 2
+
+    def _steps_within(self, elapsed: float) -> int:
+        """Whole steps of the current run completed `elapsed` seconds after it started."""
+        d0, s = self.r_d0, self.r_slope
+        if s == 0.0:
+            m = int(elapsed / d0)
+        else:
+            h = d0 - s / 2
+            m = int((-h + math.sqrt(h * h + 2 * s * elapsed)) / s)
+        while m > 0 and self.run_time(m) > elapsed:
+            m -= 1
+        while self.run_time(m + 1) <= elapsed:
+            m += 1
+        return m
+
+    def start_run(self, now: float) -> float:
+        """Compose the next step (or run of decode steps) at `now`; its end time, or IDLE."""
+        reqs = self.reqs
+        prompt, out = reqs.prompt, reqs.out
+        heap, waiting = self.heap, self.waiting
+        batch = len(heap)
+        running = batch + (self.partial_rid >= 0)
+        if self.role == DECODE:
+            while waiting and running < self.max_seqs:
+                rid = waiting[0]
+                need = self.blocks_for(rid)
+                if need > self.free:
+                    break
+                waiting.popleft()
+                self.free -= need
+                heappush(heap, (self.steps + out[rid], rid))
+                self.ctx += prompt[rid]
+                self.fresh.append(rid)
+                running += 1
+                batch += 1
+                self.admitted += 1
+        budget = self.budget - batch
+        tokens = 0
+        pairs = 0
+        prefilled = self.r_prefilled
+        prefilled.clear()
+        if self.role != DECODE:
+            rid = self.partial_rid
+            if rid >= 0:
+                done = self.partial_done
+                chunk = min(prompt[rid] - done, budget)
+                tokens += chunk
+                pairs += chunk * (done + chunk)
+                budget -= chunk
+                if done + chunk == prompt[rid]:
+                    prefilled.append(rid)
+                    self.partial_rid = -1
+                else:
+                    self.partial_done = done + chunk
+            while budget > 0 and waiting and running < self.max_seqs:
+                rid = waiting[0]
+                need = self.blocks_for(rid)
+                if need > self.free:
+                    break
+                waiting.popleft()
+                self.free -= need
+                running += 1
+                self.admitted += 1
+                n = prompt[rid]
+                chunk = min(n, budget)
+                tokens += chunk
+                pairs += chunk * chunk
+                budget -= chunk
+                if chunk == n:
+                    prefilled.append(rid)
+                else:
+                    self.partial_rid, self.partial_done = rid, chunk
+        if tokens:
+            self.r_d0 = self.pa + self.pb * tokens + self.pc * pairs + self.db * batch + self.dc * self.ctx
+            self.r_k, self.r_slope, self.r_dw = 1, 0.0, self.prefill_dw
+        elif batch:
+            self.r_d0 = self.da + self.db * batch + self.dc * self.ctx
+            self.r_k = heap[0][0] - self.steps if self.fast_forward else 1
+            self.r_slope, self.r_dw = self.dc * batch, self.decode_dw[batch]
+        else:
+            self.busy = False
+            return IDLE
+        if batch > self.max_batch:
+            self.max_batch = batch
+        self.busy, self.r_start, self.r_b = True, now, batch
+        return now + self.run_time(self.r_k)
+
+    def finish_run(self, now: float) -> None:
+        """Apply the run that ends at `now`: tokens, first tokens, finished requests, energy."""
+        reqs = self.reqs
+        prompt, out = reqs.prompt, reqs.out
+        k, batch = self.r_k, self.r_b
+        duration = now - self.r_start
+        self.busy_s += duration
+        self.dynamic_j += self.r_dw * duration
+        self.n_steps += k
+        self.steps += k
+        self.ctx += batch * k
+        self.tokens += batch * k
+        self.completed.clear()
+        self.handoff.clear()
+        if self.fresh:
+            first_at = self.r_start + self.r_d0
+            for rid in self.fresh:
+                reqs.first[rid] = first_at
+            self.fresh.clear()
+        heap, steps = self.heap, self.steps
+        while heap and heap[0][0] <= steps:
+            rid = heappop(heap)[1]
+            reqs.end[rid] = now
+            self.ctx -= prompt[rid] + out[rid]
+            self.free += self.blocks_for(rid)
+            self.completed.append(rid)
+        for rid in self.r_prefilled:
+            reqs.prefill_end[rid] = now
+            if self.role == PREFILL:
+                self.free += self.blocks_for(rid)
+                self.handoff.append(rid)
+                continue
+            reqs.first[rid] = now
+            self.tokens += 1
+            if out[rid] == 1:
+                reqs.end[rid] = now
+                self.free += self.blocks_for(rid)
+                self.completed.append(rid)
+            else:
+                heappush(heap, (steps + out[rid] - 1, rid))
+                self.ctx += prompt[rid] + 1
+        self.busy = False
+
+    def enqueue(self, rid: int, now: float) -> float:
+        """A request reaches this instance; returns a (new) run end to schedule, or IDLE."""
+        self.waiting.append(rid)
+        if not self.busy:
+            return self.start_run(now)
+        if self.r_k > 1 and len(self.waiting) == 1 and self._admissible(rid):
+            new_k = self._steps_within(now - self.r_start) + 1
+            if new_k < self.r_k:
+                self.r_k = new_k
+                self.version += 1
+                return self.r_start + self.run_time(new_k)
+        return IDLE
+
+    def _admissible(self, rid: int) -> bool:
+        running = len(self.heap) + (self.partial_rid >= 0)
+        if running >= self.max_seqs or self.blocks_for(rid) > self.free:
+            return False
+        return self.role == DECODE or self.budget > len(self.heap)

@@ -1,0 +1,129 @@
+"""What a simulated run means: vLLM-definition latencies, SLO attainment, goodput, joules per request.
+
+Definitions are experiments.metrics' (vLLM `benchmarks/serve.py`): TTFT = first token - arrival, E2E =
+last token - arrival, TPOT = (E2E - TTFT) / (output tokens - 1) for requests with more than one output
+token; a request meets the SLO when every given limit holds, and one without a TPOT passes the TPOT
+limit; goodput = requests meeting the SLO per second of the run (first arrival to last end);
+distributions come from experiments.metrics.distribution. The simulator sends requests at their
+scheduled time, so the sent time is the arrival time.
+
+Energy (when the profile has a power model): static = idle W x run duration x GPUs, every GPU idling
+the whole window as the measured runs count it; dynamic = sum over every step of (state power - idle
+power) x step time, where a step with prefill work draws the prefill power and a decode-only step the
+decode power at its batch size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from experiments.metrics import distribution
+from planner.profile_model import PowerModel
+from planner.simulate import SimRun
+
+_SLO_ARRAY = {"ttft": "ttft_ms", "tpot": "tpot_ms", "e2e": "e2el_ms"}
+
+
+def request_metrics(run: SimRun) -> dict[str, np.ndarray]:
+    """ttft_ms, tpot_ms (NaN for one output token) and e2el_ms, one entry per request."""
+    ttft = (run.first_token_s - run.arrival_s) * 1e3
+    e2el = (run.end_s - run.arrival_s) * 1e3
+    steps = run.output_tokens - 1
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tpot = np.where(steps > 0, (e2el - ttft) / np.maximum(steps, 1), np.nan)
+    return {"ttft_ms": ttft, "tpot_ms": tpot, "e2el_ms": e2el}
+
+
+def slo_met(metrics: Mapping[str, np.ndarray], slo: Mapping[str, float]) -> np.ndarray:
+    """Per request: meets every limit in `slo` (ms, keys of experiments.slo.parse_slo)."""
+    ok = np.ones(len(metrics["ttft_ms"]), dtype=bool)
+    for key, limit in slo.items():
+        if key not in _SLO_ARRAY:
+            raise ValueError(f"unknown SLO {key!r}; use ttft, tpot or e2e (milliseconds)")
+        values = metrics[_SLO_ARRAY[key]]
+        if key == "tpot":
+            values = np.nan_to_num(values, nan=0.0)
+        ok &= values <= limit
+    return ok
+
+
+@dataclass(frozen=True)
+class EnergyEstimate:
+    available: bool
+    reason: str | None
+    gpus: int
+    duration_s: float
+    static_j: float | None
+    dynamic_j: float | None
+    j_per_request: float | None
+    static_j_per_request: float | None
+    dynamic_j_per_request: float | None
+
+
+def estimate_energy(run: SimRun, power: PowerModel) -> EnergyEstimate:
+    gpus, duration = run.setup.gpus, run.duration_s
+    n = len(run.end_s)
+    if not power.available or n == 0:
+        reason = power.reason if not power.available else "no requests"
+        return EnergyEstimate(False, reason, gpus, duration, None, None, None, None, None)
+    assert power.idle_w is not None
+    static = power.idle_w * duration * gpus
+    dynamic = sum(s.dynamic_j for s in run.instances)
+    return EnergyEstimate(
+        True, None, gpus, duration, static, dynamic, (static + dynamic) / n, static / n, dynamic / n
+    )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One setup at one rate."""
+
+    setup: str
+    gpus: int
+    rate: float | None
+    requests: int
+    duration_s: float
+    throughput_rps: float
+    goodput_rps: float | None
+    attainment: float | None
+    slo: dict[str, float]
+    ttft_ms: dict[str, Any]
+    tpot_ms: dict[str, Any]
+    e2el_ms: dict[str, Any]
+    utilization: dict[str, float]  # mean busy fraction per role
+    energy: EnergyEstimate
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def summarize(run: SimRun, power: PowerModel, slo: Mapping[str, float] | None = None) -> Outcome:
+    slo = dict(slo or {})
+    m = request_metrics(run)
+    n = len(run.end_s)
+    duration = run.duration_s
+    good = int(slo_met(m, slo).sum()) if slo else None
+    busy: dict[str, list[float]] = {}
+    for s in run.instances:
+        busy.setdefault(s.role, []).append(s.busy_s / duration if duration > 0 else 0.0)
+    tpot = m["tpot_ms"]
+    return Outcome(
+        setup=run.setup.name,
+        gpus=run.setup.gpus,
+        rate=run.rate,
+        requests=n,
+        duration_s=duration,
+        throughput_rps=n / duration if duration > 0 else 0.0,
+        goodput_rps=(good / duration if duration > 0 else 0.0) if good is not None else None,
+        attainment=good / n if good is not None and n else None,
+        slo=slo,
+        ttft_ms=distribution(m["ttft_ms"]),
+        tpot_ms=distribution(tpot[~np.isnan(tpot)]),
+        e2el_ms=distribution(m["e2el_ms"]),
+        utilization={role: float(np.mean(v)) for role, v in busy.items()},
+        energy=estimate_energy(run, power),
+    )

@@ -1,0 +1,405 @@
+"""The profile file: what one vLLM instance costs, measured once, fitted, versioned (JSON).
+
+A profile keeps the raw measured points next to the fitted models and their stated error, plus where
+they came from (GPU, clocks, model, vLLM version, engine limits). The simulator reads only the fits:
+
+- prefill step time = a*steps + b*tokens + c*attention_pairs, where one request of N tokens prefilled
+  alone in one step has steps = 1, tokens = N, attention_pairs = N^2 (so this is a + b*N + c*N^2); a
+  chunk of n tokens at offset o adds n*(o + n) pairs, which keeps chunked prefills consistent;
+- decode step time = a + b*batch + c*context_sum (context_sum: total tokens the batch attends over);
+- KV transfer time = latency + prompt_tokens * bytes_per_token / bandwidth;
+- power per GPU: idle W, prefill W (a step with prefill work), decode W = p0 + p1*ln(batch).
+
+Power fields are None (with the reason) where no energy could be measured (CPU, no NVML).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from planner.fits import Fit, fit_nonnegative
+
+SCHEMA_VERSION = 1
+PROFILE_KIND = "planner-profile"
+PREFILL_FEATURES = ("steps", "tokens", "attention_pairs")
+DECODE_FEATURES = ("step", "batch", "context_sum")
+DECODE_POWER_FEATURES = ("watts", "ln_batch")
+DEFAULT_BLOCK_SIZE = 16  # vLLM's default KV block size on GPU and CPU
+
+
+class ProfileError(ValueError):
+    """A profile file is missing, malformed, or from an unknown schema version."""
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Raw points
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PrefillPoint:
+    """One prompt of `prompt_tokens` alone on the server (max_tokens=1): median latency of `samples`."""
+
+    prompt_tokens: int
+    latency_s: float
+    samples: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class DecodePoint:
+    """`batch` streams decoding together, each over ~`context_tokens`: median token gap (one step)."""
+
+    batch: int
+    context_tokens: float
+    step_s: float
+    gaps: int = 0
+
+    @property
+    def context_sum(self) -> float:
+        return self.batch * self.context_tokens
+
+
+@dataclass(frozen=True)
+class PowerPoint:
+    """Average power of one GPU over `seconds` in one state: idle, prefill, or decode at `batch`."""
+
+    state: str
+    watts: float
+    seconds: float
+    energy_j: float | None = None
+    batch: int | None = None
+
+
+@dataclass(frozen=True)
+class KvPoint:
+    """One measured KV transfer: prompt length and seconds (derived from a P/D pair's stage timings)."""
+
+    prompt_tokens: int
+    transfer_s: float
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Provenance and engine limits
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where the numbers come from. `source`: "measured", "illustrative" (made up, stated) or "test"."""
+
+    source: str
+    model: str
+    gpu: str | None = None
+    vllm_version: str | None = None
+    clocks: dict[str, Any] | None = None  # sm/mem clock MHz, power limit W, as read (never set)
+    host: str | None = None
+    created_iso: str | None = None
+    command: str | None = None
+    notes: str = ""
+
+
+@dataclass(frozen=True)
+class EngineLimits:
+    """The vLLM scheduler limits the profile was measured with (and the simulator defaults to)."""
+
+    max_num_batched_tokens: int
+    max_num_seqs: int
+    kv_capacity_tokens: int
+    block_size: int = DEFAULT_BLOCK_SIZE
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        for name in ("max_num_batched_tokens", "max_num_seqs", "kv_capacity_tokens", "block_size"):
+            if int(getattr(self, name)) < 1:
+                raise ProfileError(f"engine limit {name} must be >= 1, got {getattr(self, name)}")
+        if self.max_num_seqs > self.max_num_batched_tokens:
+            raise ProfileError(
+                f"max_num_seqs ({self.max_num_seqs}) > max_num_batched_tokens "
+                f"({self.max_num_batched_tokens}): vLLM refuses this; lower max_num_seqs"
+            )
+
+    @property
+    def kv_capacity_blocks(self) -> int:
+        return self.kv_capacity_tokens // self.block_size
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Models
+# ---------------------------------------------------------------------------------------------------------
+
+
+def prefill_features(prompt_tokens: int, budget: int) -> tuple[float, float, float]:
+    """(steps, tokens, attention_pairs) of one prompt prefilled alone under a token budget per step."""
+    steps, pairs, offset = 0, 0, 0
+    while offset < prompt_tokens:
+        chunk = min(budget, prompt_tokens - offset)
+        pairs += chunk * (offset + chunk)
+        offset += chunk
+        steps += 1
+    return float(steps), float(prompt_tokens), float(pairs)
+
+
+@dataclass(frozen=True)
+class PrefillModel:
+    fit: Fit
+
+    def step_s(self, tokens: float, pairs: float) -> float:
+        """One step holding `tokens` prefill tokens with `pairs` attention pairs (no decodes)."""
+        a, b, c = self.fit.coefficients
+        return a + b * tokens + c * pairs
+
+    def request_s(self, prompt_tokens: int, budget: int) -> float:
+        """A prompt prefilled alone, chunked under `budget` tokens per step."""
+        return self.fit.predict(prefill_features(prompt_tokens, budget))
+
+
+@dataclass(frozen=True)
+class DecodeModel:
+    fit: Fit
+
+    def step_s(self, batch: int, context_sum: float) -> float:
+        a, b, c = self.fit.coefficients
+        return a + b * batch + c * context_sum
+
+
+@dataclass(frozen=True)
+class KvTransferModel:
+    """KV transfer time per request: latency + prompt_tokens * bytes_per_token / bandwidth."""
+
+    latency_s: float
+    bytes_per_token: float
+    bandwidth_bytes_per_s: float
+    source: str
+    fit: Fit | None = None
+
+    def transfer_s(self, prompt_tokens: int) -> float:
+        return self.latency_s + prompt_tokens * self.bytes_per_token / self.bandwidth_bytes_per_s
+
+
+@dataclass(frozen=True)
+class PowerModel:
+    """Per-GPU power by state; every field None, with `reason`, when energy was not measurable."""
+
+    idle_w: float | None
+    prefill_w: float | None
+    decode_fit: Fit | None
+    reason: str | None = None
+
+    @property
+    def available(self) -> bool:
+        return self.idle_w is not None and self.prefill_w is not None and self.decode_fit is not None
+
+    def decode_w(self, batch: int) -> float:
+        """Decode power at `batch` sequences, never below idle."""
+        if not self.available:
+            raise ProfileError(f"this profile has no power model: {self.reason}")
+        assert self.decode_fit is not None and self.idle_w is not None
+        return max(self.idle_w, self.decode_fit.predict((1.0, math.log(max(batch, 1)))))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The profile
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Profile:
+    provenance: Provenance
+    engine: EngineLimits
+    prefill: PrefillModel
+    decode: DecodeModel
+    kv_transfer: KvTransferModel
+    power: PowerModel
+    prefill_points: tuple[PrefillPoint, ...] = ()
+    decode_points: tuple[DecodePoint, ...] = ()
+    power_points: tuple[PowerPoint, ...] = ()
+    kv_points: tuple[KvPoint, ...] = ()
+    schema_version: int = field(default=SCHEMA_VERSION)
+
+    def describe(self) -> str:
+        p = self.provenance
+        lines = [
+            f"profile: {p.model} on {p.gpu or 'unknown device'} (vLLM {p.vllm_version or '?'}, {p.source})",
+            f"  engine: max_num_batched_tokens {self.engine.max_num_batched_tokens}, max_num_seqs "
+            f"{self.engine.max_num_seqs}, KV {self.engine.kv_capacity_tokens} tokens",
+            f"  prefill step s = {self.prefill.fit.describe()}",
+            f"  decode step s = {self.decode.fit.describe()}",
+            f"  KV transfer: {1e3 * self.kv_transfer.latency_s:.2f} ms + "
+            f"{self.kv_transfer.bytes_per_token:.0f} B/token at "
+            f"{self.kv_transfer.bandwidth_bytes_per_s / 1e9:.0f} GB/s ({self.kv_transfer.source})",
+        ]
+        pw = self.power
+        if pw.available:
+            assert pw.decode_fit is not None
+            lines.append(
+                f"  power W: idle {pw.idle_w:.0f}, prefill {pw.prefill_w:.0f}, "
+                f"decode = {pw.decode_fit.describe()}"
+            )
+        else:
+            lines.append(f"  power: not available ({pw.reason})")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        pw = self.power
+        kv = self.kv_transfer
+        return {
+            "kind": PROFILE_KIND,
+            "schema_version": self.schema_version,
+            "provenance": asdict(self.provenance),
+            "engine": asdict(self.engine),
+            "prefill": {
+                "model": "step_s = a*steps + b*tokens + c*attention_pairs",
+                "fit": self.prefill.fit.to_dict(),
+                "points": [asdict(p) for p in self.prefill_points],
+            },
+            "decode": {
+                "model": "step_s = a + b*batch + c*context_sum",
+                "fit": self.decode.fit.to_dict(),
+                "points": [asdict(p) for p in self.decode_points],
+            },
+            "kv_transfer": {
+                "model": "transfer_s = latency_s + prompt_tokens * bytes_per_token / bandwidth_bytes_per_s",
+                "latency_s": kv.latency_s,
+                "bytes_per_token": kv.bytes_per_token,
+                "bandwidth_bytes_per_s": kv.bandwidth_bytes_per_s,
+                "source": kv.source,
+                "fit": kv.fit.to_dict() if kv.fit else None,
+                "points": [asdict(p) for p in self.kv_points],
+            },
+            "power": {
+                "model": "decode_w = p0 + p1*ln(batch), at least idle_w",
+                "available": pw.available,
+                "reason": pw.reason,
+                "idle_w": pw.idle_w,
+                "prefill_w": pw.prefill_w,
+                "decode_fit": pw.decode_fit.to_dict() if pw.decode_fit else None,
+                "points": [asdict(p) for p in self.power_points],
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Profile:
+        if data.get("kind") != PROFILE_KIND:
+            raise ProfileError('not a planner profile (no "kind": "planner-profile")')
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise ProfileError(
+                f"profile schema_version {version!r} is not {SCHEMA_VERSION}, the one this planner reads; "
+                "re-run `python -m planner profile` (raw points are kept, so a newer planner can refit)"
+            )
+        try:
+            pre, dec, kv, pw = data["prefill"], data["decode"], data["kv_transfer"], data["power"]
+            clocks = data["provenance"].get("clocks")
+            return cls(
+                provenance=Provenance(**{**data["provenance"], "clocks": clocks}),
+                engine=EngineLimits(**data["engine"]),
+                prefill=PrefillModel(Fit.from_dict(pre["fit"])),
+                decode=DecodeModel(Fit.from_dict(dec["fit"])),
+                kv_transfer=KvTransferModel(
+                    latency_s=float(kv["latency_s"]),
+                    bytes_per_token=float(kv["bytes_per_token"]),
+                    bandwidth_bytes_per_s=float(kv["bandwidth_bytes_per_s"]),
+                    source=str(kv["source"]),
+                    fit=Fit.from_dict(kv["fit"]) if kv.get("fit") else None,
+                ),
+                power=PowerModel(
+                    idle_w=pw["idle_w"],
+                    prefill_w=pw["prefill_w"],
+                    decode_fit=Fit.from_dict(pw["decode_fit"]) if pw.get("decode_fit") else None,
+                    reason=pw.get("reason"),
+                ),
+                prefill_points=tuple(
+                    PrefillPoint(p["prompt_tokens"], p["latency_s"], tuple(p.get("samples", ())))
+                    for p in pre["points"]
+                ),
+                decode_points=tuple(DecodePoint(**p) for p in dec["points"]),
+                power_points=tuple(PowerPoint(**p) for p in pw["points"]),
+                kv_points=tuple(KvPoint(**p) for p in kv["points"]),
+            )
+        except (KeyError, TypeError) as exc:
+            raise ProfileError(f"malformed profile: {exc!r}") from exc
+
+    def save(self, path: str | Path) -> Path:
+        out = Path(path)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        return out
+
+
+def load_profile(path: str | Path) -> Profile:
+    p = Path(path)
+    if not p.is_file():
+        raise ProfileError(f"no profile at {p}; make one with `python -m planner profile --endpoint URL`")
+    try:
+        data = json.loads(p.read_text())
+    except json.JSONDecodeError as exc:
+        raise ProfileError(f"{p} is not valid JSON: {exc}") from exc
+    return Profile.from_dict(data)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Fitting raw points into a profile
+# ---------------------------------------------------------------------------------------------------------
+
+
+def fit_prefill(points: Sequence[PrefillPoint], budget: int) -> PrefillModel:
+    rows = [prefill_features(p.prompt_tokens, budget) for p in points]
+    return PrefillModel(fit_nonnegative(PREFILL_FEATURES, rows, [p.latency_s for p in points]))
+
+
+def fit_decode(points: Sequence[DecodePoint]) -> DecodeModel:
+    rows = [(1.0, float(p.batch), p.context_sum) for p in points]
+    return DecodeModel(fit_nonnegative(DECODE_FEATURES, rows, [p.step_s for p in points]))
+
+
+def fit_power(points: Sequence[PowerPoint], reason: str | None = None) -> PowerModel:
+    """Idle and prefill W are averages over their points; decode W is fitted over the batch sizes."""
+    by_state: dict[str, list[PowerPoint]] = {}
+    for p in points:
+        by_state.setdefault(p.state, []).append(p)
+    missing = [s for s in ("idle", "prefill", "decode") if s not in by_state]
+    if missing:
+        return PowerModel(None, None, None, reason or f"no power measured in state(s) {', '.join(missing)}")
+
+    def mean_w(state: str) -> float:
+        pts = by_state[state]
+        return sum(p.watts * p.seconds for p in pts) / sum(p.seconds for p in pts)
+
+    dec = by_state["decode"]
+    rows = [(1.0, math.log(max(p.batch or 1, 1))) for p in dec]
+    return PowerModel(
+        idle_w=mean_w("idle"),
+        prefill_w=mean_w("prefill"),
+        decode_fit=fit_nonnegative(DECODE_POWER_FEATURES, rows, [p.watts for p in dec]),
+        reason=None,
+    )
+
+
+def build_profile(
+    provenance: Provenance,
+    engine: EngineLimits,
+    prefill_points: Sequence[PrefillPoint],
+    decode_points: Sequence[DecodePoint],
+    kv_transfer: KvTransferModel,
+    power_points: Sequence[PowerPoint] = (),
+    power_reason: str | None = None,
+    kv_points: Sequence[KvPoint] = (),
+) -> Profile:
+    """Fit every model from raw points and keep the points."""
+    return Profile(
+        provenance=provenance,
+        engine=engine,
+        prefill=fit_prefill(prefill_points, engine.max_num_batched_tokens),
+        decode=fit_decode(decode_points),
+        kv_transfer=kv_transfer,
+        power=fit_power(power_points, power_reason),
+        prefill_points=tuple(prefill_points),
+        decode_points=tuple(decode_points),
+        power_points=tuple(power_points),
+        kv_points=tuple(kv_points),
+    )

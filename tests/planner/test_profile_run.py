@@ -1,0 +1,88 @@
+"""`python -m planner profile` against a fake vLLM server: points, limits, power states, KV sources."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from planner.probe import ProbeError, Stream, steady_gaps
+from planner.profile_model import load_profile
+from tests.planner.fake_vllm import fake_vllm
+
+ROOT = Path(__file__).resolve().parents[2]
+PD_RESULT = ROOT / "results" / "h200x2" / "20261122-044143-disagg-rate4"
+
+
+def profile_cmd(url: str, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    args = [
+        sys.executable, "-m", "planner", "profile", "--endpoint", url, "--output", str(out),
+        "--prefill-sizes", "64,256,1024,4096", "--prefill-repeats", "2", "--decode-batches", "1,2,4",
+        "--decode-contexts", "32,128", "--decode-tokens", "12", "--idle-seconds", "0",
+        "--prefill-power-seconds", "0", *extra,
+    ]  # fmt: skip
+    return subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def test_profile_of_a_server_without_nvml(tmp_path: Path) -> None:
+    with fake_vllm() as url:
+        proc = profile_cmd(url, tmp_path / "p.json", "--monitor", "none")
+    assert proc.returncode == 0, proc.stderr
+    assert "prefill   4096" not in proc.stdout and "skipped (server max_model_len" in proc.stdout
+    prof = load_profile(tmp_path / "p.json")
+    assert [p.prompt_tokens for p in prof.prefill_points] == [64, 256, 1024]  # usage counts, 4096 > max len
+    assert all(len(p.samples) == 2 for p in prof.prefill_points)
+    assert [(p.batch, round(p.context_tokens)) for p in prof.decode_points][:2] == [(1, 32 + 6), (1, 128 + 6)]
+    assert len(prof.decode_points) == 6 and all(p.gaps > 0 for p in prof.decode_points)
+    assert prof.engine.kv_capacity_tokens == 4000 * 16 and prof.engine.max_num_batched_tokens == 2048
+    assert prof.provenance.model == "fake-model" and prof.provenance.vllm_version == "fake-0.1"
+    assert not prof.power.available and "--monitor none" in (prof.power.reason or "")
+    assert "default" in prof.kv_transfer.source
+    assert prof.prefill.fit.n_points == 3 and prof.prefill.fit.max_rel_error >= 0
+
+
+def test_profile_with_the_simulated_monitor_fills_every_power_state(tmp_path: Path) -> None:
+    with fake_vllm() as url:
+        proc = profile_cmd(
+            url, tmp_path / "p.json", "--monitor", "sim", "--idle-seconds", "0.6",
+            "--prefill-power-seconds", "0.8", "--decode-batches", "1,2", "--decode-contexts", "32,64",
+            "--decode-tokens", "300",
+        )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    prof = load_profile(tmp_path / "p.json")
+    states = sorted({p.state for p in prof.power_points})
+    assert states == ["decode", "idle", "prefill"], prof.power_points
+    assert prof.power.available and "simulated" in prof.provenance.notes
+    assert prof.provenance.gpu == "Simulated NVIDIA H200"
+
+
+def test_kv_transfer_from_a_measured_pd_pair(tmp_path: Path) -> None:
+    with fake_vllm() as url:
+        proc = profile_cmd(url, tmp_path / "p.json", "--monitor", "none", "--pd-result", str(PD_RESULT),
+                           "--kv-bytes-per-token", "131072")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    prof = load_profile(tmp_path / "p.json")
+    assert str(PD_RESULT) in prof.kv_transfer.source
+    assert len(prof.kv_points) == 200 and {p.prompt_tokens for p in prof.kv_points} == {2048}
+    median_first_chunk_s = 0.0266  # results/h200x2 README: decode first chunk ~28 ms
+    assert 0 < prof.kv_transfer.transfer_s(2048) < median_first_chunk_s * 1.05
+
+
+def test_unreachable_endpoint_is_one_line(tmp_path: Path) -> None:
+    proc = profile_cmd("http://127.0.0.1:9", tmp_path / "p.json", "--monitor", "none")
+    assert proc.returncode == 1
+    assert proc.stderr.strip().startswith("error:") and "is a vLLM server running" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_steady_gaps_keep_only_steps_where_every_stream_decodes() -> None:
+    a = Stream([0.0, 1.0, 2.0, 3.0, 4.0, 5.0])
+    b = Stream([2.5, 3.5, 4.5, 5.5, 6.5])  # starts late (its prefill), ends late
+    step, ctx, n = steady_gaps([a, b], 100)
+    # window [2.5, 5.0]: a's gaps 3-4, 4-5 (k = 4, 5) and b's 2.5-3.5, 3.5-4.5 (k = 1, 2)
+    assert (step, n) == (1.0, 4) and ctx == pytest.approx(100 + np.mean([4, 5, 1, 2]))
+    with pytest.raises(ProbeError, match="decode-tokens"):
+        steady_gaps([Stream([0.0, 1.0]), Stream([2.0, 3.0])], 10)

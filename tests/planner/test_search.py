@@ -1,0 +1,91 @@
+"""Sustained rate at an SLO: a case with a known answer, exact time scaling, safe pruning."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from planner.fits import Fit
+from planner.profile_model import DecodeModel, KvTransferModel, PrefillModel, Profile
+from planner.search import SearchConfig, capacity_bound, run_at, search, sustained_rate
+from planner.setups import Setup, candidate_setups
+from planner.workload import WorkloadSpec, build_workload, fixed_lengths
+from tests.planner.profiles import make_profile
+
+
+def test_constant_arrivals_sustain_up_to_one_prefill_per_service_time() -> None:
+    """Evenly spaced arrivals and a fixed prefill time S: no queue below 1/S, a growing one above."""
+    service = 0.05
+    prof = make_profile(prefill=(service, 0.0, 0.0), decode=(1e-5, 0.0, 0.0), budget=1000, max_seqs=1000)
+    wl = fixed_lengths([1000] * 2000, [2] * 2000)
+    cfg = SearchConfig({"ttft": 1.5 * service * 1e3}, arrival="constant", precision=0.01)
+    res = sustained_rate(prof, Setup(1, 1), wl, cfg)
+    assert res.bound_rps == pytest.approx(1 / service)
+    # Above 1/S request i waits i*(S - 1/r): 90% of 2000 meet 1.5*S only while r < 1.0003/S.
+    assert 0.99 / service <= res.sustained_rps <= 1.0003 / service
+    assert res.at_sustained is not None and res.at_sustained.attainment >= 0.9
+
+
+def _scaled(prof: Profile, k: float) -> Profile:
+    def fit(f: Fit) -> Fit:
+        return dataclasses.replace(f, coefficients=tuple(c * k for c in f.coefficients))
+
+    kv = prof.kv_transfer
+    return dataclasses.replace(
+        prof,
+        prefill=PrefillModel(fit(prof.prefill.fit)),
+        decode=DecodeModel(fit(prof.decode.fit)),
+        kv_transfer=KvTransferModel(kv.latency_s * k, kv.bytes_per_token * k, kv.bandwidth_bytes_per_s, "x"),
+    )
+
+
+def test_a_twice_as_fast_instance_sustains_twice_the_rate_at_half_the_slo() -> None:
+    prof = make_profile(prefill=(0.01, 2e-5, 1e-9), decode=(0.005, 2e-5, 1e-8), kv_latency_s=0.01)
+    wl = build_workload(WorkloadSpec(num_requests=1500, input_len=(200, 2000), output_len=(10, 200)))
+    slo = {"ttft": 400.0, "tpot": 15.0}
+    base = sustained_rate(prof, Setup(1, 2), wl, SearchConfig(slo))
+    fast = sustained_rate(
+        _scaled(prof, 0.5), Setup(1, 2), wl, SearchConfig({k: v / 2 for k, v in slo.items()})
+    )
+    assert base.sustained_rps > 0
+    assert fast.sustained_rps == pytest.approx(2 * base.sustained_rps, rel=1e-9)
+    assert fast.at_sustained is not None and base.at_sustained is not None
+    assert fast.at_sustained.attainment == base.at_sustained.attainment
+
+
+def test_no_setup_completes_requests_faster_than_its_capacity_bound() -> None:
+    prof = make_profile(prefill=(0.01, 2e-5, 1e-9), decode=(0.005, 2e-5, 1e-8), kv_latency_s=0.005)
+    wl = build_workload(WorkloadSpec(num_requests=3000, input_len=(500, 3000), output_len=(20, 300)))
+    cfg = SearchConfig({"ttft": 2000.0, "tpot": 100.0})
+    for setup in candidate_setups(4):
+        bound = capacity_bound(prof, setup, wl, prof.engine)
+        overload = run_at(prof, setup, wl, 1.5 * bound, cfg, prof.engine)
+        assert overload.throughput_rps <= bound
+        assert overload.throughput_rps > 0.6 * bound  # and the bound is not loose by far
+        res = sustained_rate(prof, setup, wl, cfg)
+        assert 0 < res.sustained_rps <= bound
+
+
+def test_search_returns_the_best_few_per_gpu_count_and_skips_only_hopeless_ones() -> None:
+    prof = make_profile(prefill=(0.01, 2e-5, 1e-9), decode=(0.005, 2e-5, 1e-8), kv_latency_s=0.005)
+    spec = WorkloadSpec(num_requests=500, input_len=2048, output_len=128)
+    cfg = SearchConfig({"ttft": 1000.0, "tpot": 50.0}, requests_per_gpu=150, min_requests=500)
+    lines: list[str] = []
+    found = search(prof, [2, 6], spec, cfg, top=2, progress=lines.append)
+    assert sorted(found) == [2, 6] and len(lines) == 2
+    for gpus, results in found.items():
+        assert len(results) == 2 and all(r.setup.gpus == gpus for r in results)
+        assert results[0].goodput_per_gpu >= results[1].goodput_per_gpu
+    # Exhaustively: the best setup on 6 GPUs is the one the pruned search found.
+    wl = build_workload(dataclasses.replace(spec, num_requests=900))
+    every = [sustained_rate(prof, s, wl, cfg) for s in candidate_setups(6)]
+    assert max(every, key=lambda r: r.sustained_rps).setup == found[6][0].setup
+
+
+def test_an_slo_below_unloaded_latency_sustains_nothing() -> None:
+    prof = make_profile(prefill=(0.2, 0.0, 0.0))
+    res = sustained_rate(
+        prof, Setup(0, 1), fixed_lengths([100] * 100, [5] * 100), SearchConfig({"ttft": 50.0})
+    )
+    assert res.sustained_rps == 0.0 and res.at_sustained is None and "unloaded" in res.note
