@@ -4,8 +4,8 @@ Definitions are experiments.metrics' (vLLM `benchmarks/serve.py`): TTFT = first 
 last token - arrival, TPOT = (E2E - TTFT) / (output tokens - 1) for requests with more than one output
 token; a request meets the SLO when every given limit holds, and one without a TPOT passes the TPOT
 limit; goodput = requests meeting the SLO per second of the run (first arrival to last end);
-distributions come from experiments.metrics.distribution. The simulator sends requests at their
-scheduled time, so the sent time is the arrival time.
+distributions are the schema's `Distribution` (the statistics of measured runs). The simulator
+sends requests at their scheduled time, so the sent time is the arrival time.
 
 Energy (when the profile has a power model): static = idle W x run duration x GPUs, every GPU idling
 the whole window as the measured runs count it; dynamic = sum over every step of (state power - idle
@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from experiments.metrics import distribution
+from experiments.schema import Distribution, to_builtins
 from planner.profile_model import PowerModel
 from planner.simulate import SimRun
 
@@ -101,6 +101,10 @@ class Outcome:
         return asdict(self)
 
 
+def _distribution(values: np.ndarray) -> dict[str, Any]:
+    return to_builtins(Distribution.of(values))
+
+
 def summarize(run: SimRun, power: PowerModel, slo: Mapping[str, float] | None = None) -> Outcome:
     slo = dict(slo or {})
     m = request_metrics(run)
@@ -121,9 +125,9 @@ def summarize(run: SimRun, power: PowerModel, slo: Mapping[str, float] | None = 
         goodput_rps=(good / duration if duration > 0 else 0.0) if good is not None else None,
         attainment=good / n if good is not None and n else None,
         slo=slo,
-        ttft_ms=distribution(m["ttft_ms"]),
-        tpot_ms=distribution(tpot[~np.isnan(tpot)]),
-        e2el_ms=distribution(m["e2el_ms"]),
+        ttft_ms=_distribution(m["ttft_ms"]),
+        tpot_ms=_distribution(tpot[~np.isnan(tpot)]),
+        e2el_ms=_distribution(m["e2el_ms"]),
         utilization={role: float(np.mean(v)) for role, v in busy.items()},
         energy=estimate_energy(run, power),
     )

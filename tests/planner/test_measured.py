@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import orjson
 import pytest
 
-from experiments.results import ResultWriter
 from planner.measured import MeasuredResultError, load_measured
 
 H200 = Path(__file__).resolve().parents[2] / "results" / "h200x2"
@@ -43,8 +43,9 @@ def test_stage_timings_are_there_for_pairs_and_nan_otherwise() -> None:
 
 
 def test_a_run_without_a_recognisable_setup_is_refused(tmp_path: Path) -> None:
-    writer = ResultWriter(tmp_path / "run", {"mode": "disagg", "config": {"gpu_roles": {"0": "serving"}}})
-    writer.append({"index": 0, "ok": True, "sent_mono_ns": 0, "first_token_mono_ns": 1, "end_mono_ns": 2})
-    writer.finalize(summary=None)
+    doc = orjson.loads((H200 / "20261122-044143-disagg-rate4" / "result.json").read_bytes())
+    doc["metadata"]["config"]["gpu_roles"] = {"0": "serving"}  # a disagg run whose roles name no pair
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "result.json").write_bytes(orjson.dumps(doc))
     with pytest.raises(MeasuredResultError, match="cannot tell the setup"):
         load_measured(tmp_path / "run")

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from experiments.metrics import compute_summary
+from experiments.schema import Record
 from planner.outcome import request_metrics, summarize
 from planner.profile_model import EngineLimits, prefill_features
 from planner.setups import Setup, parse_setup
@@ -194,17 +195,18 @@ def test_latencies_and_goodput_agree_with_experiments_metrics() -> None:
             round(float(t) * 1e9) for t in (res.arrival_s[i], res.first_token_s[i], res.end_s[i])
         )
         chunks = [first, end] if wl.output_tokens[i] > 1 else [first]
-        records.append({"index": i, "ok": True, "sent_mono_ns": sent, "first_token_mono_ns": first,
-                        "end_mono_ns": end, "chunk_mono_ns": chunks,
-                        "completion_tokens": int(wl.output_tokens[i]),
-                        "prompt_tokens": int(wl.prompt_tokens[i])})  # fmt: skip
+        records.append(Record(index=i, ok=True, status=200, sent_mono_ns=sent, first_token_mono_ns=first,
+                              end_mono_ns=end, chunk_mono_ns=chunks,
+                              completion_tokens=int(wl.output_tokens[i]),
+                              prompt_tokens=int(wl.prompt_tokens[i])))  # fmt: skip
     ref = compute_summary(records, slo)
-    assert 0 < ref["good_requests"] < n  # the SLO bites: the comparison means something
-    assert ours.goodput_rps == pytest.approx(ref["goodput"], rel=1e-6)
-    assert ours.attainment == pytest.approx(ref["good_requests"] / n)
+    assert 0 < ref.good_requests < n  # the SLO bites: the comparison means something
+    assert ours.goodput_rps == pytest.approx(ref.goodput, rel=1e-6)
+    assert ours.attainment == pytest.approx(ref.good_requests / n)
     for key in ("ttft_ms", "tpot_ms", "e2el_ms"):
         for stat in ("mean", "p50", "p99", "count"):
-            assert getattr(ours, key)[stat] == pytest.approx(ref[key][stat], rel=1e-6, abs=1e-5), (key, stat)
+            want = getattr(getattr(ref, key), stat)
+            assert getattr(ours, key)[stat] == pytest.approx(want, rel=1e-6, abs=1e-5), (key, stat)
 
 
 def test_energy_splits_into_idle_static_and_per_step_dynamic() -> None:
