@@ -16,6 +16,7 @@ from pathlib import Path
 
 from experiments.metrics import compute_summary, stage_summary
 from experiments.schema import (
+    ARCHIVE_FILE,
     RESULT_FILE,
     EnergySection,
     EnergyTotals,
@@ -26,6 +27,7 @@ from experiments.schema import (
     Scope,
     StageSummary,
     Summary,
+    result_file,
 )
 
 # Setup kinds in report order; the first present is the baseline. Results without a recorded setup map
@@ -234,9 +236,11 @@ def is_sweep(runs: Sequence[Run]) -> bool:
 
 
 def find_results(root: str | Path) -> list[Path]:
-    """Every result.json under `root` (recursively)."""
+    """Every result under `root` (recursively): result.json, or result.json.xz where a run is archived."""
     root = Path(root)
-    return sorted(root.rglob(RESULT_FILE)) if root.is_dir() else []
+    if not root.is_dir():
+        return []
+    return sorted({result_file(p.parent) for p in [*root.rglob(RESULT_FILE), *root.rglob(ARCHIVE_FILE)]})
 
 
 def default_result_paths(root: str | Path = "results") -> list[Path]:

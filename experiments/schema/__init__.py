@@ -30,12 +30,15 @@ from experiments.schema.energy import (
 )
 from experiments.schema.records import Record, StageTimes
 from experiments.schema.result import (
+    ARCHIVE_FILE,
     RECORDS_FILE,
     RESULT_FILE,
     ResultWriter,
     RunResult,
+    archive_run,
     read_records_file,
     record_line,
+    result_file,
 )
 from experiments.schema.run import (
     MODES,
@@ -55,6 +58,7 @@ from experiments.schema.summary import STAGE_KEYS, Distribution, StageSummary, S
 from experiments.schema.upgrade import SCHEMA_VERSION
 
 __all__ = [
+    "ARCHIVE_FILE",
     "MODES",
     "RECORDS_FILE",
     "RESULT_FILE",
@@ -92,10 +96,12 @@ __all__ = [
     "Summary",
     "Sweep",
     "WorkloadConfig",
+    "archive_run",
     "computed",
     "convert",
     "dumps",
     "read_records_file",
     "record_line",
+    "result_file",
     "to_builtins",
 ]

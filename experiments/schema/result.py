@@ -7,11 +7,13 @@ A run directory holds
   records. `ResultWriter` writes it at the start with status "running" and rewrites it atomically at the
   end, so an interrupted run still leaves a valid file; `load` then takes the records from
   ``requests.jsonl``.
-Older files are upgraded on load (experiments.schema.upgrade).
+Older files are upgraded on load (experiments.schema.upgrade). Runs kept in git are archived
+(`archive_run`): ``result.json.xz`` alone (the records are inside it), which `load` reads the same way.
 """
 
 from __future__ import annotations
 
+import lzma
 import os
 import time
 from dataclasses import dataclass, field
@@ -30,6 +32,7 @@ from experiments.schema.upgrade import SCHEMA_VERSION, upgrade
 
 RESULT_FILE = "result.json"
 RECORDS_FILE = "requests.jsonl"
+ARCHIVE_FILE = RESULT_FILE + ".xz"
 Status = Literal["running", "complete", "interrupted", "failed"]
 
 
@@ -126,13 +129,11 @@ class RunResult:
         An incomplete result (interrupted or crashed run) gets its records from requests.jsonl.
         Raises FileNotFoundError without a result, SchemaError (a ValueError) for a file that is not one.
         """
-        p = Path(path)
-        result_path = p / RESULT_FILE if p.is_dir() else p
-        if not result_path.exists():
-            raise FileNotFoundError(f"no result at {result_path}")
+        result_path = result_file(path)
         try:
-            doc = orjson.loads(result_path.read_bytes())
-        except orjson.JSONDecodeError as exc:
+            raw = result_path.read_bytes()
+            doc = orjson.loads(lzma.decompress(raw) if result_path.name.endswith(".xz") else raw)
+        except (orjson.JSONDecodeError, lzma.LZMAError) as exc:
             raise SchemaError(f"{result_path} is not valid JSON: {exc}") from exc
         if not isinstance(doc, dict) or "schema_version" not in doc:
             raise SchemaError(f"{result_path} is not a testbed result (no schema_version)")
@@ -145,6 +146,40 @@ class RunResult:
         result = convert(doc, cls, str(result_path))
         result.path = result_path
         return result
+
+
+def result_file(path: str | Path) -> Path:
+    """The result file of a run directory (result.json, else its archive), or `path` itself."""
+    p = Path(path)
+    if p.is_dir():
+        for name in (RESULT_FILE, ARCHIVE_FILE):
+            if (p / name).exists():
+                return p / name
+        raise FileNotFoundError(f"no result at {p / RESULT_FILE}")
+    if not p.exists():
+        raise FileNotFoundError(f"no result at {p}")
+    return p
+
+
+def archive_run(run_dir: str | Path) -> Path:
+    """Compress a complete run for keeping in git: result.json -> result.json.xz, requests.jsonl dropped.
+
+    The records are inside result.json, so nothing is lost; an incomplete run is refused (its records
+    may exist only in requests.jsonl). Returns the archive's path.
+    """
+    run_dir = Path(run_dir)
+    res = RunResult.load(run_dir)
+    if not res.complete:
+        raise ValueError(f"{run_dir} is not complete: keep it as it is")
+    src = run_dir / RESULT_FILE
+    dst = run_dir / ARCHIVE_FILE
+    _atomic_write(dst, lzma.compress(src.read_bytes(), preset=9 | lzma.PRESET_EXTREME))
+    if RunResult.load(dst).to_dict() != res.to_dict():
+        dst.unlink()
+        raise ValueError(f"{dst} does not read back as {src}; nothing changed")
+    src.unlink()
+    (run_dir / RECORDS_FILE).unlink(missing_ok=True)
+    return dst
 
 
 def record_line(record: Record) -> bytes:
