@@ -14,7 +14,6 @@ Read-only on the GPUs: nothing here changes clocks, power limits or persistence.
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from experiments.cli_errors import OneLineErrorParser
+from experiments.schema import RunResult
 
 
 @dataclass(frozen=True)
@@ -84,12 +84,12 @@ def point_estimate_s(shape: Shape, rate: float, n: int) -> float:
 
 
 def done(out_dir: Path, rate: float) -> bool:
-    """A complete result for this rate is already in out_dir."""
-    for res in out_dir.glob(f"*-rate{rate:g}/result.json"):
+    """A complete result (result.json or its archive) for this rate is already in out_dir."""
+    for run_dir in out_dir.glob(f"*-rate{rate:g}"):
         try:
-            if json.loads(res.read_bytes()).get("complete"):
+            if RunResult.load(run_dir).complete:
                 return True
-        except ValueError:
+        except (OSError, ValueError):
             continue
     return False
 
