@@ -11,7 +11,7 @@ from pathlib import Path
 
 from disagg.cli import build_parser
 from disagg.plan import plan
-from launch.cli import point_current, stop_command, write_plan
+from launch.cli import point_current, split_vllm_args, stop_command, write_plan
 from launch.server import ManagedServer, ServerSpec
 from launch.supervise import run_group
 
@@ -23,10 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["stop"]:
         return stop_command(argv[1:], CURRENT, PROG)
-    extra: list[str] = []
-    if "--" in argv:
-        i = argv.index("--")
-        argv, extra = argv[:i], argv[i + 1 :]
+    argv, extra = split_vllm_args(argv)
     args = build_parser().parse_args(argv)
     try:
         run = plan(args, extra)

@@ -90,3 +90,11 @@ def stop_command(argv: list[str], pointer: Path, prog: str) -> int:
         return 2
     print("stopped: " + (", ".join(stop_run_dir(target)) or "nothing (no pid files left)"))
     return 0
+
+
+def split_vllm_args(argv: list[str]) -> tuple[list[str], list[str]]:
+    """Our flags, and the arguments after `--` that go to every vLLM instance unchanged."""
+    if "--" not in argv:
+        return argv, []
+    i = argv.index("--")
+    return argv[:i], argv[i + 1 :]

@@ -16,6 +16,7 @@ from launch.cli import (
     default_run_dir,
     point_current,
     resolve_common,
+    split_vllm_args,
     stop_command,
     write_plan,
 )
@@ -30,10 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["stop"]:
         return stop_command(argv[1:], CURRENT, PROG)
-    extra: list[str] = []
-    if "--" in argv:
-        i = argv.index("--")
-        argv, extra = argv[:i], argv[i + 1 :]
+    argv, extra = split_vllm_args(argv)
     p = OneLineErrorParser(prog=PROG, description=__doc__, epilog="Arguments after -- go to vLLM unchanged.")
     add_server_args(p)
     p.add_argument("--port", type=int, default=8000, help="HTTP port of the server")
