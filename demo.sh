@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 ./setup.sh
-.venv/bin/python -m experiments.demo "$@"
+.venv/bin/python -m demo "$@"

