@@ -2,7 +2,8 @@
 
 1. a single vLLM instance (traditional/), driven by run_experiment.py --mode traditional;
 2. a prefill/decode pair with the example KV connector plus the proxy (disagg/), --mode disagg;
-3. compare_performance.py over both results;
+3. compare_performance.py over both results, with a note on top of its report.md saying what a CPU run
+   shows (the pipeline, real KV moving between two vLLM instances) and what it does not (performance);
 4. the committed 2 x H200 measurements rendered into OUTPUT_DIR/h200x2/ (real energy plots; no GPU).
 Steps 1-3 use the same commands a researcher runs, as subprocesses. --h200-only runs step 4 alone.
 """
@@ -10,6 +11,7 @@ Steps 1-3 use the same commands a researcher runs, as subprocesses. --h200-only 
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import time
@@ -17,7 +19,9 @@ import warnings
 from pathlib import Path
 
 from analysis.runs import CompareError
+from demo import cpu_caveat as caveat
 from demo.h200 import console_summary, render_h200x2
+from experiments.schema import RunResult
 
 ROOT = Path(__file__).resolve().parent.parent
 H200_DIR = "h200x2"
@@ -56,7 +60,7 @@ def _experiment(mode: str, endpoint: str, out: Path, metrics_urls: str) -> Path:
 
 
 def _cpu_demo(out: Path) -> int:
-    """Steps 1-3: serve on CPU, run both modes, compare."""
+    """Steps 1-3: serve on CPU, run both modes, compare, put the CPU caveat on top of the report."""
     runs = out / "servers"
     results: list[Path] = []
     try:
@@ -108,7 +112,22 @@ def _cpu_demo(out: Path) -> int:
         )
         return 1
     print("results:\n  " + "\n  ".join(str(r / "result.json") for r in results))
+    note = add_cpu_caveat(
+        [RunResult.load(r) for r in results], report_dir / "report.md", out / H200_DIR / "index.md"
+    )
+    if note:
+        print(f"\n{note}\n      (this note also heads {report_dir / 'report.md'})\n")
     return 0
+
+
+def add_cpu_caveat(results: list[RunResult], report: Path, gpu_index: Path) -> str:
+    """Put the CPU caveat (when any run served on CPU) on top of `report`; returns it for the console.
+
+    `gpu_index`: the rendered 2 x H200 overview the caveat points to (linked relative to the report)."""
+    cores = next((n for r in results if (n := caveat.host_cores(r))), None)
+    link = os.path.relpath(gpu_index, report.parent)
+    caveat.add_to_report(report, caveat.cpu_caveat(results, cores, gpu_report=f"[{link}]({link})"))
+    return caveat.terminal(caveat.cpu_caveat(results, cores, gpu_report=gpu_index))
 
 
 def h200_demo(out: Path) -> int:
