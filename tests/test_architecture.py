@@ -7,9 +7,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("experiments", "analysis", "launch", "disagg", "traditional", "proxy", "fake_upstream", "monitor",
-            "planner")  # fmt: skip
+            "planner", "demo")  # fmt: skip
 # Who may import whom (first-party). experiments is the base every wing builds on; the fake upstream
-# serves tests and benchmarks of the proxy and the client; nothing imports analysis or planner.
+# serves tests and benchmarks of the proxy and the client; nothing imports analysis, planner or demo.
 ALLOWED = {
     "experiments": {"monitor", "fake_upstream"},
     "analysis": {"experiments"},
@@ -20,6 +20,7 @@ ALLOWED = {
     "fake_upstream": set(),
     "monitor": set(),
     "planner": {"experiments", "monitor"},
+    "demo": {"experiments", "analysis", "launch", "disagg", "traditional"},  # drives the whole pipeline
 }
 MAX_LINES = 600
 
