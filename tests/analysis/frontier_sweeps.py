@@ -100,18 +100,18 @@ ROLES = {
 }
 
 
-def _record(index: int, sent_ns: int, request: Request) -> Record:
+def _record(index: int, sent_ns: int, request: Request, tokens: int = OUTPUT_TOKENS) -> Record:
     if request is None:
         return Record(
             index=index, sent_mono_ns=sent_ns, end_mono_ns=sent_ns + 5 * MS, status=500, error="HTTP 500"
         )
     ttft, tpot = request
     first = sent_ns + round(ttft * MS)
-    chunks = [first + k * round(tpot * MS) for k in range(OUTPUT_TOKENS)]
+    chunks = [first + k * round(tpot * MS) for k in range(tokens)]
     return Record(
         index=index,
         input_tokens_expected=2048,
-        output_tokens_expected=OUTPUT_TOKENS,
+        output_tokens_expected=tokens,
         scheduled_mono_ns=sent_ns,
         sent_mono_ns=sent_ns,
         sent_epoch_ns=sent_ns,
@@ -121,7 +121,7 @@ def _record(index: int, sent_ns: int, request: Request) -> Record:
         end_epoch_ns=chunks[-1],
         chunk_mono_ns=chunks,
         prompt_tokens=2048,
-        completion_tokens=OUTPUT_TOKENS,
+        completion_tokens=tokens,
         status=200,
         ok=True,
     )
@@ -153,6 +153,7 @@ def sweep_run(
     input_len: int = 2048,
     sweep_id: str | None = None,
     record_setup: bool = True,
+    output_tokens: int = OUTPUT_TOKENS,
 ) -> RunResult:
     """One complete run of `setup` (a key of SETUPS) at `rate` req/s; requests sent 1/rate s apart.
 
@@ -161,7 +162,7 @@ def sweep_run(
     mode = MODE[setup]
     seed = round(rate * 1000)  # fresh prompts per rate, the same at one rate across setups
     start = (1_000_000 + 3600 * order) * S
-    records = [_record(i, start + round(i / rate * S), req) for i, req in enumerate(requests)]
+    records = [_record(i, start + round(i / rate * S), req, output_tokens) for i, req in enumerate(requests)]
     config = RunConfig(
         mode=mode,
         endpoint="http://127.0.0.1:8000",
@@ -169,7 +170,7 @@ def sweep_run(
             kind="random",
             num_requests=len(requests),
             input_len=input_len,
-            output_len=OUTPUT_TOKENS,
+            output_len=output_tokens,
             seed=seed,
         ),
         arrival=ArrivalConfig(kind="poisson", rate=rate, seed=seed),
