@@ -9,7 +9,8 @@ One concern per module, in the order the data flows:
     setup_sweeps   which runs form one setup's rate sweep (one workload shape); sweeps mixing setups refused
     frontier       SLO attainment per rate, sustained rate per SLO cell per GPU and per kW, winners
     frontier_render / frontier_plots   frontier.md and its figures
-Entry points: compare_performance.py (--frontier DIR) and analysis/review.ipynb; speed: bench_frontier. Nothing in experiments/ imports this.
+Entry points: compare_performance.py (--frontier DIR) and analysis/review.ipynb; speed: bench_frontier.
+Nothing in experiments/ imports this.
 
     from analysis.tables import compare_results
     from analysis.render import render_markdown
