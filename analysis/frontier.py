@@ -138,6 +138,7 @@ class Verdict:
     runner_up: str | None
     ratio: float | None
     qualifier: str
+    values: tuple[float | None, float | None] = (None, None)  # the leader's and the runner-up's
 
 
 @dataclass
@@ -247,10 +248,10 @@ def verdict(values: dict[str, tuple[float | None, bool]]) -> Verdict:
         return Verdict(None, None, None, "none")
     lead_v, lead_lb, lead = ranked[0]
     if len(ranked) == 1:
-        return Verdict(lead, None, None, "alone")
+        return Verdict(lead, None, None, "alone", (lead_v, None))
     run_v, run_lb, runner = ranked[1]
     if run_v <= 0:
-        return Verdict(lead, runner, math.inf, "only")
+        return Verdict(lead, runner, math.inf, "only", (lead_v, run_v))
     ratio = lead_v / run_v
     if lead_lb and run_lb:
         qualifier = "unknown"
@@ -260,7 +261,7 @@ def verdict(values: dict[str, tuple[float | None, bool]]) -> Verdict:
         qualifier = "at least"
     else:
         qualifier = "tie" if abs(ratio - 1) < 1e-9 else "exact"
-    return Verdict(lead, runner, ratio, qualifier)
+    return Verdict(lead, runner, ratio, qualifier, (lead_v, run_v))
 
 
 def _usable(runs: Sequence[Run]) -> tuple[list[Run], list[tuple[Run, str]]]:
@@ -315,6 +316,7 @@ def build_frontier(
         if len(s.points) < 2:
             notes.append(f"{s.name}: one rate only ({s.points[0].rate:g} req/s), nothing to interpolate")
         powers = [p.avg_power_w for p in s.points]
+        dips = []
         if None in powers:
             notes.append(f"{s.name}: no measured power at some rates, per-kW values n/a there")
         for i, j in grid.cells:
@@ -322,10 +324,12 @@ def build_frontier(
             c = capacity(s.rates, att, powers, level, s.num_gpus)
             cap[(s.name, i, j)] = c
             if c.non_monotone:
-                notes.append(
-                    f"{s.name}, {grid.text(i, j)}: attainment dips below {level:g} at a lower rate and "
-                    "recovers; the highest rate meeting it is taken"
-                )
+                dips.append(grid.text(i, j))
+        if dips:
+            notes.append(
+                f"{s.name}: attainment dips below {100 * level:g}% at a lower rate and recovers at a higher "
+                f"one in {len(dips)} cell(s) ({'; '.join(dips)}); the highest rate meeting it is taken"
+            )
     verdicts: dict[tuple[Metric, int, int], Verdict] = {}
     for metric in ("per_gpu", "per_kw"):
         for i, j in grid.cells:

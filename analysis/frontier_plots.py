@@ -114,7 +114,7 @@ def _cell_label(f: Frontier, metric: Metric, i: int, j: int) -> tuple[str, tuple
         "exact": f"×{v.ratio:.2f}",
         "at least": f"≥×{v.ratio:.2f}",
         "at most": f"≤×{v.ratio:.2f}?",
-        "unknown": "?",
+        "unknown": f"≥{v.values[0] or 0:.3g} vs ≥{v.values[1] or 0:.3g}?",
     }[v.qualifier]
     return f"{name}\n{ratio}", rgb  # type: ignore[return-value]
 

@@ -44,19 +44,21 @@ def value_text(c: Capacity, metric: Metric | None = None) -> str:
 
 
 def verdict_text(v: Verdict, markdown: bool = True) -> str:
-    """'**2 replicas** ×1.35', '**A** ≥×1.2', 'none meets it' ..."""
+    """'**2 replicas** ×1.48 (6.78 vs 4.58, 1 instance)', '**A**? (≥20.0 vs ≥10.0, B; ...)' ..."""
     if v.leader is None:
         return "none meets it"
     lead = f"**{v.leader}**" if markdown else v.leader
     ratio = "" if v.ratio is None or math.isinf(v.ratio) else f"{v.ratio:.2f}"
+    lb = v.qualifier in ("at least", "unknown"), v.qualifier in ("at most", "unknown")
+    a, b = (("≥" if bound else "") + fmt(x) for x, bound in zip(v.values, lb, strict=True))
     return {
-        "alone": f"{lead} (only setup)",
-        "only": f"{lead} only (others never meet it)",
-        "exact": f"{lead} ×{ratio} over {v.runner_up}",
-        "tie": f"tie: {v.leader} = {v.runner_up}",
-        "at least": f"{lead} ≥×{ratio} over {v.runner_up} (leader never saturated)",
-        "at most": f"{lead}? ≤×{ratio} over {v.runner_up} (runner-up never saturated)",
-        "unknown": f"{lead}? over {v.runner_up} (both never saturated)",
+        "alone": f"{lead} ({a}; the only setup with a value)",
+        "only": f"{lead} only ({a}; the others never meet it)",
+        "exact": f"{lead} ×{ratio} ({a} vs {b}, {v.runner_up})",
+        "tie": f"tie: {v.leader} = {v.runner_up} ({a})",
+        "at least": f"{lead} ≥×{ratio} ({a} vs {b}, {v.runner_up})",
+        "at most": f"{lead}? ≤×{ratio} ({a} vs {b}, {v.runner_up}: not saturated, may lead)",
+        "unknown": f"{lead}? ({a} vs {b}, {v.runner_up}; neither saturated)",
     }[v.qualifier]
 
 

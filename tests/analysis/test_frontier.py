@@ -177,7 +177,11 @@ def test_cli_frontier_writes_markdown_and_plots(sweep_dir: Path, tmp_path: Path)
         "| 1000 | 50 | 2 replicas | ≥ 12.00 | ≥ 6.00 | ≥ 12.00 | 12 req/s: 100.0% (highest rate measured) |"
         in md
     )
-    assert "| TTFT ≤ 500 ms | **2 replicas** ×1.07 over 1 instance |" in md
+    assert "| TTFT ≤ 500 ms | **2 replicas** ×1.07 (5.00 vs 4.67, 1 instance) |" in md
+    assert (
+        "| TTFT ≤ 1000 ms | **2 replicas** ×1.07 (5.00 vs 4.67, 1 instance) "
+        "| **1 instance**? (≥8.00 vs ≥6.00, 2 replicas; neither saturated) |"
+    ) in md
     assert "| 1 instance | 2 | 2.13 | 300.0 | 300.0 | 75.00 | 225.0 | 27.27 |" in md  # energy table
     for stem in ("frontier_winners", "frontier_capacity", "frontier_attainment", "frontier_energy"):
         assert (out / f"{stem}.png").stat().st_size > 5000, stem
