@@ -210,3 +210,17 @@ def test_cli_detects_sweeps_of_two_setups(sweep_dir: Path, tmp_path: Path) -> No
 def test_cli_frontier_errors_are_one_line(args: tuple[str, ...], message: str) -> None:
     proc = cli(*args)
     assert proc.returncode == 2 and message in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_compare_refuses_a_mixed_sweep_and_keeps_it_with_force(tmp_path: Path) -> None:
+    runs = [sweep_run(REPLICAS, rate, [FAST] * 10, order=k) for k, rate in enumerate((4, 8))]
+    assert runs[1].metadata.serving_setup is not None
+    runs[1].metadata.serving_setup.vllm_versions = ["0.26.0"]
+    results = save_sweep(tmp_path, runs)
+    out = tmp_path / "out"
+    proc = cli(*results, "--output-dir", out, "--no-plots")
+    assert proc.returncode == 2 and "vLLM versions: 0.23.0 vs 0.26.0" in proc.stderr
+    proc = cli(*results, "--output-dir", out, "--no-plots", "--force")
+    assert proc.returncode == 0, proc.stderr
+    assert "sweep that mixes setups" in proc.stderr
+    assert "sweep mixes setups (--force)" in (out / "report.md").read_text()
