@@ -6,7 +6,11 @@ One concern per module, in the order the data flows:
     tables         one metric table per offered load, the TTFT split, the load-sweep rows
     render         report.md and the terminal tables
     plots          the report's figures
-Entry points: compare_performance.py and analysis/review.ipynb. Nothing in experiments/ imports this.
+    setup_sweeps   which runs form one setup's rate sweep (one workload shape); sweeps mixing setups refused
+    frontier       SLO attainment per rate, sustained rate per SLO cell per GPU and per kW, winners
+    frontier_render / frontier_plots   frontier.md and its figures
+Entry points: compare_performance.py (--frontier DIR) and analysis/review.ipynb; speed: bench_frontier.
+Nothing in experiments/ imports this.
 
     from analysis.tables import compare_results
     from analysis.render import render_markdown

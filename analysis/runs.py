@@ -35,6 +35,7 @@ from experiments.schema import (
 KIND_ORDER = ("single", "xpyd", "replicas")
 KIND_OF_MODE = {"traditional": "single", "disagg": "xpyd", "passthrough": "replicas"}
 BASELINE_KIND = "single"
+SERVING_ROLES = ("serving", "prefill", "decode")
 Load = tuple[str, float | None]
 
 
@@ -97,6 +98,25 @@ class Run:
     def setup_kind(self) -> str:
         setup = self.metadata.serving_setup
         return setup.kind if setup is not None else KIND_OF_MODE.get(self.mode, self.mode)
+
+    def gpu_count(self) -> tuple[int | None, str]:
+        """(GPUs the setup serves with, where that number comes from); None when nothing tells.
+
+        The recorded setup's `num_gpus`, else its GPU list; results without a setup: traditional = 1
+        serving GPU, passthrough and disagg = the GPUs with a serving, prefill or decode role.
+        """
+        setup = self.metadata.serving_setup
+        if setup is not None and setup.num_gpus:
+            return setup.num_gpus, "recorded"
+        if setup is not None and setup.gpus:
+            return len(setup.gpus), "the setup's GPU list"
+        if self.mode == "traditional":
+            return 1, "mode traditional: 1 serving GPU"
+        roles = list(self.config.gpu_roles.values()) or [g.role for g in self.gpus]
+        serving = sum(1 for role in roles if role in SERVING_ROLES)
+        if serving:
+            return serving, f"mode {self.mode}: {serving} GPUs with a serving, prefill or decode role"
+        return None, f"mode {self.mode} without a recorded setup or GPU roles"
 
     @property
     def complete(self) -> bool:

@@ -1,0 +1,352 @@
+"""SLO frontiers: per serving setup, the highest offered rate that keeps a share of requests within a
+TTFT and a TPOT bound, per GPU and per kW, and which setup wins each SLO cell (DistServe's goodput per
+GPU; Splitwise's gains at equal power).
+
+Per rate point, SLO attainment = the share of measured requests (failed ones count as misses) whose TTFT
+and TPOT are both within the bounds (a one-token request passes TPOT, as in vLLM). For one cell and
+attainment level L, the sustained rate is interpolated linearly between the last measured rate that meets
+L and the next one; "never met" when no rate meets it; ">= max rate" when the highest rate still does (a
+lower bound). Average power is that of all monitored GPUs (counter energy / window), interpolated the same
+way; per kW = sustained rate / (power / 1000).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from analysis.comparability import hardware, model_name
+from analysis.runs import CompareError, Run
+from analysis.setup_sweeps import by_setup, check_sweep_setups, one_shape, shape_text
+
+DEFAULT_TTFT_MS: tuple[float, ...] = (250.0, 500.0, 1000.0, 2000.0)
+DEFAULT_TPOT_MS: tuple[float, ...] = (10.0, 15.0, 25.0, 50.0)
+DEFAULT_ATTAINMENT = 0.9
+EPS = 1e-12  # attainments are ratios of counts: equal to the level means meeting it
+Status = Literal["never met", "bracketed", "never saturated"]
+Metric = Literal["per_gpu", "per_kw"]
+
+
+@dataclass(frozen=True)
+class SloGrid:
+    """TTFT bounds x TPOT bounds (ms), each ascending."""
+
+    ttft_ms: tuple[float, ...] = DEFAULT_TTFT_MS
+    tpot_ms: tuple[float, ...] = DEFAULT_TPOT_MS
+
+    @classmethod
+    def parse(cls, text: str) -> SloGrid:
+        """'ttft=250,500,1000:tpot=10,25' (ms); a key left out keeps its default bounds."""
+        bounds = {"ttft": DEFAULT_TTFT_MS, "tpot": DEFAULT_TPOT_MS}
+        seen = set()
+        for part in filter(None, (p.strip() for p in text.split(":"))):
+            key, sep, values = part.partition("=")
+            key = key.strip().lower()
+            if not sep or key not in bounds or key in seen:
+                raise ValueError(
+                    f"bad SLO grid part {part!r}: write ttft=MS,MS,...:tpot=MS,MS,... "
+                    "(e.g. ttft=250,500,1000,2000:tpot=10,15,25,50), each key once"
+                )
+            try:
+                nums = [float(v) for v in re.split(r"[,\s]+", values.strip()) if v]
+            except ValueError:
+                raise ValueError(f"SLO grid {part!r}: the bounds must be numbers of milliseconds") from None
+            if not nums or any(not math.isfinite(v) or v <= 0 for v in nums):
+                raise ValueError(f"SLO grid {part!r}: give one or more positive bounds in milliseconds")
+            bounds[key] = tuple(sorted(set(nums)))
+            seen.add(key)
+        if not seen:
+            raise ValueError("empty SLO grid; write e.g. ttft=250,500,1000,2000:tpot=10,15,25,50")
+        return cls(bounds["ttft"], bounds["tpot"])
+
+    @property
+    def cells(self) -> list[tuple[int, int]]:
+        return [(i, j) for i in range(len(self.ttft_ms)) for j in range(len(self.tpot_ms))]
+
+    def text(self, i: int, j: int) -> str:
+        return f"TTFT ≤ {self.ttft_ms[i]:g} ms, TPOT ≤ {self.tpot_ms[j]:g} ms"
+
+
+@dataclass
+class RatePoint:
+    """One offered rate of a setup: its runs (repeats pooled), attainment per cell, power and energy."""
+
+    rate: float
+    runs: list[Run]
+    attainment: np.ndarray  # [ttft bound, tpot bound] -> share of measured requests
+    measured: int
+    achieved_rps: float | None
+    avg_power_w: float | None  # all monitored GPUs, mean over the pooled runs
+    energy_j: float | None  # all GPUs, summed over the pooled runs; static + dynamic
+    static_j: float | None
+    dynamic_j: float | None
+    completed: int
+    output_tokens: int
+
+    def per(self, part: str, denominator: str) -> float | None:
+        """`part` (energy_j, static_j, dynamic_j) per completed request or per output token."""
+        value = getattr(self, part)
+        count = self.completed if denominator == "request" else self.output_tokens
+        return value / count if value is not None and count else None
+
+
+@dataclass
+class Capacity:
+    """The highest rate one setup sustains at one SLO cell, and the measured points around it."""
+
+    status: Status
+    rate: float | None  # interpolated; the highest measured rate (a lower bound) when never saturated
+    low: tuple[float, float] | None  # (rate, attainment) of the last rate meeting the level
+    high: tuple[float, float] | None  # (rate, attainment) of the next rate (the lowest when never met)
+    power_w: float | None
+    num_gpus: int
+    non_monotone: bool = False  # a lower rate misses the level although a higher one meets it
+
+    @property
+    def lower_bound(self) -> bool:
+        return self.status == "never saturated"
+
+    @property
+    def per_gpu(self) -> float:
+        return 0.0 if self.rate is None else self.rate / self.num_gpus
+
+    @property
+    def per_kw(self) -> float | None:
+        if self.rate is None:
+            return 0.0
+        return self.rate / (self.power_w / 1000) if self.power_w else None
+
+    def value(self, metric: Metric) -> float | None:
+        return self.per_gpu if metric == "per_gpu" else self.per_kw
+
+
+@dataclass
+class Verdict:
+    """Which setup leads one SLO cell on one metric, and by how much over the runner-up.
+
+    qualifier: exact; at least (the leader never saturated: its value is a lower bound); at most (the
+    runner-up never saturated: it may lead); unknown (both never saturated); only (no other setup meets
+    the cell); tie; none (no setup meets it); alone (one setup).
+    """
+
+    leader: str | None
+    runner_up: str | None
+    ratio: float | None
+    qualifier: str
+    values: tuple[float | None, float | None] = (None, None)  # the leader's and the runner-up's
+
+
+@dataclass
+class SetupSweep:
+    """One setup's rate points (ascending) and its GPU count."""
+
+    name: str
+    kind: str
+    num_gpus: int
+    gpus_source: str
+    points: list[RatePoint]
+
+    @property
+    def rates(self) -> list[float]:
+        return [p.rate for p in self.points]
+
+
+@dataclass
+class Frontier:
+    shape: str
+    model: str | None
+    hardware: str
+    grid: SloGrid
+    level: float
+    setups: list[SetupSweep]
+    capacity: dict[tuple[str, int, int], Capacity]  # (setup, i, j)
+    verdicts: dict[tuple[Metric, int, int], Verdict]
+    notes: list[str] = field(default_factory=list)
+    excluded: list[tuple[Run, str]] = field(default_factory=list)
+
+
+def _request_arrays(run: Run) -> tuple[np.ndarray, np.ndarray]:
+    """TTFT and TPOT (ms) of every measured request: NaN for failed, TPOT 0 for one output token."""
+    measured = run.result.measured()
+    ttft = np.array([np.nan if (v := r.ttft_ms) is None else v for r in measured], dtype=float)
+    tpot = np.array(
+        [np.nan if not r.succeeded else (r.tpot_ms or 0.0) for r in measured],
+        dtype=float,
+    )
+    return ttft, tpot
+
+
+def attainment_table(ttft: np.ndarray, tpot: np.ndarray, grid: SloGrid) -> np.ndarray:
+    """[i, j] = share of requests with TTFT <= ttft_ms[i] and TPOT <= tpot_ms[j] (NaN never meets)."""
+    if ttft.size == 0:
+        return np.full((len(grid.ttft_ms), len(grid.tpot_ms)), np.nan)
+    with np.errstate(invalid="ignore"):
+        ok_ttft = ttft[:, None] <= np.asarray(grid.ttft_ms)[None, :]
+        ok_tpot = tpot[:, None] <= np.asarray(grid.tpot_ms)[None, :]
+    return (ok_ttft[:, :, None] & ok_tpot[:, None, :]).mean(axis=0)
+
+
+def _sum(values: list[float | None]) -> float | None:
+    return None if not values or any(v is None for v in values) else float(sum(values))  # type: ignore[arg-type]
+
+
+def rate_point(rate: float, runs: list[Run], grid: SloGrid) -> RatePoint:
+    arrays = [_request_arrays(r) for r in runs]
+    ttft = np.concatenate([a[0] for a in arrays])
+    tpot = np.concatenate([a[1] for a in arrays])
+    totals = [r.totals("all_gpus") for r in runs]
+    achieved = [r.summary.request_throughput for r in runs]
+    powers = [t.avg_power_w if t is not None else None for t in totals]
+    return RatePoint(
+        rate=rate,
+        runs=runs,
+        attainment=attainment_table(ttft, tpot, grid),
+        measured=int(ttft.size),
+        achieved_rps=None if None in achieved else float(np.mean(achieved)),  # type: ignore[arg-type]
+        avg_power_w=None if None in powers else float(np.mean(powers)),  # type: ignore[arg-type]
+        energy_j=_sum([t.energy_j if t is not None else None for t in totals]),
+        static_j=_sum([t.static_j if t is not None else None for t in totals]),
+        dynamic_j=_sum([t.dynamic_j if t is not None else None for t in totals]),
+        completed=sum(r.summary.completed for r in runs),
+        output_tokens=sum(r.summary.total_output_tokens for r in runs),
+    )
+
+
+def capacity(
+    rates: Sequence[float], att: Sequence[float], powers: Sequence[float | None], level: float, num_gpus: int
+) -> Capacity:
+    """The highest sustained rate at `level` over points sorted by rate (see the module docstring)."""
+    ok = [a >= level - EPS for a in att]
+    if not any(ok):
+        return Capacity("never met", None, None, (rates[0], att[0]), None, num_gpus)
+    k = max(i for i, good in enumerate(ok) if good)
+    non_monotone = not all(ok[: k + 1])
+    if k == len(rates) - 1:
+        return Capacity(
+            "never saturated", rates[k], (rates[k], att[k]), None, powers[k], num_gpus, non_monotone
+        )
+    frac = (att[k] - level) / (att[k] - att[k + 1])
+    rate = rates[k] + frac * (rates[k + 1] - rates[k])
+    p0, p1 = powers[k], powers[k + 1]
+    power = None if p0 is None or p1 is None else p0 + frac * (p1 - p0)
+    return Capacity(
+        "bracketed", rate, (rates[k], att[k]), (rates[k + 1], att[k + 1]), power, num_gpus, non_monotone
+    )
+
+
+def verdict(values: dict[str, tuple[float | None, bool]]) -> Verdict:
+    """Leader and ratio to the runner-up from {setup: (value, is a lower bound)}; None values skipped."""
+    ranked = sorted(
+        ((v, lb, name) for name, (v, lb) in values.items() if v is not None), key=lambda t: (-t[0], not t[1])
+    )
+    if not ranked or ranked[0][0] <= 0:
+        return Verdict(None, None, None, "none")
+    lead_v, lead_lb, lead = ranked[0]
+    if len(ranked) == 1:
+        return Verdict(lead, None, None, "alone", (lead_v, None))
+    run_v, run_lb, runner = ranked[1]
+    if run_v <= 0:
+        return Verdict(lead, runner, math.inf, "only", (lead_v, run_v))
+    ratio = lead_v / run_v
+    if lead_lb and run_lb:
+        qualifier = "unknown"
+    elif run_lb:
+        qualifier = "at most"
+    elif lead_lb:
+        qualifier = "at least"
+    else:
+        qualifier = "tie" if abs(ratio - 1) < 1e-9 else "exact"
+    return Verdict(lead, runner, ratio, qualifier, (lead_v, run_v))
+
+
+def _usable(runs: Sequence[Run]) -> tuple[list[Run], list[tuple[Run, str]]]:
+    kept, out = [], []
+    for run in runs:
+        kind, value = run.load
+        if not run.complete:
+            out.append((run, f"incomplete (status {run.status})"))
+        elif kind != "rate" or value is None or math.isinf(value):
+            out.append((run, f"load {run.load_text} is not a finite offered rate"))
+        elif not run.result.measured():
+            out.append((run, "no measured requests"))
+        else:
+            kept.append(run)
+    return kept, out
+
+
+def setup_sweep(name: str, runs: list[Run], grid: SloGrid) -> SetupSweep:
+    count, source = runs[0].gpu_count()
+    if count is None:
+        raise CompareError(
+            f"cannot tell how many GPUs setup '{name}' uses ({source}, {runs[0].path}); "
+            "rerun with the launcher so the result records its serving setup"
+        )
+    rates: dict[float, list[Run]] = {}
+    for run in runs:
+        rates.setdefault(float(run.load[1]), []).append(run)  # type: ignore[arg-type]
+    points = [rate_point(rate, rates[rate], grid) for rate in sorted(rates)]
+    return SetupSweep(name, runs[0].setup_kind, count, source, points)
+
+
+def build_frontier(
+    runs: Sequence[Run], grid: SloGrid | None = None, level: float = DEFAULT_ATTAINMENT, force: bool = False
+) -> Frontier:
+    """The frontier of runs of one workload shape; CompareError for several shapes, MixedSetups for a
+    sweep that mixes setups (unless `force`, which leaves the odd runs out)."""
+    grid = grid or SloGrid()
+    if not 0 < level <= 1:
+        raise CompareError(f"attainment level {level:g} is not in (0, 1]; give a share such as 0.9")
+    usable, excluded = _usable(runs)
+    if not usable:
+        raise CompareError("no complete run at a finite offered rate; a frontier needs rate sweeps")
+    usable = one_shape(usable)
+    check = check_sweep_setups(usable, force)
+    excluded += check.excluded
+    setups = [setup_sweep(name, members, grid) for name, members in by_setup(check.kept).items()]
+    cap: dict[tuple[str, int, int], Capacity] = {}
+    notes = [f"{run.name} left out: {why}" for run, why in excluded]
+    for s in setups:
+        if s.gpus_source != "recorded":
+            notes.append(f"{s.name}: {s.num_gpus} GPU(s), {s.gpus_source} (no GPU count recorded)")
+        if len(s.points) < 2:
+            notes.append(f"{s.name}: one rate only ({s.points[0].rate:g} req/s), nothing to interpolate")
+        powers = [p.avg_power_w for p in s.points]
+        dips = []
+        if None in powers:
+            notes.append(f"{s.name}: no measured power at some rates, per-kW values n/a there")
+        for i, j in grid.cells:
+            att = [float(p.attainment[i, j]) for p in s.points]
+            c = capacity(s.rates, att, powers, level, s.num_gpus)
+            cap[(s.name, i, j)] = c
+            if c.non_monotone:
+                dips.append(grid.text(i, j))
+        if dips:
+            notes.append(
+                f"{s.name}: attainment dips below {100 * level:g}% at a lower rate and recovers at a higher "
+                f"one in {len(dips)} cell(s) ({'; '.join(dips)}); the highest rate meeting it is taken"
+            )
+    verdicts: dict[tuple[Metric, int, int], Verdict] = {}
+    for metric in ("per_gpu", "per_kw"):
+        for i, j in grid.cells:
+            values = {
+                s.name: (cap[(s.name, i, j)].value(metric), cap[(s.name, i, j)].lower_bound) for s in setups
+            }
+            verdicts[(metric, i, j)] = verdict(values)
+    first = check.kept[0]
+    return Frontier(
+        shape=shape_text(first),
+        model=model_name(first),
+        hardware=hardware(first),
+        grid=grid,
+        level=level,
+        setups=setups,
+        capacity=cap,
+        verdicts=verdicts,
+        notes=notes,
+        excluded=excluded,
+    )
