@@ -3,8 +3,7 @@ from result files on disk to frontier.md and its plots, on one core. Target: < 1
 
     python -m analysis.bench_frontier [--runs 100] [--records 300] [--xz] [--no-plots]
 
-Run from the repository root (the synthetic sweeps come from tests/analysis/frontier_sweeps.py, through
-the real schema). --xz archives every run as result.json.xz first, as the committed campaign runs are.
+The synthetic sweeps (analysis/synthetic_sweeps.py) go through the real schema. --xz archives every run as result.json.xz first, as the committed campaign runs are.
 """
 
 from __future__ import annotations
@@ -19,9 +18,9 @@ import numpy as np
 from analysis.frontier import SloGrid, build_frontier
 from analysis.frontier_render import write_frontier
 from analysis.runs import find_results, load_runs
+from analysis.synthetic_sweeps import ONE, PD, REPLICAS, Request, save_sweep, sweep_run
 from experiments.cli_errors import OneLineErrorParser
 from experiments.schema import archive_run
-from tests.analysis.frontier_sweeps import ONE, PD, REPLICAS, Request, save_sweep, sweep_run
 
 # (setup of the golden sweeps, label): the fourth is the replicas with another selection policy.
 SETUPS = ((ONE, ONE), (PD, PD), (REPLICAS, REPLICAS), (REPLICAS, "2 replicas, least loaded"))
