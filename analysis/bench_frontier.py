@@ -3,7 +3,8 @@ from result files on disk to frontier.md and its plots, on one core. Target: < 1
 
     python -m analysis.bench_frontier [--runs 100] [--records 300] [--xz] [--no-plots]
 
-The synthetic sweeps (analysis/synthetic_sweeps.py) go through the real schema. --xz archives every run as result.json.xz first, as the committed campaign runs are.
+The synthetic sweeps (analysis/synthetic_sweeps.py) go through the real schema. --xz archives every
+run as result.json.xz first, as the committed campaign runs are.
 """
 
 from __future__ import annotations
