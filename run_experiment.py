@@ -243,8 +243,14 @@ def config_from_args(args: argparse.Namespace, rate: float | None, sweep: Sweep 
     )
 
 
-def _sigterm(*_: object) -> None:
-    raise KeyboardInterrupt
+def _sigterm(signum: int, frame: object) -> None:
+    """SIGTERM does what Ctrl-C does: during the client's event loop the SIGINT handler asyncio installed
+    cancels the run, so the requests in flight are recorded as cancelled; elsewhere KeyboardInterrupt."""
+    handler = signal.getsignal(signal.SIGINT)
+    if callable(handler):
+        handler(signal.SIGINT, frame)
+    else:
+        raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -274,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         if res.summary is not None:
             s = res.summary
             print(
-                f"  {s.completed} ok, {s.failed} failed, "
+                f"  {s.completed} ok, {s.failed} failed, {s.cancelled} cancelled, "
                 f"{s.request_throughput or 0:.2f} req/s, TTFT p50 {_fmt(s, 'ttft_ms')} ms, "
                 f"TPOT p50 {_fmt(s, 'tpot_ms')} ms, ITL p99 {_fmt(s, 'itl_ms', 'p99')} ms"
             )
