@@ -308,3 +308,13 @@ def describe(endpoint: str, launch_plan: Path | None = None) -> ServingSetup:
     setup.source = "server /version and /v1/models (no launch plan found)"
     setup.server_reported = reported
     return setup
+
+
+def instance_urls(setup: ServingSetup) -> list[str]:
+    """URLs of the vLLM instances behind a setup: from its instances, else the proxy's live view."""
+    urls = [i.url for i in setup.instances if i.url]
+    live = ((setup.proxy_setup or {}).get("proxy") or {}).get("instances") or {}
+    if isinstance(live, dict):
+        for entries in live.values():
+            urls += [e["url"] for e in entries or [] if isinstance(e, dict) and isinstance(e.get("url"), str)]
+    return list(dict.fromkeys(urls))
