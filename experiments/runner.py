@@ -34,6 +34,7 @@ from experiments.schema import (
 )
 from experiments.schema.result import Status
 from experiments.server_tokenizer import ServerTokenizer, TokenizerUnavailable, server_tokenizer
+from experiments.timing_checks import client_timing_warnings
 from experiments.workloads import (
     RequestSpec,
     TokenCounter,
@@ -289,7 +290,9 @@ def run(cfg: RunConfig, argv: list[str]) -> Path:
     result.energy = meter.section()
     result.server_metrics = {url: _server_deltas(before[url], after[url]) for url in cfg.server_metrics_urls}
     deltas = {url: m.deltas for url, m in result.server_metrics.items() if m.error is None}
-    result.warnings = cache_warnings(cfg.workload.kind, deltas)
+    result.warnings = cache_warnings(cfg.workload.kind, deltas) + client_timing_warnings(
+        result.summary, capped=cfg.arrival.max_concurrency is not None
+    )
     for w in result.warnings:
         print(f"warning: {w}", file=sys.stderr)
     path = writer.finish(status, error)
