@@ -253,7 +253,7 @@ def _describe(
     )
 
 
-def _find_plan(endpoint: str, explicit: Path | None) -> tuple[dict[str, Any], Path] | None:
+def find_plan(endpoint: str, explicit: Path | None) -> tuple[dict[str, Any], Path] | None:
     candidates: list[Path] = []
     if explicit is not None:
         candidates.append(explicit / PLAN_FILE if explicit.is_dir() else explicit)
@@ -281,7 +281,7 @@ def describe(endpoint: str, launch_plan: Path | None = None) -> ServingSetup:
         "version": _get_json(f"{endpoint.rstrip('/')}/version"),
         "models": _get_json(f"{endpoint.rstrip('/')}/v1/models"),
     }
-    found = _find_plan(endpoint, launch_plan)
+    found = find_plan(endpoint, launch_plan)
     if found is not None:
         setup = from_plan(found[0], found[1], endpoint)
         if setup is not None:
