@@ -34,7 +34,7 @@ NOT_HERE = "/nowhere/meta-llama/Llama-3.1-8B"  # a tokenizer path that does not 
 _IMPORTS = """
 import sys, importlib.metadata as md
 before = set(sys.modules)
-import run_experiment, experiments.runner
+import run_experiment, experiments.runner, experiments.vllm_result
 from experiments.model_dir import load_tokenizer
 load_tokenizer(sys.argv[1])
 dists = md.packages_distributions()
