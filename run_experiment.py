@@ -2,9 +2,17 @@
 """Drive an OpenAI-compatible endpoint with a seeded workload and record latency and energy.
 
 Examples:
+  python run_experiment.py --mode disagg          # defaults by endpoint; prints what it will run
   python run_experiment.py --mode traditional --endpoint http://127.0.0.1:8000 \\
       --input-len 2048 --output-len 256 --num-requests 200 --rate 4
   python run_experiment.py --mode disagg --sweep-rates 2,4,8 --slo ttft=1000,tpot=50
+  python run_experiment.py --base-url http://127.0.0.1:8000 --dataset-name random --random-input-len 1024 \\
+      --random-output-len 128 --num-prompts 100 --request-rate 4 --save-result   # vllm bench serve's flags
+
+Left out, the workload and load (--input-len, --output-len, --num-requests, --rate) follow the endpoint:
+2048 -> 256 tokens x 200 requests at 4 req/s on a GPU server, 256 -> 32 x 40 at 1 req/s on a CPU one
+(experiments/defaults.py says why). `vllm bench serve`'s flag names are accepted as aliases, and
+--save-result writes its result file too.
 
 Per-request records are appended to RUN_DIR/requests.jsonl as requests complete; RUN_DIR/result.json is
 written at the end (marked "complete": false if the run was interrupted or failed).
@@ -19,11 +27,13 @@ import sys
 import time
 from pathlib import Path
 
-from experiments.arrivals import ARRIVAL_KINDS, ArrivalConfig
+from experiments.arrivals import ARRIVAL_KINDS, OPEN_LOOP_KINDS, ArrivalConfig
 from experiments.cli_errors import OneLineErrorParser
-from experiments.runner import ExperimentError, run
+from experiments.defaults import defaults_for
+from experiments.runner import ExperimentError, fetch_models, run
 from experiments.schema import MODES, WORKLOADS, RunConfig, RunResult, Summary, Sweep, WorkloadConfig
 from experiments.slo import parse_slo
+from experiments.vllm_result import default_file_name, save_vllm_result
 from experiments.workloads import WorkloadError
 
 DEFAULT_ROLES = {
@@ -88,7 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
         "the proxy in pass-through mode over N instances (passthrough)",
     )
     g.add_argument(
-        "--endpoint", default="http://127.0.0.1:8000", help="base URL of the OpenAI-compatible server"
+        "--endpoint",
+        "--base-url",
+        default="http://127.0.0.1:8000",
+        help="base URL of the OpenAI-compatible server (vLLM bench: --base-url)",
     )
     g.add_argument(
         "--model", default=None, help="model name to request (default: the first the endpoint lists)"
@@ -107,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="let generation stop at EOS (default: ignore_eos so output lengths are exact)",
     )
     g.add_argument(
+        "--ignore-eos", action="store_true", default=True, help="ignore EOS (the default; vLLM bench's flag)"
+    )
+    g.add_argument(
         "--server-metrics",
         default="",
         help="comma-separated vLLM server URLs whose /metrics deltas are stored in the result",
@@ -123,15 +139,36 @@ def build_parser() -> argparse.ArgumentParser:
     w = p.add_argument_group("workload (seeded, reproducible)")
     w.add_argument(
         "--workload",
+        "--dataset-name",
         choices=WORKLOADS,
         default="random",
         help="random prompts of exact lengths, one fixed prompt, a ShareGPT JSON file, or a "
         "CSV/JSONL arrival trace (Azure/Mooncake) replayed at its own times",
     )
-    w.add_argument("--num-requests", type=int, default=100, help="measured requests (warm-up not counted)")
-    w.add_argument("--input-len", type=_length, default=1024, help="prompt tokens: N or MIN:MAX")
-    w.add_argument("--output-len", type=_length, default=128, help="output tokens: N or MIN:MAX")
-    w.add_argument("--dataset", default=None, help="ShareGPT JSON or trace file for those workloads")
+    w.add_argument(
+        "--num-requests",
+        "--num-prompts",
+        type=int,
+        default=None,
+        help="measured requests, warm-up not counted (default by endpoint: 200 GPU, 40 CPU)",
+    )
+    w.add_argument(
+        "--input-len",
+        "--random-input-len",
+        type=_length,
+        default=None,
+        help="prompt tokens: N or MIN:MAX (default by endpoint: 2048 GPU, 256 CPU)",
+    )
+    w.add_argument(
+        "--output-len",
+        "--random-output-len",
+        type=_length,
+        default=None,
+        help="output tokens: N or MIN:MAX (default by endpoint: 256 GPU, 32 CPU)",
+    )
+    w.add_argument(
+        "--dataset", "--dataset-path", default=None, help="ShareGPT JSON or trace file for those workloads"
+    )
     w.add_argument("--prompt", default=None, help="text of the fixed prompt (fixed workload)")
     w.add_argument("--trace-time-scale", type=float, default=1.0, help="multiply trace inter-arrival times")
     w.add_argument("--seed", type=int, default=0, help="seed of prompts and arrivals")
@@ -140,11 +177,16 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument(
         "--arrival",
         choices=ARRIVAL_KINDS,
-        default="poisson",
-        help="poisson/gamma/constant at --rate, closed-loop --concurrency users, or trace times",
+        default=None,
+        help="poisson/gamma/constant at --rate, closed-loop --concurrency users, or trace times "
+        "(default: poisson, gamma when --burstiness is not 1)",
     )
     a.add_argument(
-        "--rate", type=_rate, default=None, help="requests per second (open loop); inf = all at once"
+        "--rate",
+        "--request-rate",
+        type=_rate,
+        default=None,
+        help="requests per second (open loop); inf = all at once (default by endpoint: 4 GPU, 1 CPU)",
     )
     a.add_argument(
         "--sweep-rates",
@@ -155,11 +197,24 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--burstiness", type=float, default=1.0, help="gamma shape: < 1 burstier, > 1 smoother")
     a.add_argument("--concurrency", type=int, default=None, help="closed-loop users")
     a.add_argument("--max-concurrency", type=int, default=None, help="cap on requests in flight")
-    a.add_argument("--warmup", type=int, default=2, help="warm-up requests, sent first, tagged, not measured")
+    a.add_argument(
+        "--warmup",
+        "--num-warmups",
+        type=int,
+        default=2,
+        help="warm-up requests, sent first, tagged, not measured",
+    )
 
     m = p.add_argument_group("metrics and energy")
     m.add_argument(
         "--slo", type=_slo, default=None, help="goodput SLOs in ms, e.g. ttft=1000,tpot=50,e2e=20000"
+    )
+    m.add_argument(
+        "--goodput",
+        nargs="+",
+        default=None,
+        metavar="KEY:MS",
+        help="vLLM bench's form of --slo, e.g. --goodput ttft:1000 tpot:50",
     )
     m.add_argument(
         "--gpu-ids",
@@ -186,12 +241,101 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--output-dir", type=Path, default=Path("results/runs"), help="where run directories go")
     o.add_argument("--tag", default="", help="label added to the run directory name")
     o.add_argument("--run-name", default=None, help="exact run directory name")
+    o.add_argument(
+        "--dry-run", action="store_true", help="print what would run (defaults filled in) and exit"
+    )
+
+    v = p.add_argument_group("vllm bench serve's result file")
+    v.add_argument(
+        "--save-result",
+        action="store_true",
+        help="also write the result in `vllm bench serve --save-result`'s JSON shape (ms; ttfts, itls in s)",
+    )
+    v.add_argument(
+        "--save-detailed", action="store_true", help="with it the per-request lists (ttfts, itls, ...)"
+    )
+    v.add_argument(
+        "--result-dir", type=Path, default=None, help="directory of that file (default: the run directory)"
+    )
+    v.add_argument(
+        "--result-filename",
+        default=None,
+        help="its name (default vLLM's: {backend}-{rate}qps-{model}-{date}.json); implies --save-result",
+    )
     return p
+
+
+def resolve_args(args: argparse.Namespace) -> None:
+    """Settle what flags leave open: vLLM's forms of ours, the arrival kind, and the defaults the
+    endpoint calls for (experiments.defaults; asks the endpoint only when a default is needed)."""
+    if args.endpoint.startswith("/"):
+        raise ExperimentError(
+            f"--endpoint {args.endpoint} looks like vLLM bench's API path; here --endpoint (or --base-url) "
+            "is the server's base URL, e.g. http://127.0.0.1:8000 (add --api chat for /v1/chat/completions)"
+        )
+    if args.goodput:
+        try:
+            args.slo = parse_slo(" ".join(args.goodput))
+        except ValueError as exc:
+            raise ExperimentError(f"--goodput: {exc}") from None
+    args.save_result = args.save_result or args.save_detailed or args.result_filename is not None
+    if args.sweep_rates and args.result_filename and args.result_dir:
+        raise ExperimentError(
+            "--sweep-rates with both --result-dir and --result-filename would write every rate to one "
+            "file; leave out --result-filename (vLLM's name holds the rate) or --result-dir"
+        )
+    args.arrival = args.arrival or ("poisson" if args.burstiness == 1.0 else "gamma")
+    args.defaults = None
+    missing = [f for f in ("input_len", "output_len", "num_requests") if getattr(args, f) is None]
+    if args.arrival in OPEN_LOOP_KINDS and args.rate is None and not args.sweep_rates:
+        missing.append("rate")
+    if not missing:
+        return
+    defaults, why = defaults_for(args.endpoint, fetch_models(args.endpoint), args.launch_plan)
+    for name in missing:
+        setattr(args, name, getattr(defaults, name))
+    flags = ", ".join("--" + name.replace("_", "-") for name in missing)
+    args.defaults = f"{defaults.scale.upper()} defaults for {flags}: {why}"
+
+
+def plan_text(args: argparse.Namespace) -> str:
+    """What will run, printed at the start."""
+    if args.workload in ("random", "fixed"):
+        prompt = "one fixed prompt" if args.workload == "fixed" else "random prompts"
+        size = "given" if args.prompt else f"{_text(args.input_len)} tokens"
+        workload = f"{prompt} of {size} -> {_text(args.output_len)} output tokens"
+    else:
+        workload = f"{args.workload} from {args.dataset}"
+    if args.arrival == "closed":
+        load = f"closed loop, {args.concurrency} users"
+    elif args.arrival == "trace":
+        load = f"the trace's own times (x{args.trace_time_scale:g})"
+    elif args.sweep_rates:
+        load = f"{args.arrival} at {', '.join(f'{r:g}' for r in args.sweep_rates)} req/s (one run each)"
+    else:
+        load = f"{args.arrival} at {args.rate:g} req/s"
+    if args.max_concurrency:
+        load += f", at most {args.max_concurrency} in flight"
+    slo = ", ".join(f"{k} {v:g} ms" for k, v in args.slo.items()) if args.slo else "none (no goodput)"
+    lines = [
+        f"run_experiment: {args.mode} at {args.endpoint}",
+        f"  workload: {workload}, {args.num_requests} requests (+{args.warmup} warm-up), seed {args.seed}",
+        f"  load:     {load}",
+        f"  SLO:      {slo}",
+        f"  output:   {args.output_dir}/" + (args.run_name or ""),
+    ]
+    if args.defaults:
+        lines.append(f"  {args.defaults}")
+    return "\n".join(lines)
+
+
+def _text(length: int | tuple[int, int]) -> str:
+    return f"{length[0]}-{length[1]}" if isinstance(length, tuple) else str(length)
 
 
 def config_from_args(args: argparse.Namespace, rate: float | None, sweep: Sweep | None) -> RunConfig:
     kind = args.arrival
-    if kind in ("poisson", "gamma", "constant") and rate is None:
+    if kind in OPEN_LOOP_KINDS and rate is None:
         raise ExperimentError(f"--arrival {kind} needs --rate (requests/s) or --sweep-rates")
     arrival = ArrivalConfig(
         kind=kind,
@@ -240,17 +384,32 @@ def config_from_args(args: argparse.Namespace, rate: float | None, sweep: Sweep 
         server_metrics_urls=[u for u in args.server_metrics.split(",") if u],
         launch_plan=args.launch_plan,
         sweep=sweep,
+        defaults=args.defaults,
     )
 
 
-def _sigterm(*_: object) -> None:
-    raise KeyboardInterrupt
+def _sigterm(signum: int, frame: object) -> None:
+    """SIGTERM does what Ctrl-C does: during the client's event loop the SIGINT handler asyncio installed
+    cancels the run, so the requests in flight are recorded as cancelled; elsewhere KeyboardInterrupt."""
+    handler = signal.getsignal(signal.SIGINT)
+    if callable(handler):
+        handler(signal.SIGINT, frame)
+    else:
+        raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _sigterm)
+    try:
+        resolve_args(args)
+    except ExperimentError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(plan_text(args), flush=True)
+    if args.dry_run:
+        return 0
     rates: list[float | None] = list(args.sweep_rates) if args.sweep_rates else [args.rate]
     sweep_id = time.strftime("%Y%m%d-%H%M%S")
     base_seed = args.seed
@@ -271,10 +430,13 @@ def main(argv: list[str] | None = None) -> int:
             return 130
         res = RunResult.load(path)
         print(f"result: {path} ({res.status})")
+        if args.save_result and res.summary is not None:
+            target = (args.result_dir or path.parent) / (args.result_filename or default_file_name(res))
+            print(f"  vllm bench serve's form: {save_vllm_result(res, target, args.save_detailed)}")
         if res.summary is not None:
             s = res.summary
             print(
-                f"  {s.completed} ok, {s.failed} failed, "
+                f"  {s.completed} ok, {s.failed} failed, {s.cancelled} cancelled, "
                 f"{s.request_throughput or 0:.2f} req/s, TTFT p50 {_fmt(s, 'ttft_ms')} ms, "
                 f"TPOT p50 {_fmt(s, 'tpot_ms')} ms, ITL p99 {_fmt(s, 'itl_ms', 'p99')} ms"
             )

@@ -150,6 +150,8 @@ def render_markdown(
     for run in cmp.runs:
         if not run.complete:
             out += [f"> **{run.label} is INCOMPLETE** (status {run.status}); see the notes.", ""]
+        for warning in run.result.warnings:  # the runner's: prefix cache reuse, client-shaped timing
+            out += [f"> **{run.label}**: warning: {warning}", ""]
     out += ["## Runs", "", *_runs_table(cmp)]
     origin = "given with --slo" if cmp.slo_given else "as measured"
     out += [

@@ -17,6 +17,7 @@ import aiohttp
 import orjson
 
 from experiments.schema import Record, StageTimes, convert
+from experiments.schema.records import CANCELLED
 from experiments.workloads import RequestSpec
 
 TIMING_PREFIX = b": proxy-timing "
@@ -173,6 +174,9 @@ async def send_request(
         record.error = f"timed out after {cfg.request_timeout_s:g} s"
     except aiohttp.ClientError as exc:
         record.error = f"{type(exc).__name__}: {exc}"
+    except asyncio.CancelledError:  # the run is being interrupted: keep what was timed, then stop
+        record.error, record.cancelled = CANCELLED, True
+        raise
     finally:
         record.end_mono_ns = time.monotonic_ns()
         record.end_epoch_ns = time.time_ns()
@@ -198,6 +202,26 @@ async def _sleep_until(deadline_ns: int) -> None:
 OnRecord = Callable[[Record], None]
 
 
+async def _send_and_report(
+    session: aiohttp.ClientSession, spec: RequestSpec, cfg: ClientConfig, record: Record, on_record: OnRecord
+) -> Record:
+    """`send_request`, then `on_record`; a request cancelled in flight is reported too (as cancelled), one
+    cancelled before it was sent is not (it never reached the server)."""
+    try:
+        await send_request(session, spec, cfg, record)
+    finally:
+        if record.sent_mono_ns is not None:
+            on_record(record)
+    return record
+
+
+async def _cancel_all(tasks: Sequence[asyncio.Task[Record]]) -> None:
+    """Cancel the requests in flight and wait until each has reported itself."""
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
 async def run_open_loop(
     session: aiohttp.ClientSession,
     specs: Sequence[RequestSpec],
@@ -206,7 +230,11 @@ async def run_open_loop(
     on_record: OnRecord,
     warmup: bool = False,
 ) -> list[Record]:
-    """Send each spec at start + its offset; a max-concurrency cap delays sends (lateness shows it)."""
+    """Send each spec at start + its offset; a max-concurrency cap delays sends (lateness shows it).
+
+    Cancelled (the run interrupted), it cancels the requests in flight, which report themselves as
+    cancelled through `on_record`, and re-raises.
+    """
     sem = asyncio.Semaphore(cfg.max_concurrency) if cfg.max_concurrency else None
     start = time.monotonic_ns() + 1_000_000  # 1 ms to set up the first task
     tasks: list[asyncio.Task[Record]] = []
@@ -214,18 +242,19 @@ async def run_open_loop(
     async def one(spec: RequestSpec, scheduled: int) -> Record:
         record = new_record(spec, warmup, scheduled)
         if sem is None:
-            await send_request(session, spec, cfg, record)
-        else:
-            async with sem:
-                await send_request(session, spec, cfg, record)
-        on_record(record)
-        return record
+            return await _send_and_report(session, spec, cfg, record, on_record)
+        async with sem:
+            return await _send_and_report(session, spec, cfg, record, on_record)
 
-    for spec, off in zip(specs, offsets_s, strict=True):
-        scheduled = start + int(off * 1e9)
-        await _sleep_until(scheduled)
-        tasks.append(asyncio.create_task(one(spec, scheduled)))
-    return list(await asyncio.gather(*tasks))
+    try:
+        for spec, off in zip(specs, offsets_s, strict=True):
+            scheduled = start + int(off * 1e9)
+            await _sleep_until(scheduled)
+            tasks.append(asyncio.create_task(one(spec, scheduled)))
+        return list(await asyncio.gather(*tasks))
+    except asyncio.CancelledError:
+        await _cancel_all(tasks)
+        raise
 
 
 async def run_closed_loop(
@@ -236,16 +265,16 @@ async def run_closed_loop(
     on_record: OnRecord,
     warmup: bool = False,
 ) -> list[Record]:
-    """`users` concurrent users, each sending its next request as soon as the previous one ends."""
+    """`users` concurrent users, each sending its next request as soon as the previous one ends.
+
+    Cancelled, the users' requests in flight report themselves as cancelled, as in `run_open_loop`.
+    """
     queue = iter(specs)
     out: list[Record] = []
 
     async def user() -> None:
         for spec in queue:  # the shared iterator hands each spec to exactly one user
-            record = new_record(spec, warmup, None)
-            await send_request(session, spec, cfg, record)
-            on_record(record)
-            out.append(record)
+            out.append(await _send_and_report(session, spec, cfg, new_record(spec, warmup, None), on_record))
 
     await asyncio.gather(*(user() for _ in range(max(1, users))))
     return sorted(out, key=lambda r: r.index)

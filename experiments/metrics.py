@@ -51,19 +51,30 @@ def meets_slo(record: Record, slo: Mapping[str, float]) -> bool:
     return True
 
 
+def _coalesced(good: Sequence[Record]) -> int:
+    """Chunks that arrived in the same network read as the chunk before them (equal timestamps)."""
+    return sum(
+        int(np.count_nonzero(np.diff(np.asarray(r.chunk_mono_ns, dtype=np.int64)) == 0))
+        for r in good
+        if len(r.chunk_mono_ns) > 1
+    )
+
+
 def _pooled_itl_ms(good: Sequence[Record]) -> np.ndarray:
     gaps = [np.diff(np.asarray(r.chunk_mono_ns, dtype=np.int64)) for r in good if len(r.chunk_mono_ns) > 1]
     return np.concatenate(gaps) / 1e6 if gaps else np.zeros(0)
 
 
 def compute_summary(records: Iterable[Record], slo: Mapping[str, float] | None = None) -> Summary:
-    """A run's Summary: warm-up excluded; `duration_s` spans the first send to the last end over all
-    measured records (failed included); goodput only with an SLO (keys of `parse_slo`, ms)."""
+    """A run's Summary: warm-up excluded; requests cancelled by an interruption counted apart from the
+    failed ones; `duration_s` spans the first send to the last end over all measured records (failed
+    and cancelled included); goodput only with an SLO (keys of `parse_slo`, ms)."""
     slo = dict(slo or {})
     check_slo(slo)
     records = list(records)
     measured = [r for r in records if r.measured]
     good = [r for r in measured if r.succeeded]
+    failed = [r for r in measured if not r.succeeded and not r.cancelled]
 
     sends = [r.sent_mono_ns for r in measured if r.sent_mono_ns is not None]
     ends = [r.end_mono_ns for r in measured if r.end_mono_ns is not None]
@@ -78,13 +89,14 @@ def compute_summary(records: Iterable[Record], slo: Mapping[str, float] | None =
         measured=len(measured),
         warmup_excluded=len(records) - len(measured),
         completed=len(good),
-        failed=len(measured) - len(good),
+        failed=len(failed),
+        cancelled=len(measured) - len(good) - len(failed),
         duration_s=duration_s,
         total_input_tokens=sum(r.input_tokens or 0 for r in good),
         total_output_tokens=sum(r.output_tokens or 0 for r in good),
         good_requests=sum(meets_slo(r, slo) for r in good) if slo else None,
         slo=slo or None,
-        errors=dict(Counter(str(r.failure)[:200] for r in measured if not r.succeeded)),
+        errors=dict(Counter(str(r.failure)[:200] for r in failed)),
         ttft_ms=Distribution.of(present("ttft_ms")),
         tpot_ms=Distribution.of(present("tpot_ms")),
         itl_ms=Distribution.of(_pooled_itl_ms(good)),
@@ -92,6 +104,8 @@ def compute_summary(records: Iterable[Record], slo: Mapping[str, float] | None =
         tbt_max_ms=Distribution.of(present("tbt_max_ms")),
         e2el_ms=Distribution.of(present("e2el_ms")),
         send_lateness_ms=Distribution.of(present("send_lateness_ms", measured)),
+        chunks=sum(len(r.chunk_mono_ns) for r in good),
+        coalesced_chunks=_coalesced(good),
     )
 
 

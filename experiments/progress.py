@@ -52,6 +52,8 @@ class LiveProgress:
             print(f"[{name}]", file=sys.stderr, flush=True)
 
     def update(self, rec: Record) -> None:
+        if rec.cancelled:  # reported at an interruption: neither done nor failed
+            return
         if not rec.measured:
             self.warm_done += 1
             return

@@ -29,11 +29,15 @@ from experiments.schema import (
     RunConfig,
     RunMetadata,
     ServerMetrics,
+    ServingSetup,
     WorkloadConfig,
 )
 from experiments.schema.result import Status
+from experiments.server_tokenizer import ServerTokenizer, TokenizerUnavailable, server_tokenizer
+from experiments.timing_checks import client_timing_warnings
 from experiments.workloads import (
     RequestSpec,
+    TokenCounter,
     fixed_workload,
     random_workload,
     sharegpt_workload,
@@ -73,7 +77,7 @@ def fetch_models(endpoint: str, timeout: float = 10.0) -> list[dict[str, Any]]:
     return list(models)
 
 
-def build_workload(cfg: WorkloadConfig, tokenizer: Any, n: int, seed: int) -> list[RequestSpec]:
+def build_workload(cfg: WorkloadConfig, tokenizer: TokenCounter, n: int, seed: int) -> list[RequestSpec]:
     if cfg.kind == "random":
         return random_workload(tokenizer, n, cfg.input_len, cfg.output_len, seed)
     if cfg.kind == "fixed":
@@ -110,6 +114,28 @@ def _resolve_tokenizer(cfg: RunConfig, models: list[dict[str, Any]]) -> tuple[st
     entry = next(m for m in models if m.get("id") == model)
     tok = cfg.tokenizer or str(entry.get("root") or model)
     return model, tok
+
+
+def open_tokenizer(
+    cfg: RunConfig, tok_path: str, model: str, setup: ServingSetup
+) -> tuple[TokenCounter, str]:
+    """(tokenizer, source): the local one at `tok_path` when this machine can load it ("local"), else the
+    /tokenize of the endpoint or of the instances behind it (their URL)."""
+    local_error = f"{tok_path!r} is not on this machine"
+    if Path(tok_path).exists():
+        try:
+            return load_tokenizer(tok_path), "local"
+        except Exception as exc:  # e.g. no tokenizer.json and no transformers (the base install)
+            local_error = f"cannot load the tokenizer from {tok_path!r} ({exc})"
+    urls = [cfg.endpoint, *serving_setup.instance_urls(setup), *cfg.server_metrics_urls]
+    try:
+        tok = server_tokenizer(urls, model)
+    except TokenizerUnavailable as exc:
+        raise ExperimentError(
+            f"{local_error}, and {exc}; pass --tokenizer DIR (a local copy of the model's tokenizer files)"
+        ) from exc
+    print(f"tokenizer: {local_error}; counting prompt tokens with {tok.name}", file=sys.stderr)
+    return tok, tok.url
 
 
 async def _drive(
@@ -200,15 +226,18 @@ def run(cfg: RunConfig, argv: list[str]) -> Path:
         raise ExperimentError(f"unknown mode {cfg.mode!r}; choose one of {', '.join(MODES)}")
     models = fetch_models(cfg.endpoint)
     model, tok_path = _resolve_tokenizer(cfg, models)
-    try:
-        tokenizer = load_tokenizer(tok_path)
-    except Exception as exc:
-        raise ExperimentError(
-            f"cannot load the tokenizer from {tok_path!r} ({exc}); pass --tokenizer"
-        ) from exc
+    setup = serving_setup.describe(cfg.endpoint, cfg.launch_plan)
+    tokenizer, tok_source = open_tokenizer(cfg, tok_path, model, setup)
     n_warm = cfg.arrival.warmup
-    specs = build_workload(cfg.workload, tokenizer, cfg.workload.num_requests, cfg.workload.seed)
-    warm = build_workload(cfg.workload, tokenizer, n_warm, cfg.workload.seed + 1_000_003) if n_warm else []
+    seed = cfg.workload.seed
+    try:
+        specs = build_workload(cfg.workload, tokenizer, cfg.workload.num_requests, seed)
+        warm = build_workload(cfg.workload, tokenizer, n_warm, seed + 1_000_003) if n_warm else []
+    except TokenizerUnavailable as exc:
+        raise ExperimentError(f"building the prompts failed: {exc}") from exc
+    finally:
+        if isinstance(tokenizer, ServerTokenizer):
+            tokenizer.close()
     warm = [RequestSpec(-1 - i, s.prompt, s.input_tokens, s.output_tokens, None) for i, s in enumerate(warm)]
     offsets = schedule(specs, cfg.arrival)
 
@@ -228,8 +257,9 @@ def run(cfg: RunConfig, argv: list[str]) -> Path:
         config=cfg,
         model=model,
         tokenizer=tok_path,
+        tokenizer_source=tok_source,
         served_models=models,
-        serving_setup=serving_setup.describe(cfg.endpoint, cfg.launch_plan),
+        serving_setup=setup,
         run_dir=str(run_dir),
     )
     writer = ResultWriter(run_dir, meta)
@@ -260,7 +290,9 @@ def run(cfg: RunConfig, argv: list[str]) -> Path:
     result.energy = meter.section()
     result.server_metrics = {url: _server_deltas(before[url], after[url]) for url in cfg.server_metrics_urls}
     deltas = {url: m.deltas for url, m in result.server_metrics.items() if m.error is None}
-    result.warnings = cache_warnings(cfg.workload.kind, deltas)
+    result.warnings = cache_warnings(cfg.workload.kind, deltas) + client_timing_warnings(
+        result.summary, capped=cfg.arrival.max_concurrency is not None
+    )
     for w in result.warnings:
         print(f"warning: {w}", file=sys.stderr)
     path = writer.finish(status, error)

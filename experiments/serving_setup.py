@@ -253,7 +253,7 @@ def _describe(
     )
 
 
-def _find_plan(endpoint: str, explicit: Path | None) -> tuple[dict[str, Any], Path] | None:
+def find_plan(endpoint: str, explicit: Path | None) -> tuple[dict[str, Any], Path] | None:
     candidates: list[Path] = []
     if explicit is not None:
         candidates.append(explicit / PLAN_FILE if explicit.is_dir() else explicit)
@@ -281,7 +281,7 @@ def describe(endpoint: str, launch_plan: Path | None = None) -> ServingSetup:
         "version": _get_json(f"{endpoint.rstrip('/')}/version"),
         "models": _get_json(f"{endpoint.rstrip('/')}/v1/models"),
     }
-    found = _find_plan(endpoint, launch_plan)
+    found = find_plan(endpoint, launch_plan)
     if found is not None:
         setup = from_plan(found[0], found[1], endpoint)
         if setup is not None:
@@ -308,3 +308,13 @@ def describe(endpoint: str, launch_plan: Path | None = None) -> ServingSetup:
     setup.source = "server /version and /v1/models (no launch plan found)"
     setup.server_reported = reported
     return setup
+
+
+def instance_urls(setup: ServingSetup) -> list[str]:
+    """URLs of the vLLM instances behind a setup: from its instances, else the proxy's live view."""
+    urls = [i.url for i in setup.instances if i.url]
+    live = ((setup.proxy_setup or {}).get("proxy") or {}).get("instances") or {}
+    if isinstance(live, dict):
+        for entries in live.values():
+            urls += [e["url"] for e in entries or [] if isinstance(e, dict) and isinstance(e.get("url"), str)]
+    return list(dict.fromkeys(urls))

@@ -2,6 +2,8 @@
 
 Every builder takes a seed and returns the same list of `RequestSpec` for the same inputs. Prompt token
 counts are made exact the way vLLM's RandomDataset does it: sample ids, decode, re-encode, adjust, retry.
+A tokenizer that can only count (the server's /tokenize, experiments.server_tokenizer) gets prompts of
+random words instead, cut to the exact count by a binary search over the text's length.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import orjson
@@ -35,11 +37,18 @@ class WorkloadError(Exception):
     """A workload cannot be built (missing file, bad format, impossible prompt length)."""
 
 
-class TokenizerLike(Protocol):
-    vocab_size: int
-    special_ids: set[int]
+class TokenCounter(Protocol):
+    """What every workload needs: the token ids of a text (their count, mostly)."""
 
     def encode(self, text: str) -> list[int]: ...
+
+
+@runtime_checkable
+class TokenizerLike(TokenCounter, Protocol):
+    """A full tokenizer: random prompts are sampled as token ids, as vLLM does."""
+
+    vocab_size: int
+    special_ids: set[int]
 
     def decode(self, ids: list[int]) -> str: ...
 
@@ -94,11 +103,61 @@ def _fit_prompt(tokenizer: TokenizerLike, ids: list[int], n_tokens: int, rng: np
     )
 
 
-def random_prompt(tokenizer: TokenizerLike, n_tokens: int, rng: np.random.Generator) -> str:
-    """Text of random non-special tokens that encodes to exactly `n_tokens` tokens (no special tokens)."""
+def random_prompt(tokenizer: TokenCounter, n_tokens: int, rng: np.random.Generator) -> str:
+    """Text that encodes to exactly `n_tokens` tokens (no special tokens): random non-special tokens, or
+    random words with a tokenizer that can only count."""
     if n_tokens < 1:
         raise WorkloadError(f"prompt length must be >= 1 token, got {n_tokens}")
-    return _fit_prompt(tokenizer, _sample_ids(tokenizer, n_tokens, rng), n_tokens, rng)
+    if isinstance(tokenizer, TokenizerLike):
+        return _fit_prompt(tokenizer, _sample_ids(tokenizer, n_tokens, rng), n_tokens, rng)
+    return _counted_prompt(tokenizer, _random_words(n_tokens, rng), n_tokens, rng)
+
+
+# Words of counted prompts: `t<i>`, the testbed word-level tokenizer's token i (experiments.model_dir),
+# so that its prompts look alike on both paths; a BPE tokenizer makes each a few tokens.
+_WORD_IDS = 100_000
+
+
+def _random_words(n: int, rng: np.random.Generator) -> list[str]:
+    return [f"t{i}" for i in rng.integers(0, _WORD_IDS, size=n).tolist()]
+
+
+def _counted_prompt(
+    tokenizer: TokenCounter, words: list[str], n_tokens: int, rng: np.random.Generator
+) -> str:
+    """The shortest prefix of `words` joined by spaces (cut at any character) that counts `n_tokens`.
+
+    Every word is at least one token, so `n_tokens` words are enough text. Between the longest prefix
+    under `n_tokens` and the next character the count may jump by two; then the words from the crossing
+    on are drawn again (the prefix before it is kept: shared blocks stay shared).
+    """
+    for _ in range(PROMPT_MAX_TRIES):
+        text = " ".join(words)
+        count = len(tokenizer.encode(text))
+        while count < n_tokens:
+            words = words + _random_words(n_tokens - count, rng)
+            text, before = " ".join(words), count
+            count = len(tokenizer.encode(text))
+            if count <= before:
+                raise WorkloadError(f"the tokenizer counts no tokens in added words ({text[-60:]!r})")
+        if count == n_tokens:
+            return text
+        lo, hi = 0, len(text)  # count(text[:lo]) < n_tokens <= count(text[:hi]) == count
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            n_mid = len(tokenizer.encode(text[:mid]))
+            if n_mid >= n_tokens:
+                hi, count = mid, n_mid
+            else:
+                lo = mid
+        if count == n_tokens:
+            return text[:hi]
+        kept = text[:lo].split(" ")[:-1]  # whole words before the one holding the crossing
+        words = kept + _random_words(n_tokens - len(kept), rng)
+    raise WorkloadError(
+        f"could not build a prompt of exactly {n_tokens} tokens from words after {PROMPT_MAX_TRIES} tries; "
+        "try another seed or length"
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -131,7 +190,7 @@ def _check_count(n: int) -> None:
 
 
 def random_workload(
-    tokenizer: TokenizerLike, n: int, input_len: LengthSpec, output_len: LengthSpec, seed: int
+    tokenizer: TokenCounter, n: int, input_len: LengthSpec, output_len: LengthSpec, seed: int
 ) -> list[RequestSpec]:
     """`n` random prompts; lengths are fixed ints or inclusive (min, max) ranges drawn uniformly."""
     _check_count(n)
@@ -147,7 +206,7 @@ def random_workload(
 
 
 def fixed_workload(
-    tokenizer: TokenizerLike,
+    tokenizer: TokenCounter,
     n: int,
     prompt: str | None,
     input_len: int | None,
@@ -208,7 +267,7 @@ def _sharegpt_ok(prompt_len: int, output_len: int, fixed_output: bool) -> bool:
 
 
 def sharegpt_workload(
-    path: str | Path, tokenizer: TokenizerLike, n: int, seed: int, output_len: int | None = None
+    path: str | Path, tokenizer: TokenCounter, n: int, seed: int, output_len: int | None = None
 ) -> list[RequestSpec]:
     """`n` requests sampled (seeded, without replacement) from a ShareGPT JSON file.
 
@@ -360,14 +419,23 @@ def _jsonl_rows(path: Path, limit: int | None) -> Iterator[_TraceRow]:
 
 
 def _block_prompt(
-    tokenizer: TokenizerLike,
+    tokenizer: TokenCounter,
     hash_ids: Sequence[int],
     n_tokens: int,
     seed: int,
     block_size: int,
     rng: np.random.Generator,
 ) -> str:
-    """Prompt whose blocks are a function of (seed, hash id): equal hash ids give equal prefixes."""
+    """Prompt whose blocks are a function of (seed, hash id): equal hash ids give equal prefixes.
+
+    With a tokenizer that can only count, a block is `block_size` words (at least as many tokens)."""
+    if not isinstance(tokenizer, TokenizerLike):
+        words: list[str] = []
+        for h in hash_ids:
+            if len(words) >= n_tokens:
+                break
+            words += _random_words(block_size, np.random.default_rng([seed, h]))
+        return _counted_prompt(tokenizer, words[:n_tokens] or _random_words(n_tokens, rng), n_tokens, rng)
     ids: list[int] = []
     for h in hash_ids:
         if len(ids) >= n_tokens:
@@ -381,7 +449,7 @@ def _block_prompt(
 
 def trace_workload(
     path: str | Path,
-    tokenizer: TokenizerLike,
+    tokenizer: TokenCounter,
     seed: int,
     time_scale: float = 1.0,
     limit: int | None = None,

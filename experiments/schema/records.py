@@ -18,6 +18,7 @@ from experiments.schema.base import computed
 NS_PER_MS = 1_000_000
 NO_TOKEN = "no output token received"
 NO_TIMES = "record lacks sent_mono_ns or end_mono_ns"
+CANCELLED = "cancelled: the run was interrupted (Ctrl-C or SIGTERM) while this request was in flight"
 
 
 @dataclass(slots=True, kw_only=True)
@@ -66,8 +67,10 @@ class Record:
     """One request: what was asked, when each byte came, what the server counted, how it ended.
 
     `ok` is the client's verdict (the stream ended with `data: [DONE]` and carried text); `succeeded` is
-    vLLM's (ok and a first token); `error` is what went wrong as the client saw it. Warm-up requests are
-    kept, tagged, and never `measured`.
+    vLLM's (ok and a first token); `error` is what went wrong as the client saw it. A request still in
+    flight when the run was interrupted is `cancelled` (error `CANCELLED`), with what was timed until then:
+    not a success, and not a failure of the server either. Warm-up requests are kept, tagged, and never
+    `measured`.
     """
 
     index: int
@@ -88,6 +91,7 @@ class Record:
     status: int | None = None  # HTTP status
     ok: bool = False
     error: str | None = None
+    cancelled: bool = False  # in flight when the run was interrupted
     stages: StageTimes | None = None  # when the endpoint is our proxy
 
     @computed

@@ -64,6 +64,7 @@ class RunConfig:
     server_metrics_urls: list[str] = field(default_factory=list)
     launch_plan: Path | None = None  # launch.json (or its run dir); default: found by endpoint
     sweep: Sweep | None = None
+    defaults: str | None = None  # which defaults filled the flags left out, and why (experiments.defaults)
 
     @property
     def offered_rate(self) -> float | None:
@@ -129,6 +130,7 @@ class RunMetadata(Provenance):
     config: RunConfig
     model: str | None = None
     tokenizer: str | None = None
+    tokenizer_source: str | None = None  # "local" or the server URL whose /tokenize counted the prompts
     served_models: list[dict[str, Any]] = field(default_factory=list)  # the endpoint's /v1/models
     serving_setup: ServingSetup | None = None  # None in results older than the setup record
     run_dir: str | None = None

@@ -65,15 +65,19 @@ class Summary:
     """The run's metrics over its measured requests (warm-up excluded), times in ms.
 
     `completed` counts the measured requests that succeeded (vLLM's definition, `Record.succeeded`);
-    every per-request figure, energy included, divides by it. `duration_s` spans the first send to the
-    last end over all measured requests (failed included). `good_requests` and `goodput` are None without
-    an SLO.
+    every per-request figure, energy included, divides by it. `failed` counts the others, except those
+    `cancelled` by an interruption of the run (in flight at Ctrl-C or SIGTERM: not the server's failure).
+    `duration_s` spans the first send to the last end over all measured requests (failed and cancelled
+    included). `good_requests` and `goodput` are None without an SLO. `chunks` counts the text chunks of
+    the successful requests, `coalesced_chunks` those that arrived in the same network read as the chunk
+    before them (the same timestamp: an ITL of exactly 0, set by read batching, not by the server's steps).
     """
 
     measured: int = 0
     warmup_excluded: int = 0
     completed: int = 0
     failed: int = 0
+    cancelled: int = 0
     duration_s: float | None = None
     total_input_tokens: int = 0
     total_output_tokens: int = 0
@@ -87,6 +91,13 @@ class Summary:
     tbt_max_ms: Distribution = field(default_factory=Distribution)
     e2el_ms: Distribution = field(default_factory=Distribution)
     send_lateness_ms: Distribution = field(default_factory=Distribution)
+    chunks: int = 0
+    coalesced_chunks: int = 0
+
+    @computed
+    def coalesced_chunk_share(self) -> float | None:
+        """Share of text chunks that arrived in one read with the chunk before them (None: no chunks)."""
+        return self.coalesced_chunks / self.chunks if self.chunks else None
 
     @computed
     def request_throughput(self) -> float | None:

@@ -10,6 +10,11 @@
   `gpus: []`, not null;
 - server metrics became `{url: {"deltas": {...}, "error": null | msg}}`;
 - summaries lost their throughputs and goodput (derived from counts and duration).
+
+2.0 -> 2.1 (fields added, all with defaults that hold for 2.0 files):
+- records: `cancelled` (in flight when the run was interrupted; 2.0 runs did not record those);
+- summaries: `cancelled`, `chunks`, `coalesced_chunks` (0: not counted);
+- metadata: `tokenizer_source`; config: `defaults`.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from typing import Any
 
 from experiments.schema.base import SchemaError
 
-SCHEMA_VERSION = "2.0"
+SCHEMA_VERSION = "2.1"
 
 Doc = dict[str, Any]
 
@@ -91,8 +96,13 @@ def from_1_0(doc: Doc) -> Doc:
     }
 
 
+def from_2_0(doc: Doc) -> Doc:
+    """A 2.0 document as 2.1: only new fields, whose defaults fill in on load."""
+    return {**doc, "schema_version": "2.1"}
+
+
 # version -> the step that takes a document of that version one version up
-STEPS: dict[str, Callable[[Doc], Doc]] = {"1.0": from_1_0}
+STEPS: dict[str, Callable[[Doc], Doc]] = {"1.0": from_1_0, "2.0": from_2_0}
 
 
 def upgrade(doc: Doc, where: str) -> Doc:

@@ -337,8 +337,8 @@ def assert_one_line_error(proc: subprocess.CompletedProcess[str], expected: str)
         (["--mode", "bogus"], "argument --mode: invalid choice: 'bogus'"),
         (["--slo", "ttft=fast"], "argument --slo: SLO 'ttft=fast': 'fast' is not a number"),
         (["--slo", "latency=3"], "unknown SLO 'latency'"),
-        (["--rate", "0"], "argument --rate: rate must be > 0"),
-        (["--rate", "-2"], "argument --rate: rate must be > 0"),
+        (["--rate", "0"], "argument --rate/--request-rate: rate must be > 0"),
+        (["--rate", "-2"], "argument --rate/--request-rate: rate must be > 0"),
     ],
 )
 def test_bad_arguments_give_one_error_line(extra: list[str], expected: str, tmp_path: Path) -> None:

@@ -9,8 +9,9 @@ import pytest
 
 from experiments.metrics import compute_summary, meets_slo, stage_summary, successes
 from experiments.schema import Distribution, StageTimes
+from experiments.schema.records import CANCELLED
 from experiments.slo import parse_slo
-from tests.experiments.timelines import record, records
+from tests.experiments.timelines import ms, record, records
 
 RECORDS = records()
 
@@ -150,3 +151,29 @@ def test_stage_split_accounts_for_the_whole_ttft() -> None:
     assert s.prefill_ms.p50 == 60.0
     assert s.client_side_ms.p50 == 8.0  # 100 - 60 - 30 - 2
     assert stage_summary([record(0, 0, [100], 120, completion=1, prompt=3)]) is None
+
+
+def test_cancelled_requests_are_counted_apart_from_failures() -> None:
+    recs = records()
+    cut = record(4, 80, [180, 200], 600, None, None, scheduled=80, ok=False, error=CANCELLED)
+    cut.cancelled = True
+    s = compute_summary([*recs, cut])
+    assert (s.measured, s.completed, s.failed, s.cancelled) == (5, 3, 1, 1)
+    assert s.errors == {"HTTP 500: boom": 1}  # the server's failures only
+    assert s.duration_s == 0.6  # it was in flight until the interruption
+    assert s.ttft_ms.count == 3 and s.send_lateness_ms.count == 5
+
+
+def test_chunks_read_together_are_counted_as_coalesced() -> None:
+    recs = records()
+    recs[0].chunk_mono_ns = [ms(100), ms(120), ms(120), ms(160)]  # two chunks in one read
+    recs[1].chunk_mono_ns = [ms(250), ms(250)]
+    s = compute_summary(recs)
+    assert (s.chunks, s.coalesced_chunks) == (7, 2)  # A 4, B 2, C 1; the warm-up's are not counted
+    assert s.coalesced_chunk_share == pytest.approx(2 / 7)
+    assert s.itl_ms.min == 0.0
+
+
+def test_no_chunks_no_coalesced_share() -> None:
+    s = compute_summary([records()[3]])
+    assert (s.chunks, s.coalesced_chunks, s.coalesced_chunk_share) == (0, 0, None)

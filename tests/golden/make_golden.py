@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Write the golden result directories used by tests/analysis (schema 2.0, through the real writers).
+"""Write the golden result directories used by tests/analysis (schema 2.1, through the real writers).
 
 Hand-made inputs only: request timestamps, stage timings, per-GPU joules, idle power, a power timeline
 and the launch plans. Everything else comes from the real code: the serving setup from

@@ -84,7 +84,7 @@ def test_what_moved_from_1_0_to_2_0() -> None:
     old["metadata"]["config"]["extra"] = {"sweep": {"id": "s", "rates": [4.0], "rate": 4.0, "seed_offset": 0}}
     old["server_metrics"]["http://gone"] = {"error": "connection refused"}
     new = from_1_0(old)
-    assert new["schema_version"] == SCHEMA_VERSION and "schema_version" not in new["metadata"]
+    assert new["schema_version"] == "2.0" and "schema_version" not in new["metadata"]
     assert new["metadata"]["config"]["sweep"]["id"] == "s" and "extra" not in new["metadata"]["config"]
     assert new["server_metrics"]["http://gone"] == {"deltas": {}, "error": "connection refused"}
     url = "http://127.0.0.1:8100"
@@ -94,7 +94,24 @@ def test_what_moved_from_1_0_to_2_0() -> None:
     assert not {"gpu", "static_j", "dynamic_j"} & energy["gpus"][0].keys()
     assert not {"windows", "idle_power_w", "static_dynamic_split"} & energy["monitor"].keys()
     assert "send_lateness_ns" not in new["records"][0]
-    assert upgrade(new, "2.0 doc") is new  # the current version passes through
+    current = upgrade(new, "2.0 doc")
+    assert current["schema_version"] == SCHEMA_VERSION
+    assert upgrade(current, "current doc") is current  # the current version passes through
+
+
+def test_a_2_0_result_loads_as_2_1_with_nothing_cancelled_or_counted(tmp_path: Path) -> None:
+    res = RunResult.load(COMMITTED[0])
+    doc = res.to_dict()
+    doc["schema_version"] = "2.0"
+    for key in ("cancelled", "chunks", "coalesced_chunks", "coalesced_chunk_share"):
+        del doc["summary"][key]
+    for rec in doc["records"]:
+        del rec["cancelled"]
+    (tmp_path / "result.json").write_bytes(orjson.dumps(doc, option=orjson.OPT_NON_STR_KEYS))
+    old = RunResult.load(tmp_path)
+    assert old.summary is not None and (old.summary.cancelled, old.summary.chunks) == (0, 0)
+    assert old.summary.coalesced_chunk_share is None
+    assert not any(r.cancelled for r in old.records) and len(old.records) == len(res.records)
 
 
 def test_an_upgraded_result_saves_as_2_0_and_loads_the_same(tmp_path: Path) -> None:
