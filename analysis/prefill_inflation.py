@@ -194,8 +194,8 @@ def _paragraph(pd: PrefillRow, base: PrefillRow, rate: float, single: PrefillRow
         "The hold is inside P's engine core: vLLM stamps both ends of its prefill time there (first "
         f"scheduled -> the step output carrying the first token), while P's front end is "
         f"{_n(pd.front_end_ms)} ({_n(base.front_end_ms)} on {other}).",
-        f"It accounts for the gap: the mean prefill leg exceeds the solo one by {_excess(pd)}, about P's "
-        f"excess prefill time over {other} ({_n(_minus(pd.prefill_ms, base.prefill_ms))}).",
+        f"For scale: P's mean prefill leg exceeds its solo one by {_excess(pd)}, and P's mean prefill time "
+        f"exceeds that of {other} by {_n(_minus(pd.prefill_ms, base.prefill_ms))}.",
         "Which part of P holds the output (the P2P NCCL producer's save path, or the engine's step and "
         "output handling) is not visible in these metrics.",
     ]

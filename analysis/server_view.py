@@ -107,7 +107,7 @@ def phase_stats(deltas: Mapping[str, float], key: str) -> Phase:
     if h is None:
         if not deltas:
             return NA("no metric changed on this server during the run")
-        return NA(f"{name} not stored (not exported by this vLLM or not kept by the runner)")
+        return NA(f"not stored: {name} (not exported by this vLLM or not kept by the runner)")
     if h.count <= 0:
         return NA("no observations")
     return PhaseStats.of(h)
@@ -124,7 +124,7 @@ def _external_share(deltas: Mapping[str, float]) -> tuple[float | None, float | 
     hits = counter(deltas, "vllm:external_prefix_cache_hits_total")
     if total and hits is not None:
         return total, hits, hits / total
-    return total, None, NA(f"{PROMPT_BY_SOURCE} not stored (vLLM older than its introduction?)")
+    return total, None, NA(f"not stored: {PROMPT_BY_SOURCE} (a vLLM older than this counter?)")
 
 
 def _roles(result: RunResult) -> dict[str, tuple[str, str | None]]:
