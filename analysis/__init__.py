@@ -6,6 +6,12 @@ One concern per module, in the order the data flows:
     tables         one metric table per offered load, the TTFT split, the load-sweep rows
     render         report.md and the terminal tables
     plots          the report's figures
+The server side (vLLM's own /metrics deltas), rendered into report.md by server_report:
+    prometheus         counters, histograms and their quantiles from the stored deltas
+    server_view        per instance: queue, prefill, TTFT, decode; external KV share
+    ttft_sides         where TTFT goes in a P/D run, from the proxy and from vLLM
+    connector_cost     the decode side's first chunk, KV bytes and transfer rate
+    prefill_inflation  the prefill instance beside independent ones, with the records' evidence
 Entry points: compare_performance.py and analysis/review.ipynb. Nothing in experiments/ imports this.
 
     from analysis.tables import compare_results

@@ -24,6 +24,9 @@ from analysis.server_view import pooled_mean, role_views
 from experiments.schema import Record
 
 SAME_STEP_MS = 5.0  # pairs whose starts are closer than this likely shared one engine step
+MIN_PAIRS = 5  # overlapping pairs needed before their end gap is read
+HELD_MS = 5.0  # an end gap under this: the pair ended together
+INFLATED = 1.2  # P's mean prefill time over an independent instance's above this: inflated
 INTERVAL_OF_KIND = {"xpyd": "proxy prefill leg", "single": "client TTFT", "replicas": "client TTFT"}
 
 
@@ -153,16 +156,21 @@ def _at(rows: list[PrefillRow], kind: str, rate: float) -> PrefillRow | None:
     return next((r for r in rows if r.kind == kind and r.rate == rate), None)
 
 
+def _pairs(row: PrefillRow | None) -> int:
+    return row.evidence.pairs if row is not None and row.evidence is not None else 0
+
+
 def explanation(rows: list[PrefillRow]) -> str | None:
-    """A paragraph stating what the numbers show, at the lowest rate measured for P/D and an independent
-    instance; None without such a pair."""
+    """A paragraph stating what the numbers show, at the lowest rate where the P/D run and an independent
+    instance each have MIN_PAIRS overlapping pairs: replicas (the same total load on independent
+    instances) when some rate has them, else the single instance; None without such a rate."""
     rates = sorted({r.rate for r in rows if r.kind == "xpyd" and r.rate is not None})
-    for rate in rates:
-        pd = _at(rows, "xpyd", rate)
-        base = _at(rows, "replicas", rate) or _at(rows, "single", rate)
-        if pd is None or base is None or pd.evidence is None or base.evidence is None:
-            continue
-        return _paragraph(pd, base, rate, _at(rows, "single", rate))
+    for kind in ("replicas", "single"):
+        for rate in rates:
+            pd, base = _at(rows, "xpyd", rate), _at(rows, kind, rate)
+            if pd is not None and base is not None and min(_pairs(pd), _pairs(base)) >= MIN_PAIRS:
+                others = [r for r in (_at(rows, k, rate) for k in ("replicas", "single")) if r is not None]
+                return _paragraph(pd, base, rate, others)
     return None
 
 
@@ -172,34 +180,51 @@ def _n(x: float | None, unit: str = " ms") -> str:
     return f"{x:.1f}{unit}" if abs(x) < 10 else f"{x:.0f}{unit}"
 
 
-def _paragraph(pd: PrefillRow, base: PrefillRow, rate: float, single: PrefillRow | None) -> str:
+def _paragraph(pd: PrefillRow, base: PrefillRow, rate: float, others: list[PrefillRow]) -> str:
     e, b = pd.evidence, base.evidence
     assert e is not None and b is not None
     other = base.setup
-    also = ""
-    if single is not None and single is not base and single.evidence is not None:
-        also = f" and {_n(single.evidence.pair_end_gap_ms)} on the single instance ({single.evidence.pairs})"
-    sentences = [
+    inflated = pd.prefill_ms is not None and base.prefill_ms and pd.prefill_ms > INFLATED * base.prefill_ms
+    gap_pd, gap_base = e.pair_end_gap_ms, b.pair_end_gap_ms
+    held = (
+        gap_pd is not None and gap_base is not None and gap_pd < HELD_MS and gap_base > 4 * gap_pd + HELD_MS
+    )
+    out = [
         f"At {rate:g} req/s the prefill instance of {pd.setup} reports a mean prefill time of "
-        f"{_n(pd.prefill_ms)} against {_n(base.prefill_ms)} on {other} (queue {_n(pd.queue_ms)} vs "
-        f"{_n(base.queue_ms)}).",
-        f"The step itself is not slower: a prefill that overlaps no other takes {_n(e.solo_median_ms)} on P "
-        f"({e.interval}, median) against {_n(b.solo_median_ms)} on {other} ({b.interval}).",
-        f"What differs is overlap: {e.overlapped_share:.0%} of P's prefills overlap another one, and in "
-        f"isolated overlapping pairs the earlier request ends {_n(e.pair_end_gap_ms)} before the later one "
-        f"on P (median of {e.pairs} pairs), against {_n(b.pair_end_gap_ms)} on {other} ({b.pairs}){also}, "
-        "about one prefill step.",
+        f"{_n(pd.prefill_ms)} against "
+        + " and ".join(f"{_n(o.prefill_ms)} on {o.setup}" for o in others)
+        + f" (queue {_n(pd.queue_ms)} vs {_n(base.queue_ms)})"
+        + (", inflated." if inflated else ", not inflated."),
+        f"A prefill that overlaps no other takes {_n(e.solo_median_ms)} on P ({e.interval}, median) against "
+        f"{_n(b.solo_median_ms)} on {other} ({b.interval}).",
+        f"{e.overlapped_share:.0%} of P's prefills overlap another one; in isolated overlapping pairs the "
+        f"earlier request ends {_n(gap_pd)} before the later one on P (median of {e.pairs} pairs), against "
+        f"{_n(gap_base)} on {other} ({b.pairs} pairs).",
+    ]
+    if not held:
+        return " ".join([*out, "The end gaps do not show the earlier prefill held on P."])
+    out += [
         "So on P the earlier prefill is held until the later one finishes; batching alone would show the "
         "same end gap on an independent instance.",
         "The hold is inside P's engine core: vLLM stamps both ends of its prefill time there (first "
         f"scheduled -> the step output carrying the first token), while P's front end is "
         f"{_n(pd.front_end_ms)} ({_n(base.front_end_ms)} on {other}).",
-        f"For scale: P's mean prefill leg exceeds its solo one by {_excess(pd)}, and P's mean prefill time "
-        f"exceeds that of {other} by {_n(_minus(pd.prefill_ms, base.prefill_ms))}.",
-        "Which part of P holds the output (the P2P NCCL producer's save path, or the engine's step and "
-        "output handling) is not visible in these metrics.",
     ]
-    return " ".join(sentences)
+    if inflated:
+        out.append(
+            f"For scale: P's mean prefill leg exceeds its solo one by {_excess(pd)}, and P's mean prefill "
+            f"time exceeds that of {other} by {_n(_minus(pd.prefill_ms, base.prefill_ms))}."
+        )
+    else:
+        out.append(
+            "Here P's prefills are otherwise faster than on instances that also decode, and the hold does "
+            "not lift P's mean above theirs."
+        )
+    out.append(
+        "Which part of P holds the output (the P2P NCCL producer's save path, or the engine's step and "
+        "output handling) is not visible in these metrics."
+    )
+    return " ".join(out)
 
 
 def _minus(a: float | None, b: float | None) -> float | None:

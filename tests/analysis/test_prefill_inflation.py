@@ -8,7 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analysis.prefill_inflation import explanation, isolated_pairs, overlap_evidence, prefill_rows
+from analysis.prefill_inflation import (
+    OverlapEvidence,
+    PrefillRow,
+    explanation,
+    isolated_pairs,
+    overlap_evidence,
+    prefill_rows,
+)
 from analysis.runs import Run, runs_from_results
 from experiments.schema import RunResult
 
@@ -55,7 +62,22 @@ def test_rows_and_the_explanation(runs: dict[str, Run]) -> None:
     assert rows[1].prefill_ms == pytest.approx(50.04, abs=0.01)  # pooled over both replicas
     text = explanation(rows)
     assert text is not None
-    assert "mean prefill time of 76 ms against 50 ms on 2 replicas" in text
-    assert "ends 0.5 ms before the later one on P (median of 22 pairs)" in text
-    assert "held until the later one finishes" in text
+    # the replicas saw 3 overlapping pairs at 4 req/s, too few: the single instance is the reference
+    assert "mean prefill time of 76 ms against 50 ms on 2 replicas and 59 ms on 1 instance" in text
+    assert "ends 0.5 ms before the later one on P (median of 22 pairs), against 54 ms on 1 instance" in text
+    assert "held until the later one finishes" in text and ", inflated." in text
     assert explanation(rows[:2]) is None  # no P/D run
+
+
+def test_no_hold_claimed_when_the_end_gaps_do_not_show_one() -> None:
+    def row(kind: str, prefill: float, gap: float) -> PrefillRow:
+        evidence = OverlapEvidence("t", 100, 70.0, 0.5, 66.0, 10, gap, 70.0)
+        return PrefillRow(kind, kind, 4.0, 1, prefill, 0.0, 12.0, evidence)
+
+    text = explanation([row("replicas", 50.0, 55.0), row("xpyd", 52.0, 50.0)])
+    assert text is not None and ", not inflated." in text
+    assert text.endswith("The end gaps do not show the earlier prefill held on P.")
+    few = OverlapEvidence("t", 100, 70.0, 0.5, 66.0, 2, 0.5, 70.0)  # two pairs: too few to read
+    assert (
+        explanation([row("replicas", 50.0, 55.0), PrefillRow("xpyd", "xpyd", 4.0, 1, 90, 0, 12, few)]) is None
+    )
