@@ -111,6 +111,7 @@ def overlap_evidence(run: Run) -> OverlapEvidence | None:
 class PrefillRow:
     """One run: the prefilling instances' own times (vLLM, ms) beside the records' overlap evidence."""
 
+    label: str  # the run's label in the comparison
     setup: str
     kind: str
     rate: float | None
@@ -132,6 +133,7 @@ def prefill_row(run: Run) -> PrefillRow | None:
     kind, value = run.load
     rate = value if kind == "rate" and value is not None and math.isfinite(value) else None
     return PrefillRow(
+        label=run.label,
         setup=run.setup_name,
         kind=run.setup_kind,
         rate=rate,

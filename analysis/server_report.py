@@ -180,7 +180,7 @@ def first_chunk_table_md(runs: Sequence[Run]) -> str:
 
 PREFILL_HEADER = [
     "rate (req/s)",
-    "setup",
+    "run",
     "prefilling instances",
     "prefill mean (ms, vLLM)",
     "queue mean (ms)",
@@ -202,7 +202,7 @@ def _prefill_cells(r: PrefillRow) -> list[str]:
         evidence += [fmt_count(e.pairs), fmt_cell(e.pair_end_gap_ms)]
     return [
         "n/a" if r.rate is None else f"{r.rate:g}",
-        r.setup,
+        r.label,
         str(r.instances),
         fmt_cell(r.prefill_ms),
         fmt_cell(r.queue_ms),

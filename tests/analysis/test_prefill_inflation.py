@@ -72,12 +72,13 @@ def test_rows_and_the_explanation(runs: dict[str, Run]) -> None:
 def test_no_hold_claimed_when_the_end_gaps_do_not_show_one() -> None:
     def row(kind: str, prefill: float, gap: float) -> PrefillRow:
         evidence = OverlapEvidence("t", 100, 70.0, 0.5, 66.0, 10, gap, 70.0)
-        return PrefillRow(kind, kind, 4.0, 1, prefill, 0.0, 12.0, evidence)
+        return PrefillRow(kind, kind, kind, 4.0, 1, prefill, 0.0, 12.0, evidence)
 
     text = explanation([row("replicas", 50.0, 55.0), row("xpyd", 52.0, 50.0)])
     assert text is not None and ", not inflated." in text
     assert text.endswith("The end gaps do not show the earlier prefill held on P.")
     few = OverlapEvidence("t", 100, 70.0, 0.5, 66.0, 2, 0.5, 70.0)  # two pairs: too few to read
     assert (
-        explanation([row("replicas", 50.0, 55.0), PrefillRow("xpyd", "xpyd", 4.0, 1, 90, 0, 12, few)]) is None
+        explanation([row("replicas", 50.0, 55.0), PrefillRow("pd", "xpyd", "xpyd", 4.0, 1, 90, 0, 12, few)])
+        is None
     )
