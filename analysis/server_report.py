@@ -27,20 +27,28 @@ CHUNK_TITLE = "## The decode side's first chunk and the KV transfer"
 PREFILL_TITLE = "## The prefill instance beside independent instances"
 SECTION_TITLES = (VIEW_TITLE, SIDES_TITLE, CHUNK_TITLE, PREFILL_TITLE)
 
+# (column title, phase, statistic); front end and the external KV share follow TTFT and inference
+VIEW_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("queue mean (ms)", "queue", "mean"),
+    ("queue p50", "queue", "p50"),
+    ("queue p90", "queue", "p90"),
+    ("prefill mean (ms)", "prefill", "mean"),
+    ("prefill p50", "prefill", "p50"),
+    ("prefill p90", "prefill", "p90"),
+    ("TTFT mean (ms)", "ttft", "mean"),
+    ("TTFT p50", "ttft", "p50"),
+    ("TTFT p90", "ttft", "p90"),
+    ("decode mean (ms)", "decode", "mean"),
+    ("decode p50", "decode", "p50"),
+    ("decode p90", "decode", "p90"),
+    ("inference mean (ms)", "inference", "mean"),
+)
 VIEW_HEADER = [
     "run",
     "instance",
     "requests",
-    "queue mean (ms)",
-    "queue p90",
-    "prefill mean (ms)",
-    "prefill p50",
-    "prefill p90",
-    "TTFT mean (ms)",
-    "TTFT p50",
-    "TTFT p90",
+    *(title for title, _, _ in VIEW_COLUMNS),
     "front end (ms)",
-    "decode mean (ms)",
     "prompt tokens from external KV (%)",
 ]
 VIEW_NOTE = (
@@ -84,36 +92,36 @@ def _share(view: InstanceView) -> Cell:
 
 
 def view_rows(runs: Sequence[Run]) -> tuple[list[list[str]], list[str]]:
-    """One row per instance of each run with server metrics, and the notes (whole reasons, once each)."""
-    rows, notes = [], []
+    """One row per instance of each run with server metrics, and the notes: each reason once, with the
+    instances it applies to."""
+    rows: list[list[str]] = []
+    where: dict[str, list[str]] = {}
     for run in runs:
         reason = missing_reason(run.result)
         if reason:
-            notes.append(f"{run.label}: {reason}")
+            where.setdefault(reason, []).append(run.label)
             continue
         for v in instance_views(run.result):
+            name = f"{run.label} {v.label}"
             if v.error:
-                rows.append([run.label, v.label, f"n/a ({short_reason(v.error, 32)})", *[""] * 11])
-                notes.append(f"{run.label}, {v.label}: {v.error}")
+                rows.append([run.label, v.label, f"n/a ({short_reason(v.error, 32)})"])
+                rows[-1] += [""] * (len(VIEW_HEADER) - 3)
+                where.setdefault(v.error, []).append(name)
                 continue
-            cells: list[Cell] = [
-                _stat(v, "queue", "mean"),
-                _stat(v, "queue", "p90"),
-                _stat(v, "prefill", "mean"),
-                _stat(v, "prefill", "p50"),
-                _stat(v, "prefill", "p90"),
-                _stat(v, "ttft", "mean"),
-                _stat(v, "ttft", "p50"),
-                _stat(v, "ttft", "p90"),
-                v.front_end_ms,
-                _stat(v, "decode", "mean"),
-                _share(v),
-            ]
+            cells: list[Cell] = [_stat(v, key, stat) for _, key, stat in VIEW_COLUMNS]
+            cells += [v.front_end_ms, _share(v)]
             rows.append([run.label, v.label, fmt_count(v.requests), *map(fmt_cell, cells)])
-            notes += [f"{run.label}, {v.label}: {c.reason}" for c in cells if isinstance(c, NA) and c.reason]
+            for c in cells:
+                if isinstance(c, NA) and c.reason:
+                    where.setdefault(c.reason, []).append(name)
             if v.role_source != "serving setup":
-                notes.append(f"{run.label}, {v.label}: role {v.role_source}")
-    return rows, list(dict.fromkeys(notes))
+                where.setdefault(f"role {v.role_source}", []).append(name)
+    notes = []
+    for reason, names in where.items():
+        unique = list(dict.fromkeys(names))
+        scope = ", ".join(unique) if len(unique) <= 3 else f"{len(unique)} instances"
+        notes.append(f"{reason}: {scope}")
+    return rows, notes
 
 
 def sides_table(rows: list[SideRow]) -> list[str]:

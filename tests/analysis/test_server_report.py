@@ -40,7 +40,9 @@ def test_report_md_carries_the_server_side() -> None:
         "## The prefill instance beside independent instances",
     ):
         assert title in report
-    assert f"| {PD_LABEL} | prefill0 (prefill) | 204 | 0.020 | < 300.0 | 75.79 |" in report
+    assert f"| {PD_LABEL} | prefill0 (prefill) | 204 | 0.020 | < 300.0 | < 300.0 | 75.79 |" in report
+    inference = "- not stored: vllm:request_inference_time_seconds (not exported by this vLLM or not kept"
+    assert inference + " by the runner): 1 instance server (serving), " in report  # one note for all
     assert f"| {PD_LABEL} | decode0 (decode) | 204 |" in report and "| 99.95 |" in report
     assert "| ↳ P prefill | vLLM, prefill side | 75.79 | < 300.0 | < 300.0 |" in report
     assert f"| {PD_LABEL} | p2p_nccl | 27.94 | 0.00823 | ≈ 5.33 | ≈ 5.45 | 13.75 | 3.40 | 268.3 |" in report
