@@ -137,8 +137,9 @@ def _roles(result: RunResult) -> dict[str, tuple[str, str | None]]:
 def instance_views(result: RunResult) -> list[InstanceView]:
     """One view per server the run scraped, in the serving setup's order (prefill before decode).
 
-    Without a recorded setup (older results), a disaggregated run's instance whose prompt tokens came
-    mostly from external KV is taken as the decode side and the others as prefill; said in role_source.
+    Without a recorded setup (older results), or when no scraped URL is one of the setup's, a
+    disaggregated run's instance whose prompt tokens came mostly from external KV is taken as the decode
+    side and the others as prefill; said in role_source.
     """
     roles = _roles(result)
     views = []
@@ -152,7 +153,7 @@ def instance_views(result: RunResult) -> list[InstanceView]:
             view.phases = {key: phase_stats(d, key) for key, _ in PHASES}
             view.prompt_tokens, view.external_kv_tokens, view.external_share = _external_share(d)
         views.append(view)
-    if not roles:
+    if not roles or all(v.role == "unknown" for v in views):
         _infer_roles(result, views)
     order = {"prefill": 0, "serving": 1, "decode": 2}
     return sorted(views, key=lambda v: (order.get(v.role, 3), v.url))
@@ -164,9 +165,9 @@ def _infer_roles(result: RunResult, views: list[InstanceView]) -> None:
         if mode == "disagg":
             share = v.external_share
             v.role = "decode" if isinstance(share, float) and share > 0.5 else "prefill"
-            v.role_source = "inferred from external KV tokens (no serving setup recorded)"
+            v.role_source = "inferred from external KV tokens (no serving setup names this URL)"
         else:
-            v.role, v.role_source = "serving", f"mode {mode} (no serving setup recorded)"
+            v.role, v.role_source = "serving", f"mode {mode} (no serving setup names this URL)"
 
 
 def role_views(result: RunResult, role: str) -> list[InstanceView]:

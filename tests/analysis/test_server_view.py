@@ -71,6 +71,13 @@ def test_roles_are_inferred_without_a_serving_setup() -> None:
     assert stats(p.phase("prefill")).mean == pytest.approx(98.5, abs=0.1)
 
 
+def test_roles_are_inferred_when_the_scraped_urls_are_not_the_setup_s() -> None:
+    result = RunResult.load(PD16)
+    result.server_metrics = {u.replace("127.0.0.1", "localhost"): m for u, m in result.server_metrics.items()}
+    p, d = instance_views(result)
+    assert (p.role, d.role) == ("prefill", "decode") and "inferred" in d.role_source
+
+
 def test_missing_metrics_say_why() -> None:
     result = RunResult.load(PD16)
     url = "http://127.0.0.1:8200"
