@@ -112,6 +112,7 @@ class PrefillRow:
     """One run: the prefilling instances' own times (vLLM, ms) beside the records' overlap evidence."""
 
     label: str  # the run's label in the comparison
+    workload: str  # "2048 -> 256": rows are compared only within one workload
     setup: str
     kind: str
     rate: float | None
@@ -132,8 +133,10 @@ def prefill_row(run: Run) -> PrefillRow | None:
     front = None if ttft is None or queue is None or prefill is None else ttft - queue - prefill
     kind, value = run.load
     rate = value if kind == "rate" and value is not None and math.isfinite(value) else None
+    wl = run.config.workload
     return PrefillRow(
         label=run.label,
+        workload=f"{_length(wl.input_len)} -> {_length(wl.output_len)}",
         setup=run.setup_name,
         kind=run.setup_kind,
         rate=rate,
@@ -145,12 +148,17 @@ def prefill_row(run: Run) -> PrefillRow | None:
     )
 
 
+def _length(n: int | tuple[int, int]) -> str:
+    return f"{n[0]}:{n[1]}" if isinstance(n, tuple) else str(n)
+
+
 def prefill_rows(runs: list[Run]) -> list[PrefillRow]:
-    """Rows of every run that has them, by rate then setup kind (single, replicas, P/D)."""
+    """Rows of every run that has them, by workload, rate, then setup kind (single, replicas, P/D)."""
     order = {"single": 0, "replicas": 1, "xpyd": 2}
     rows = [row for run in runs if (row := prefill_row(run)) is not None]
     return sorted(
-        rows, key=lambda r: (r.rate if r.rate is not None else math.inf, order.get(r.kind, 3), r.setup)
+        rows,
+        key=lambda r: (r.workload, r.rate if r.rate is not None else math.inf, order.get(r.kind, 3), r.label),
     )
 
 
@@ -163,9 +171,18 @@ def _pairs(row: PrefillRow | None) -> int:
 
 
 def explanation(rows: list[PrefillRow]) -> str | None:
-    """A paragraph stating what the numbers show, at the lowest rate where the P/D run and an independent
-    instance each have MIN_PAIRS overlapping pairs: replicas (the same total load on independent
-    instances) when some rate has them, else the single instance; None without such a rate."""
+    """A paragraph per workload stating what the numbers show, at the lowest rate where the P/D run and
+    an independent instance each have MIN_PAIRS overlapping pairs: replicas (the same total load on
+    independent instances) when some rate has them, else the single instance; None without such a rate."""
+    paragraphs = []
+    for workload in dict.fromkeys(r.workload for r in rows):
+        found = _explain_workload([r for r in rows if r.workload == workload])
+        if found:
+            paragraphs.append(found)
+    return "\n\n".join(paragraphs) or None
+
+
+def _explain_workload(rows: list[PrefillRow]) -> str | None:
     rates = sorted({r.rate for r in rows if r.kind == "xpyd" and r.rate is not None})
     for kind in ("replicas", "single"):
         for rate in rates:
@@ -192,8 +209,8 @@ def _paragraph(pd: PrefillRow, base: PrefillRow, rate: float, others: list[Prefi
         gap_pd is not None and gap_base is not None and gap_pd < HELD_MS and gap_base > 4 * gap_pd + HELD_MS
     )
     out = [
-        f"At {rate:g} req/s the prefill instance of {pd.setup} reports a mean prefill time of "
-        f"{_n(pd.prefill_ms)} against "
+        f"At {rate:g} req/s ({pd.workload} tokens) the prefill instance of {pd.setup} reports a mean "
+        f"prefill time of {_n(pd.prefill_ms)} against "
         + " and ".join(f"{_n(o.prefill_ms)} on {o.setup}" for o in others)
         + f" (queue {_n(pd.queue_ms)} vs {_n(base.queue_ms)})"
         + (", inflated." if inflated else ", not inflated."),

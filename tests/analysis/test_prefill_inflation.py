@@ -67,18 +67,21 @@ def test_rows_and_the_explanation(runs: dict[str, Run]) -> None:
     assert "ends 0.5 ms before the later one on P (median of 22 pairs), against 54 ms on 1 instance" in text
     assert "held until the later one finishes" in text and ", inflated." in text
     assert explanation(rows[:2]) is None  # no P/D run
+    assert text.startswith("At 4 req/s (2048 -> 256 tokens) the prefill instance")
 
 
 def test_no_hold_claimed_when_the_end_gaps_do_not_show_one() -> None:
     def row(kind: str, prefill: float, gap: float) -> PrefillRow:
         evidence = OverlapEvidence("t", 100, 70.0, 0.5, 66.0, 10, gap, 70.0)
-        return PrefillRow(kind, kind, kind, 4.0, 1, prefill, 0.0, 12.0, evidence)
+        return PrefillRow(kind, "8 -> 2", kind, kind, 4.0, 1, prefill, 0.0, 12.0, evidence)
 
     text = explanation([row("replicas", 50.0, 55.0), row("xpyd", 52.0, 50.0)])
     assert text is not None and ", not inflated." in text
     assert text.endswith("The end gaps do not show the earlier prefill held on P.")
     few = OverlapEvidence("t", 100, 70.0, 0.5, 66.0, 2, 0.5, 70.0)  # two pairs: too few to read
     assert (
-        explanation([row("replicas", 50.0, 55.0), PrefillRow("pd", "xpyd", "xpyd", 4.0, 1, 90, 0, 12, few)])
+        explanation(
+            [row("replicas", 50.0, 55.0), PrefillRow("pd", "8 -> 2", "xpyd", "xpyd", 4.0, 1, 90, 0, 12, few)]
+        )
         is None
     )
