@@ -187,6 +187,7 @@ def first_chunk_table_md(runs: Sequence[Run]) -> str:
 
 
 PREFILL_HEADER = [
+    "tokens in -> out",
     "rate (req/s)",
     "run",
     "prefilling instances",
@@ -209,6 +210,7 @@ def _prefill_cells(r: PrefillRow) -> list[str]:
         evidence = [fmt_cell(e.mean_ms), fmt_cell(100.0 * e.overlapped_share), fmt_cell(e.solo_median_ms)]
         evidence += [fmt_count(e.pairs), fmt_cell(e.pair_end_gap_ms)]
     return [
+        r.workload,
         "n/a" if r.rate is None else f"{r.rate:g}",
         r.label,
         str(r.instances),

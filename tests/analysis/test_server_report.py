@@ -47,7 +47,7 @@ def test_report_md_carries_the_server_side() -> None:
     assert "| ↳ P prefill | vLLM, prefill side | 75.79 | < 300.0 | < 300.0 |" in report
     assert f"| {PD_LABEL} | p2p_nccl | 27.94 | 0.00823 | ≈ 5.33 | ≈ 5.45 | 13.75 | 3.40 | 268.3 |" in report
     assert "computed from the model shape, not measured" in report
-    assert "| 4 | 1 instance | 1 | 59.33 |" in report  # one load: runs are labelled by setup
+    assert "| 2048 -> 256 | 4 | 1 instance | 1 | 59.33 |" in report  # one load: runs are labelled by setup
     assert "mean prefill time of 76 ms against 59 ms on 1 instance" in report
 
 
@@ -61,8 +61,10 @@ def test_no_server_metrics_no_section() -> None:
 def test_readme_tables_and_cli(capsys) -> None:  # type: ignore[no-untyped-def]
     runs = load_runs([SINGLE4, PD4])
     table = prefill_table_md(runs).splitlines()
-    assert table[0].startswith("| rate (req/s) | run | prefilling instances | prefill mean (ms, vLLM) |")
-    assert len(table) == 4 and table[3].startswith(f"| 4 | {PD_LABEL} | 1 | 75.79 |")
+    assert table[0].startswith(
+        "| tokens in -> out | rate (req/s) | run | prefilling instances | prefill mean (ms, vLLM) |"
+    )
+    assert len(table) == 4 and table[3].startswith(f"| 2048 -> 256 | 4 | {PD_LABEL} | 1 | 75.79 |")
     assert first_chunk_table_md(runs).count("\n") == 2  # header, rule, one P/D run
     assert main([str(SINGLE4), str(PD4)]) == 0
     assert "## Where TTFT goes, from both sides" in capsys.readouterr().out
