@@ -9,7 +9,13 @@ One concern per module, in the order the data flows:
     setup_sweeps   which runs form one setup's rate sweep (one workload shape); sweeps mixing setups refused
     frontier       SLO attainment per rate, sustained rate per SLO cell per GPU and per kW, winners
     frontier_render / frontier_plots   frontier.md and its figures
-Entry points: compare_performance.py (--frontier DIR) and analysis/review.ipynb; speed: bench_frontier.
+The server side (vLLM's own /metrics deltas), rendered into report.md by server_report:
+    prometheus         counters, histograms and their quantiles from the stored deltas
+    server_view        per instance: queue, prefill, TTFT, decode; external KV share
+    ttft_sides         where TTFT goes in a P/D run, from the proxy and from vLLM
+    connector_cost     the decode side's first chunk, KV bytes and transfer rate
+    prefill_inflation  the prefill instance beside independent ones, with the records' evidence
+Entry points: compare_performance.py (--frontier DIR), analysis/review.ipynb; speed: bench_frontier.
 Nothing in experiments/ imports this.
 
     from analysis.tables import compare_results

@@ -141,7 +141,8 @@ def _runs_table(cmp: Comparison) -> list[str]:
 def render_markdown(
     cmp: Comparison, plots: Sequence[tuple[str, str]] = (), plot_notes: Sequence[str] = ()
 ) -> str:
-    """report.md: runs, warnings, one table per load, TTFT split, sweep table, plots, notes."""
+    """report.md: runs, warnings, one table per load, TTFT split, sweep table, the server side, plots,
+    notes."""
     out = ["# Disaggregated vs traditional serving: comparison", ""]
     out += [f"Generated {time.strftime('%Y-%m-%d %H:%M:%S %z')} by compare_performance.py.", ""]
     if cmp.forced:
@@ -177,6 +178,9 @@ def render_markdown(
             out.append("")
     if cmp.sweep:
         out += ["## Load sweep", "", *_md_table(*sweep_table(cmp.runs)), ""]
+    from analysis.server_report import server_sections  # imported here: it formats with this module
+
+    out += server_sections(cmp.runs)
     if plots:
         out += ["## Plots", ""]
         for title, file in plots:

@@ -22,6 +22,9 @@ KEEP_PREFIXES = (
     "vllm:prefix_cache",
     "vllm:request_success",
     "vllm:num_preemptions",
+    "vllm:request_inference_time_seconds",
+    "vllm:iteration_tokens_total",  # tokens per engine step: batching, seen directly
+    "vllm:nixl_",  # NIXL transfer time, bytes, post time, failures (vLLM >= 0.24)
 )
 
 

@@ -4,8 +4,9 @@ change (schema 1.0, experiments/compare.py at commit 9cdf255).
 tests/analysis/expected/ holds what that code produced: the tables as JSON (dumped by
 expected/dump_before_1_0.py.txt) and two report.md files. Intended differences: the runs table's
 "mode" column is now "setup" (these runs predate the setup record, so it shows the mode), a note says
-"setups" where it said "modes", and the TTFT split's client-side part is recomputed from the records
-(the runner that wrote these files summed it in another order: equal to 1e-12).
+"setups" where it said "modes", the TTFT split's client-side part is recomputed from the records
+(the runner that wrote these files summed it in another order: equal to 1e-12), and report.md has the
+server-side sections (analysis/server_report.py, tested in test_server_report.py), left out here.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import orjson
 import pytest
 
 from analysis.runs import NA, load_runs
+from analysis.server_report import SECTION_TITLES
 from analysis.tables import build_comparison, stage_rows, sweep_rows
 from tests.analysis.golden import REPO, cli
 
@@ -141,7 +143,16 @@ def test_tables_on_committed_h200_runs_are_unchanged(name: str, before: dict[str
 
 
 def _report_lines(text: str) -> list[str]:
-    return [line for line in text.splitlines() if not line.startswith("Generated ")]
+    """The report's lines but the date and the server-side sections (added since)."""
+    out, skipping = [], False
+    for line in text.splitlines():
+        if line.startswith("## "):
+            skipping = line in SECTION_TITLES
+        if not skipping and not line.startswith("Generated "):
+            out.append(line)
+    while out and not out[-1]:
+        out.pop()
+    return out
 
 
 @pytest.mark.parametrize(

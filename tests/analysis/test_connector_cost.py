@@ -1,0 +1,112 @@
+"""The decode side's first-chunk split and KV transfer cost: P2P NCCL on a committed 2 x H200 run (no
+transfer metrics: bytes computed from the model shape, transfer inferred), NIXL from a /metrics text."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from analysis.connector_cost import (
+    COMPUTED,
+    INFERRED,
+    KNOWN_SHAPES,
+    first_chunk_split,
+    model_shape,
+    nixl_stats,
+)
+from analysis.prometheus import deltas_between, parse_metrics_text
+from analysis.runs import NA, Run, runs_from_results
+from experiments.schema import RunResult, ServerMetrics
+
+REPO = Path(__file__).resolve().parents[2]
+PD16 = REPO / "results" / "h200x2" / "frontier" / "prefill-heavy" / "pd" / "20261129-203629-disagg-rate16"
+NIXL_TEXT = Path(__file__).with_name("fixtures") / "nixl_metrics_synthetic.txt"
+DECODE_URL = "http://127.0.0.1:8200"
+KV_BYTES = 2047 * 131072  # D's external tokens per request x the 8B shape's bytes per token
+
+
+def load(result: RunResult) -> Run:
+    return runs_from_results([result])[0]
+
+
+def test_p2p_nccl_bytes_are_computed_and_the_transfer_inferred() -> None:
+    run = load(RunResult.load(PD16))
+    split = first_chunk_split(run)
+    assert split is not None and split.connector == "p2p_nccl" and split.nixl is None
+    assert split.kv_bytes_per_request == pytest.approx(KV_BYTES)  # 268 MB
+    assert split.bytes_source.startswith(COMPUTED) and "known Llama-3.1-8B shape" in split.bytes_source
+    # the load sits inside D's first step: D prefill 13.55 ms - one decode step (D's mean gap 6.92 ms)
+    assert split.transfer_source == INFERRED
+    assert split.kv_transfer_ms == pytest.approx(13.545 - 6.918, abs=2e-3)
+    assert split.first_step_ms == pytest.approx(6.918, abs=1e-3)
+    assert split.gbps == pytest.approx(KV_BYTES / 6.627e-3 / 1e9, rel=1e-3)  # ~40 GB/s
+    assert split.d_queue_ms == pytest.approx(0.0103, abs=1e-4)
+    assert split.outside_d_ms == pytest.approx(39.21 - 32.73, abs=0.01)
+    assert any("exports no transfer metrics" in n for n in split.notes)
+
+
+def test_nixl_series_parsed_from_a_metrics_text() -> None:
+    """The text is SYNTHETIC (tests/analysis/fixtures/make_nixl_metrics_synthetic.py, from vLLM's NIXL
+    metric definitions): replace it with a /metrics text captured on the GPU host (issue 11)."""
+    deltas = deltas_between({}, parse_metrics_text(NIXL_TEXT.read_text()))
+    stats = nixl_stats(deltas)
+    assert stats is not None
+    assert stats.transfers == 300
+    assert stats.xfer_ms == pytest.approx(1.299, abs=1e-3)
+    assert stats.post_ms == pytest.approx(0.2498, abs=1e-3)
+    assert stats.bytes_per_transfer == pytest.approx(KV_BYTES)
+    assert stats.descriptors == 8192
+    assert (stats.failed_transfers, stats.failed_notifications, stats.kv_expired) == (0, 0, 0)
+    assert stats.gbps == pytest.approx(300 * KV_BYTES / 0.3897 / 1e9, rel=1e-3)  # ~207 GB/s
+    assert stats.xfer_p90_ms is not None and 1.0 < stats.xfer_p90_ms <= 5.0  # bucket (1, 5] ms
+    assert nixl_stats({"vllm:request_queue_time_seconds_count{}": 3.0}) is None
+
+
+def test_nixl_split_measures_the_transfer_inside_the_decode_queue() -> None:
+    """A P/D run whose decode instance stored the (SYNTHETIC, see above) NIXL text's deltas."""
+    result = RunResult.load(PD16)
+    deltas = deltas_between({}, parse_metrics_text(NIXL_TEXT.read_text()))
+    result.server_metrics[DECODE_URL] = ServerMetrics(deltas=deltas)
+    split = first_chunk_split(load(result))
+    assert split is not None and split.nixl is not None
+    assert split.transfer_source.startswith("measured")
+    assert split.kv_transfer_ms == pytest.approx(1.299, abs=1e-3)
+    assert split.kv_bytes_per_request == pytest.approx(KV_BYTES)
+    assert split.bytes_source.startswith("measured")
+    assert split.d_queue_ms == pytest.approx(18.5, abs=0.1)
+    assert split.queue_beside_transfer_ms == pytest.approx(18.5 - 1.299, abs=0.1)
+    assert split.first_step_ms == pytest.approx(7.0)
+    assert split.nvlink_share == pytest.approx(split.gbps / 300.0)  # type: ignore[operator]
+
+
+def test_model_shape_from_config_or_known_or_missing(tmp_path: Path) -> None:
+    model = tmp_path / "my-model"
+    model.mkdir()
+    config = {
+        "num_hidden_layers": 28,
+        "num_attention_heads": 16,
+        "num_key_value_heads": 4,
+        "hidden_size": 2048,
+    }
+    (model / "config.json").write_text(json.dumps({**config, "torch_dtype": "bfloat16"}))
+    result = RunResult.load(PD16)
+    result.metadata.model = str(model)
+    shape = model_shape(load(result))
+    assert not isinstance(shape, NA)
+    assert (shape.layers, shape.kv_heads, shape.head_dim, shape.bytes_per_token) == (
+        28,
+        4,
+        128,
+        2 * 28 * 4 * 128 * 2,
+    )
+    assert KNOWN_SHAPES["llama-3.1-8b"].bytes_per_token == 131072
+    result = RunResult.load(PD16)
+    result.metadata.model = result.metadata.config.model = "/models/unknown-model"
+    for inst in result.metadata.serving_setup.instances:  # type: ignore[union-attr]
+        inst.serve_args["model"] = "/models/unknown-model"
+    missing = model_shape(load(result))
+    assert isinstance(missing, NA) and "model config not found" in missing.reason
+    split = first_chunk_split(load(result))
+    assert split is not None and isinstance(split.kv_bytes_per_request, NA)

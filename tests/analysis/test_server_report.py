@@ -1,0 +1,71 @@
+"""The server-side sections of report.md and the README tables, on committed 2 x H200 runs at 4 req/s
+(1 instance, 1P1D P2P NCCL GET); runs without server metrics get no section."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from analysis.prometheus import Quantile
+from analysis.render import render_markdown
+from analysis.runs import NA, load_runs
+from analysis.server_report import (
+    first_chunk_table_md,
+    fmt_cell,
+    main,
+    prefill_table_md,
+    server_sections,
+)
+from analysis.tables import compare_results
+from tests.analysis.golden import DIS, TRAD
+
+FRONTIER = Path(__file__).resolve().parents[2] / "results" / "h200x2" / "frontier" / "prefill-heavy"
+SINGLE4 = FRONTIER / "single" / "20261129-204307-traditional-rate4"
+PD4 = FRONTIER / "pd" / "20261129-203423-disagg-rate4"
+PD_LABEL = "1P1D p2p_nccl GET"
+
+
+def test_cells_show_buckets_honestly() -> None:
+    assert fmt_cell(Quantile(150.0, 0.0, 300.0)) == "< 300.0"  # the first bucket says only that
+    assert fmt_cell(Quantile(202.3, 100.0, 250.0)) == "202.3 (100.0-250.0)"
+    assert fmt_cell(Quantile(7680.0, 7680.0, float("inf"))) == "> 7,680"
+    assert fmt_cell(NA("not stored: vllm:request_inference_time_seconds (why)")) == "n/a (not stored)"
+
+
+def test_report_md_carries_the_server_side() -> None:
+    report = render_markdown(compare_results([SINGLE4, PD4]))
+    for title in (
+        "## vLLM's own view (server /metrics over each run)",
+        "## Where TTFT goes, from both sides",
+        "## The decode side's first chunk and the KV transfer",
+        "## The prefill instance beside independent instances",
+    ):
+        assert title in report
+    assert f"| {PD_LABEL} | prefill0 (prefill) | 204 | 0.020 | < 300.0 | < 300.0 | 75.79 |" in report
+    inference = "- not stored: vllm:request_inference_time_seconds (not exported by this vLLM or not kept"
+    assert inference + " by the runner): 1 instance server (serving), " in report  # one note for all
+    assert f"| {PD_LABEL} | decode0 (decode) | 204 |" in report and "| 99.95 |" in report
+    assert "| ↳ P prefill | vLLM, prefill side | 75.79 | < 300.0 | < 300.0 |" in report
+    assert f"| {PD_LABEL} | p2p_nccl | 27.94 | 0.00823 | ≈ 5.33 | ≈ 5.45 | 13.75 | 3.40 | 268.3 |" in report
+    assert "computed from the model shape, not measured" in report
+    assert "| 2048 -> 256 | 4 | 1 instance | 1 | 59.33 |" in report  # one load: runs are labelled by setup
+    assert "mean prefill time of 76 ms against 59 ms on 1 instance" in report
+
+
+def test_no_server_metrics_no_section() -> None:
+    runs = load_runs([TRAD, DIS])
+    assert server_sections(runs) == []
+    assert "## vLLM's own view" not in render_markdown(compare_results([TRAD, DIS]))
+    assert prefill_table_md(runs) == "" and first_chunk_table_md(runs) == ""
+
+
+def test_readme_tables_and_cli(capsys) -> None:  # type: ignore[no-untyped-def]
+    runs = load_runs([SINGLE4, PD4])
+    table = prefill_table_md(runs).splitlines()
+    assert table[0].startswith(
+        "| tokens in -> out | rate (req/s) | run | prefilling instances | prefill mean (ms, vLLM) |"
+    )
+    assert len(table) == 4 and table[3].startswith(f"| 2048 -> 256 | 4 | {PD_LABEL} | 1 | 75.79 |")
+    assert first_chunk_table_md(runs).count("\n") == 2  # header, rule, one P/D run
+    assert main([str(SINGLE4), str(PD4)]) == 0
+    assert "## Where TTFT goes, from both sides" in capsys.readouterr().out
+    assert main([str(FRONTIER / "no-such-run")]) == 2
