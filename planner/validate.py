@@ -179,10 +179,10 @@ class Validation:
 
 
 def shape_of(run_dir: Path, root: Path, m: MeasuredRun) -> str:
-    """<root>/<shape>/<setup>/<run>: the shape folder's name, else the workload's lengths."""
+    """.../<shape>/<setup>/<run>: the shape folder's name, else the workload's lengths."""
     parts = run_dir.relative_to(root).parts
     if len(parts) >= 3:
-        return parts[0]
+        return parts[-3]
     w = m.workload
     return f"{w.kind} {w.input_len} in / {w.output_len} out"
 
