@@ -1,7 +1,10 @@
-"""`python -m planner simulate|search|profile`: predict setups from a profile, or measure one.
+"""`python -m planner simulate|search|validate|predict|profile`: predict setups from a profile, prove
+them against measured runs, or measure a profile.
 
     python -m planner simulate --profile P --setup 1P1D,replicas:2 --rates 2,4,8 --slo ttft=500,tpot=25
     python -m planner search --profile P --gpus 4,8,16,64 --slo ttft=500,tpot=25 --input-len 2048
+    python -m planner validate --profile P --measured results/h200x2/frontier
+    python -m planner predict --profile P --out results/planner/predictions
     python -m planner profile --endpoint http://127.0.0.1:8000 --output profile.json
 
 `--profile illustrative` uses the built-in illustrative H200 numbers (planner/illustrative.py; not a
@@ -24,7 +27,7 @@ from experiments.slo import parse_slo
 from planner import plots
 from planner.outcome import Outcome, summarize
 from planner.profile_model import EngineLimits, Profile, ProfileError, load_profile
-from planner.search import SearchConfig, SetupResult, search
+from planner.search import SearchConfig, search
 from planner.setups import POLICIES, parse_setup
 from planner.simulate import SimulationError, simulate
 from planner.workload import ARRIVAL_KINDS, WORKLOAD_KINDS, WorkloadSpec, build_workload
@@ -116,8 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
     srch.add_argument(
         "--precision", type=float, default=0.02, help="relative precision of the sustained rate"
     )
+    from planner.predict import add_predict_parser
     from planner.profile_run import add_profile_parser
+    from planner.validate_report import add_validate_parser
 
+    add_validate_parser(sub)
+    add_predict_parser(sub)
     add_profile_parser(sub)
     return parser
 
@@ -125,15 +132,21 @@ def build_parser() -> argparse.ArgumentParser:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _load(args: argparse.Namespace) -> tuple[Profile, EngineLimits]:
-    if args.profile == ILLUSTRATIVE:
+def profile_from_arg(text: str) -> Profile:
+    """A profile file, or the built-in illustrative one; warns when it is not measured."""
+    if text == ILLUSTRATIVE:
         from planner.illustrative import illustrative_profile
 
         prof = illustrative_profile()
     else:
-        prof = load_profile(args.profile)
+        prof = load_profile(text)
     if prof.provenance.source != "measured":
         print(f"warning: profile source is {prof.provenance.source!r}, not measured", file=sys.stderr)
+    return prof
+
+
+def _load(args: argparse.Namespace) -> tuple[Profile, EngineLimits]:
+    prof = profile_from_arg(args.profile)
     e = prof.engine
     flags = (args.max_num_batched_tokens, args.max_num_seqs, args.kv_capacity)
     limits = EngineLimits(
@@ -247,20 +260,6 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _result_dict(r: SetupResult) -> dict[str, Any]:
-    return {
-        "setup": r.setup.name,
-        "gpus": r.setup.gpus,
-        "bound_rps": r.bound_rps,
-        "sustained_rps": r.sustained_rps,
-        "goodput_per_gpu": r.goodput_per_gpu,
-        "j_per_request": r.j_per_request,
-        "simulations": r.simulations,
-        "note": r.note,
-        "at_sustained": r.at_sustained.to_dict() if r.at_sustained else None,
-    }
-
-
 def cmd_search(args: argparse.Namespace) -> int:
     if not args.slo:
         raise ValueError("search needs --slo, e.g. --slo ttft=500,tpot=25")
@@ -303,7 +302,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     if args.json:
         body = {
             "search": dataclasses.asdict(cfg),
-            "best": {str(g): [_result_dict(r) for r in rs] for g, rs in found.items()},
+            "best": {str(g): [r.to_dict() for r in rs] for g, rs in found.items()},
         }
         _write_json(args.json, prof, spec, body)
     return 0
@@ -323,6 +322,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_simulate(args)
         if args.command == "search":
             return cmd_search(args)
+        if args.command == "validate":
+            from planner.validate_report import cmd_validate
+
+            return cmd_validate(args, profile_from_arg(args.profile))
+        if args.command == "predict":
+            from planner.predict import cmd_predict
+
+            return cmd_predict(args, profile_from_arg(args.profile))
         from planner.profile_run import cmd_profile
 
         return cmd_profile(args)

@@ -11,8 +11,9 @@ simulation admits fewer sequences than vLLM would and never pays a recompute).
 Roles: "mixed" (one instance or a replica: prefill and decode share steps; a step with prefill work
 costs prefill(tokens, pairs) + b*batch + c*context_sum, i.e. decodes ride along at their marginal cost
 and the decode intercept is absorbed by the prefill one), "prefill" (max_tokens=1: the request leaves
-when its prompt is done) and "decode" (KV arrives from a prefill instance; the request joins the next
-step and produces one token per step, the first one included).
+when its prompt is done; a step also pays the KV connector's prefill-side time per prompt it ends)
+and "decode" (KV arrives from a prefill instance; the request joins the next step and produces one
+token per step, the first one included).
 
 Fast-forward: between changes of the batch (an admission, a finish) decode steps are identical but for
 the context growing by one token per sequence, so step j of a run lasts d0 + c*batch*j and k steps last
@@ -70,6 +71,7 @@ class Engine:
         "max_batch",
         "max_seqs",
         "n_steps",
+        "p_overhead",
         "pa",
         "partial_done",
         "partial_rid",
@@ -106,6 +108,8 @@ class Engine:
         self.fast_forward = fast_forward  # False: one event per step (tests check both agree)
         self.pa, self.pb, self.pc = profile.prefill.fit.coefficients
         self.da, self.db, self.dc = profile.decode.fit.coefficients
+        # the KV connector's own time on a prefill GPU, per prompt finished in a step
+        self.p_overhead = profile.kv_transfer.prefill_overhead_s if role == PREFILL else 0.0
         self.budget = limits.max_num_batched_tokens
         self.max_seqs = limits.max_num_seqs
         self.block = limits.block_size
@@ -217,6 +221,8 @@ class Engine:
                     self.partial_rid, self.partial_done = rid, chunk
         if tokens:
             self.r_d0 = self.pa + self.pb * tokens + self.pc * pairs + self.db * batch + self.dc * self.ctx
+            if self.p_overhead and prefilled:
+                self.r_d0 += self.p_overhead * len(prefilled)
             self.r_k, self.r_slope, self.r_dw = 1, 0.0, self.prefill_dw
         elif batch:
             self.r_d0 = self.da + self.db * batch + self.dc * self.ctx

@@ -7,10 +7,13 @@ with no fixed latency. The measured 2 x H200 pair (results/h200x2/README.md, P2P
 ~28 ms in "decode first chunk" of which ~6 ms is one decode step: its per-layer round trips cost far
 more than the bytes, so give `--pd-result` whenever a pair has been measured.
 
-From a P/D result: per request, transfer = decode_first_chunk - (half a decode step of waiting for the
-next step boundary + one decode step), the decode step taken from the profile's decode model at the
-run's mean decode batch (Little's law: completed req/s x mean decode leg). With one prompt length the
-bandwidth keeps its default and the latency is the median remainder; with several, both are fitted.
+From a P/D result: per request, transfer = decode_first_chunk - the decode instance's API-server time
+(the profile's frontend model) - (half a decode step of waiting for the next step boundary + one
+decode step), the decode step taken from the profile's decode model at the run's mean decode batch
+(Little's law: completed req/s x mean decode leg). With one prompt length the bandwidth keeps its
+default and the latency is the median remainder; with several, both are fitted. The connector's time
+on the prefill GPU is the median of prefill leg - the same prompt alone on a plain instance (API server
++ prefill steps): give a P/D result at light load, where the prefill leg does not queue.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from planner.fits import fit_nonnegative
-from planner.profile_model import DecodeModel, KvPoint, KvTransferModel
+from planner.profile_model import DecodeModel, FrontendModel, KvPoint, KvTransferModel
 
 LLAMA_8B_KV_BYTES_PER_TOKEN = 2 * 32 * 8 * 128 * 2
 DEFAULT_BANDWIDTH_BYTES_PER_S = 300e9
@@ -43,14 +46,25 @@ def kv_points_from_stages(
     decode_first_chunk_s: Sequence[float],
     decode_model: DecodeModel,
     mean_batch: float,
+    frontend: FrontendModel | None = None,
 ) -> list[KvPoint]:
-    """One point per request: its decode-first-chunk time minus the modeled decode-step share."""
+    """One point per request: its decode-first-chunk time minus the modeled API-server and decode-step
+    shares."""
     batch = max(1, round(mean_batch))
+    fe = frontend or FrontendModel()
     out = []
     for n, first in zip(prompt_tokens, decode_first_chunk_s, strict=True):
         step = decode_model.step_s(batch, batch * float(n))
-        out.append(KvPoint(int(n), max(float(first) - STEP_WAIT_FACTOR * step, 1e-6)))
+        out.append(KvPoint(int(n), max(float(first) - fe.delay_s(n) - STEP_WAIT_FACTOR * step, 1e-6)))
     return out
+
+
+def prefill_overhead_s(prefill_leg_s: Sequence[float], alone_s: Sequence[float]) -> float:
+    """The connector's time on the prefill GPU per request: median of each prefill leg minus the same
+    prompt alone on a plain instance (never below 0)."""
+    if not len(prefill_leg_s):
+        return 0.0
+    return max(float(np.median(np.asarray(prefill_leg_s) - np.asarray(alone_s))), 0.0)
 
 
 def fit_kv_transfer(

@@ -2,8 +2,11 @@
 
 `load_measured(run_dir)` turns a run directory into what validation and the KV fit need: the setup it
 ran (traditional = single, passthrough = N replicas, disagg = xPyD from the GPU roles), its offered
-rate, per-request TTFT / TPOT, J per request (serving GPUs and all GPUs) with static and dynamic parts,
-and the proxy's stage timings per request (P/D runs).
+rate, per-request TTFT / TPOT / E2E, J per request (serving GPUs and all GPUs) with static and dynamic
+parts, and the proxy's stage timings per request (P/D runs). For replaying the run in the simulator it
+also carries what was sent: every measured request's drawn lengths and scheduled send offset, the
+arrival process with its seed, when the energy window opened against the first send, and the engine
+limits the instances ran with. `find_measured(root)` lists the run directories under a folder.
 """
 
 from __future__ import annotations
@@ -13,12 +16,23 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.schema import Record, RunResult
-from planner.setups import Setup
+from analysis.runs import find_results
+from experiments.arrivals import ArrivalConfig
+from experiments.schema import Record, RunResult, WorkloadConfig
+from planner.setups import POLICIES, Setup
 
 
 class MeasuredResultError(ValueError):
     """A result directory lacks what the planner needs from it."""
+
+
+@dataclass(frozen=True)
+class RecordedEngine:
+    """Scheduler limits the run's instances were launched with (None: not recorded, or they differ)."""
+
+    max_num_batched_tokens: int | None = None
+    max_num_seqs: int | None = None
+    kv_capacity_tokens: int | None = None  # the smallest KV pool among the driven instances
 
 
 @dataclass(frozen=True)
@@ -27,10 +41,19 @@ class MeasuredRun:
     setup: Setup
     rate: float | None
     slo: dict[str, float] | None
+    workload: WorkloadConfig
+    arrival: ArrivalConfig
+    engine: RecordedEngine
+    measured_requests: int  # failed ones included: they miss every SLO
+    sent_prompt_tokens: np.ndarray  # every measured request as drawn, by index (replays the run)
+    sent_output_tokens: np.ndarray
+    scheduled_s: np.ndarray  # scheduled send offsets, s after the first (NaN where not recorded)
+    energy_lead_s: float | None  # energy window start -> first scheduled send
     prompt_tokens: np.ndarray  # successful measured requests, in record order
     output_tokens: np.ndarray
     ttft_ms: np.ndarray
     tpot_ms: np.ndarray  # NaN for one output token
+    e2el_ms: np.ndarray
     completed_rps: float | None
     j_per_request: float | None  # serving GPUs
     j_per_request_all_gpus: float | None
@@ -45,10 +68,11 @@ def _setup(res: RunResult, path: Path) -> Setup:
     """From the recorded serving setup when there is one, else from the mode and GPU roles (schema 1.0)."""
     meta = res.metadata
     ss = meta.serving_setup
+    policy = ss.select if ss is not None and ss.select in POLICIES else "round_robin"
     if ss is not None and ss.kind == "xpyd" and ss.num_prefill and ss.num_decode:
-        return Setup(ss.num_prefill, ss.num_decode)
+        return Setup(ss.num_prefill, ss.num_decode, policy)
     if ss is not None and ss.kind in ("single", "replicas") and ss.num_instances:
-        return Setup(0, ss.num_instances)
+        return Setup(0, ss.num_instances, policy)
     roles = {str(k): v for k, v in meta.config.gpu_roles.items()}
     counts = {r: sum(1 for v in roles.values() if v == r) for r in ("prefill", "decode", "serving")}
     if meta.mode == "disagg" and counts["prefill"] and counts["decode"]:
@@ -63,6 +87,49 @@ def _stage(records: list[Record], key: str) -> np.ndarray:
     return np.array([np.nan if v is None else v for v in values], dtype=float)
 
 
+def _one(values: list[int | None]) -> int | None:
+    """The value every instance shares, else None."""
+    known = {int(v) for v in values if v is not None}
+    return known.pop() if len(known) == 1 and len(values) == sum(v is not None for v in values) else None
+
+
+def _engine(res: RunResult) -> RecordedEngine:
+    ss = res.metadata.serving_setup
+    if ss is None or not ss.instances:
+        return RecordedEngine()
+    driven = [i for i in ss.instances if i.name not in ss.idle_instances] or ss.instances
+    kv = [i.engine_log.get("kv_cache_tokens") for i in driven]
+    return RecordedEngine(
+        max_num_batched_tokens=_one([i.settings.max_num_batched_tokens for i in driven]),
+        max_num_seqs=_one([i.settings.max_num_seqs for i in driven]),
+        kv_capacity_tokens=min(int(v) for v in kv) if kv and all(v is not None for v in kv) else None,
+    )
+
+
+def _sent(res: RunResult) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Lengths as drawn and scheduled offsets of every measured request, by index."""
+    sent = sorted(res.measured(), key=lambda r: r.index)
+    prompt = [r.input_tokens_expected or r.prompt_tokens or 0 for r in sent]
+    output = [r.output_tokens_expected or r.completion_tokens or 0 for r in sent]
+    sched = np.array([np.nan if r.scheduled_mono_ns is None else r.scheduled_mono_ns for r in sent], float)
+    if np.any(np.isfinite(sched)):
+        sched = (sched - np.nanmin(sched)) / 1e9
+    return np.array(prompt, dtype=np.int64), np.array(output, dtype=np.int64), sched
+
+
+def _energy_lead_s(res: RunResult) -> float | None:
+    window = res.energy.window if res.energy is not None and res.energy.available else None
+    scheduled = [r.scheduled_mono_ns for r in res.measured() if r.scheduled_mono_ns is not None]
+    if window is None or not scheduled:
+        return None
+    return (min(scheduled) - window.start_monotonic_ns) / 1e9
+
+
+def find_measured(root: str | Path) -> list[Path]:
+    """Every run directory under `root` (result.json or its archive), sorted."""
+    return [p.parent for p in find_results(root)]
+
+
 def load_measured(run_dir: str | Path) -> MeasuredRun:
     res = RunResult.load(run_dir)
     path = Path(res.path) if res.path else Path(run_dir)
@@ -75,15 +142,25 @@ def load_measured(run_dir: str | Path) -> MeasuredRun:
     every = res.energy.totals("all_gpus") if res.energy is not None and res.energy.available else None
     n = len(ok)
     config = res.metadata.config
+    sent_prompt, sent_output, scheduled = _sent(res)
     return MeasuredRun(
         path=path.parent,
         setup=setup,
         rate=config.arrival.rate,
         slo=config.slo,
+        workload=config.workload,
+        arrival=config.arrival,
+        engine=_engine(res),
+        measured_requests=len(res.measured()),
+        sent_prompt_tokens=sent_prompt,
+        sent_output_tokens=sent_output,
+        scheduled_s=scheduled,
+        energy_lead_s=_energy_lead_s(res),
         prompt_tokens=np.array([r.prompt_tokens or r.input_tokens_expected for r in ok], dtype=float),
         output_tokens=np.array([r.completion_tokens or 0 for r in ok], dtype=float),
         ttft_ms=arrays["ttft_ms"],
         tpot_ms=arrays["tpot_ms"],
+        e2el_ms=arrays["e2el_ms"],
         completed_rps=res.summary.request_throughput if res.summary is not None else None,
         j_per_request=serving.per(n) if serving else None,
         j_per_request_all_gpus=every.per(n) if every else None,

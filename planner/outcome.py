@@ -7,16 +7,17 @@ limit; goodput = requests meeting the SLO per second of the run (first arrival t
 distributions are the schema's `Distribution` (the statistics of measured runs). The simulator
 sends requests at their scheduled time, so the sent time is the arrival time.
 
-Energy (when the profile has a power model): static = idle W x run duration x GPUs, every GPU idling
-the whole window as the measured runs count it; dynamic = sum over every step of (state power - idle
-power) x step time, where a step with prefill work draws the prefill power and a decode-only step the
-decode power at its batch size.
+Energy (when the profile has a power model): static = idle W x window x GPUs, every GPU idling the
+whole window as the measured runs count it (the window is the run's duration unless the caller gives
+the one a measured run was metered over, see planner/validate.py); dynamic = sum over every step of
+(state power - idle power) x step time, where a step with prefill work draws the prefill power and a
+decode-only step the decode power at its batch size.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -64,8 +65,10 @@ class EnergyEstimate:
     dynamic_j_per_request: float | None
 
 
-def estimate_energy(run: SimRun, power: PowerModel) -> EnergyEstimate:
-    gpus, duration = run.setup.gpus, run.duration_s
+def estimate_energy(run: SimRun, power: PowerModel, window_s: float | None = None) -> EnergyEstimate:
+    """`window_s`: the metered window (default: the run's duration, first arrival to last end)."""
+    gpus = run.setup.gpus
+    duration = run.duration_s if window_s is None else window_s
     n = len(run.end_s)
     if not power.available or n == 0:
         reason = power.reason if not power.available else "no requests"
@@ -105,9 +108,28 @@ def _distribution(values: np.ndarray) -> dict[str, Any]:
     return to_builtins(Distribution.of(values))
 
 
-def summarize(run: SimRun, power: PowerModel, slo: Mapping[str, float] | None = None) -> Outcome:
+def with_slo(outcome: Outcome, metrics: Mapping[str, np.ndarray], slo: Mapping[str, float]) -> Outcome:
+    """The same run judged at another SLO (`metrics`: its `request_metrics`)."""
+    good = int(slo_met(metrics, slo).sum())
+    d = outcome.duration_s
+    return replace(
+        outcome,
+        slo=dict(slo),
+        goodput_rps=good / d if d > 0 else 0.0,
+        attainment=good / outcome.requests if outcome.requests else None,
+    )
+
+
+def summarize(
+    run: SimRun,
+    power: PowerModel,
+    slo: Mapping[str, float] | None = None,
+    window_s: float | None = None,
+    metrics: Mapping[str, np.ndarray] | None = None,
+) -> Outcome:
+    """`window_s`: the energy window (see estimate_energy); `metrics`: `request_metrics(run)` if known."""
     slo = dict(slo or {})
-    m = request_metrics(run)
+    m = metrics if metrics is not None else request_metrics(run)
     n = len(run.end_s)
     duration = run.duration_s
     good = int(slo_met(m, slo).sum()) if slo else None
@@ -129,5 +151,5 @@ def summarize(run: SimRun, power: PowerModel, slo: Mapping[str, float] | None = 
         tpot_ms=_distribution(tpot[~np.isnan(tpot)]),
         e2el_ms=_distribution(m["e2el_ms"]),
         utilization={role: float(np.mean(v)) for role, v in busy.items()},
-        energy=estimate_energy(run, power),
+        energy=estimate_energy(run, power, window_s),
     )

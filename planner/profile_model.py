@@ -7,7 +7,11 @@ they came from (GPU, clocks, model, vLLM version, engine limits). The simulator 
   alone in one step has steps = 1, tokens = N, attention_pairs = N^2 (so this is a + b*N + c*N^2); a
   chunk of n tokens at offset o adds n*(o + n) pairs, which keeps chunked prefills consistent;
 - decode step time = a + b*batch + c*context_sum (context_sum: total tokens the batch attends over);
-- KV transfer time = latency + prompt_tokens * bytes_per_token / bandwidth;
+- KV transfer time = latency + prompt_tokens * bytes_per_token / bandwidth, plus the connector's own
+  time on the prefill GPU per request (`prefill_overhead_s`, engine time there);
+- API-server time per request = latency + per_token * prompt_tokens: tokenizing and input processing
+  before the engine, and the first token's way back, spent beside the GPU (vLLM's own TTFT minus its
+  queue and prefill time); the prefill fit is to the client's latency minus this;
 - power per GPU: idle W, prefill W (a step with prefill work), decode W = p0 + p1*ln(batch).
 
 Power fields are None (with the reason) where no energy could be measured (CPU, no NVML).
@@ -24,7 +28,8 @@ from typing import Any
 
 from planner.fits import Fit, fit_nonnegative
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: API-server time and the connector's prefill-side time (version 1 reads as zero)
+READABLE_VERSIONS = (1, 2)
 PROFILE_KIND = "planner-profile"
 PREFILL_FEATURES = ("steps", "tokens", "attention_pairs")
 DECODE_FEATURES = ("step", "batch", "context_sum")
@@ -169,16 +174,36 @@ class DecodeModel:
 
 @dataclass(frozen=True)
 class KvTransferModel:
-    """KV transfer time per request: latency + prompt_tokens * bytes_per_token / bandwidth."""
+    """KV transfer time per request: latency + prompt_tokens * bytes_per_token / bandwidth; and the
+    connector's time on the prefill GPU per request (engine time added to the step its prompt ends in)."""
 
     latency_s: float
     bytes_per_token: float
     bandwidth_bytes_per_s: float
     source: str
     fit: Fit | None = None
+    prefill_overhead_s: float = 0.0
+    prefill_overhead_source: str = "not measured: none modelled"
 
     def transfer_s(self, prompt_tokens: int) -> float:
         return self.latency_s + prompt_tokens * self.bytes_per_token / self.bandwidth_bytes_per_s
+
+
+@dataclass(frozen=True)
+class FrontendModel:
+    """API-server time per request, beside the GPU: latency_s + per_token_s * prompt_tokens."""
+
+    latency_s: float = 0.0
+    per_token_s: float = 0.0
+    source: str = "not measured: no API-server time modelled"
+    fit: Fit | None = None
+
+    def delay_s(self, prompt_tokens: float) -> float:
+        return self.latency_s + self.per_token_s * prompt_tokens
+
+    @property
+    def zero(self) -> bool:
+        return self.latency_s == 0.0 and self.per_token_s == 0.0
 
 
 @dataclass(frozen=True)
@@ -219,6 +244,7 @@ class Profile:
     decode_points: tuple[DecodePoint, ...] = ()
     power_points: tuple[PowerPoint, ...] = ()
     kv_points: tuple[KvPoint, ...] = ()
+    frontend: FrontendModel = FrontendModel()
     schema_version: int = field(default=SCHEMA_VERSION)
 
     def describe(self) -> str:
@@ -231,7 +257,11 @@ class Profile:
             f"  decode step s = {self.decode.fit.describe()}",
             f"  KV transfer: {1e3 * self.kv_transfer.latency_s:.2f} ms + "
             f"{self.kv_transfer.bytes_per_token:.0f} B/token at "
-            f"{self.kv_transfer.bandwidth_bytes_per_s / 1e9:.0f} GB/s ({self.kv_transfer.source})",
+            f"{self.kv_transfer.bandwidth_bytes_per_s / 1e9:.0f} GB/s ({self.kv_transfer.source}); "
+            f"prefill side {1e3 * self.kv_transfer.prefill_overhead_s:.2f} ms per request "
+            f"({self.kv_transfer.prefill_overhead_source})",
+            f"  API server: {1e3 * self.frontend.latency_s:.2f} ms + "
+            f"{1e6 * self.frontend.per_token_s:.2f} us per prompt token ({self.frontend.source})",
         ]
         pw = self.power
         if pw.available:
@@ -270,6 +300,15 @@ class Profile:
                 "source": kv.source,
                 "fit": kv.fit.to_dict() if kv.fit else None,
                 "points": [asdict(p) for p in self.kv_points],
+                "prefill_overhead_s": kv.prefill_overhead_s,
+                "prefill_overhead_source": kv.prefill_overhead_source,
+            },
+            "frontend": {
+                "model": "delay_s = latency_s + per_token_s * prompt_tokens (API server, beside the GPU)",
+                "latency_s": self.frontend.latency_s,
+                "per_token_s": self.frontend.per_token_s,
+                "source": self.frontend.source,
+                "fit": self.frontend.fit.to_dict() if self.frontend.fit else None,
             },
             "power": {
                 "model": "decode_w = p0 + p1*ln(batch), at least idle_w",
@@ -287,9 +326,9 @@ class Profile:
         if data.get("kind") != PROFILE_KIND:
             raise ProfileError('not a planner profile (no "kind": "planner-profile")')
         version = data.get("schema_version")
-        if version != SCHEMA_VERSION:
+        if version not in READABLE_VERSIONS:
             raise ProfileError(
-                f"profile schema_version {version!r} is not {SCHEMA_VERSION}, the one this planner reads; "
+                f"profile schema_version {version!r} is not one this planner reads ({READABLE_VERSIONS}); "
                 "re-run `python -m planner profile` (raw points are kept, so a newer planner can refit)"
             )
         try:
@@ -306,7 +345,10 @@ class Profile:
                     bandwidth_bytes_per_s=float(kv["bandwidth_bytes_per_s"]),
                     source=str(kv["source"]),
                     fit=Fit.from_dict(kv["fit"]) if kv.get("fit") else None,
+                    prefill_overhead_s=float(kv.get("prefill_overhead_s", 0.0)),
+                    prefill_overhead_source=str(kv.get("prefill_overhead_source", "schema 1: not measured")),
                 ),
+                frontend=_frontend(data.get("frontend")),
                 power=PowerModel(
                     idle_w=pw["idle_w"],
                     prefill_w=pw["prefill_w"],
@@ -324,11 +366,27 @@ class Profile:
         except (KeyError, TypeError) as exc:
             raise ProfileError(f"malformed profile: {exc!r}") from exc
 
+    def client_prefill_s(self, prompt_tokens: int) -> float:
+        """A prompt alone as a client sees it: API-server time + its prefill steps."""
+        budget = self.engine.max_num_batched_tokens
+        return self.frontend.delay_s(prompt_tokens) + self.prefill.request_s(prompt_tokens, budget)
+
     def save(self, path: str | Path) -> Path:
         out = Path(path)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
         return out
+
+
+def _frontend(data: dict[str, Any] | None) -> FrontendModel:
+    if not data:
+        return FrontendModel(source="schema 1 profile: not measured")
+    return FrontendModel(
+        float(data["latency_s"]),
+        float(data["per_token_s"]),
+        str(data["source"]),
+        Fit.from_dict(data["fit"]) if data.get("fit") else None,
+    )
 
 
 def load_profile(path: str | Path) -> Profile:
@@ -347,9 +405,14 @@ def load_profile(path: str | Path) -> Profile:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def fit_prefill(points: Sequence[PrefillPoint], budget: int) -> PrefillModel:
+def fit_prefill(
+    points: Sequence[PrefillPoint], budget: int, frontend: FrontendModel | None = None
+) -> PrefillModel:
+    """Steps fitted to each point's latency less its API-server time (the engine's share)."""
+    fe = frontend or FrontendModel()
     rows = [prefill_features(p.prompt_tokens, budget) for p in points]
-    return PrefillModel(fit_nonnegative(PREFILL_FEATURES, rows, [p.latency_s for p in points]))
+    engine = [max(p.latency_s - fe.delay_s(p.prompt_tokens), 0.0) for p in points]
+    return PrefillModel(fit_nonnegative(PREFILL_FEATURES, rows, engine))
 
 
 def fit_decode(points: Sequence[DecodePoint]) -> DecodeModel:
@@ -389,12 +452,14 @@ def build_profile(
     power_points: Sequence[PowerPoint] = (),
     power_reason: str | None = None,
     kv_points: Sequence[KvPoint] = (),
+    frontend: FrontendModel | None = None,
 ) -> Profile:
     """Fit every model from raw points and keep the points."""
+    frontend = frontend or FrontendModel()
     return Profile(
         provenance=provenance,
         engine=engine,
-        prefill=fit_prefill(prefill_points, engine.max_num_batched_tokens),
+        prefill=fit_prefill(prefill_points, engine.max_num_batched_tokens, frontend),
         decode=fit_decode(decode_points),
         kv_transfer=kv_transfer,
         power=fit_power(power_points, power_reason),
@@ -402,4 +467,5 @@ def build_profile(
         decode_points=tuple(decode_points),
         power_points=tuple(power_points),
         kv_points=tuple(kv_points),
+        frontend=frontend,
     )

@@ -4,11 +4,13 @@ Steps, each printed as it runs:
 1. server info (/v1/models, /version, /metrics: KV blocks from `vllm:cache_config_info`);
 2. idle power over --idle-seconds (monitor window; the server loaded and idle);
 3. prefill: each --prefill-sizes prompt alone (max_tokens=1), --prefill-repeats times, median latency;
+   the server's own TTFT, queue and prefill histograms over each size give its API-server time
+   (TTFT - queue - prefill), fitted as latency + per token and taken out of the prefill fit;
 4. prefill power: back-to-back prompts of about one token budget from two clients, one window;
 5. decode: for each batch B and context C, B streams at once with C-token prompts, the median gap
    between tokens once every stream decodes (one step at batch B); its power window over that span;
-6. KV transfer: fitted from a P/D pair's stage timings (--pd-result), else the stated default
-   (planner/kv_transfer.py).
+6. KV transfer: fitted from a P/D pair's stage timings (--pd-result, at light load), with the
+   connector's time on the prefill GPU; else the stated default (planner/kv_transfer.py).
 Then the models are fitted (planner/profile_model.py) and the file written with every raw point.
 
 The server must be idle and alone on its GPU, started with the limits given here
@@ -26,6 +28,7 @@ import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,17 +36,21 @@ from typing import Any
 import aiohttp
 import numpy as np
 
+from experiments import server_metrics
+from planner.fits import FitError, fit_nonnegative
 from planner.kv_transfer import (
     LLAMA_8B_KV_BYTES_PER_TOKEN,
     default_kv_transfer,
     fit_kv_transfer,
     kv_points_from_stages,
+    prefill_overhead_s,
 )
 from planner.power_probe import PowerProbe
 from planner.probe import ServerInfo, decode_batch, prefill_once, server_info, steady_gaps
 from planner.profile_model import (
     DecodePoint,
     EngineLimits,
+    FrontendModel,
     KvPoint,
     KvTransferModel,
     PowerPoint,
@@ -52,6 +59,7 @@ from planner.profile_model import (
     Provenance,
     build_profile,
     fit_decode,
+    fit_prefill,
 )
 
 GIB = 1 << 30
@@ -155,26 +163,78 @@ def log(message: str) -> None:
     print(message, flush=True)
 
 
+_HISTOGRAMS = ("time_to_first_token", "request_queue_time", "request_prefill_time")
+
+
+async def _server_times(base: str) -> dict[str, float] | None:
+    """Sums and counts of the server's TTFT, queue and prefill histograms (None without them)."""
+    try:
+        raw = await asyncio.to_thread(server_metrics.scrape, base)
+    except OSError:
+        return None
+    out: dict[str, float] = {}
+    for name in _HISTOGRAMS:
+        for part in ("sum", "count"):
+            keys = [k for k in raw if k.startswith(f"vllm:{name}_seconds_{part}{{")]
+            if not keys:
+                return None
+            out[f"{name}_{part}"] = sum(raw[k] for k in keys)
+    return out
+
+
+def _api_server_s(before: dict[str, float] | None, after: dict[str, float] | None) -> float | None:
+    """Mean TTFT - queue - prefill over the requests between two scrapes (vLLM's own clocks)."""
+    if before is None or after is None:
+        return None
+    d = {k: after[k] - before[k] for k in after}
+    if any(d[f"{n}_count"] <= 0 for n in _HISTOGRAMS):
+        return None
+    mean = {n: d[f"{n}_sum"] / d[f"{n}_count"] for n in _HISTOGRAMS}
+    return max(mean["time_to_first_token"] - mean["request_queue_time"] - mean["request_prefill_time"], 0.0)
+
+
+def fit_frontend(points: list[tuple[int, float]]) -> FrontendModel:
+    """API-server seconds per prompt length -> latency + per token (a median alone, for one length)."""
+    if not points:
+        return FrontendModel(source="the server's /metrics has no TTFT/queue/prefill histograms: "
+                             "API-server time not separated (the prefill fit includes it)")  # fmt: skip
+    source = f"vLLM's TTFT - queue - prefill time over {len(points)} prefill sizes"
+    try:
+        fit = fit_nonnegative(
+            ("latency_s", "per_token_s"), [(1.0, float(n)) for n, _ in points], [s for _, s in points]
+        )
+    except FitError:
+        return FrontendModel(float(np.median([s for _, s in points])), 0.0, source + " (median)")
+    return FrontendModel(fit.coefficient("latency_s"), fit.coefficient("per_token_s"), source, fit)
+
+
 async def _measure_prefill(
     session: aiohttp.ClientSession,
     base: str,
     info: ServerInfo,
     args: argparse.Namespace,
     rng: np.random.Generator,
-) -> list[PrefillPoint]:
+) -> tuple[list[PrefillPoint], FrontendModel]:
     points = []
+    api: list[tuple[int, float]] = []
     max_len = (info.max_model_len or 1 << 30) - 1  # one output token
     for size in args.prefill_sizes:
         if size > max_len:
             log(f"  prefill {size}: skipped (server max_model_len {info.max_model_len})")
             continue
         samples, tokens = [], size
+        before = await _server_times(base)
         for _ in range(args.prefill_repeats):
             secs, tokens = await prefill_once(session, base, info.model, size, rng)
             samples.append(secs)
         points.append(PrefillPoint(tokens, statistics.median(samples), tuple(samples)))
-        log(f"  prefill {tokens:>6} tokens: {1e3 * points[-1].latency_s:8.1f} ms (median of {len(samples)})")
-    return points
+        fe = _api_server_s(before, await _server_times(base))
+        if fe is not None:
+            api.append((tokens, fe))
+        extra = "" if fe is None else f", API server {1e3 * fe:.1f} ms"
+        ms = 1e3 * points[-1].latency_s
+        log(f"  prefill {tokens:>6} tokens: {ms:8.1f} ms (median of {len(samples)}){extra}")
+    return points, fit_frontend(api)
 
 
 async def _prefill_power(
@@ -253,8 +313,13 @@ async def _measure_decode(
 
 
 def _kv_model(
-    args: argparse.Namespace, decode: list[DecodePoint], bytes_per_token: float
+    args: argparse.Namespace,
+    decode: list[DecodePoint],
+    bytes_per_token: float,
+    frontend: FrontendModel,
+    alone_s: Callable[[int], float],
 ) -> tuple[KvTransferModel, list[KvPoint]]:
+    """`alone_s(n)`: a prompt of n tokens alone on a plain instance (API server + prefill steps)."""
     if args.pd_result is None:
         return default_kv_transfer(bytes_per_token), []
     from planner.measured import load_measured
@@ -269,8 +334,15 @@ def _kv_model(
         (run.decode_first_chunk_ms[ok] / 1e3).tolist(),
         fit_decode(decode),
         mean_batch,
+        frontend,
     )
-    return fit_kv_transfer(points, f"P/D stage timings of {args.pd_result}", bytes_per_token), points
+    model = fit_kv_transfer(points, f"P/D stage timings of {args.pd_result}", bytes_per_token)
+    legs = ~np.isnan(run.prefill_leg_ms)
+    overhead = prefill_overhead_s(
+        (run.prefill_leg_ms[legs] / 1e3).tolist(), [alone_s(int(n)) for n in run.prompt_tokens[legs]]
+    )
+    source = f"median prefill leg of {args.pd_result} - the prompt alone on this instance"
+    return replace(model, prefill_overhead_s=overhead, prefill_overhead_source=source), points
 
 
 async def measure(args: argparse.Namespace) -> Profile:
@@ -294,14 +366,19 @@ async def measure(args: argparse.Namespace) -> Profile:
                 watts.append(idle)
                 log(f"  idle power: {idle.watts:.0f} W")
             await prefill_once(session, base, info.model, 16, rng)  # warm-up
-            prefill = await _measure_prefill(session, base, info, args, rng)
+            prefill, frontend = await _measure_prefill(session, base, info, args, rng)
             if pw := await _prefill_power(session, base, info, limits, args, rng, power):
                 watts.append(pw)
             decode, decode_watts = await _measure_decode(session, base, info, limits, args, rng, power)
             watts += decode_watts
     finally:
         power.close()
-    kv, kv_points = _kv_model(args, decode, kv_bytes_per_token(args, info.model))
+    prefill_model = fit_prefill(prefill, limits.max_num_batched_tokens, frontend)
+
+    def alone_s(n: int) -> float:
+        return frontend.delay_s(n) + prefill_model.request_s(n, limits.max_num_batched_tokens)
+
+    kv, kv_points = _kv_model(args, decode, kv_bytes_per_token(args, info.model), frontend, alone_s)
     notes = "power from the simulated NVML backend: NOT real watts" if power.simulated else ""
     provenance = Provenance(
         source="measured",
@@ -316,7 +393,7 @@ async def measure(args: argparse.Namespace) -> Profile:
         command=" ".join(sys.argv),
         notes=notes,
     )
-    return build_profile(provenance, limits, prefill, decode, kv, watts, power.reason, kv_points)
+    return build_profile(provenance, limits, prefill, decode, kv, watts, power.reason, kv_points, frontend)
 
 
 def cmd_profile(args: argparse.Namespace) -> int:

@@ -21,10 +21,11 @@ import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from planner.outcome import Outcome, summarize
+from planner.outcome import Outcome, request_metrics, summarize, with_slo
 from planner.profile_model import EngineLimits, Profile
 from planner.setups import Setup, candidate_setups
 from planner.simulate import simulate
@@ -68,6 +69,19 @@ class SetupResult:
     def j_per_request(self) -> float | None:
         return self.at_sustained.energy.j_per_request if self.at_sustained else None
 
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "setup": self.setup.name,
+            "gpus": self.setup.gpus,
+            "bound_rps": self.bound_rps,
+            "sustained_rps": self.sustained_rps,
+            "goodput_per_gpu": self.goodput_per_gpu,
+            "j_per_request": self.j_per_request,
+            "simulations": self.simulations,
+            "note": self.note,
+            "at_sustained": self.at_sustained.to_dict() if self.at_sustained else None,
+        }
+
 
 def capacity_bound(profile: Profile, setup: Setup, workload: Workload, limits: EngineLimits) -> float:
     """Requests/s no simulation of this setup can exceed (see the module docstring)."""
@@ -98,17 +112,49 @@ def run_at(
     return summarize(run, profile.power, cfg.slo)
 
 
+class RunCache:
+    """One setup's simulated runs by rate, kept for every SLO of a grid: the SLO changes only which
+    requests count, so bisections for several SLOs share the runs at the rates they have in common."""
+
+    def __init__(
+        self, profile: Profile, setup: Setup, workload: Workload, cfg: SearchConfig, limits: EngineLimits
+    ) -> None:
+        self.profile, self.setup, self.workload, self.cfg, self.limits = profile, setup, workload, cfg, limits
+        self.runs: dict[float, tuple[dict[str, np.ndarray], Outcome]] = {}
+        self.simulations = 0
+
+    def at(self, rate: float, slo: dict[str, float]) -> Outcome:
+        if rate not in self.runs:
+            self.simulations += 1
+            cfg, w = self.cfg, self.workload
+            arrivals = w.arrivals(cfg.arrival, rate, cfg.burstiness, cfg.seed)
+            run = simulate(
+                self.profile, self.setup, w.prompt_tokens, w.output_tokens, arrivals, self.limits, rate
+            )
+            metrics = request_metrics(run)
+            self.runs[rate] = (metrics, summarize(run, self.profile.power, None, metrics=metrics))
+        metrics, base = self.runs[rate]
+        return with_slo(base, metrics, slo)
+
+
 def sustained_rate(
-    profile: Profile, setup: Setup, workload: Workload, cfg: SearchConfig, limits: EngineLimits | None = None
+    profile: Profile,
+    setup: Setup,
+    workload: Workload,
+    cfg: SearchConfig,
+    limits: EngineLimits | None = None,
+    runs: RunCache | None = None,
 ) -> SetupResult:
+    """`runs`: simulated runs of this setup and workload to reuse (see RunCache)."""
     limits = limits or profile.engine
+    runs = runs or RunCache(profile, setup, workload, cfg, limits)
     bound = capacity_bound(profile, setup, workload, limits)
     sims = 0
 
     def ok(rate: float) -> Outcome | None:
         nonlocal sims
         sims += 1
-        out = run_at(profile, setup, workload, rate, cfg, limits)
+        out = runs.at(rate, cfg.slo)
         assert out.attainment is not None
         return out if out.attainment >= cfg.target else None
 
@@ -142,8 +188,26 @@ def search(
     progress: Callable[[str], None] | None = None,
 ) -> dict[int, list[SetupResult]]:
     """Per GPU count: the `top` setups by goodput per GPU at the SLO (simulated ones, best first)."""
+    return search_grid(profile, gpu_counts, spec, cfg, [cfg.slo], top, policy, limits, progress)[0]
+
+
+def search_grid(
+    profile: Profile,
+    gpu_counts: Sequence[int],
+    spec: WorkloadSpec,
+    cfg: SearchConfig,
+    slos: Sequence[dict[str, float]],
+    top: int = 3,
+    policy: str = "round_robin",
+    limits: EngineLimits | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> list[dict[int, list[SetupResult]]]:
+    """`search` for every SLO of `slos` (one result per SLO, in order), each setup's runs shared.
+
+    A setup is skipped once its capacity bound cannot reach the best few at any of the SLOs."""
     limits = limits or profile.engine
-    found: dict[int, list[SetupResult]] = {}
+    cfgs = [dataclasses.replace(cfg, slo=dict(slo)) for slo in slos]
+    found: list[dict[int, list[SetupResult]]] = [{} for _ in cfgs]
     for gpus in gpu_counts:
         t0 = time.perf_counter()
         workload = workload_for(spec, gpus, cfg)
@@ -151,19 +215,22 @@ def search(
             ((capacity_bound(profile, s, workload, limits), s) for s in candidate_setups(gpus, policy)),
             key=lambda bs: -bs[0],
         )
-        results: list[SetupResult] = []
-        skipped = 0
+        results: list[list[SetupResult]] = [[] for _ in cfgs]
+        skipped = sims = 0
         for bound, setup in cands:
-            if len(results) >= top and bound <= results[top - 1].sustained_rps:
+            if all(len(r) >= top and bound <= r[top - 1].sustained_rps for r in results):
                 skipped += 1
                 continue
-            results.append(sustained_rate(profile, setup, workload, cfg, limits))
-            results.sort(key=lambda r: -r.sustained_rps)
-        found[gpus] = results[:top]
+            runs = RunCache(profile, setup, workload, cfg, limits)
+            for one, r in zip(cfgs, results, strict=True):
+                r.append(sustained_rate(profile, setup, workload, one, limits, runs))
+                r.sort(key=lambda x: -x.sustained_rps)
+            sims += runs.simulations
+        for f, r in zip(found, results, strict=True):
+            f[gpus] = r[:top]
         if progress:
-            sims = sum(r.simulations for r in results)
             progress(
-                f"{gpus} GPUs: {len(results)} setups simulated ({sims} runs of {len(workload)} requests), "
-                f"{skipped} ruled out by their capacity bound, {time.perf_counter() - t0:.1f} s"
+                f"{gpus} GPUs: {len(cands) - skipped} setups simulated ({sims} runs of {len(workload)} "
+                f"requests), {skipped} ruled out by their capacity bound, {time.perf_counter() - t0:.1f} s"
             )
     return found

@@ -10,7 +10,9 @@ planner/engine.py) bumps it, and the stale entry is skipped when it surfaces.
 Flow per request, as the proxy does it (proxy/handler.py): aggregated setups pick an instance at
 arrival; xPyD picks a prefill and a decode instance at arrival, releases the prefill instance when
 its prompt is done, moves the KV (profile's transfer time, no link contention), then queues the
-request on the decode instance. No network or proxy time is added beyond what the profile measured.
+request on the decode instance. Each instance a request enters first holds it in its API server for
+the profile's frontend time (tokenizing, input processing: beside the GPU, so it delays the request
+without occupying the engine). No network or proxy time is added beyond what the profile measured.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from planner.profile_model import EngineLimits, Profile
 from planner.selection import Selector
 from planner.setups import Setup
 
-_STEP, _KV = 0, 1
+_STEP, _KV, _ENTER = 0, 1, 2
 
 
 class SimulationError(ValueError):
@@ -104,6 +106,9 @@ def simulate(
     kv_ready = [math.nan] * n
     kv = profile.kv_transfer
     kv_base, kv_per_token = kv.latency_s, kv.bytes_per_token / kv.bandwidth_bytes_per_s
+    fe = profile.frontend
+    fe_base, fe_per_token = fe.latency_s, fe.per_token_s
+    delayed = not fe.zero  # zero API-server time: requests reach the engine as they arrive
 
     if setup.disaggregated:
         prefill = [Engine(i, PREFILL, profile, limits, reqs, fast_forward) for i in range(setup.n_prefill)]
@@ -116,6 +121,7 @@ def simulate(
     p_sel = Selector(setup.n_prefill, setup.policy) if prefill else None
     d_sel = Selector(setup.n_decode, setup.policy)
     decode_of = [0] * n
+    prefill_of = [0] * n
 
     heap: list[tuple[float, int, int, int, int]] = []
     seq = 0
@@ -127,12 +133,13 @@ def simulate(
         if heap and heap[0][0] <= next_arrival:
             t, _, kind, x, version = heappop(heap)
             events += 1
-            if kind == _KV:
-                eng = decode[decode_of[x]]
+            if kind != _STEP:  # a request reaches an engine: after its KV moved, or its API server
+                eng = prefill[prefill_of[x]] if kind == _ENTER and prefill else decode[decode_of[x]]
                 end = eng.enqueue(x, t)
                 if end != IDLE:
                     seq += 1
-                    heappush(heap, (end, seq, _STEP, first_decode + eng.index, eng.version))
+                    pos = eng.index if eng.role == PREFILL else first_decode + eng.index
+                    heappush(heap, (end, seq, _STEP, pos, eng.version))
                 continue
             eng = engines[x]
             if version != eng.version:
@@ -145,7 +152,8 @@ def simulate(
                 assert p_sel is not None
                 for rid in eng.handoff:
                     p_sel.release(eng.index)
-                    ready = t + kv_base + kv_per_token * reqs.prompt[rid]
+                    n_prompt = reqs.prompt[rid]  # KV moved, then the decode instance's API server
+                    ready = t + kv_base + kv_per_token * n_prompt + fe_base + fe_per_token * n_prompt
                     kv_ready[rid] = ready
                     seq += 1
                     heappush(heap, (ready, seq, _KV, rid, 0))
@@ -160,7 +168,15 @@ def simulate(
             events += 1
             decode_of[rid] = d_sel.acquire()
             if p_sel is not None:
-                eng = prefill[p_sel.acquire()]
+                prefill_of[rid] = p_sel.acquire()
+            if delayed:
+                seq += 1
+                heappush(
+                    heap, (arrivals[rid] + fe_base + fe_per_token * reqs.prompt[rid], seq, _ENTER, rid, 0)
+                )
+                continue
+            if p_sel is not None:
+                eng = prefill[prefill_of[rid]]
                 x = eng.index
             else:
                 eng = decode[decode_of[rid]]

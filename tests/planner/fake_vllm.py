@@ -1,8 +1,10 @@
 """A vLLM-like OpenAI server whose timings follow known formulas (tests of the profiler's plumbing).
 
-Non-streamed completions sleep PREFILL_S + PER_TOKEN_S * prompt words; streams send their first token
-after that, then one token every STEP_S + PER_SEQ_S * (streams open). /metrics carries
-`vllm:cache_config_info`; /version a version. Runs in a background thread on 127.0.0.1.
+Every completion first spends FRONTEND_S in its "API server", then its prefill sleeps PREFILL_S +
+PER_TOKEN_S * prompt words; streams send their first token after that, then one token every STEP_S +
+PER_SEQ_S * (streams open). /metrics carries `vllm:cache_config_info` and, like vLLM, the sums and
+counts of the TTFT (API server + prefill), queue (0) and prefill histograms; /version a version.
+Runs in a background thread on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from contextlib import contextmanager
 import orjson
 from aiohttp import web
 
-PREFILL_S, PER_TOKEN_S = 0.002, 2e-6
+FRONTEND_S, PREFILL_S, PER_TOKEN_S = 0.004, 0.002, 2e-6
 STEP_S, PER_SEQ_S = 0.002, 0.0005
 MAX_MODEL_LEN = 2048
 METRICS = 'vllm:cache_config_info{block_size="16",gpu_memory_utilization="0.9",num_gpu_blocks="4000"} 1.0\n'
@@ -24,6 +26,8 @@ METRICS = 'vllm:cache_config_info{block_size="16",gpu_memory_utilization="0.9",n
 
 def _app() -> web.Application:
     open_streams = 0
+    times = {"time_to_first_token": 0.0, "request_queue_time": 0.0, "request_prefill_time": 0.0}
+    count = 0
 
     async def models(_: web.Request) -> web.Response:
         return web.json_response({"data": [{"id": "fake-model", "max_model_len": MAX_MODEL_LEN}]})
@@ -32,15 +36,24 @@ def _app() -> web.Application:
         return web.json_response({"version": "fake-0.1"})
 
     async def metrics(_: web.Request) -> web.Response:
-        return web.Response(text=METRICS)
+        hist = "".join(
+            f'vllm:{name}_seconds_sum{{engine="0"}} {total}\n'
+            f'vllm:{name}_seconds_count{{engine="0"}} {count}\n'
+            for name, total in times.items()
+        )
+        return web.Response(text=METRICS + hist)
 
     async def completions(request: web.Request) -> web.StreamResponse:
-        nonlocal open_streams
+        nonlocal open_streams, count
         body = orjson.loads(await request.read())
         n_in = len(body["prompt"].split())
         if n_in + body["max_tokens"] > MAX_MODEL_LEN:
             return web.json_response({"error": {"message": "too long"}}, status=400)
-        await asyncio.sleep(PREFILL_S + PER_TOKEN_S * n_in)
+        prefill = PREFILL_S + PER_TOKEN_S * n_in
+        await asyncio.sleep(FRONTEND_S + prefill)
+        times["time_to_first_token"] += FRONTEND_S + prefill
+        times["request_prefill_time"] += prefill
+        count += 1
         usage = {"prompt_tokens": n_in, "completion_tokens": body["max_tokens"]}
         if not body.get("stream"):
             return web.json_response({"choices": [{"text": " t0"}], "usage": usage})

@@ -11,11 +11,17 @@ import pytest
 
 from planner.fits import FitError, fit_nonnegative
 from planner.illustrative import illustrative_profile
-from planner.kv_transfer import default_kv_transfer, fit_kv_transfer, kv_points_from_stages
+from planner.kv_transfer import (
+    default_kv_transfer,
+    fit_kv_transfer,
+    kv_points_from_stages,
+    prefill_overhead_s,
+)
 from planner.profile_model import (
     SCHEMA_VERSION,
     DecodePoint,
     EngineLimits,
+    FrontendModel,
     KvPoint,
     PowerPoint,
     PrefillPoint,
@@ -24,6 +30,7 @@ from planner.profile_model import (
     build_profile,
     fit_decode,
     fit_power,
+    fit_prefill,
     load_profile,
     prefill_features,
 )
@@ -103,6 +110,39 @@ def test_profile_round_trips_through_its_file(tmp_path: Path) -> None:
     assert doc["schema_version"] == SCHEMA_VERSION and doc["provenance"]["source"] == "illustrative"
     assert len(doc["prefill"]["points"]) == len(prof.prefill_points) > 0  # raw points kept
     assert doc["prefill"]["fit"]["r2"] > 0.99
+    assert back.frontend.latency_s > 0 and back.kv_transfer.prefill_overhead_s > 0
+
+
+def test_a_schema_1_profile_reads_with_no_api_server_or_connector_time(tmp_path: Path) -> None:
+    doc = illustrative_profile().to_dict()
+    doc["schema_version"] = 1
+    del (
+        doc["frontend"],
+        doc["kv_transfer"]["prefill_overhead_s"],
+        doc["kv_transfer"]["prefill_overhead_source"],
+    )
+    (tmp_path / "v1.json").write_text(json.dumps(doc))
+    old = load_profile(tmp_path / "v1.json")
+    assert old.frontend.zero and old.kv_transfer.prefill_overhead_s == 0.0
+    assert "schema 1" in old.frontend.source and "schema 1" in old.kv_transfer.prefill_overhead_source
+
+
+def test_the_prefill_fit_is_the_clients_latency_less_the_api_server_time() -> None:
+    fe = FrontendModel(0.01, 2e-6, "test")
+    points = [PrefillPoint(n, fe.delay_s(n) + 0.003 + 3e-5 * n) for n in (256, 1024, 2048, 4096)]
+    model = fit_prefill(points, 8192, fe)
+    assert model.fit.coefficients == pytest.approx((0.003, 3e-5, 0.0), abs=1e-9)
+    plain = fit_prefill(points, 8192)  # without the split the intercept carries the API server
+    assert plain.fit.coefficients[0] == pytest.approx(0.013, rel=1e-3)
+
+
+def test_kv_points_also_subtract_the_decode_instances_api_server_time() -> None:
+    prof = illustrative_profile()
+    fe = FrontendModel(0.01, 0.0, "test")
+    pts = kv_points_from_stages([2048], [0.030], prof.decode, mean_batch=4.2, frontend=fe)
+    assert pts[0].transfer_s == pytest.approx(0.030 - 0.01 - 1.5 * prof.decode.step_s(4, 4 * 2048))
+    assert prefill_overhead_s([0.07, 0.08, 0.075], [0.06] * 3) == pytest.approx(0.015)
+    assert prefill_overhead_s([0.05], [0.06]) == 0.0  # never negative
 
 
 def test_unknown_schema_or_kind_is_refused(tmp_path: Path) -> None:

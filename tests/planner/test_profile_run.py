@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from planner.measured import load_measured
 from planner.probe import ProbeError, Stream, steady_gaps
 from planner.profile_model import load_profile
-from tests.planner.fake_vllm import fake_vllm
+from tests.planner.fake_vllm import FRONTEND_S, fake_vllm
 
 ROOT = Path(__file__).resolve().parents[2]
 PD_RESULT = ROOT / "results" / "h200x2" / "20261122-044143-disagg-rate4"
@@ -42,6 +43,11 @@ def test_profile_of_a_server_without_nvml(tmp_path: Path) -> None:
     assert not prof.power.available and "--monitor none" in (prof.power.reason or "")
     assert "default" in prof.kv_transfer.source
     assert prof.prefill.fit.n_points == 3 and prof.prefill.fit.max_rel_error >= 0
+    # the fake's histograms say 4 ms of every TTFT is its API server: split off the prefill fit
+    assert prof.frontend.delay_s(1024) == pytest.approx(FRONTEND_S, abs=1e-4)
+    assert "TTFT - queue - prefill" in prof.frontend.source
+    alone = prof.prefill_points[-1]
+    assert prof.prefill.request_s(alone.prompt_tokens, 2048) < alone.latency_s - 0.9 * FRONTEND_S
 
 
 def test_profile_with_the_simulated_monitor_fills_every_power_state(tmp_path: Path) -> None:
@@ -69,6 +75,11 @@ def test_kv_transfer_from_a_measured_pd_pair(tmp_path: Path) -> None:
     assert len(prof.kv_points) == 200 and {p.prompt_tokens for p in prof.kv_points} == {2048}
     median_first_chunk_s = 0.0266  # results/h200x2 README: decode first chunk ~28 ms
     assert 0 < prof.kv_transfer.transfer_s(2048) < median_first_chunk_s * 1.05
+    # the measured prefill legs against a 2048-token prompt alone on the (fast) fake
+    legs_s = load_measured(PD_RESULT).prefill_leg_ms / 1e3
+    expected = float(np.median(legs_s)) - prof.client_prefill_s(2048)
+    assert prof.kv_transfer.prefill_overhead_s == pytest.approx(expected) and expected > 0.02
+    assert str(PD_RESULT) in prof.kv_transfer.prefill_overhead_source
 
 
 def test_unreachable_endpoint_is_one_line(tmp_path: Path) -> None:

@@ -8,7 +8,15 @@ import pytest
 
 from planner.fits import Fit
 from planner.profile_model import DecodeModel, KvTransferModel, PrefillModel, Profile
-from planner.search import SearchConfig, capacity_bound, run_at, search, sustained_rate
+from planner.search import (
+    RunCache,
+    SearchConfig,
+    capacity_bound,
+    run_at,
+    search,
+    search_grid,
+    sustained_rate,
+)
 from planner.setups import Setup, candidate_setups
 from planner.workload import WorkloadSpec, build_workload, fixed_lengths
 from tests.planner.profiles import make_profile
@@ -89,3 +97,23 @@ def test_an_slo_below_unloaded_latency_sustains_nothing() -> None:
         prof, Setup(0, 1), fixed_lengths([100] * 100, [5] * 100), SearchConfig({"ttft": 50.0})
     )
     assert res.sustained_rps == 0.0 and res.at_sustained is None and "unloaded" in res.note
+
+
+def test_an_slo_grid_shares_runs_and_finds_what_one_search_per_slo_finds() -> None:
+    prof = make_profile(prefill=(0.02, 4e-5, 0.0), decode=(0.004, 2e-4, 0.0), budget=2048)
+    spec = WorkloadSpec("random", 300, 512, 64)
+    slos = [{"ttft": 200.0, "tpot": 10.0}, {"ttft": 1000.0, "tpot": 50.0}]
+    cfg = SearchConfig(slos[0], requests_per_gpu=100, min_requests=300)
+    grid = search_grid(prof, [2, 3], spec, cfg, slos, top=2)
+    for slo, found in zip(slos, grid, strict=True):
+        alone = search(prof, [2, 3], spec, dataclasses.replace(cfg, slo=slo), top=2)
+        assert {g: [(r.setup, r.sustained_rps) for r in rs] for g, rs in found.items()} == {
+            g: [(r.setup, r.sustained_rps) for r in rs] for g, rs in alone.items()
+        }
+    # a looser SLO over the same runs: the cache simulated each rate once for both SLOs
+    wl = build_workload(spec)
+    runs = RunCache(prof, Setup(1, 1), wl, cfg, prof.engine)
+    tight = sustained_rate(prof, Setup(1, 1), wl, cfg, runs=runs)
+    loose = sustained_rate(prof, Setup(1, 1), wl, dataclasses.replace(cfg, slo=slos[1]), runs=runs)
+    assert runs.simulations < tight.simulations + loose.simulations
+    assert loose.sustained_rps >= tight.sustained_rps > 0

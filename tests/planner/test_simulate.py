@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from experiments.metrics import compute_summary
 from experiments.schema import Record
 from planner.outcome import request_metrics, summarize
-from planner.profile_model import EngineLimits, prefill_features
+from planner.profile_model import EngineLimits, FrontendModel, prefill_features
 from planner.setups import Setup, parse_setup
 from planner.simulate import SimulationError, simulate
 from planner.workload import Workload, fixed_lengths
@@ -227,3 +229,38 @@ def test_energy_splits_into_idle_static_and_per_step_dynamic() -> None:
     assert (
         not none.energy.available and none.energy.j_per_request is None and "no power" in none.energy.reason
     )
+
+
+# ------------------------------------------------------------------------- API server and connector time
+
+
+def test_api_server_time_delays_requests_without_occupying_the_engine() -> None:
+    """Each instance a request enters holds it fe(n) = 5 ms + 1 us/token before its engine sees it."""
+    base = make_profile(prefill=(0.02, 1e-5, 0.0), decode=(0.004, 0.0, 0.0), kv_latency_s=0.003)
+    prof = dataclasses.replace(base, frontend=FrontendModel(0.005, 1e-6, "test"))
+    fe, prefill = 0.005 + 1e-6 * 1000, 0.02 + 1e-5 * 1000
+    alone = fixed_lengths([1000], [3])
+    one = simulate(prof, Setup(0, 1), alone.prompt_tokens, alone.output_tokens, np.array([1.0]))
+    assert one.first_token_s[0] - 1.0 == pytest.approx(fe + prefill)
+    pair = simulate(prof, Setup(1, 1), alone.prompt_tokens, alone.output_tokens, np.array([1.0]))
+    # P's API server, the prefill, the KV, D's API server, then D's first step
+    assert pair.first_token_s[0] - 1.0 == pytest.approx(fe + prefill + 0.003 + fe + 0.004)
+    # arrivals every 25 ms: the engine (prefill 30 ms) saturates alike with or without the delay
+    wl = fixed_lengths([1000] * 400, [1] * 400)
+    arrivals = np.arange(400) * 0.025
+    busy = [simulate(p, Setup(0, 1), wl.prompt_tokens, wl.output_tokens, arrivals) for p in (base, prof)]
+    assert busy[1].instances[0].busy_s == pytest.approx(busy[0].instances[0].busy_s)
+    assert busy[1].end_s[-1] - busy[0].end_s[-1] == pytest.approx(fe, abs=1e-9)
+
+
+def test_the_connectors_prefill_side_time_is_engine_time_on_the_prefill_gpu() -> None:
+    base = make_profile(prefill=(0.02, 0.0, 0.0), decode=(1e-5, 0.0, 0.0), budget=1000)
+    prof = dataclasses.replace(
+        base, kv_transfer=dataclasses.replace(base.kv_transfer, prefill_overhead_s=0.01)
+    )
+    wl = fixed_lengths([1000] * 300, [1] * 300)
+    arrivals = np.arange(300) * 0.001  # far past capacity: the prefill GPU works back to back
+    res = simulate(prof, Setup(1, 1), wl.prompt_tokens, wl.output_tokens, arrivals)
+    assert res.instances[0].busy_s == pytest.approx(300 * (0.02 + 0.01))  # prefill instance
+    mixed = simulate(prof, Setup(0, 1), wl.prompt_tokens, wl.output_tokens, arrivals)
+    assert mixed.instances[0].busy_s == pytest.approx(300 * 0.02)  # no connector on a plain instance
