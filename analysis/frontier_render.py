@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from analysis.frontier import Capacity, Frontier, Metric, Verdict
-from analysis.render import fmt
+from analysis.markdown import fmt, md_table
 
 FRONTIER_FILE = "frontier.md"
 METRIC_TITLE: dict[Metric, str] = {
@@ -60,14 +60,6 @@ def verdict_text(v: Verdict, markdown: bool = True) -> str:
         "at most": f"{lead}? ≤×{ratio} ({a} vs {b}, {v.runner_up}: not saturated, may lead)",
         "unknown": f"{lead}? ({a} vs {b}, {v.runner_up}; neither saturated)",
     }[v.qualifier]
-
-
-def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    def esc(cell: str) -> str:
-        return cell.replace("|", "\\|")
-
-    lines = ["| " + " | ".join(map(esc, header)) + " |", "|" + "---|" * len(header)]
-    return lines + ["| " + " | ".join(map(esc, r)) + " |" for r in rows]
 
 
 def winner_table(f: Frontier, metric: Metric, markdown: bool = True) -> tuple[list[str], list[list[str]]]:
@@ -155,7 +147,7 @@ def render_frontier(
     out += [f"Generated {time.strftime('%Y-%m-%d %H:%M:%S %z')} by compare_performance.py --frontier.", ""]
     out += [f"Model {f.model}, hardware {f.hardware}.", ""]
     out += ["## Setups", ""]
-    out += _md_table(
+    out += md_table(
         ["setup", "kind", "GPUs", "offered rates (req/s)", "runs"],
         [
             [
@@ -181,10 +173,10 @@ def render_frontier(
     ]
     for metric in ("per_gpu", "per_kw"):
         out += [f"## Winner per SLO cell: {METRIC_TITLE[metric]}", ""]
-        out += _md_table(*winner_table(f, metric))
+        out += md_table(*winner_table(f, metric))
         out.append("")
     out += [f"## Sustained rate per SLO cell (attainment ≥ {level})", ""]
-    out += _md_table(
+    out += md_table(
         [
             "TTFT ≤ (ms)",
             "TPOT ≤ (ms)",
@@ -198,9 +190,9 @@ def render_frontier(
         capacity_rows(f),
     )
     out += ["", "## SLO attainment per offered rate", "", "Columns: TTFT bound / TPOT bound (ms).", ""]
-    out += _md_table(*attainment_rows(f))
+    out += md_table(*attainment_rows(f))
     out += ["", "## Energy vs offered rate (all GPUs, static = idle power × window)", ""]
-    out += _md_table(*energy_rows(f))
+    out += md_table(*energy_rows(f))
     out.append("")
     if plots:
         out += ["## Plots", ""]

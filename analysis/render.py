@@ -6,15 +6,16 @@ Numbers are shown to 4 significant digits (no exponent for ordinary sizes); valu
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from analysis.comparability import hardware, model_name
-from analysis.runs import NA, Run
-from analysis.tables import Comparison, Group, Row, Value, run_status, stage_rows, sweep_rows
+from analysis.markdown import fmt, md_table
+from analysis.runs import Run
+from analysis.server_report import server_sections
+from analysis.tables import Comparison, Group, Row, run_status, stage_rows, sweep_rows
 
 REPORT_FILE = "report.md"
 SWEEP_HEADER = (
@@ -29,31 +30,6 @@ SWEEP_HEADER = (
     "J/request",
     "complete",
 )
-
-
-def fmt(value: Value | str) -> str:
-    """A cell: numbers to 4 significant digits (no exponent for ordinary sizes), n/a with its reason."""
-    if value is None:
-        return "n/a"
-    if isinstance(value, NA | str):
-        return str(value)
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    v = float(value)
-    if math.isinf(v):
-        return "inf"
-    if v == 0:
-        return "0"
-    a = abs(v)
-    if a >= 1000:
-        return f"{v:,.0f}"
-    if a >= 100:
-        return f"{v:.1f}"
-    if a >= 1:
-        return f"{v:.2f}"
-    if a >= 0.01:
-        return f"{v:.3f}"
-    return f"{v:.3g}"
 
 
 def fmt_ratio(ratio: float | None) -> str:
@@ -101,16 +77,6 @@ def sweep_table(runs: Sequence[Run]) -> tuple[list[str], list[list[str]]]:
 # ---------------------------------------------------------------- markdown
 
 
-def _md_escape(text: str) -> str:
-    return text.replace("|", "\\|")
-
-
-def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(map(_md_escape, header)) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(map(_md_escape, r)) + " |" for r in rows]
-    return lines
-
-
 def _md_row(group: Group, row: Row) -> list[str]:
     cells = group_cells(group, row)
     if group.verdict(row) != "tie":
@@ -120,7 +86,7 @@ def _md_row(group: Group, row: Row) -> list[str]:
 
 
 def _runs_table(cmp: Comparison) -> list[str]:
-    return _md_table(
+    return md_table(
         ["run", "setup", "offered load", "model", "hardware", "started", "status", "result"],
         [
             [
@@ -164,21 +130,20 @@ def render_markdown(
     ]
     for group in cmp.groups:
         out += [f"## Offered load {group.load_text}", ""]
-        out += _md_table(group_columns(group), [_md_row(group, row) for row in group.rows])
+        out += md_table(group_columns(group), [_md_row(group, row) for row in group.rows])
         out.append("")
     split = [(r, rows) for r in cmp.runs if (rows := stage_rows(r))]
     if split:
         out += ["## TTFT split from the proxy's stage timings", ""]
         for run, rows in split:
             out += [f"**{run.label}** (TTFT mean {fmt(run.summary.ttft_ms.mean)} ms)", ""]
-            out += _md_table(
+            out += md_table(
                 ["part", "mean (ms)", "p50 (ms)", "p99 (ms)", "share of mean (%)"],
                 [[name, fmt(m), fmt(p50), fmt(p99), fmt(share)] for name, m, p50, p99, share in rows],
             )
             out.append("")
     if cmp.sweep:
-        out += ["## Load sweep", "", *_md_table(*sweep_table(cmp.runs)), ""]
-    from analysis.server_report import server_sections  # imported here: it formats with this module
+        out += ["## Load sweep", "", *md_table(*sweep_table(cmp.runs)), ""]
 
     out += server_sections(cmp.runs)
     if plots:

@@ -13,9 +13,9 @@ import sys
 from collections.abc import Sequence
 
 from analysis.connector_cost import NVLINK_GBPS, FirstChunkSplit, first_chunk_split
+from analysis.markdown import fmt, md_table
 from analysis.prefill_inflation import PrefillRow, explanation, prefill_rows
 from analysis.prometheus import Quantile
-from analysis.render import _md_table, fmt
 from analysis.runs import NA, CompareError, Run, load_runs, short_reason
 from analysis.server_view import InstanceView, instance_views, missing_reason
 from analysis.ttft_sides import SideRow, ttft_sides
@@ -129,7 +129,7 @@ def sides_table(rows: list[SideRow]) -> list[str]:
         [("↳ " if r.depth else "") + r.part, r.source, fmt_cell(r.mean), fmt_cell(r.p50), fmt_cell(r.p90)]
         for r in rows
     ]
-    return _md_table(["part", "measured by", "mean (ms)", "p50 (ms)", "p90 (ms)"], body)
+    return md_table(["part", "measured by", "mean (ms)", "p50 (ms)", "p90 (ms)"], body)
 
 
 FIRST_CHUNK_HEADER = [
@@ -183,7 +183,7 @@ def first_chunk_rows(runs: Sequence[Run]) -> tuple[list[list[str]], list[str]]:
 def first_chunk_table_md(runs: Sequence[Run]) -> str:
     """The decode side's first-chunk split of the P/D runs, a markdown table (empty without P/D runs)."""
     rows, _ = first_chunk_rows(runs)
-    return "\n".join(_md_table(FIRST_CHUNK_HEADER, rows)) if rows else ""
+    return "\n".join(md_table(FIRST_CHUNK_HEADER, rows)) if rows else ""
 
 
 PREFILL_HEADER = [
@@ -226,7 +226,7 @@ def prefill_table_md(runs: Sequence[Run]) -> str:
     """The prefilling instances' own times beside the records' overlap evidence, by rate: a markdown table
     for a results README (empty when no run has server metrics)."""
     rows = prefill_rows(list(runs))
-    return "\n".join(_md_table(PREFILL_HEADER, [_prefill_cells(r) for r in rows])) if rows else ""
+    return "\n".join(md_table(PREFILL_HEADER, [_prefill_cells(r) for r in rows])) if rows else ""
 
 
 def server_sections(runs: Sequence[Run]) -> list[str]:
@@ -235,7 +235,7 @@ def server_sections(runs: Sequence[Run]) -> list[str]:
         return []
     out = [VIEW_TITLE, "", VIEW_NOTE, ""]
     rows, notes = view_rows(runs)
-    out += [*_md_table(VIEW_HEADER, rows), ""]
+    out += [*md_table(VIEW_HEADER, rows), ""]
     out += [*(f"- {n}" for n in notes), ""] if notes else []
     sides = [(run, rows) for run in runs if (rows := ttft_sides(run))]
     if sides:
@@ -250,12 +250,12 @@ def server_sections(runs: Sequence[Run]) -> list[str]:
     chunk_rows, chunk_notes = first_chunk_rows(runs)
     if chunk_rows:
         out += [CHUNK_TITLE, ""]
-        out += [*_md_table(FIRST_CHUNK_HEADER, chunk_rows), ""]
+        out += [*md_table(FIRST_CHUNK_HEADER, chunk_rows), ""]
         out += ["≈: inferred or computed, not measured.", "", *(f"- {n}" for n in chunk_notes), ""]
     prefill = prefill_rows(list(runs))
     if any(r.kind == "xpyd" for r in prefill):
         out += [PREFILL_TITLE, ""]
-        out += [*_md_table(PREFILL_HEADER, [_prefill_cells(r) for r in prefill]), ""]
+        out += [*md_table(PREFILL_HEADER, [_prefill_cells(r) for r in prefill]), ""]
         text = explanation(prefill)
         out += [text, ""] if text else []
     return out

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from analysis.comparability import model_name
+from analysis.markdown import fmt
 from analysis.plots import PLOTS, make_plots, save_figure
-from analysis.render import fmt, write_report
+from analysis.render import write_report
 from analysis.runs import CompareError, Run, find_results, load_results, runs_from_results
 from analysis.tables import build_comparison, sweep_rows
 from experiments.schema import RunResult

@@ -9,7 +9,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("experiments", "analysis", "launch", "disagg", "traditional", "proxy", "fake_upstream", "monitor",
             "planner", "demo")  # fmt: skip
 # Who may import whom (first-party). experiments is the base every wing builds on; the fake upstream
-# serves tests and benchmarks of the proxy and the client; nothing imports analysis, planner or demo.
+# serves tests and benchmarks of the proxy and the client; only the planner and the demo build on
+# analysis, and nothing imports planner or demo.
 ALLOWED = {
     "experiments": {"monitor", "fake_upstream"},
     "analysis": {"experiments"},
@@ -19,7 +20,11 @@ ALLOWED = {
     "proxy": {"fake_upstream"},
     "fake_upstream": set(),
     "monitor": set(),
-    "planner": {"experiments", "monitor"},
+    "planner": {
+        "experiments",
+        "monitor",
+        "analysis",
+    },  # comes last in the data flow: reads what analysis finds
     "demo": {"experiments", "analysis", "launch", "disagg", "traditional"},  # drives the whole pipeline
 }
 MAX_LINES = 600

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from analysis.render import fmt
+from analysis.markdown import fmt
 from analysis.runs import CompareError
 from demo.h200 import POINT, SOURCE, render_h200x2
 from experiments.schema import RunResult
