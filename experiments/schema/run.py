@@ -115,6 +115,8 @@ class Provenance:
     python: str | None = None
     versions: dict[str, str | None] = field(default_factory=dict)
     git_commit: str | None = None
+    # sha256 of the testbed's own Python sources as they ran: names the code where .git is absent or stale
+    source_digest: str | None = None
     gpu_inventory: GpuInventory = field(default_factory=lambda: GpuInventory(available=False))
     start_epoch_ns: int = 0
     start_iso: str = ""
