@@ -9,7 +9,6 @@ run as result.json.xz first, as the committed campaign runs are.
 
 from __future__ import annotations
 
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -20,20 +19,13 @@ from analysis.frontier import SloGrid, build_frontier
 from analysis.frontier_render import write_frontier
 from analysis.runs import find_results, load_runs
 from analysis.synthetic_sweeps import ONE, PD, REPLICAS, Request, save_sweep, sweep_run
+from experiments.bench_util import pin_one_core
 from experiments.cli_errors import OneLineErrorParser
 from experiments.schema import archive_run
 
 # (setup of the golden sweeps, label): the fourth is the replicas with another selection policy.
 SETUPS = ((ONE, ONE), (PD, PD), (REPLICAS, REPLICAS), (REPLICAS, "2 replicas, least loaded"))
 OUTPUT_TOKENS = 256
-
-
-def pin_one_core() -> str:
-    if hasattr(os, "sched_setaffinity"):
-        core = min(os.sched_getaffinity(0))
-        os.sched_setaffinity(0, {core})
-        return f"pinned to core {core}"
-    return "not pinned (no sched_setaffinity here)"
 
 
 def requests(rng: np.random.Generator, load: float, n: int) -> list[Request]:

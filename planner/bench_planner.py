@@ -8,9 +8,9 @@ generators is timed apart from the simulation (it is paid once per workload and 
 
 from __future__ import annotations
 
-import os
 import time
 
+from experiments.bench_util import pin_one_core
 from experiments.cli_errors import OneLineErrorParser
 from planner.illustrative import illustrative_profile
 from planner.outcome import summarize
@@ -22,14 +22,6 @@ from planner.workload import WorkloadSpec, build_workload
 
 SETUPS = (("single", 6.0), ("1P1D", 10.0), ("replicas:8", 60.0), ("5P3D", 80.0))
 SLO = {"ttft": 500.0, "tpot": 25.0}
-
-
-def pin_one_core() -> str:
-    if hasattr(os, "sched_setaffinity"):
-        core = min(os.sched_getaffinity(0))
-        os.sched_setaffinity(0, {core})
-        return f"pinned to core {core}"
-    return "not pinned (no sched_setaffinity here)"
 
 
 def main(argv: list[str] | None = None) -> int:
