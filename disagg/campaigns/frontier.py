@@ -14,6 +14,7 @@ Read-only on the GPUs: nothing here changes clocks, power limits or persistence.
 from __future__ import annotations
 
 import argparse
+import math
 import signal
 import subprocess
 import sys
@@ -32,6 +33,12 @@ class Shape:
     output_len: str
     rates: tuple[float, ...]
     seed_base: int  # distinct per shape: a short prompt must not be a prefix of a longer one
+    # Arrivals last at least this long (more requests at high rates): long requests need a steady state,
+    # i.e. many more requests than the rate x E2E that are in flight at once.
+    min_arrival_s: float = 0.0
+
+    def requests(self, rate: float, floor: int) -> int:
+        return max(floor, math.ceil(rate * self.min_arrival_s))
 
 
 @dataclass(frozen=True)
@@ -47,9 +54,14 @@ class Setup:
 
 SHAPES = {
     "prefill-heavy": Shape("prefill-heavy", "2048", "256", (4, 8, 12, 16, 20, 24), 1000),
-    "decode-heavy": Shape("decode-heavy", "512", "1024", (4, 8, 12, 16, 20), 2000),
+    # 1024 tokens take 7-15 s: 200 requests never reach a steady state past ~8 req/s (results/h200x2/
+    # frontier/decode-heavy-short), so arrivals last >= 30 s here (up to 960 requests at 32 req/s).
+    "decode-heavy": Shape("decode-heavy", "512", "1024", (4, 8, 16, 24, 32), 2000, min_arrival_s=30.0),
     "mixed": Shape("mixed", "128:4096", "32:1024", (2, 4, 8, 12, 16), 3000),
     "cpu-smoke": Shape("cpu-smoke", "200", "8", (2, 4), 4000),
+    # Prefill alone (one output token) on a plain instance: does it hold overlapping prefills as the
+    # 1P1D prefill instance does (results/h200x2/frontier/README.md, the prefill-time puzzle)?
+    "prefill-only": Shape("prefill-only", "2048", "1", (4, 8, 12, 16), 5000),
 }
 P, D, PROXY = "http://127.0.0.1:8100", "http://127.0.0.1:8200", "http://127.0.0.1:8000"
 SETUPS = {
@@ -80,7 +92,7 @@ def log(msg: str) -> None:
 def point_estimate_s(shape: Shape, rate: float, n: int) -> float:
     """Arrivals + the last requests' decode + idle baseline, warm-up and start-up of the runner."""
     out = float(shape.output_len.split(":")[-1])
-    return n / rate + out * 0.03 + 15.0
+    return shape.requests(rate, n) / rate + out * 0.03 + 15.0
 
 
 def done(out_dir: Path, rate: float) -> bool:
@@ -134,7 +146,8 @@ class Campaign:
         cmd = [
             sys.executable, "run_experiment.py", "--mode", setup.mode, "--endpoint", setup.endpoint,
             "--input-len", shape.input_len, "--output-len", shape.output_len,
-            "--num-requests", str(self.args.num_requests), "--rate", f"{rate:g}", "--seed", str(seed),
+            "--num-requests", str(shape.requests(rate, self.args.num_requests)),
+            "--rate", f"{rate:g}", "--seed", str(seed),
             "--warmup", "4", "--idle-seconds", "5", "--monitor-interval", "0.1", "--request-timeout", "300",
             "--gpu-ids", self.args.gpu_ids, "--gpu-roles", setup.gpu_roles,
             "--server-metrics", setup.server_metrics, "--launch-plan", str(run_dir),

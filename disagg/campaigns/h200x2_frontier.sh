@@ -1,22 +1,33 @@
 #!/usr/bin/env bash
-# One device call of the frontier campaign on 2 x H200 (vLLM 0.23.0 bundle staged in /tmp/stage):
-# installs the bundle once, runs `python -m disagg.campaigns.frontier "$@"` within BUDGET_S seconds,
-# and packs the results and launcher logs into $OUT (when set). Read-only on the GPUs.
+# One device call of the frontier campaign on a 2 x H200 host: installs the staged vLLM bundle once,
+# runs `python -m disagg.campaigns.frontier "$@"` within BUDGET_S seconds, archives this call's complete
+# runs (result.json.xz) and packs only what this call wrote, plus launcher log tails, into $OUT (when
+# set). Read-only on the GPUs.
+#   STACK=p2p  (default) vLLM 0.23 + P2P NCCL, bundle staged in /tmp/stage      -> /tmp/site
+#   STACK=nixl vLLM 0.26 + NIXL,             bundle staged in /tmp/stage-nixl -> /tmp/site-nixl
 #   disagg/campaigns/h200x2_frontier.sh --setups replicas --shapes prefill-heavy,decode-heavy
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-[ -f /tmp/site/vllm/__init__.py ] || bash /tmp/stage/install_bundle.sh || exit 3
-export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+case "${STACK:-p2p}" in
+  p2p) export STAGE=/tmp/stage SITE=/tmp/site ;;
+  nixl) export STAGE=/tmp/stage-nixl SITE=/tmp/site-nixl ;;
+  *) echo "STACK must be p2p or nixl"; exit 2 ;;
+esac
+[ -f "$SITE/vllm/__init__.py" ] || bash "$STAGE/install_bundle.sh" || exit 3
+export PYTHONPATH=$SITE${PYTHONPATH:+:$PYTHONPATH}
 # shellcheck disable=SC1091
-source /tmp/stage/env.sh
+source "$STAGE/env.sh"
 for d in /tmp/testbed-runs/*/; do [ -d "$d" ] && python3 -m disagg stop "$d" >/dev/null 2>&1; done  # leftovers
 RES=${RES:-results/h200x2/frontier}
 mkdir -p "$RES"
+START=$(mktemp) && touch "$START"
 nvidia-smi --query-gpu=index,name,driver_version,power.limit,clocks.sm,clocks.max.sm,persistence_mode \
     --format=csv > "$RES/gpus-$(date +%H%M%S).csv"
 timeout $(( ${BUDGET_S:-540} + 40 )) python3 -m disagg.campaigns.frontier --results "$RES" --budget-s "${BUDGET_S:-540}" "$@"
 if [ -n "${OUT:-}" ]; then
-  tar -czf "$OUT/results.tgz" "$RES"
+  # This call's complete runs go back archived (~5x smaller); an incomplete one stays as it is.
+  find "$RES" -name result.json -newer "$START" -printf '%h\n' | xargs -r python3 -m experiments.archive >/dev/null
+  find "$RES" -type f -newer "$START" -print0 | tar -czf "$OUT/results.tgz" --null -T -
   (cd /tmp/testbed-runs 2>/dev/null && for f in */*.log; do tail -n 300 "$f" > "$f.tail"; done
-   tar -czf "$OUT/logs.tgz" --exclude='*.log' --exclude='kv' . 2>/dev/null)
+   tar -czf "$OUT/logs.tgz" --exclude='*.log' --exclude='kv' --exclude='proxy_stages.jsonl' . 2>/dev/null)
 fi

@@ -121,7 +121,7 @@ def test_slo_grid_parsing() -> None:
 def test_real_replicas_sweep_replays_with_the_recorded_schedule(tmp_path: Path) -> None:
     """The committed decode-heavy 2-replica sweep (4 runs): lengths, seeds and arrivals as measured."""
     root = tmp_path / "frontier"
-    shutil.copytree(FRONTIER / "decode-heavy" / "replicas", root / "decode-heavy" / "replicas")
+    shutil.copytree(FRONTIER / "decode-heavy-short" / "replicas", root / "decode-heavy" / "replicas")
     v = validate(make_profile(), root, [{"ttft": 1000.0, "tpot": 50.0}])
     assert [(p.setup, p.rate, p.requests) for p in v.points] == [
         ("replicas:2", r, 200) for r in (4, 8, 12, 16)
