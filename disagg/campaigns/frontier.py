@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import shlex
 import signal
 import subprocess
 import sys
@@ -128,6 +129,7 @@ class Campaign:
         run_dir = self.runs / setup.name
         cmd = [sys.executable, "-m", *setup.launcher, "--detach", "--model", self.args.model]
         cmd += ["--run-dir", str(run_dir), "--timeout", str(self.args.launch_timeout)]
+        cmd += shlex.split(self.args.launch_args)
         log(f"start {setup.name}: {' '.join(cmd[2:])}")
         t = time.monotonic()
         if subprocess.run(cmd).returncode != 0:
@@ -200,6 +202,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpu-ids", default="0,1", help="GPUs the monitor records")
     p.add_argument("--budget-s", type=float, default=560.0, help="start nothing that would end past this")
     p.add_argument("--launch-timeout", type=float, default=420.0, help="seconds to wait for /health")
+    p.add_argument(
+        "--launch-args",
+        default="",
+        help="extra launcher flags for every setup, e.g. '--kv-block-size 32' (give each variant its own "
+        "--results)",
+    )
     return p
 
 
