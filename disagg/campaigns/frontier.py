@@ -150,7 +150,8 @@ class Campaign:
             "--input-len", shape.input_len, "--output-len", shape.output_len,
             "--num-requests", str(shape.requests(rate, self.args.num_requests)),
             "--rate", f"{rate:g}", "--seed", str(seed),
-            "--warmup", "4", "--idle-seconds", "5", "--monitor-interval", "0.1", "--request-timeout", "300",
+            "--warmup", "4", "--idle-seconds", f"{self.args.idle_seconds:g}",
+            "--monitor-interval", "0.1", "--request-timeout", "300",
             "--gpu-ids", self.args.gpu_ids, "--gpu-roles", setup.gpu_roles,
             "--server-metrics", setup.server_metrics, "--launch-plan", str(run_dir),
             "--output-dir", str(out_dir), "--tag", f"rate{rate:g}",
@@ -202,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpu-ids", default="0,1", help="GPUs the monitor records")
     p.add_argument("--budget-s", type=float, default=560.0, help="start nothing that would end past this")
     p.add_argument("--launch-timeout", type=float, default=420.0, help="seconds to wait for /health")
+    p.add_argument("--idle-seconds", type=float, default=5.0, help="idle baseline before each point")
     p.add_argument(
         "--launch-args",
         default="",

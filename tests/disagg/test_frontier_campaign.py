@@ -1,0 +1,70 @@
+"""The frontier campaign end to end with the real launchers, proxy and runner over fake vLLM servers.
+
+tests/disagg/fake_serving_vllm, first on PYTHONPATH, stands in for vLLM (the shared fake upstream on
+the launcher's port), so every setup really starts, serves, is measured and stopped, in seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from experiments.schema import RunResult
+
+ROOT = Path(__file__).resolve().parents[2]
+FAKE = Path(__file__).resolve().parent / "fake_serving_vllm"
+
+
+def campaign(tmp: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(FAKE), str(ROOT)])}
+    cmd = [sys.executable, "-m", "disagg.campaigns.frontier", "--shapes", "cpu-smoke", "--model", "tiny",
+           "--num-requests", "4", "--gpu-ids", "", "--idle-seconds", "0", "--launch-timeout", "60",
+           "--results", str(tmp / "res"), "--launch-dir", str(tmp / "launch"), *extra]  # fmt: skip
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def first_pass(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    tmp = tmp_path_factory.mktemp("campaign")
+    return tmp, campaign(tmp, "--setups", "single,replicas,pd", "--budget-s", "400")
+
+
+def test_every_setup_and_rate_is_measured_with_its_setup(first_pass) -> None:
+    tmp, proc = first_pass
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    runs = {
+        p.parent.name: RunResult.load(p) for p in sorted((tmp / "res" / "cpu-smoke").glob("*/*/result.json"))
+    }
+    by_setup: dict[str, list[RunResult]] = {}
+    for path in sorted((tmp / "res" / "cpu-smoke").glob("*/*/result.json")):
+        by_setup.setdefault(path.parts[-3], []).append(RunResult.load(path))
+    assert sorted(by_setup) == ["pd", "replicas", "single"] and len(runs) == 6
+    kinds = {name: {r.metadata.serving_setup.kind for r in rs} for name, rs in by_setup.items()}  # type: ignore[union-attr]
+    assert kinds == {"single": {"single"}, "replicas": {"replicas"}, "pd": {"xpyd"}}
+    for rs in by_setup.values():
+        assert all(r.complete and r.summary is not None and r.summary.completed == 4 for r in rs)
+        assert sorted(r.metadata.config.arrival.rate for r in rs) == [2, 4]
+    # The same rate has the same prompts and arrival times in every setup.
+    seeds = {(name, r.metadata.config.arrival.rate, r.metadata.config.workload.seed) for name, rs in
+             by_setup.items() for r in rs}  # fmt: skip
+    assert {(rate, seed) for _, rate, seed in seeds} == {(2, 4000), (4, 4001)}
+    assert "healthy after" in proc.stdout and "campaign done" in proc.stdout
+
+
+def test_a_second_pass_resumes_and_measures_nothing_again(first_pass) -> None:
+    tmp, _ = first_pass
+    again = campaign(tmp, "--setups", "single,replicas,pd", "--budget-s", "400")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.count("every point done") == 3 and "start " not in again.stdout
+    assert len(list((tmp / "res" / "cpu-smoke").glob("*/*/result.json"))) == 6
+
+
+def test_a_budget_too_small_starts_nothing(tmp_path: Path) -> None:
+    proc = campaign(tmp_path, "--setups", "single", "--budget-s", "30")
+    assert proc.returncode == 0, proc.stderr
+    assert "not enough to start it" in proc.stdout
+    assert not (tmp_path / "res").exists() or not list((tmp_path / "res").rglob("result.json"))
