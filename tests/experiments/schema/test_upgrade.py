@@ -13,7 +13,13 @@ from experiments.schema import SCHEMA_VERSION, RunResult, to_builtins
 from experiments.schema.upgrade import from_1_0, upgrade
 
 REPO = Path(__file__).resolve().parents[3]
-COMMITTED = sorted((REPO / "results").rglob("result.json"))
+# Committed runs only: results/runs, results/demo and results/report hold local (git-ignored) outputs.
+LOCAL = ("runs", "demo", "report")
+COMMITTED = sorted(
+    p
+    for p in (REPO / "results").rglob("result.json")
+    if p.relative_to(REPO / "results").parts[0] not in LOCAL
+)
 DISTRIBUTIONS = (
     "ttft_ms",
     "tpot_ms",
