@@ -23,6 +23,7 @@ import numpy as np
 from analysis.comparability import hardware, model_name
 from analysis.runs import CompareError, Run
 from analysis.setup_sweeps import by_setup, check_sweep_setups, one_shape, shape_text
+from experiments.timing_checks import STEADY_ARRIVALS_IN_E2E, steady_state_warning
 
 DEFAULT_TTFT_MS: tuple[float, ...] = (250.0, 500.0, 1000.0, 2000.0)
 DEFAULT_TPOT_MS: tuple[float, ...] = (10.0, 15.0, 25.0, 50.0)
@@ -325,6 +326,15 @@ def build_frontier(
             cap[(s.name, i, j)] = c
             if c.non_monotone:
                 dips.append(grid.text(i, j))
+        transient = [
+            f"{p.rate:g}" for p in s.points if any(steady_state_warning(r.result.measured()) for r in p.runs)
+        ]
+        if transient:
+            notes.append(
+                f"{s.name}: not a steady state at {', '.join(transient)} req/s (arrivals shorter than "
+                f"{STEADY_ARRIVALS_IN_E2E:g} mean E2Es): attainment there is a ramp's, optimistic past "
+                "saturation"
+            )
         if dips:
             notes.append(
                 f"{s.name}: attainment dips below {100 * level:g}% at a lower rate and recovers at a higher "

@@ -34,7 +34,7 @@ from experiments.schema import (
 )
 from experiments.schema.result import Status
 from experiments.server_tokenizer import ServerTokenizer, TokenizerUnavailable, server_tokenizer
-from experiments.timing_checks import client_timing_warnings
+from experiments.timing_checks import client_timing_warnings, steady_state_warning
 from experiments.workloads import (
     RequestSpec,
     TokenCounter,
@@ -293,6 +293,8 @@ def run(cfg: RunConfig, argv: list[str]) -> Path:
     result.warnings = cache_warnings(cfg.workload.kind, deltas) + client_timing_warnings(
         result.summary, capped=cfg.arrival.max_concurrency is not None
     )
+    if cfg.arrival.kind != "closed" and (steady := steady_state_warning(result.measured())):
+        result.warnings.append(steady)
     for w in result.warnings:
         print(f"warning: {w}", file=sys.stderr)
     path = writer.finish(status, error)

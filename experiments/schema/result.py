@@ -8,7 +8,8 @@ A run directory holds
   end, so an interrupted run still leaves a valid file; `load` then takes the records from
   ``requests.jsonl``.
 Older files are upgraded on load (experiments.schema.upgrade). Runs kept in git are archived
-(`archive_run`): ``result.json.xz`` alone (the records are inside it), which `load` reads the same way.
+(`archive_run`): ``result.json.xz`` alone (the records inside, chunk times packed by chunk_codec),
+which `load` reads the same way.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import numpy as np
 import orjson
 
 from experiments.schema.base import SchemaError, computed, convert, dumps, to_builtins
+from experiments.schema.chunk_codec import pack_chunk_times, unpack_chunk_times
 from experiments.schema.energy import SCOPES, EnergySection
 from experiments.schema.records import Record
 from experiments.schema.run import RunMetadata, ServerMetrics
@@ -133,6 +135,7 @@ class RunResult:
         try:
             raw = result_path.read_bytes()
             doc = orjson.loads(lzma.decompress(raw) if result_path.name.endswith(".xz") else raw)
+            doc = unpack_chunk_times(doc) if isinstance(doc, dict) else doc
         except (orjson.JSONDecodeError, lzma.LZMAError) as exc:
             raise SchemaError(f"{result_path} is not valid JSON: {exc}") from exc
         if not isinstance(doc, dict) or "schema_version" not in doc:
@@ -162,24 +165,52 @@ def result_file(path: str | Path) -> Path:
 
 
 def archive_run(run_dir: str | Path) -> Path:
-    """Compress a complete run for keeping in git: result.json -> result.json.xz, requests.jsonl dropped.
+    """Compress a complete run for keeping in git: result.json.xz alone (chunk times packed, see
+    chunk_codec), requests.jsonl dropped; an archive already there is rewritten in the current form.
 
-    The records are inside result.json, so nothing is lost; an incomplete run is refused (its records
-    may exist only in requests.jsonl). Returns the archive's path.
+    The records are inside it, so nothing is lost but sub-microsecond chunk-time digits (every summary is
+    checked to read back within 1 us); an incomplete run is refused (its records may exist only in
+    requests.jsonl). Returns the archive's path.
     """
     run_dir = Path(run_dir)
     res = RunResult.load(run_dir)
     if not res.complete:
         raise ValueError(f"{run_dir} is not complete: keep it as it is")
-    src = run_dir / RESULT_FILE
     dst = run_dir / ARCHIVE_FILE
-    _atomic_write(dst, lzma.compress(src.read_bytes(), preset=9 | lzma.PRESET_EXTREME))
-    if RunResult.load(dst).to_dict() != res.to_dict():
-        dst.unlink()
-        raise ValueError(f"{dst} does not read back as {src}; nothing changed")
-    src.unlink()
+    tmp = run_dir / "result.json.new.xz"
+    doc = pack_chunk_times(orjson.loads(orjson.dumps(res.to_dict(), option=orjson.OPT_NON_STR_KEYS)))
+    tmp.write_bytes(
+        lzma.compress(orjson.dumps(doc, option=orjson.OPT_NON_STR_KEYS), preset=9 | lzma.PRESET_EXTREME)
+    )
+    back = RunResult.load(tmp)
+    if not _same_numbers(back, res):
+        tmp.unlink()
+        raise ValueError(f"{dst} would not read back as {run_dir}; nothing changed")
+    os.replace(tmp, dst)
+    (run_dir / RESULT_FILE).unlink(missing_ok=True)
     (run_dir / RECORDS_FILE).unlink(missing_ok=True)
     return dst
+
+
+def _same_numbers(a: RunResult, b: RunResult, tol_ms: float = 1e-3) -> bool:
+    """Everything but chunk times equal, and every record's derived latencies within `tol_ms`."""
+    da, db = a.to_dict(), b.to_dict()
+    if {k: v for k, v in da.items() if k != "records"} != {k: v for k, v in db.items() if k != "records"}:
+        return False
+    if len(a.records) != len(b.records):
+        return False
+
+    def close(x: float | None, y: float | None) -> bool:
+        return (x is None) == (y is None) and (x is None or y is None or abs(x - y) <= tol_ms)
+
+    for x, y in zip(a.records, b.records, strict=True):
+        if len(x.chunk_mono_ns) != len(y.chunk_mono_ns) or x.first_token_mono_ns != y.first_token_mono_ns:
+            return False
+        if not all(close(getattr(x, k), getattr(y, k)) for k in ("ttft_ms", "tpot_ms", "e2el_ms")):
+            return False
+        if any(abs(i - j) > tol_ms for i, j in zip(x.itl_ms, y.itl_ms, strict=True)):
+            return False
+    return True
 
 
 def record_line(record: Record) -> bytes:

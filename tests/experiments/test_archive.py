@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import orjson
 import pytest
 
 from analysis.runs import find_results
@@ -32,3 +33,26 @@ def test_an_incomplete_run_is_not_archived(tmp_path: Path, capsys: pytest.Captur
     assert archive_main([str(run)]) == 2
     assert "not complete" in capsys.readouterr().err
     assert (run / RESULT_FILE).exists() and not (run / ARCHIVE_FILE).exists()
+
+
+def test_packed_chunk_times_come_back_within_half_a_microsecond() -> None:
+    from experiments.schema.chunk_codec import pack_chunk_times, unpack_chunk_times
+
+    chunks = [1_000_000_123, 1_005_000_999, 1_005_001_499, 1_012_345_678]
+    doc = {"records": [{"index": 0, "chunk_mono_ns": chunks}, {"index": 1, "chunk_mono_ns": []}]}
+    packed = pack_chunk_times(doc)
+    assert "chunk_mono_ns" not in packed["records"][0] and packed["archive_codec"]
+    back = unpack_chunk_times(orjson.loads(orjson.dumps(packed)))["records"]
+    assert back[0]["chunk_mono_ns"][0] == chunks[0]  # the first chunk (TTFT) exactly
+    assert all(abs(x - y) <= 500 for x, y in zip(back[0]["chunk_mono_ns"], chunks, strict=True))
+    assert back[1]["chunk_mono_ns"] == []
+
+
+def test_archiving_an_archive_rewrites_it_and_keeps_the_numbers(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(GOLDEN / "disagg", run)
+    before = RunResult.load(run)
+    assert archive_main([str(run)]) == 0 and archive_main([str(run)]) == 0
+    after = RunResult.load(run)
+    assert after.summary == before.summary and after.energy == before.energy
+    assert [r.ttft_ms for r in after.records] == [r.ttft_ms for r in before.records]
