@@ -68,8 +68,9 @@ def steady_state_warning(records: Sequence[Record]) -> str | None:
     e2e_s = sum(r.e2el_ms for r in ok) / len(ok) / 1e3  # type: ignore[misc]
     if e2e_s <= 0 or window_s >= STEADY_ARRIVALS_IN_E2E * e2e_s:
         return None
-    in_flight = len(ok) / window_s * e2e_s if window_s > 0 else float(len(ok))
-    need = int(STEADY_ARRIVALS_IN_E2E * e2e_s * len(ok) / window_s) + 1 if window_s > 0 else None
+    rate = (len(ok) - 1) / window_s if window_s > 0 else None  # arrivals per second
+    in_flight = rate * e2e_s if rate else float(len(ok))
+    need = int(STEADY_ARRIVALS_IN_E2E * e2e_s * rate) + 1 if rate else None
     more = f"; at this rate about {need} requests would last long enough" if need else ""
     return (
         f"not a steady state: arrivals lasted {window_s:.1f} s, under {STEADY_ARRIVALS_IN_E2E:g} mean E2E "

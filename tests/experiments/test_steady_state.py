@@ -1,0 +1,32 @@
+"""A run too short for its load to settle is flagged (arrivals under 3 mean E2E latencies)."""
+
+from __future__ import annotations
+
+from experiments.schema import Record
+from experiments.timing_checks import steady_state_warning
+
+S = 1_000_000_000
+
+
+def _runs(n: int, gap_s: float, e2e_s: float) -> list[Record]:
+    out = []
+    for i in range(n):
+        sent = round(i * gap_s * S)
+        first = sent + S // 10
+        end = sent + round(e2e_s * S)
+        out.append(Record(index=i, ok=True, status=200, sent_mono_ns=sent, first_token_mono_ns=first,
+                          end_mono_ns=end, chunk_mono_ns=[first, end], completion_tokens=2))  # fmt: skip
+    return out
+
+
+def test_long_requests_at_a_high_rate_are_not_a_steady_state() -> None:
+    # 200 requests at 12 req/s (16.6 s of arrivals) lasting 10 s each: ~120 in flight, a ramp.
+    w = steady_state_warning(_runs(200, 1 / 12, 10.0))
+    assert w is not None and "not a steady state" in w and "120 requests are in flight" in w
+
+
+def test_arrivals_lasting_three_lifetimes_are_fine() -> None:
+    assert steady_state_warning(_runs(200, 1 / 4, 1.5)) is None  # 50 s of arrivals, 1.5 s each
+    assert steady_state_warning(_runs(31, 1.0, 10.0)) is None  # exactly 30 s = 3 x 10 s
+    assert steady_state_warning(_runs(30, 1.0, 10.0)) is not None  # 29 s: just short
+    assert steady_state_warning(_runs(1, 1.0, 10.0)) is None  # nothing to judge
