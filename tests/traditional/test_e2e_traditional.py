@@ -113,18 +113,22 @@ def test_client_ttft_agrees_with_server_histogram(result) -> None:
     res, deltas = result
     name = "vllm:time_to_first_token_seconds"
     assert deltas[f"{name}_count{{}}"] == N_REQUESTS
+
+    # The client's TTFT holds the server's (send -> first token around arrival -> first token), so it is
+    # never shorter; it adds HTTP and SSE time, which on a busy 2-core CPU host reaches ~10 ms, so the
+    # upper bound is loose: it catches unit slips and timing the wrong event, not scheduling noise.
+    def plausible(client_ms: float, low_ms: float, high_ms: float) -> bool:
+        return low_ms - 1.0 <= client_ms <= 1.5 * high_ms + 20.0
+
     # vLLM's histogram only says which bucket holds the median (the interpolated p50 inside it is a
-    # guess), so the client's p50 must fall in that bucket, allowing for the HTTP time the client adds.
+    # guess), so the client's p50 is checked against that bucket.
     lo_ms, hi_ms = _median_bucket_ms(deltas, name)
     client_p50_ms = float(np.median(res.arrays()["ttft_ms"]))
-    assert lo_ms - 1.0 <= client_p50_ms <= 1.25 * hi_ms + 5.0, (client_p50_ms, lo_ms, hi_ms)
-    # The histogram's sum is exact, so the means must agree too (the client adds HTTP time only).
+    assert plausible(client_p50_ms, lo_ms, hi_ms), (client_p50_ms, lo_ms, hi_ms)
+    # The histogram's sum is exact: the means.
     server_mean_ms = 1000 * deltas[f"{name}_sum{{}}"] / N_REQUESTS
     client_mean_ms = float(np.mean(res.arrays()["ttft_ms"]))
-    assert abs(client_mean_ms - server_mean_ms) <= 0.25 * server_mean_ms + 5.0, (
-        client_mean_ms,
-        server_mean_ms,
-    )
+    assert plausible(client_mean_ms, server_mean_ms, server_mean_ms), (client_mean_ms, server_mean_ms)
 
 
 def test_result_says_how_it_was_obtained(result) -> None:
