@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from analysis.frontier import Capacity, Frontier, Metric, Verdict
-from analysis.markdown import fmt, md_table
+from analysis.markdown import fmt, md_table, plots_and_notes
 
 FRONTIER_FILE = "frontier.md"
 METRIC_TITLE: dict[Metric, str] = {
@@ -194,13 +194,7 @@ def render_frontier(
     out += ["", "## Energy vs offered rate (all GPUs, static = idle power × window)", ""]
     out += md_table(*energy_rows(f))
     out.append("")
-    if plots:
-        out += ["## Plots", ""]
-        for title, file in plots:
-            out += [f"### {title}", "", f"![{title}]({file})", ""]
-    notes = [*f.notes, *plot_notes]
-    if notes:
-        out += ["## Notes", "", *(f"- {n}" for n in notes), ""]
+    out += plots_and_notes(plots, [*f.notes, *plot_notes])
     return "\n".join(out)
 
 

@@ -42,3 +42,15 @@ def md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
 
     lines = ["| " + " | ".join(map(esc, header)) + " |", "|" + "---|" * len(header)]
     return lines + ["| " + " | ".join(map(esc, r)) + " |" for r in rows]
+
+
+def plots_and_notes(plots: Sequence[tuple[str, str]], notes: Sequence[str]) -> list[str]:
+    """A report's closing sections: each plot (title, file) under its heading, then the notes."""
+    out: list[str] = []
+    if plots:
+        out += ["## Plots", ""]
+        for title, file in plots:
+            out += [f"### {title}", "", f"![{title}]({file})", ""]
+    if notes:
+        out += ["## Notes", "", *(f"- {n}" for n in notes), ""]
+    return out

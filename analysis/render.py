@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from analysis.comparability import hardware, model_name
-from analysis.markdown import fmt, md_table
+from analysis.markdown import fmt, md_table, plots_and_notes
 from analysis.runs import Run
 from analysis.server_report import server_sections
 from analysis.tables import Comparison, Group, Row, run_status, stage_rows, sweep_rows
@@ -146,13 +146,7 @@ def render_markdown(
         out += ["## Load sweep", "", *md_table(*sweep_table(cmp.runs)), ""]
 
     out += server_sections(cmp.runs)
-    if plots:
-        out += ["## Plots", ""]
-        for title, file in plots:
-            out += [f"### {title}", "", f"![{title}]({file})", ""]
-    notes = [*cmp.notes, *plot_notes]
-    if notes:
-        out += ["## Notes", "", *(f"- {n}" for n in notes), ""]
+    out += plots_and_notes(plots, [*cmp.notes, *plot_notes])
     return "\n".join(out)
 
 
