@@ -19,9 +19,6 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from prometheus_client.parser import text_string_to_metric_families
-
-DROPPED_LABELS = ("engine", "model_name")
 INF = math.inf
 
 # vLLM's default bucket edges (v1/metrics/buckets.py; the same in 0.23 and 0.32, overridable by the
@@ -61,30 +58,6 @@ def split_key(key: str) -> tuple[str, dict[str, str]]:
             k, _, v = part.partition("=")
             labels[k.strip()] = v.strip().strip('"')
     return name, labels
-
-
-def series_key(name: str, labels: Mapping[str, str] | None = None) -> str:
-    """The stored key of a sample: `name{labels sorted}`."""
-    inner = ",".join(f'{k}="{v}"' for k, v in sorted((labels or {}).items()))
-    return f"{name}{{{inner}}}"
-
-
-def parse_metrics_text(text: str, prefix: str = "vllm:") -> dict[str, float]:
-    """A /metrics exposition as stored keys -> values (every sample named `prefix*`, `_created` left out),
-    keyed as `experiments.server_metrics.scrape` keys them."""
-    out: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            if not s.name.startswith(prefix) or s.name.endswith("_created"):
-                continue
-            labels = {k: v for k, v in s.labels.items() if k not in DROPPED_LABELS}
-            out[series_key(s.name, labels)] = float(s.value)
-    return out
-
-
-def deltas_between(before: Mapping[str, float], after: Mapping[str, float]) -> dict[str, float]:
-    """What changed between two scrapes, zero changes left out (as the runner stores them)."""
-    return {k: v - before.get(k, 0.0) for k, v in after.items() if v - before.get(k, 0.0) != 0.0}
 
 
 def counter(deltas: Mapping[str, float], name: str, **labels: str) -> float | None:

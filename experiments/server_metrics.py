@@ -31,7 +31,12 @@ KEEP_PREFIXES = (
 def scrape(url: str, timeout: float = 5.0) -> dict[str, float]:
     """`name{labels}` -> value for the kept vLLM samples of one server's /metrics."""
     with urllib.request.urlopen(url.rstrip("/") + "/metrics", timeout=timeout) as resp:
-        text = resp.read().decode()
+        return parse(resp.read().decode())
+
+
+def parse(text: str) -> dict[str, float]:
+    """A /metrics exposition as the runner stores it: the kept samples (KEEP_PREFIXES, no `_created`),
+    keyed `name{labels sorted}` without the engine and model-name labels."""
     out: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
         for s in family.samples:
@@ -45,30 +50,8 @@ def scrape(url: str, timeout: float = 5.0) -> dict[str, float]:
 
 
 def delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """What changed between two scrapes; unchanged samples are left out."""
     return {k: v - before.get(k, 0.0) for k, v in after.items() if v - before.get(k, 0.0) != 0.0}
-
-
-def histogram_quantile(deltas: dict[str, float], name: str, q: float) -> float | None:
-    """Prometheus-style quantile (linear within a bucket) of a histogram from its bucket deltas."""
-    buckets = []
-    for key, val in deltas.items():
-        if key.startswith(name + "_bucket{") and 'le="' in key:
-            le = key.split('le="', 1)[1].split('"', 1)[0]
-            buckets.append((float("inf") if le == "+Inf" else float(le), val))
-    if not buckets:
-        return None
-    buckets.sort()
-    total = buckets[-1][1]
-    if total <= 0:
-        return None
-    rank, prev_le, prev_count = q * total, 0.0, 0.0
-    for le, count in buckets:
-        if count >= rank:
-            if le == float("inf"):
-                return prev_le
-            return prev_le + (le - prev_le) * (rank - prev_count) / max(count - prev_count, 1e-12)
-        prev_le, prev_count = le, count
-    return prev_le
 
 
 def snapshot_all(urls: list[str]) -> dict[str, Any]:

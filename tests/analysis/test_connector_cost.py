@@ -16,8 +16,8 @@ from analysis.connector_cost import (
     model_shape,
     nixl_stats,
 )
-from analysis.prometheus import deltas_between, parse_metrics_text
 from analysis.runs import NA, Run, runs_from_results
+from experiments import server_metrics
 from experiments.schema import RunResult, ServerMetrics
 
 REPO = Path(__file__).resolve().parents[2]
@@ -50,7 +50,7 @@ def test_p2p_nccl_bytes_are_computed_and_the_transfer_inferred() -> None:
 def test_nixl_series_parsed_from_a_metrics_text() -> None:
     """The text is SYNTHETIC (tests/analysis/fixtures/make_nixl_metrics_synthetic.py, from vLLM's NIXL
     metric definitions): replace it with a /metrics text captured on the GPU host (issue 11)."""
-    deltas = deltas_between({}, parse_metrics_text(NIXL_TEXT.read_text()))
+    deltas = server_metrics.delta({}, server_metrics.parse(NIXL_TEXT.read_text()))
     stats = nixl_stats(deltas)
     assert stats is not None
     assert stats.transfers == 300
@@ -67,7 +67,7 @@ def test_nixl_series_parsed_from_a_metrics_text() -> None:
 def test_nixl_split_measures_the_transfer_inside_the_decode_queue() -> None:
     """A P/D run whose decode instance stored the (SYNTHETIC, see above) NIXL text's deltas."""
     result = RunResult.load(PD16)
-    deltas = deltas_between({}, parse_metrics_text(NIXL_TEXT.read_text()))
+    deltas = server_metrics.delta({}, server_metrics.parse(NIXL_TEXT.read_text()))
     result.server_metrics[DECODE_URL] = ServerMetrics(deltas=deltas)
     split = first_chunk_split(load(result))
     assert split is not None and split.nixl is not None

@@ -16,11 +16,9 @@ from analysis.prometheus import (
     TIME_TO_FIRST_TOKEN,
     Quantile,
     counter,
-    deltas_between,
     fill_missing_low_edges,
     histogram,
     histogram_quantile,
-    parse_metrics_text,
     split_key,
 )
 from experiments import server_metrics
@@ -142,7 +140,7 @@ def serving(text: str) -> Iterator[str]:
 
 def test_parsed_text_is_keyed_as_the_runner_keys_its_scrape() -> None:
     text = _exposition()
-    parsed = parse_metrics_text(text)
+    parsed = server_metrics.parse(text)
     with serving(text) as url:
         scraped = server_metrics.scrape(url)
     assert scraped == parsed  # both families are among those the runner keeps
@@ -150,7 +148,7 @@ def test_parsed_text_is_keyed_as_the_runner_keys_its_scrape() -> None:
     assert parsed['vllm:time_to_first_token_seconds_bucket{le="0.04"}'] == 0.0
     assert parsed['vllm:prompt_tokens_by_source_total{source="local_compute"}'] == 7.0
     assert not any("_created" in k or "engine" in k for k in parsed)
-    h = histogram(deltas_between({}, parsed), "vllm:time_to_first_token_seconds")
+    h = histogram(server_metrics.delta({}, parsed), "vllm:time_to_first_token_seconds")
     assert h is not None and h.count == 3 and h.sum == pytest.approx(2.55)
     assert edges(h.quantile(0.5)) == pytest.approx((0.375, 0.25, 0.5))
     assert edges(h.quantile(0.1)) == pytest.approx((0.046, 0.04, 0.06))  # zero buckets put back

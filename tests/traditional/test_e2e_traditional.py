@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from analysis.prometheus import histogram
 from experiments import server_metrics
 from experiments.schema import RunResult
 from tests.conftest import free_port, launched, run_cli
@@ -94,21 +95,6 @@ def test_latencies_are_ordered_and_never_negative(result) -> None:
     assert s.itl_ms.count == N_REQUESTS * (OUT_LEN - 1)
 
 
-def _median_bucket_ms(deltas: dict[str, float], name: str) -> tuple[float, float]:
-    """Edges (ms) of the histogram bucket that holds the median."""
-    prefix = f'{name}_bucket{{le="'
-    buckets = sorted(
-        (float(k[len(prefix) : -2]), v) for k, v in deltas.items() if k.startswith(prefix) and "+Inf" not in k
-    )
-    total = deltas[f"{name}_count{{}}"]
-    lower = 0.0
-    for edge, cumulative in buckets:
-        if cumulative >= total / 2:
-            return 1000 * lower, 1000 * edge
-        lower = edge
-    return 1000 * lower, float("inf")
-
-
 def test_client_ttft_agrees_with_server_histogram(result) -> None:
     res, deltas = result
     name = "vllm:time_to_first_token_seconds"
@@ -122,7 +108,10 @@ def test_client_ttft_agrees_with_server_histogram(result) -> None:
 
     # vLLM's histogram only says which bucket holds the median (the interpolated p50 inside it is a
     # guess), so the client's p50 is checked against that bucket.
-    lo_ms, hi_ms = _median_bucket_ms(deltas, name)
+    hist = histogram(deltas, name)
+    median = hist.quantile(0.5) if hist is not None else None
+    assert median is not None
+    lo_ms, hi_ms = 1000 * median.lower, 1000 * median.upper
     client_p50_ms = float(np.median(res.arrays()["ttft_ms"]))
     assert plausible(client_p50_ms, lo_ms, hi_ms), (client_p50_ms, lo_ms, hi_ms)
     # The histogram's sum is exact: the means.
