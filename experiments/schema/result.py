@@ -178,7 +178,7 @@ def archive_run(run_dir: str | Path) -> Path:
         raise ValueError(f"{run_dir} is not complete: keep it as it is")
     dst = run_dir / ARCHIVE_FILE
     tmp = run_dir / "result.json.new.xz"
-    doc = pack_chunk_times(orjson.loads(orjson.dumps(res.to_dict(), option=orjson.OPT_NON_STR_KEYS)))
+    doc = pack_chunk_times(res.to_dict())
     tmp.write_bytes(
         lzma.compress(orjson.dumps(doc, option=orjson.OPT_NON_STR_KEYS), preset=9 | lzma.PRESET_EXTREME)
     )
