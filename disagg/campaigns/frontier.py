@@ -169,6 +169,16 @@ class Campaign:
         keep = ("result:", " ok, ", "warning", "error", "interrupted")
         print("\n".join(ln for ln in out.splitlines() if any(k in ln for k in keep)), flush=True)
 
+    def on_start(self, setup: Setup) -> None:
+        """--on-start: one shell command while the setup is up and idle, before its points."""
+        if not self.args.on_start:
+            return
+        cmd = self.args.on_start.replace("{endpoint}", setup.endpoint).replace("{setup}", setup.name)
+        log(f"{setup.name} on start: {cmd}")
+        t = time.monotonic()
+        rc = subprocess.run(cmd, shell=True).returncode
+        log(f"{setup.name} on start: exit {rc} after {time.monotonic() - t:.0f} s")
+
     def run_setup(self, setup: Setup, shapes: list[Shape]) -> None:
         todo = self.todo(setup, shapes)
         if not todo:
@@ -182,6 +192,7 @@ class Campaign:
         if run_dir is None:
             return
         try:
+            self.on_start(setup)
             for shape, rate in todo:
                 need = point_estimate_s(shape, rate, self.args.num_requests)
                 if self.left() < need:
@@ -210,6 +221,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="",
         help="extra launcher flags for every setup, e.g. '--kv-block-size 32' (give each variant its own "
         "--results)",
+    )
+    p.add_argument(
+        "--on-start",
+        default="",
+        help="shell command run once per setup after it is healthy, before its points ({endpoint} and "
+        "{setup} are filled in), e.g. a planner profile of the idle instance",
     )
     return p
 
