@@ -30,8 +30,10 @@ def campaign(tmp: Path, *extra: str) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="module")
 def first_pass(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
     tmp = tmp_path_factory.mktemp("campaign")
-    probe = (f"{sys.executable} -c \"import sys, urllib.request; r = urllib.request.urlopen(sys.argv[1] + "
-             f"'/v1/models'); open(sys.argv[2], 'w').write(str(r.status))\" {{endpoint}} {tmp}/{{setup}}.up")
+    probe = (
+        f'{sys.executable} -c "import sys, urllib.request; r = urllib.request.urlopen(sys.argv[1] + '
+        f"'/v1/models'); open(sys.argv[2], 'w').write(str(r.status))\" {{endpoint}} {tmp}/{{setup}}.up"
+    )
     return tmp, campaign(tmp, "--setups", "single,replicas,pd", "--budget-s", "400", "--on-start", probe)
 
 
@@ -59,7 +61,9 @@ def test_every_setup_and_rate_is_measured_with_its_setup(first_pass) -> None:
 
 def test_on_start_runs_once_per_setup_against_its_live_endpoint(first_pass) -> None:
     tmp, proc = first_pass
-    assert {p.name: p.read_text() for p in tmp.glob("*.up")} == {f"{s}.up": "200" for s in ("single", "replicas", "pd")}
+    assert {p.name: p.read_text() for p in tmp.glob("*.up")} == {
+        f"{s}.up": "200" for s in ("single", "replicas", "pd")
+    }
     assert proc.stdout.count("on start: exit 0") == 3
 
 
