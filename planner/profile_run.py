@@ -351,7 +351,10 @@ async def measure(args: argparse.Namespace) -> Profile:
     power = PowerProbe(args.monitor, args.gpu_id)
     timeout = aiohttp.ClientTimeout(total=args.timeout)
     try:
-        async with aiohttp.ClientSession(timeout=timeout) as session:
+        # Idle pooled connections are dropped after 2 s: vLLM's uvicorn closes them after 5 s, and the idle
+        # power window is longer, so a reused one would fail with ServerDisconnectedError.
+        connector = aiohttp.TCPConnector(keepalive_timeout=2.0)
+        async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
             info = await server_info(session, base)
             real_gpu = power.available and not power.simulated
             limits = engine_limits(args, info, power.device.get("memory_total_bytes") if real_gpu else None)
