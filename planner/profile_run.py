@@ -46,7 +46,15 @@ from planner.kv_transfer import (
     prefill_overhead_s,
 )
 from planner.power_probe import PowerProbe
-from planner.probe import ServerInfo, decode_batch, prefill_once, server_info, steady_gaps
+from planner.probe import (
+    ProbeError,
+    ServerInfo,
+    decode_batch,
+    prefill_once,
+    server_info,
+    steady_gaps,
+    tokens_to_overlap,
+)
 from planner.profile_model import (
     DecodePoint,
     EngineLimits,
@@ -291,24 +299,37 @@ async def _measure_decode(
 ) -> tuple[list[DecodePoint], list[PowerPoint]]:
     points: list[DecodePoint] = []
     watts: list[PowerPoint] = []
-    max_len = (info.max_model_len or 1 << 30) - args.decode_tokens
+    model_len = info.max_model_len or 1 << 30
     for batch in args.decode_batches:
         for ctx in args.decode_contexts:
-            need = batch * (ctx + args.decode_tokens)
-            if batch > limits.max_num_seqs or ctx > max_len or need > limits.kv_capacity_tokens:
-                log(f"  decode B={batch} C={ctx}: skipped (max_num_seqs, max_model_len or KV capacity)")
-                continue
-            got: list[PowerPoint] = []
-            window = _power_window(power, batch, got)
-            streams = await decode_batch(
-                session, base, info.model, batch, ctx, args.decode_tokens, rng, window
-            )
-            prompt = streams[0].prompt_tokens or ctx
-            step, mean_ctx, n_gaps = steady_gaps(streams, prompt)
-            points.append(DecodePoint(batch, mean_ctx, step, n_gaps))
-            watts += got
-            extra = f", {got[0].watts:.0f} W" if got else ""
-            log(f"  decode B={batch:>4} C={prompt:>6}: step {1e3 * step:7.2f} ms ({n_gaps} gaps){extra}")
+            tokens = args.decode_tokens
+            for attempt in (1, 2):  # a second try with streams long enough to outlast the batch's prefills
+                if (
+                    batch > limits.max_num_seqs
+                    or ctx + tokens > model_len
+                    or batch * (ctx + tokens) > limits.kv_capacity_tokens
+                ):
+                    log(f"  decode B={batch} C={ctx}: skipped (max_num_seqs, max_model_len or KV capacity)")
+                    break
+                got: list[PowerPoint] = []
+                window = _power_window(power, batch, got)
+                streams = await decode_batch(session, base, info.model, batch, ctx, tokens, rng, window)
+                prompt = streams[0].prompt_tokens or ctx
+                try:
+                    step, mean_ctx, n_gaps = steady_gaps(streams, prompt)
+                except ProbeError as exc:
+                    longer = tokens_to_overlap(streams, tokens)
+                    if attempt == 1 and longer is not None:
+                        log(f"  decode B={batch} C={ctx}: {exc}; again with {longer} tokens per stream")
+                        tokens = longer
+                        continue
+                    log(f"  decode B={batch} C={ctx}: skipped ({exc})")
+                    break
+                points.append(DecodePoint(batch, mean_ctx, step, n_gaps))
+                watts += got
+                extra = f", {got[0].watts:.0f} W" if got else ""
+                log(f"  decode B={batch:>4} C={prompt:>6}: step {1e3 * step:7.2f} ms ({n_gaps} gaps){extra}")
+                break
     return points, watts
 
 

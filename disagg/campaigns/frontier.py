@@ -158,12 +158,13 @@ class Campaign:
             "--output-dir", str(out_dir), "--tag", f"rate{rate:g}",
         ]  # fmt: skip
         log(f"{setup.name} {shape.name} rate {rate:g} seed {seed}")
-        limit = max(2 * point_estimate_s(shape, rate, self.args.num_requests), 120.0)
+        # Never past the budget: a device call that hits its own limit loses everything not yet packed.
+        limit = min(max(2 * point_estimate_s(shape, rate, self.args.num_requests), 120.0), self.left())
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         try:
             out, _ = proc.communicate(timeout=limit)
         except subprocess.TimeoutExpired:  # SIGTERM: the runner marks its result incomplete and exits
-            log(f"point ran past {limit:.0f} s: stopping it")
+            log(f"point ran past {limit:.0f} s (its limit or the budget's end): stopped, incomplete")
             proc.terminate()
             out, _ = proc.communicate(timeout=60)
         keep = ("result:", " ok, ", "warning", "error", "interrupted")

@@ -2,7 +2,8 @@
 # One device call of the frontier campaign on a 2 x H200 host: installs the staged vLLM bundle once,
 # runs `python -m disagg.campaigns.frontier "$@"` within BUDGET_S seconds, archives this call's complete
 # runs (result.json.xz) and packs only what this call wrote, plus launcher log tails, into $OUT (when
-# set). Read-only on the GPUs.
+# set). Read-only on the GPUs. Points stop at the budget's end; give BUDGET_S <= the call's limit - 50 s so
+# that stopping the servers and packing fit (a call killed at its limit brings nothing back).
 #   STACK=p2p  (default) vLLM 0.23 + P2P NCCL, bundle staged in /tmp/stage      -> /tmp/site
 #   STACK=nixl vLLM 0.26 + NIXL,             bundle staged in /tmp/stage-nixl -> /tmp/site-nixl
 #   disagg/campaigns/h200x2_frontier.sh --setups replicas --shapes prefill-heavy,decode-heavy
@@ -23,7 +24,7 @@ mkdir -p "$RES"
 START=$(mktemp) && touch "$START"
 nvidia-smi --query-gpu=index,name,driver_version,power.limit,clocks.sm,clocks.max.sm,persistence_mode \
     --format=csv > "$RES/gpus-$(date +%H%M%S).csv"
-timeout $(( ${BUDGET_S:-540} + 40 )) python3 -m disagg.campaigns.frontier --results "$RES" --budget-s "${BUDGET_S:-540}" "$@"
+timeout $(( ${BUDGET_S:-540} + 15 )) python3 -m disagg.campaigns.frontier --results "$RES" --budget-s "${BUDGET_S:-540}" "$@"
 if [ -n "${OUT:-}" ]; then
   # This call's complete runs go back archived (~5x smaller); an incomplete one stays as it is.
   find "$RES" -name result.json -newer "$START" -printf '%h\n' | xargs -r python3 -m experiments.archive >/dev/null

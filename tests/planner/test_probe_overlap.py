@@ -1,0 +1,28 @@
+"""tokens_to_overlap: how long decode streams must be to outlast their batch's prefills."""
+
+from __future__ import annotations
+
+import pytest
+
+from planner.probe import ProbeError, Stream, steady_gaps, tokens_to_overlap
+
+
+def stream(first: float, n: int, gap: float) -> Stream:
+    return Stream([first + k * gap for k in range(n)], prompt_tokens=100)
+
+
+def test_streams_that_never_all_decode_are_lengthened_past_the_prefills() -> None:
+    # Prefills end 1 s apart; 11 tokens at 10 ms last 0.1 s: no gap has all streams decoding.
+    streams = [stream(0.0, 11, 0.01), stream(1.0, 11, 0.01)]
+    with pytest.raises(ProbeError, match="no token gap"):
+        steady_gaps(streams, 100)
+    longer = tokens_to_overlap(streams, 10)
+    assert longer is not None and longer >= 10 + 90  # 0.9 s shortfall / 10 ms
+    again = [stream(0.0, longer + 1, 0.01), stream(1.0, longer + 1, 0.01)]
+    step, _, n = steady_gaps(again, 100)
+    assert step == pytest.approx(0.01) and n > 0
+
+
+def test_no_estimate_without_two_chunks_per_stream() -> None:
+    assert tokens_to_overlap([stream(0.0, 1, 0.01)], 10) is None
+    assert tokens_to_overlap([], 10) is None
