@@ -11,9 +11,15 @@ simulation admits fewer sequences than vLLM would and never pays a recompute).
 Roles: "mixed" (one instance or a replica: prefill and decode share steps; a step with prefill work
 costs prefill(tokens, pairs) + b*batch + c*context_sum, i.e. decodes ride along at their marginal cost
 and the decode intercept is absorbed by the prefill one), "prefill" (max_tokens=1: the request leaves
-when its prompt is done; a step also pays the KV connector's prefill-side time per prompt it ends)
+when its prompt is done, but see the hold below)
 and "decode" (KV arrives from a prefill instance; the request joins the next step and produces one
 token per step, the first one included).
+
+The prefill hold (profile `kv_transfer.prefill_hold`; measured on vLLM 0.23 + P2P NCCL, not on a plain
+instance: results/h200x2/frontier/README.md): a prompt finished in step k is released at the end of
+step k+1, so two overlapping prefills end together and a chain of them ends one step apart. With
+nothing else to run, step k+1 is a release step of HOLD_RELEASE_S. The prefill side's own latency
+(`prefill_overhead_s`) is added beside the GPU, with the KV transfer (planner/simulate.py).
 
 Fast-forward: between changes of the batch (an admission, a finish) decode steps are identical but for
 the context growing by one token per sequence, so step j of a run lasts d0 + c*batch*j and k steps last
@@ -33,6 +39,9 @@ from planner.profile_model import EngineLimits, Profile
 MIXED, PREFILL, DECODE = "mixed", "prefill", "decode"
 ROLES = (MIXED, PREFILL, DECODE)
 IDLE = -1.0  # start_run/enqueue: nothing to schedule
+# The step that releases held prompts when nothing else runs: overlapping pairs on a 0.23 P2P NCCL
+# prefill instance ended 0.3-0.5 ms apart (results/h200x2/frontier, prefill-heavy 1P1D at 4-16 req/s).
+HOLD_RELEASE_S = 0.0004
 
 
 class Requests:
@@ -67,11 +76,12 @@ class Engine:
         "fresh",
         "handoff",
         "heap",
+        "held",
+        "hold",
         "index",
         "max_batch",
         "max_seqs",
         "n_steps",
-        "p_overhead",
         "pa",
         "partial_done",
         "partial_rid",
@@ -108,8 +118,7 @@ class Engine:
         self.fast_forward = fast_forward  # False: one event per step (tests check both agree)
         self.pa, self.pb, self.pc = profile.prefill.fit.coefficients
         self.da, self.db, self.dc = profile.decode.fit.coefficients
-        # the KV connector's own time on a prefill GPU, per prompt finished in a step
-        self.p_overhead = profile.kv_transfer.prefill_overhead_s if role == PREFILL else 0.0
+        self.hold = role == PREFILL and profile.kv_transfer.prefill_hold  # see the module docstring
         self.budget = limits.max_num_batched_tokens
         self.max_seqs = limits.max_num_seqs
         self.block = limits.block_size
@@ -134,6 +143,7 @@ class Engine:
         self.r_prefilled: list[int] = []
         self.completed: list[int] = []  # finished at the last finish_run; the simulator drains it
         self.handoff: list[int] = []  # prefill role: prompts done at the last finish_run
+        self.held: list[int] = []  # prefill role: prompts whose KV is done, released at the next step's end
         self.busy_s, self.dynamic_j = 0.0, 0.0
         self.n_steps, self.admitted, self.max_batch = 0, 0, 0
         self.tokens = 0  # output tokens produced (the prefill role's single token is not output)
@@ -221,9 +231,9 @@ class Engine:
                     self.partial_rid, self.partial_done = rid, chunk
         if tokens:
             self.r_d0 = self.pa + self.pb * tokens + self.pc * pairs + self.db * batch + self.dc * self.ctx
-            if self.p_overhead and prefilled:
-                self.r_d0 += self.p_overhead * len(prefilled)
             self.r_k, self.r_slope, self.r_dw = 1, 0.0, self.prefill_dw
+        elif self.held:  # nothing else to run: one short step that only reports the finished sends
+            self.r_d0, self.r_k, self.r_slope, self.r_dw = HOLD_RELEASE_S, 1, 0.0, 0.0
         elif batch:
             self.r_d0 = self.da + self.db * batch + self.dc * self.ctx
             self.r_k = heap[0][0] - self.steps if self.fast_forward else 1
@@ -262,11 +272,19 @@ class Engine:
             self.ctx -= prompt[rid] + out[rid]
             self.free += self.blocks_for(rid)
             self.completed.append(rid)
+        if self.held:  # released at the end of the step after their own
+            for rid in self.held:
+                self.free += self.blocks_for(rid)
+            self.handoff.extend(self.held)
+            self.held.clear()
         for rid in self.r_prefilled:
             reqs.prefill_end[rid] = now
             if self.role == PREFILL:
-                self.free += self.blocks_for(rid)
-                self.handoff.append(rid)
+                if self.hold:
+                    self.held.append(rid)
+                else:
+                    self.free += self.blocks_for(rid)
+                    self.handoff.append(rid)
                 continue
             reqs.first[rid] = now
             self.tokens += 1

@@ -174,8 +174,10 @@ class DecodeModel:
 
 @dataclass(frozen=True)
 class KvTransferModel:
-    """KV transfer time per request: latency + prompt_tokens * bytes_per_token / bandwidth; and the
-    connector's time on the prefill GPU per request (engine time added to the step its prompt ends in)."""
+    """KV transfer time per request: latency + prompt_tokens * bytes_per_token / bandwidth; the prefill
+    side's own latency per request (`prefill_overhead_s`: proxy hop and connector, beside the GPU); and
+    whether the prefill instance holds a finished prompt until the end of its next step (`prefill_hold`,
+    see planner/engine.py)."""
 
     latency_s: float
     bytes_per_token: float
@@ -184,6 +186,8 @@ class KvTransferModel:
     fit: Fit | None = None
     prefill_overhead_s: float = 0.0
     prefill_overhead_source: str = "not measured: none modelled"
+    prefill_hold: bool = False
+    prefill_hold_source: str = "not measured: a finished prompt leaves at once"
 
     def transfer_s(self, prompt_tokens: int) -> float:
         return self.latency_s + prompt_tokens * self.bytes_per_token / self.bandwidth_bytes_per_s
@@ -302,6 +306,8 @@ class Profile:
                 "points": [asdict(p) for p in self.kv_points],
                 "prefill_overhead_s": kv.prefill_overhead_s,
                 "prefill_overhead_source": kv.prefill_overhead_source,
+                "prefill_hold": kv.prefill_hold,
+                "prefill_hold_source": kv.prefill_hold_source,
             },
             "frontend": {
                 "model": "delay_s = latency_s + per_token_s * prompt_tokens (API server, beside the GPU)",
@@ -347,6 +353,8 @@ class Profile:
                     fit=Fit.from_dict(kv["fit"]) if kv.get("fit") else None,
                     prefill_overhead_s=float(kv.get("prefill_overhead_s", 0.0)),
                     prefill_overhead_source=str(kv.get("prefill_overhead_source", "schema 1: not measured")),
+                    prefill_hold=bool(kv.get("prefill_hold", False)),
+                    prefill_hold_source=str(kv.get("prefill_hold_source", "not in this profile: no hold")),
                 ),
                 frontend=_frontend(data.get("frontend")),
                 power=PowerModel(

@@ -36,6 +36,8 @@ from typing import Any
 import aiohttp
 import numpy as np
 
+from analysis.prefill_inflation import HELD_MS, MIN_PAIRS, overlap_evidence
+from analysis.runs import load_runs
 from experiments import server_metrics
 from planner.fits import FitError, fit_nonnegative
 from planner.kv_transfer import (
@@ -45,6 +47,7 @@ from planner.kv_transfer import (
     kv_points_from_stages,
     prefill_overhead_s,
 )
+from planner.measured import MeasuredRun, load_measured
 from planner.power_probe import PowerProbe
 from planner.probe import (
     ProbeError,
@@ -343,11 +346,20 @@ def _kv_model(
     """`alone_s(n)`: a prompt of n tokens alone on a plain instance (API server + prefill steps)."""
     if args.pd_result is None:
         return default_kv_transfer(bytes_per_token), []
-    from planner.measured import load_measured
+    return kv_model_from_pd(args.pd_result, decode, bytes_per_token, frontend, alone_s)
 
-    run = load_measured(args.pd_result)
+
+def kv_model_from_pd(
+    pd_result: Path,
+    decode: list[DecodePoint],
+    bytes_per_token: float,
+    frontend: FrontendModel,
+    alone_s: Callable[[int], float],
+) -> tuple[KvTransferModel, list[KvPoint]]:
+    """The KV transfer model and the prefill side from a measured P/D run's stage timings."""
+    run = load_measured(pd_result)
     if not run.setup.disaggregated:
-        raise ValueError(f"--pd-result {args.pd_result} is a {run.setup.name} run, not a P/D pair")
+        raise ValueError(f"--pd-result {pd_result} is a {run.setup.name} run, not a P/D pair")
     ok = ~np.isnan(run.decode_first_chunk_ms)
     mean_batch = (run.completed_rps or 0.0) * float(np.nanmean(run.decode_total_ms)) / 1e3
     points = kv_points_from_stages(
@@ -357,13 +369,38 @@ def _kv_model(
         mean_batch,
         frontend,
     )
-    model = fit_kv_transfer(points, f"P/D stage timings of {args.pd_result}", bytes_per_token)
+    model = fit_kv_transfer(points, f"P/D stage timings of {pd_result}", bytes_per_token)
+    return replace(model, **prefill_side(pd_result, run, alone_s)), points
+
+
+def prefill_side(pd_result: Path, run: MeasuredRun, alone_s: Callable[[int], float]) -> dict[str, Any]:
+    """The prefill instance's hold and its own latency, from the overlap of the P/D run's prefill legs."""
+    evidence = overlap_evidence(load_runs([pd_result])[0])
     legs = ~np.isnan(run.prefill_leg_ms)
-    overhead = prefill_overhead_s(
-        (run.prefill_leg_ms[legs] / 1e3).tolist(), [alone_s(int(n)) for n in run.prompt_tokens[legs]]
+    alone = [alone_s(int(n)) for n in run.prompt_tokens[legs]]
+    if evidence is None or evidence.solo_median_ms is None:  # too few prefills apart: every leg counts
+        overhead = prefill_overhead_s((run.prefill_leg_ms[legs] / 1e3).tolist(), alone)
+        source = f"median prefill leg of {pd_result} - the prompt alone on this instance"
+    else:
+        overhead = max(evidence.solo_median_ms / 1e3 - float(np.median(alone)), 0.0)
+        source = (
+            f"median prefill leg that overlapped no other ({evidence.solo_median_ms:.1f} ms) in {pd_result} "
+            "- the prompt alone on this instance"
+        )
+    gap = evidence.pair_end_gap_ms if evidence is not None and evidence.pairs >= MIN_PAIRS else None
+    held = gap is not None and gap < HELD_MS
+    hold_source = (
+        f"isolated overlapping prefill pairs in {pd_result} ended a median {gap:.1f} ms apart "
+        f"(held: under {HELD_MS:g} ms)"
+        if gap is not None
+        else f"fewer than {MIN_PAIRS} isolated overlapping prefill pairs in {pd_result}: no hold modelled"
     )
-    source = f"median prefill leg of {args.pd_result} - the prompt alone on this instance"
-    return replace(model, prefill_overhead_s=overhead, prefill_overhead_source=source), points
+    return {
+        "prefill_overhead_s": overhead,
+        "prefill_overhead_source": source,
+        "prefill_hold": held,
+        "prefill_hold_source": hold_source,
+    }
 
 
 async def measure(args: argparse.Namespace) -> Profile:
@@ -372,9 +409,10 @@ async def measure(args: argparse.Namespace) -> Profile:
     power = PowerProbe(args.monitor, args.gpu_id)
     timeout = aiohttp.ClientTimeout(total=args.timeout)
     try:
-        # Idle pooled connections are dropped after 2 s: vLLM's uvicorn closes them after 5 s, and the idle
-        # power window is longer, so a reused one would fail with ServerDisconnectedError.
-        connector = aiohttp.TCPConnector(keepalive_timeout=2.0)
+        # No connection cap (aiohttp's default of 100 kept a 256-stream decode batch from ever running at
+        # once); idle pooled connections are dropped after 2 s: vLLM's uvicorn closes them after 5 s, and
+        # the idle-power window is longer, so a reused one would fail with ServerDisconnectedError.
+        connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=2.0)
         async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
             info = await server_info(session, base)
             real_gpu = power.available and not power.simulated

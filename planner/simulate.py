@@ -105,7 +105,11 @@ def simulate(
     reqs = Requests([int(x) for x in prompt_tokens], [int(x) for x in output_tokens])
     kv_ready = [math.nan] * n
     kv = profile.kv_transfer
-    kv_base, kv_per_token = kv.latency_s, kv.bytes_per_token / kv.bandwidth_bytes_per_s
+    # the prefill side's own latency (proxy hop, connector), then the transfer itself
+    kv_base, kv_per_token = (
+        kv.prefill_overhead_s + kv.latency_s,
+        kv.bytes_per_token / kv.bandwidth_bytes_per_s,
+    )
     fe = profile.frontend
     fe_base, fe_per_token = fe.latency_s, fe.per_token_s
     delayed = not fe.zero  # zero API-server time: requests reach the engine as they arrive

@@ -78,3 +78,25 @@ def test_the_profile_drives_the_simulator(profile_file: Path, tmp_path: Path) ->
     outcomes = json.loads((tmp_path / "sim.json").read_text())["outcomes"]
     assert len(outcomes) == 6 and all(o["requests"] == 200 and o["ttft_ms"]["p50"] > 0 for o in outcomes)
     assert all(not o["energy"]["available"] and o["energy"]["j_per_request"] is None for o in outcomes)
+
+
+def test_profile_survives_an_idle_window_longer_than_the_servers_keep_alive(
+    server: str, tmp_path: Path
+) -> None:
+    # vLLM's uvicorn drops a connection idle for 5 s; the simulated idle-power window lasts 6 s. A pooled
+    # connection reused after it failed the first H200 profile with ServerDisconnectedError.
+    out = tmp_path / "idle.json"
+    proc = subprocess.run(
+        [
+            sys.executable, "-m", "planner", "profile", "--endpoint", server, "--output", str(out),
+            "--monitor", "sim", "--idle-seconds", "6", "--prefill-power-seconds", "0",
+            "--prefill-sizes", "64,128,256", "--prefill-repeats", "1",
+            "--decode-batches", "1,2,120", "--decode-contexts", "128", "--decode-tokens", "64",
+        ],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    prof = load_profile(out)
+    assert "idle power" in proc.stdout and prof.prefill.fit.n_points == 3
+    # More than aiohttp's default 100 connections: all 120 streams must decode at once.
+    assert [p.batch for p in prof.decode_points] == [1, 2, 120]

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from planner.measured import load_measured
+from analysis.prefill_inflation import overlap_evidence
+from analysis.runs import load_runs
 from planner.probe import ProbeError, Stream, steady_gaps
 from planner.profile_model import load_profile
 from tests.planner.fake_vllm import FRONTEND_S, fake_vllm
@@ -75,11 +76,31 @@ def test_kv_transfer_from_a_measured_pd_pair(tmp_path: Path) -> None:
     assert len(prof.kv_points) == 200 and {p.prompt_tokens for p in prof.kv_points} == {2048}
     median_first_chunk_s = 0.0266  # results/h200x2 README: decode first chunk ~28 ms
     assert 0 < prof.kv_transfer.transfer_s(2048) < median_first_chunk_s * 1.05
-    # the measured prefill legs against a 2048-token prompt alone on the (fast) fake
-    legs_s = load_measured(PD_RESULT).prefill_leg_ms / 1e3
-    expected = float(np.median(legs_s)) - prof.client_prefill_s(2048)
+    # the prefill legs that overlapped no other, against a 2048-token prompt alone on the (fast) fake
+    evidence = overlap_evidence(load_runs([PD_RESULT])[0])
+    assert evidence is not None and evidence.solo_median_ms is not None
+    expected = evidence.solo_median_ms / 1e3 - prof.client_prefill_s(2048)
     assert prof.kv_transfer.prefill_overhead_s == pytest.approx(expected) and expected > 0.02
     assert str(PD_RESULT) in prof.kv_transfer.prefill_overhead_source
+    assert "overlapped no other" in prof.kv_transfer.prefill_overhead_source
+    # its overlapping pairs ended together: P2P NCCL's prefill instance holds a finished prompt
+    assert evidence.pairs >= 5 and evidence.pair_end_gap_ms is not None and evidence.pair_end_gap_ms < 5
+    assert prof.kv_transfer.prefill_hold and "ended a median" in prof.kv_transfer.prefill_hold_source
+
+
+def test_planner_kv_redoes_the_kv_side_offline(tmp_path: Path) -> None:
+    with fake_vllm() as url:
+        assert profile_cmd(url, tmp_path / "p.json", "--monitor", "none").returncode == 0
+    before = load_profile(tmp_path / "p.json")
+    assert not before.kv_transfer.prefill_hold and not before.kv_points
+    proc = subprocess.run([sys.executable, "-m", "planner", "kv", "--profile", str(tmp_path / "p.json"),
+                           "--pd-result", str(PD_RESULT), "--output", str(tmp_path / "q.json")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    after = load_profile(tmp_path / "q.json")
+    assert after.kv_transfer.prefill_hold and len(after.kv_points) == 200
+    assert after.prefill == before.prefill and after.decode_points == before.decode_points
+    assert "planner kv" in after.provenance.notes
 
 
 def test_unreachable_endpoint_is_one_line(tmp_path: Path) -> None:

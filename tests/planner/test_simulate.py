@@ -9,8 +9,9 @@ import pytest
 
 from experiments.metrics import compute_summary
 from experiments.schema import Record
+from planner.engine import HOLD_RELEASE_S
 from planner.outcome import request_metrics, summarize
-from planner.profile_model import EngineLimits, FrontendModel, prefill_features
+from planner.profile_model import EngineLimits, FrontendModel, Profile, prefill_features
 from planner.setups import Setup, parse_setup
 from planner.simulate import SimulationError, simulate
 from planner.workload import Workload, fixed_lengths
@@ -253,7 +254,7 @@ def test_api_server_time_delays_requests_without_occupying_the_engine() -> None:
     assert busy[1].end_s[-1] - busy[0].end_s[-1] == pytest.approx(fe, abs=1e-9)
 
 
-def test_the_connectors_prefill_side_time_is_engine_time_on_the_prefill_gpu() -> None:
+def test_the_prefill_sides_own_latency_is_beside_the_gpu() -> None:
     base = make_profile(prefill=(0.02, 0.0, 0.0), decode=(1e-5, 0.0, 0.0), budget=1000)
     prof = dataclasses.replace(
         base, kv_transfer=dataclasses.replace(base.kv_transfer, prefill_overhead_s=0.01)
@@ -261,6 +262,41 @@ def test_the_connectors_prefill_side_time_is_engine_time_on_the_prefill_gpu() ->
     wl = fixed_lengths([1000] * 300, [1] * 300)
     arrivals = np.arange(300) * 0.001  # far past capacity: the prefill GPU works back to back
     res = simulate(prof, Setup(1, 1), wl.prompt_tokens, wl.output_tokens, arrivals)
-    assert res.instances[0].busy_s == pytest.approx(300 * (0.02 + 0.01))  # prefill instance
-    mixed = simulate(prof, Setup(0, 1), wl.prompt_tokens, wl.output_tokens, arrivals)
-    assert mixed.instances[0].busy_s == pytest.approx(300 * 0.02)  # no connector on a plain instance
+    assert res.instances[0].busy_s == pytest.approx(300 * 0.02)  # no GPU time on P
+    alone = fixed_lengths([1000], [1])
+    one = [
+        simulate(p, Setup(1, 1), alone.prompt_tokens, alone.output_tokens, np.array([1.0]))
+        for p in (base, prof)
+    ]
+    assert one[1].first_token_s[0] - one[0].first_token_s[0] == pytest.approx(0.01)
+
+
+def _held(hold: int) -> Profile:
+    base = make_profile(prefill=(0.02, 0.0, 0.0), decode=(1e-5, 0.0, 0.0), budget=1000)
+    return dataclasses.replace(
+        base, kv_transfer=dataclasses.replace(base.kv_transfer, prefill_hold=bool(hold))
+    )
+
+
+def test_a_held_prompt_leaves_with_the_next_steps_end_and_a_chain_one_step_apart() -> None:
+    """P2P NCCL on vLLM 0.23: a prompt done in step k leaves at the end of step k+1 (results/h200x2)."""
+    wl = fixed_lengths([1000] * 3, [1] * 3)
+    arrivals = np.array([1.0, 1.005, 1.010])  # one 20 ms step each, back to back: 1.02, 1.04, 1.06
+    free, held = (
+        simulate(_held(h), Setup(1, 1), wl.prompt_tokens, wl.output_tokens, arrivals) for h in (False, True)
+    )
+    assert free.prefill_end_s == pytest.approx([1.02, 1.04, 1.06])
+    assert held.prefill_end_s == pytest.approx(free.prefill_end_s)  # the engine's own times don't move
+    left = held.first_token_s - free.first_token_s  # released: 1.04, 1.06, then a release step
+    assert left == pytest.approx([0.02, 0.02, HOLD_RELEASE_S])
+    busy = [r.instances[0].busy_s for r in (free, held)]
+    assert busy[1] - busy[0] == pytest.approx(HOLD_RELEASE_S)
+
+
+def test_a_plain_instance_never_holds() -> None:
+    wl = fixed_lengths([1000] * 3, [1] * 3)
+    arrivals = np.array([1.0, 1.005, 1.010])
+    a, b = (
+        simulate(_held(h), Setup(0, 1), wl.prompt_tokens, wl.output_tokens, arrivals) for h in (False, True)
+    )
+    assert a.first_token_s == pytest.approx(b.first_token_s)
