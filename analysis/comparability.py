@@ -11,7 +11,9 @@ from analysis.runs import CompareError, Run, is_sweep
 
 # Must match among runs at the same load only: a sweep against one server needs fresh prompts per load,
 # or later loads would be served from the prefix cache.
-PER_LOAD_KEYS = ("workload seed", "arrival seed")
+# May differ between the loads of a sweep, never within one load: each load draws new prompts, and a
+# shape of long requests runs more of them at higher loads to reach a steady state (disagg/campaigns).
+PER_LOAD_KEYS = ("workload seed", "arrival seed", "number of requests")
 
 
 class NotComparable(CompareError):
@@ -72,7 +74,7 @@ def differences(runs: Sequence[Run]) -> list[str]:
     out = []
     for key in sigs[0] if sigs else []:
         values = [s[key] for s in sigs]
-        if key in PER_LOAD_KEYS:  # runs at one load share prompts; a sweep draws new ones per load
+        if key in PER_LOAD_KEYS:
             groups: dict[Any, set[Any]] = {}
             for r, v in zip(runs, values, strict=True):
                 groups.setdefault(r.load, set()).add(v)

@@ -56,3 +56,13 @@ def test_a_sweep_may_change_seeds_between_loads_but_not_within_one(tmp_path: Pat
     runs = load_runs([*SWEEP, derived_run(SWEEP[2], tmp_path / "again", reseed)])
     (diff,) = differences(runs)
     assert diff.startswith("workload seed differs")
+
+
+def test_a_sweep_may_run_more_requests_at_higher_loads_but_one_load_must_agree(tmp_path: Path) -> None:
+    def longer(result: RunResult) -> None:  # a long-request shape keeps arrivals going >= 45 s
+        result.metadata.config.workload.num_requests *= 3
+
+    top = derived_run(SWEEP[-1], tmp_path / "top", longer)
+    assert differences(load_runs([*SWEEP[:-1], top])) == []
+    (diff,) = differences(load_runs([*SWEEP, derived_run(SWEEP[2], tmp_path / "again", longer)]))
+    assert diff.startswith("number of requests differs")
