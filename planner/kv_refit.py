@@ -27,16 +27,12 @@ def add_kv_parser(sub: Any) -> None:
 
 def cmd_kv(args: argparse.Namespace) -> int:
     prof = load_profile(args.profile)
-    budget = prof.engine.max_num_batched_tokens
-
-    def alone_s(n: int) -> float:
-        return prof.frontend.delay_s(n) + prof.prefill.request_s(n, budget)
-
     kv, points = kv_model_from_pd(args.pd_result, list(prof.decode_points), prof.kv_transfer.bytes_per_token,
-                                  prof.frontend, alone_s)  # fmt: skip
+                                  prof.frontend, prof.client_prefill_s)  # fmt: skip
     note = f"KV side redone from {args.pd_result} by `python -m planner kv`"
     provenance = replace(prof.provenance, notes="; ".join(n for n in (prof.provenance.notes, note) if n))
-    out = replace(prof, kv_transfer=kv, kv_points=tuple(points), provenance=provenance).save(args.output)
-    print(replace(prof, kv_transfer=kv).describe())
+    new = replace(prof, kv_transfer=kv, kv_points=tuple(points), provenance=provenance)
+    out = new.save(args.output)
+    print(new.describe())
     print(f"profile: {out}")
     return 0

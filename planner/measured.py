@@ -131,7 +131,11 @@ def find_measured(root: str | Path) -> list[Path]:
 
 
 def load_measured(run_dir: str | Path) -> MeasuredRun:
-    res = RunResult.load(run_dir)
+    return measured_from(RunResult.load(run_dir), run_dir)
+
+
+def measured_from(res: RunResult, run_dir: str | Path) -> MeasuredRun:
+    """A loaded result as the planner reads it (`run_dir`: where it was loaded from)."""
     path = Path(res.path) if res.path else Path(run_dir)
     setup = _setup(res, path)
     ok = res.successes()

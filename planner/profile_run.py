@@ -36,9 +36,10 @@ from typing import Any
 import aiohttp
 import numpy as np
 
-from analysis.prefill_inflation import HELD_MS, MIN_PAIRS, overlap_evidence
-from analysis.runs import load_runs
+from analysis.prefill_inflation import HELD_MS, MIN_PAIRS, OverlapEvidence, overlap_evidence
+from analysis.runs import runs_from_results
 from experiments import server_metrics
+from experiments.schema import RunResult
 from planner.fits import FitError, fit_nonnegative
 from planner.kv_transfer import (
     LLAMA_8B_KV_BYTES_PER_TOKEN,
@@ -47,7 +48,7 @@ from planner.kv_transfer import (
     kv_points_from_stages,
     prefill_overhead_s,
 )
-from planner.measured import MeasuredRun, load_measured
+from planner.measured import MeasuredRun, measured_from
 from planner.power_probe import PowerProbe
 from planner.probe import (
     ProbeError,
@@ -357,7 +358,8 @@ def kv_model_from_pd(
     alone_s: Callable[[int], float],
 ) -> tuple[KvTransferModel, list[KvPoint]]:
     """The KV transfer model and the prefill side from a measured P/D run's stage timings."""
-    run = load_measured(pd_result)
+    result = RunResult.load(pd_result)
+    run = measured_from(result, pd_result)
     if not run.setup.disaggregated:
         raise ValueError(f"--pd-result {pd_result} is a {run.setup.name} run, not a P/D pair")
     ok = ~np.isnan(run.decode_first_chunk_ms)
@@ -370,12 +372,14 @@ def kv_model_from_pd(
         frontend,
     )
     model = fit_kv_transfer(points, f"P/D stage timings of {pd_result}", bytes_per_token)
-    return replace(model, **prefill_side(pd_result, run, alone_s)), points
+    evidence = overlap_evidence(runs_from_results([result])[0])
+    return replace(model, **prefill_side(pd_result, run, evidence, alone_s)), points
 
 
-def prefill_side(pd_result: Path, run: MeasuredRun, alone_s: Callable[[int], float]) -> dict[str, Any]:
+def prefill_side(
+    pd_result: Path, run: MeasuredRun, evidence: OverlapEvidence | None, alone_s: Callable[[int], float]
+) -> dict[str, Any]:
     """The prefill instance's hold and its own latency, from the overlap of the P/D run's prefill legs."""
-    evidence = overlap_evidence(load_runs([pd_result])[0])
     legs = ~np.isnan(run.prefill_leg_ms)
     alone = [alone_s(int(n)) for n in run.prompt_tokens[legs]]
     if evidence is None or evidence.solo_median_ms is None:  # too few prefills apart: every leg counts

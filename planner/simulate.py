@@ -106,10 +106,8 @@ def simulate(
     kv_ready = [math.nan] * n
     kv = profile.kv_transfer
     # the prefill side's own latency (proxy hop, connector), then the transfer itself
-    kv_base, kv_per_token = (
-        kv.prefill_overhead_s + kv.latency_s,
-        kv.bytes_per_token / kv.bandwidth_bytes_per_s,
-    )
+    kv_base = kv.prefill_overhead_s + kv.latency_s
+    kv_per_token = kv.bytes_per_token / kv.bandwidth_bytes_per_s
     fe = profile.frontend
     fe_base, fe_per_token = fe.latency_s, fe.per_token_s
     delayed = not fe.zero  # zero API-server time: requests reach the engine as they arrive
