@@ -41,6 +41,12 @@ class Shape:
     def requests(self, rate: float, floor: int) -> int:
         return max(floor, math.ceil(rate * self.min_arrival_s))
 
+    def seed(self, rate: float) -> int:
+        """Fresh prompts per rate: the shape's own rates keep their seeds, any other rate gets its own."""
+        if rate in self.rates:
+            return self.seed_base + self.rates.index(rate)
+        return self.seed_base + 100 + round(rate * 10)
+
 
 @dataclass(frozen=True)
 class Setup:
@@ -144,7 +150,7 @@ class Campaign:
         time.sleep(3)
 
     def point(self, setup: Setup, run_dir: Path, shape: Shape, rate: float) -> None:
-        seed = shape.seed_base + shape.rates.index(rate) if rate in shape.rates else shape.seed_base + 99
+        seed = shape.seed(rate)
         out_dir = self.results / shape.name / setup.name
         cmd = [
             sys.executable, "run_experiment.py", "--mode", setup.mode, "--endpoint", setup.endpoint,

@@ -80,3 +80,12 @@ def test_a_budget_too_small_starts_nothing(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "not enough to start it" in proc.stdout
     assert not (tmp_path / "res").exists() or not list((tmp_path / "res").rglob("result.json"))
+
+
+def test_every_rate_gets_its_own_prompts() -> None:
+    from disagg.campaigns.frontier import SHAPES
+
+    shape = SHAPES["decode-heavy"]
+    rates = (*shape.rates, 12, 20, 2.5)
+    assert len({shape.seed(r) for r in rates}) == len(rates)
+    assert shape.seed(16) == shape.seed_base + shape.rates.index(16)  # committed runs keep their prompts
