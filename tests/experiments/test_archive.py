@@ -56,3 +56,25 @@ def test_archiving_an_archive_rewrites_it_and_keeps_the_numbers(tmp_path: Path) 
     after = RunResult.load(run)
     assert after.summary == before.summary and after.energy == before.energy
     assert [r.ttft_ms for r in after.records] == [r.ttft_ms for r in before.records]
+
+
+def test_a_gap_moved_by_exactly_one_microsecond_still_archives(tmp_path: Path) -> None:
+    """Offsets x.5 us round half to even: 2.5 -> 2 and 24739.5 -> 24740 widen a 24737 us gap by exactly
+    1 us, which a float comparison saw as more than 1 us (a decode-heavy H200 run would not archive)."""
+    run = tmp_path / "run"
+    shutil.copytree(GOLDEN / "traditional", run)
+    doc = orjson.loads((run / RESULT_FILE).read_bytes())
+    rec = next(r for r in doc["records"] if len(r.get("chunk_mono_ns") or []) >= 3)
+    base = rec["chunk_mono_ns"][0]
+    rec["chunk_mono_ns"][1:3] = [base + 2_500, base + 24_739_500]
+    (run / RESULT_FILE).write_bytes(orjson.dumps(doc))
+    (run / RECORDS_FILE).unlink(missing_ok=True)
+    before = RunResult.load(run)
+    assert archive_main([str(run)]) == 0
+    after = RunResult.load(run)
+    gaps = [
+        (a, b)
+        for x, y in zip(after.records, before.records, strict=True)
+        for a, b in zip(x.itl_ms, y.itl_ms, strict=True)
+    ]
+    assert max(abs(a - b) for a, b in gaps) == pytest.approx(1e-3)
