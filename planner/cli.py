@@ -1,4 +1,4 @@
-"""`python -m planner simulate|search|validate|predict|profile|kv`: predict setups from a profile, prove
+"""`python -m planner simulate|search|validate|predict|profile|kv|merge`: predict setups from a profile, prove
 them against measured runs, or measure a profile.
 
     python -m planner simulate --profile P --setup 1P1D,replicas:2 --rates 2,4,8 --slo ttft=500,tpot=25
@@ -7,6 +7,7 @@ them against measured runs, or measure a profile.
     python -m planner predict --profile P --out results/planner/predictions
     python -m planner profile --endpoint http://127.0.0.1:8000 --output profile.json
     python -m planner kv --profile P --pd-result RUN --output P2   (the KV side, from another P/D run)
+    python -m planner merge P1 P2 --output P [--pd-result RUN]      (one profile from two profile runs)
 
 `--profile illustrative` uses the built-in illustrative H200 numbers (planner/illustrative.py; not a
 measurement). Workload flags are the runner's (`run_experiment.py`): --workload, --input-len N or
@@ -121,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--precision", type=float, default=0.02, help="relative precision of the sustained rate"
     )
     from planner.kv_refit import add_kv_parser
+    from planner.merge import add_merge_parser
     from planner.predict import add_predict_parser
     from planner.profile_run import add_profile_parser
     from planner.validate_report import add_validate_parser
@@ -129,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_predict_parser(sub)
     add_profile_parser(sub)
     add_kv_parser(sub)
+    add_merge_parser(sub)
     return parser
 
 
@@ -337,6 +340,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from planner.kv_refit import cmd_kv
 
             return cmd_kv(args)
+        if args.command == "merge":
+            from planner.merge import cmd_merge
+
+            return cmd_merge(args)
         from planner.profile_run import cmd_profile
 
         return cmd_profile(args)

@@ -69,6 +69,7 @@ class Engine:
         "da",
         "db",
         "dc",
+        "dd",
         "decode_dw",
         "dynamic_j",
         "fast_forward",
@@ -117,7 +118,7 @@ class Engine:
         self.index, self.role, self.reqs = index, role, reqs
         self.fast_forward = fast_forward  # False: one event per step (tests check both agree)
         self.pa, self.pb, self.pc = profile.prefill.fit.coefficients
-        self.da, self.db, self.dc = profile.decode.fit.coefficients
+        self.da, self.db, self.dc, self.dd = profile.decode.terms
         self.hold = role == PREFILL and profile.kv_transfer.prefill_hold  # see the module docstring
         self.budget = limits.max_num_batched_tokens
         self.max_seqs = limits.max_num_seqs
@@ -230,12 +231,13 @@ class Engine:
                 else:
                     self.partial_rid, self.partial_done = rid, chunk
         if tokens:
-            self.r_d0 = self.pa + self.pb * tokens + self.pc * pairs + self.db * batch + self.dc * self.ctx
+            decode = self.db * batch + self.dc * self.ctx + self.dd * batch * batch
+            self.r_d0 = self.pa + self.pb * tokens + self.pc * pairs + decode
             self.r_k, self.r_slope, self.r_dw = 1, 0.0, self.prefill_dw
         elif self.held:  # nothing else to run: one short step that only reports the finished sends
             self.r_d0, self.r_k, self.r_slope, self.r_dw = HOLD_RELEASE_S, 1, 0.0, 0.0
         elif batch:
-            self.r_d0 = self.da + self.db * batch + self.dc * self.ctx
+            self.r_d0 = self.da + self.db * batch + self.dc * self.ctx + self.dd * batch * batch
             self.r_k = heap[0][0] - self.steps if self.fast_forward else 1
             self.r_slope, self.r_dw = self.dc * batch, self.decode_dw[batch]
         else:

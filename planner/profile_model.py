@@ -6,13 +6,17 @@ they came from (GPU, clocks, model, vLLM version, engine limits). The simulator 
 - prefill step time = a*steps + b*tokens + c*attention_pairs, where one request of N tokens prefilled
   alone in one step has steps = 1, tokens = N, attention_pairs = N^2 (so this is a + b*N + c*N^2); a
   chunk of n tokens at offset o adds n*(o + n) pairs, which keeps chunked prefills consistent;
-- decode step time = a + b*batch + c*context_sum (context_sum: total tokens the batch attends over);
+- decode step time = a + b*batch + c*context_sum + d*batch^2 (context_sum: total tokens the batch
+  attends over; the batch^2 term is the step's growth past batch ~128 on H200: 8.6 ms at 128, 16.1 ms
+  at 256 for 512-token contexts; schema-2 profiles have no d);
 - KV transfer time = latency + prompt_tokens * bytes_per_token / bandwidth, plus the connector's own
   time on the prefill GPU per request (`prefill_overhead_s`, engine time there);
 - API-server time per request = latency + per_token * prompt_tokens: tokenizing and input processing
   before the engine, and the first token's way back, spent beside the GPU (vLLM's own TTFT minus its
   queue and prefill time); the prefill fit is to the client's latency minus this;
 - power per GPU: idle W, prefill W (a step with prefill work), decode W = p0 + p1*ln(batch).
+
+Latency fits minimise relative errors: the points span 5 ms to 0.5 s.
 
 Power fields are None (with the reason) where no energy could be measured (CPU, no NVML).
 """
@@ -28,11 +32,13 @@ from typing import Any
 
 from planner.fits import Fit, fit_nonnegative
 
-SCHEMA_VERSION = 2  # 2: API-server time and the connector's prefill-side time (version 1 reads as zero)
-READABLE_VERSIONS = (1, 2)
+# 2: API-server time and the connector's prefill-side time (version 1 reads as zero); 3: decode batch^2
+# term and the API-server points (version 2 reads with d = 0 and no points)
+SCHEMA_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 PROFILE_KIND = "planner-profile"
 PREFILL_FEATURES = ("steps", "tokens", "attention_pairs")
-DECODE_FEATURES = ("step", "batch", "context_sum")
+DECODE_FEATURES = ("step", "batch", "context_sum", "batch_sq")
 DECODE_POWER_FEATURES = ("watts", "ln_batch")
 DEFAULT_BLOCK_SIZE = 16  # vLLM's default KV block size on GPU and CPU
 
@@ -167,9 +173,15 @@ class PrefillModel:
 class DecodeModel:
     fit: Fit
 
+    @property
+    def terms(self) -> tuple[float, float, float, float]:
+        """(a, b, c, d) of a + b*batch + c*context_sum + d*batch^2; d = 0 in a schema-2 fit."""
+        a, b, c, *d = self.fit.coefficients
+        return a, b, c, (d[0] if d else 0.0)
+
     def step_s(self, batch: int, context_sum: float) -> float:
-        a, b, c = self.fit.coefficients
-        return a + b * batch + c * context_sum
+        a, b, c, d = self.terms
+        return a + b * batch + c * context_sum + d * batch * batch
 
 
 @dataclass(frozen=True)
@@ -201,6 +213,7 @@ class FrontendModel:
     per_token_s: float = 0.0
     source: str = "not measured: no API-server time modelled"
     fit: Fit | None = None
+    points: tuple[tuple[int, float], ...] = ()  # (prompt tokens, API-server s) as measured
 
     def delay_s(self, prompt_tokens: float) -> float:
         return self.latency_s + self.per_token_s * prompt_tokens
@@ -292,7 +305,7 @@ class Profile:
                 "points": [asdict(p) for p in self.prefill_points],
             },
             "decode": {
-                "model": "step_s = a + b*batch + c*context_sum",
+                "model": "step_s = a + b*batch + c*context_sum + d*batch^2",
                 "fit": self.decode.fit.to_dict(),
                 "points": [asdict(p) for p in self.decode_points],
             },
@@ -315,6 +328,7 @@ class Profile:
                 "per_token_s": self.frontend.per_token_s,
                 "source": self.frontend.source,
                 "fit": self.frontend.fit.to_dict() if self.frontend.fit else None,
+                "points": [{"prompt_tokens": n, "api_server_s": t} for n, t in self.frontend.points],
             },
             "power": {
                 "model": "decode_w = p0 + p1*ln(batch), at least idle_w",
@@ -394,6 +408,7 @@ def _frontend(data: dict[str, Any] | None) -> FrontendModel:
         float(data["per_token_s"]),
         str(data["source"]),
         Fit.from_dict(data["fit"]) if data.get("fit") else None,
+        tuple((int(p["prompt_tokens"]), float(p["api_server_s"])) for p in data.get("points", ())),
     )
 
 
@@ -420,12 +435,14 @@ def fit_prefill(
     fe = frontend or FrontendModel()
     rows = [prefill_features(p.prompt_tokens, budget) for p in points]
     engine = [max(p.latency_s - fe.delay_s(p.prompt_tokens), 0.0) for p in points]
-    return PrefillModel(fit_nonnegative(PREFILL_FEATURES, rows, engine))
+    return PrefillModel(fit_nonnegative(PREFILL_FEATURES, rows, engine, relative=True))
 
 
 def fit_decode(points: Sequence[DecodePoint]) -> DecodeModel:
-    rows = [(1.0, float(p.batch), p.context_sum) for p in points]
-    return DecodeModel(fit_nonnegative(DECODE_FEATURES, rows, [p.step_s for p in points]))
+    """Step time over batch and context; the batch^2 term only with enough points (>= 4) to fit it."""
+    features = DECODE_FEATURES if len(points) >= len(DECODE_FEATURES) else DECODE_FEATURES[:3]
+    rows = [(1.0, float(p.batch), p.context_sum, float(p.batch) ** 2)[: len(features)] for p in points]
+    return DecodeModel(fit_nonnegative(features, rows, [p.step_s for p in points], relative=True))
 
 
 def fit_power(points: Sequence[PowerPoint], reason: str | None = None) -> PowerModel:

@@ -211,13 +211,14 @@ def fit_frontend(points: list[tuple[int, float]]) -> FrontendModel:
         return FrontendModel(source="the server's /metrics has no TTFT/queue/prefill histograms: "
                              "API-server time not separated (the prefill fit includes it)")  # fmt: skip
     source = f"vLLM's TTFT - queue - prefill time over {len(points)} prefill sizes"
+    kept = tuple((int(n), float(t)) for n, t in points)
     try:
         fit = fit_nonnegative(
             ("latency_s", "per_token_s"), [(1.0, float(n)) for n, _ in points], [s for _, s in points]
         )
     except FitError:
-        return FrontendModel(float(np.median([s for _, s in points])), 0.0, source + " (median)")
-    return FrontendModel(fit.coefficient("latency_s"), fit.coefficient("per_token_s"), source, fit)
+        return FrontendModel(float(np.median([s for _, s in points])), 0.0, source + " (median)", None, kept)
+    return FrontendModel(fit.coefficient("latency_s"), fit.coefficient("per_token_s"), source, fit, kept)
 
 
 async def _measure_prefill(

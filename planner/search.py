@@ -86,7 +86,7 @@ class SetupResult:
 def capacity_bound(profile: Profile, setup: Setup, workload: Workload, limits: EngineLimits) -> float:
     """Requests/s no simulation of this setup can exceed (see the module docstring)."""
     pa, pb, pc = profile.prefill.fit.coefficients
-    da, db, dc = profile.decode.fit.coefficients
+    da, db, dc, _ = profile.decode.terms  # leaving out d*batch^2 (>= 0) keeps this an upper bound
     L = workload.prompt_tokens.astype(float)
     out = workload.output_tokens.astype(float)
     prefill = float(np.mean(pa * L / limits.max_num_batched_tokens + pb * L + pc * L * L / 2))

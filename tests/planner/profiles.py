@@ -23,7 +23,7 @@ def _fit(features: tuple[str, ...], coefficients: tuple[float, ...]) -> Fit:
 
 def make_profile(
     prefill: tuple[float, float, float] = (0.01, 1e-5, 0.0),
-    decode: tuple[float, float, float] = (0.005, 0.0, 0.0),
+    decode: tuple[float, ...] = (0.005, 0.0, 0.0),  # a, b, c[, d]: a + b*B + c*context_sum [+ d*B^2]
     kv_latency_s: float = 0.0,
     kv_seconds_per_token: float = 0.0,
     budget: int = 2048,
@@ -41,7 +41,7 @@ def make_profile(
         provenance=Provenance(source="test", model="test"),
         engine=EngineLimits(budget, max_seqs, kv_tokens),
         prefill=PrefillModel(_fit(PREFILL_FEATURES, prefill)),
-        decode=DecodeModel(_fit(DECODE_FEATURES, decode)),
+        decode=DecodeModel(_fit(DECODE_FEATURES[: len(decode)], decode)),
         kv_transfer=KvTransferModel(kv_latency_s, kv_seconds_per_token, 1.0, "test"),
         power=pm,
     )

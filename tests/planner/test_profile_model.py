@@ -18,6 +18,7 @@ from planner.kv_transfer import (
     prefill_overhead_s,
 )
 from planner.profile_model import (
+    PREFILL_FEATURES,
     SCHEMA_VERSION,
     DecodePoint,
     EngineLimits,
@@ -81,6 +82,31 @@ def test_decode_fit_uses_batch_and_total_context() -> None:
     pts = [DecodePoint(b, float(c), 0.004 + 1e-5 * b + 2e-8 * b * c) for b in (1, 8, 32) for c in (256, 2048)]
     model = fit_decode(pts)
     assert model.step_s(16, 16 * 1000) == pytest.approx(0.004 + 1e-5 * 16 + 2e-8 * 16000, rel=1e-6)
+
+
+def test_decode_fit_follows_a_step_that_grows_faster_past_large_batches() -> None:
+    """As on H200: 8.6 ms at batch 128 but 16 ms at 256. The batch^2 term takes it; a 3-point grid
+    cannot fit four terms and keeps three."""
+
+    def step(b: int, c: float) -> float:
+        return 0.0048 + 7e-6 * b + 2.7e-8 * b * c + 6e-8 * b * b
+
+    pts = [DecodePoint(b, float(c), step(b, c)) for b in (1, 16, 64, 128, 256) for c in (640, 2176)]
+    model = fit_decode(pts)
+    assert model.fit.features[-1] == "batch_sq" and model.fit.max_rel_error < 1e-9
+    assert model.step_s(200, 200 * 1000.0) == pytest.approx(step(200, 1000.0), rel=1e-9)
+    few = fit_decode(pts[:3])
+    assert len(few.fit.coefficients) == 3 and few.terms[3] == 0.0
+
+
+def test_latency_fits_weigh_every_point_by_its_relative_error() -> None:
+    """Prefill points from 17 ms to 0.5 s: a plain least-squares fit misses the small ones by >10%."""
+    x = [prefill_features(n, 8192) for n in (256, 512, 1024, 2048, 4096, 8192, 16384)]
+    y = [0.0175, 0.0228, 0.0363, 0.0611, 0.1147, 0.2311, 0.5272]  # H200, 8B, vLLM 0.23 (client latency)
+    plain = fit_nonnegative(PREFILL_FEATURES, x, y)
+    relative = fit_nonnegative(PREFILL_FEATURES, x, y, relative=True)
+    assert plain.max_rel_error > 0.10 and relative.max_rel_error < 0.06
+    assert relative.rms_rel_error < plain.rms_rel_error and relative.r2 > 0.99
 
 
 def test_power_model_without_measurements_says_why() -> None:

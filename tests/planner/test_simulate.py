@@ -75,21 +75,23 @@ def test_chunked_prefill_of_a_long_prompt_alone() -> None:
     assert res.instances[0].steps == 3
 
 
-def test_mixed_steps_follow_batch_and_context() -> None:
-    """Two requests at t=0 on one instance, by hand: the second's prefill carries the first's decode."""
+@pytest.mark.parametrize("d", [0.0, 3e-3])
+def test_mixed_steps_follow_batch_and_context(d: float) -> None:
+    """Two requests at t=0 on one instance, by hand: the second's prefill carries the first's decode.
+    d: the decode step's batch^2 term (schema 3), in every step that decodes."""
     a, b, c, pre = 0.004, 1e-4, 1e-7, 0.01
-    prof = make_profile(prefill=(pre, 0.0, 0.0), decode=(a, b, c), budget=4096)
+    prof = make_profile(prefill=(pre, 0.0, 0.0), decode=(a, b, c, d), budget=4096)
     wl = fixed_lengths([1000, 1000], [11, 11])
     res = simulate(prof, Setup(0, 1), wl.prompt_tokens, wl.output_tokens, np.array([0.0, 0.0]))
     t = pre  # step 1: the engine was idle, it starts on the first request alone (first token)
-    t += pre + b * 1 + c * 1001  # step 2: second prompt + the first's decode (context 1000 + 1)
+    t += pre + b * 1 + c * 1001 + d  # step 2: second prompt + the first's decode (context 1000 + 1)
     assert res.first_token_s == pytest.approx([pre, t], rel=1e-12)
     g0, g1 = 2, 1  # tokens generated so far
     while g0 < 11:
-        t += a + 2 * b + c * ((1000 + g0) + (1000 + g1))
+        t += a + 2 * b + c * ((1000 + g0) + (1000 + g1)) + 4 * d
         g0, g1 = g0 + 1, g1 + 1
     end0 = t
-    t += a + b + c * (1000 + g1)
+    t += a + b + c * (1000 + g1) + d
     assert res.end_s == pytest.approx([end0, t], rel=1e-12)
     assert res.instances[0].steps == 12 and res.instances[0].output_tokens == 22
 
