@@ -349,7 +349,7 @@ def build_frontier(
             verdicts[(metric, i, j)] = verdict(values)
     first = check.kept[0]
     return Frontier(
-        shape=shape_text(first),
+        shape=shape_text(check.kept),
         model=model_name(first),
         hardware=hardware(first),
         grid=grid,

@@ -31,16 +31,19 @@ def shape_key(run: Run) -> tuple[tuple[str, str], ...]:
     return tuple((k, repr(v)) for k, v in signature(run).items() if k not in PER_LOAD_KEYS)
 
 
-def shape_text(run: Run) -> str:
-    """'2048 -> 256 tokens, random, 200 requests per rate, poisson': the shape in a line."""
-    w, a = run.config.workload, run.config.arrival
+def shape_text(runs: Sequence[Run]) -> str:
+    """'2048 -> 256 tokens, random, 200 requests per rate, poisson': the sweep's shape in a line (a sweep
+    may run more requests at higher rates: '200-1440 requests per rate')."""
+    w, a = runs[0].config.workload, runs[0].config.arrival
+    counts = sorted({r.config.workload.num_requests for r in runs})
+    n = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
 
     def length(v: int | tuple[int, int] | list[int]) -> str:
         return f"{v[0]}:{v[1]}" if isinstance(v, tuple | list) else str(v)
 
     return (
         f"{length(w.input_len)} -> {length(w.output_len)} tokens, {w.kind} prompts, "
-        f"{w.num_requests} requests per rate, {a.kind} arrivals"
+        f"{n} requests per rate, {a.kind} arrivals"
     )
 
 

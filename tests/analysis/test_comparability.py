@@ -8,6 +8,7 @@ import pytest
 
 from analysis.comparability import NotComparable, check_comparable, differences
 from analysis.runs import load_runs
+from analysis.setup_sweeps import shape_text
 from experiments.schema import GpuInfo, RunResult
 from tests.analysis.golden import OTHER, SWEEP, TRAD, cli, derived_run
 
@@ -63,6 +64,10 @@ def test_a_sweep_may_run_more_requests_at_higher_loads_but_one_load_must_agree(t
         result.metadata.config.workload.num_requests *= 3
 
     top = derived_run(SWEEP[-1], tmp_path / "top", longer)
-    assert differences(load_runs([*SWEEP[:-1], top])) == []
+    grown = load_runs([*SWEEP[:-1], top])
+    assert differences(grown) == []
+    counts = sorted(r.config.workload.num_requests for r in grown)
+    assert f"{counts[0]}-{counts[-1]} requests per rate" in shape_text(grown)  # the frontier's header
+    assert f" {counts[0]} requests per rate" in shape_text(grown[:-1])
     (diff,) = differences(load_runs([*SWEEP, derived_run(SWEEP[2], tmp_path / "again", longer)]))
     assert diff.startswith("number of requests differs")
