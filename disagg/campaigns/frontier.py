@@ -176,15 +176,15 @@ class Campaign:
         keep = ("result:", " ok, ", "warning", "error", "interrupted")
         print("\n".join(ln for ln in out.splitlines() if any(k in ln for k in keep)), flush=True)
 
-    def on_start(self, setup: Setup) -> None:
-        """--on-start: one shell command while the setup is up and idle, before its points."""
-        if not self.args.on_start:
+    def hook(self, setup: Setup, when: str, template: str) -> None:
+        """--on-start / --on-end: one shell command while the setup is up (before / after its points)."""
+        if not template:
             return
-        cmd = self.args.on_start.replace("{endpoint}", setup.endpoint).replace("{setup}", setup.name)
-        log(f"{setup.name} on start: {cmd}")
+        cmd = template.replace("{endpoint}", setup.endpoint).replace("{setup}", setup.name)
+        log(f"{setup.name} {when}: {cmd}")
         t = time.monotonic()
         rc = subprocess.run(cmd, shell=True).returncode
-        log(f"{setup.name} on start: exit {rc} after {time.monotonic() - t:.0f} s")
+        log(f"{setup.name} {when}: exit {rc} after {time.monotonic() - t:.0f} s")
 
     def run_setup(self, setup: Setup, shapes: list[Shape]) -> None:
         todo = self.todo(setup, shapes)
@@ -199,13 +199,14 @@ class Campaign:
         if run_dir is None:
             return
         try:
-            self.on_start(setup)
+            self.hook(setup, "on start", self.args.on_start)
             for shape, rate in todo:
                 need = point_estimate_s(shape, rate, self.args.num_requests)
                 if self.left() < need:
                     log(f"budget: {self.left():.0f} s left < {need:.0f} s for {shape.name} rate {rate:g}")
                     break
                 self.point(setup, run_dir, shape, rate)
+            self.hook(setup, "on end", self.args.on_end)
         finally:
             self.stop(setup, run_dir)
 
@@ -234,6 +235,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="",
         help="shell command run once per setup after it is healthy, before its points ({endpoint} and "
         "{setup} are filled in), e.g. a planner profile of the idle instance",
+    )
+    p.add_argument(
+        "--on-end",
+        default="",
+        help="shell command run once per setup after its points, before it stops (as --on-start), e.g. "
+        "saving a decode instance's /metrics once its connector has moved KV",
     )
     return p
 

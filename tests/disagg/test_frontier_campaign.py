@@ -34,7 +34,8 @@ def first_pass(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subproce
         f'{sys.executable} -c "import sys, urllib.request; r = urllib.request.urlopen(sys.argv[1] + '
         f"'/v1/models'); open(sys.argv[2], 'w').write(str(r.status))\" {{endpoint}} {tmp}/{{setup}}.up"
     )
-    return tmp, campaign(tmp, "--setups", "single,replicas,pd", "--budget-s", "400", "--on-start", probe)
+    return tmp, campaign(tmp, "--setups", "single,replicas,pd", "--budget-s", "400", "--on-start", probe,
+                         "--on-end", probe.replace(".up", ".down"))  # fmt: skip
 
 
 def test_every_setup_and_rate_is_measured_with_its_setup(first_pass) -> None:
@@ -65,6 +66,16 @@ def test_on_start_runs_once_per_setup_against_its_live_endpoint(first_pass) -> N
         f"{s}.up": "200" for s in ("single", "replicas", "pd")
     }
     assert proc.stdout.count("on start: exit 0") == 3
+
+
+def test_on_end_runs_once_per_setup_after_its_points_while_it_is_up(first_pass) -> None:
+    tmp, proc = first_pass
+    assert proc.stdout.count("on end: exit 0") == 3
+    for setup in ("single", "replicas", "pd"):
+        down = tmp / f"{setup}.down"
+        assert down.read_text() == "200"  # the endpoint still answered
+        results = list((tmp / "res" / "cpu-smoke" / setup).glob("*/result.json"))
+        assert len(results) == 2 and all(r.stat().st_mtime <= down.stat().st_mtime for r in results)
 
 
 def test_a_second_pass_resumes_and_measures_nothing_again(first_pass) -> None:
