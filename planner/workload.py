@@ -11,6 +11,7 @@ model's tokenizer.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -85,6 +86,17 @@ class Workload:
 
     def __len__(self) -> int:
         return len(self.specs)
+
+    def repeated(self, times: int) -> Workload:
+        """The same requests `times` over, renumbered (a longer run of the same length mix)."""
+        n = len(self.specs)
+        specs = tuple(dataclasses.replace(s, index=k * n + s.index) for k in range(times) for s in self.specs)
+        return Workload(
+            dataclasses.replace(self.spec, num_requests=n * times),
+            specs,
+            np.tile(self.prompt_tokens, times),
+            np.tile(self.output_tokens, times),
+        )
 
     def arrivals(self, kind: str, rate: float | None, burstiness: float = 1.0, seed: int = 0) -> np.ndarray:
         """Arrival offsets (s) from experiments.arrivals.schedule; "trace" replays the trace's times."""

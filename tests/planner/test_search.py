@@ -117,3 +117,24 @@ def test_an_slo_grid_shares_runs_and_finds_what_one_search_per_slo_finds() -> No
     loose = sustained_rate(prof, Setup(1, 1), wl, dataclasses.replace(cfg, slo=slos[1]), runs=runs)
     assert runs.simulations < tight.simulations + loose.simulations
     assert loose.sustained_rps >= tight.sustained_rps > 0
+
+
+def test_a_ramp_that_seems_to_meet_the_slo_runs_again_until_it_is_a_steady_state(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A decode step of 1 ms + 0.1 ms x batch^2 and 1000-token requests: a batch of B lasts
+    1000 * (1 + 0.1 B^2) ms, so a steady batch B = r * that exists only up to r = sqrt(10)/2 = 1.58 req/s;
+    beyond, the batch grows without end. Four requests never form a batch over 4, so a run of four meets
+    TPOT <= 5 ms up to the capacity bound (10 req/s, the prefill's): a ramp, as the device's short
+    decode-heavy runs were. Repeated until arrivals last 3 E2Es, the growth shows."""
+    prof = make_profile(prefill=(0.0, 0.01, 0.0), decode=(0.001, 0.0, 0.0, 1e-4), budget=1000, max_seqs=1000)
+    wl = fixed_lengths([10] * 4, [1000] * 4)
+    cfg = SearchConfig({"tpot": 5.0}, arrival="constant", precision=0.01)
+    runs = RunCache(prof, Setup(1, 1), wl, cfg, prof.engine)
+    res = sustained_rate(prof, Setup(1, 1), wl, cfg, runs=runs)
+    assert res.bound_rps == pytest.approx(10.0)
+    assert 1.4 <= res.sustained_rps <= 2.1  # 1.58, give or take what 3 E2Es of arrivals can show
+    assert runs.runs[res.sustained_rps].steady and len(wl.repeated(2)) == 8
+    assert runs.simulations > res.simulations  # ramps ran again, longer
+    monkeypatch.setattr("planner.search.MAX_REPEATS", 1)  # ramps taken at face value
+    assert sustained_rate(prof, Setup(1, 1), wl, cfg).sustained_rps > 9.5
