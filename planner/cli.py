@@ -27,7 +27,7 @@ from typing import Any
 from experiments.cli_errors import OneLineErrorParser
 from experiments.slo import parse_slo
 from planner import plots
-from planner.outcome import Outcome, summarize
+from planner.outcome import Outcome, ramp_note, request_metrics, summarize
 from planner.profile_model import EngineLimits, Profile, ProfileError, load_profile
 from planner.search import SearchConfig, search
 from planner.setups import POLICIES, parse_setup
@@ -235,6 +235,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             out = summarize(run, prof.power, args.slo)
             outs.append(out)
             print(_row(out))
+            if note := ramp_note(arrivals, request_metrics(run)["e2el_ms"]):
+                print(f"  {setup.name} at {'the trace' if rate is None else f'{rate:g} req/s'}: {note}")
     if args.slo:
         for name, outs in series.items():
             ok = [

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from experiments.schema import Distribution, to_builtins
+from experiments.timing_checks import STEADY_ARRIVALS_IN_E2E
 from planner.profile_model import PowerModel
 from planner.simulate import SimRun
 
@@ -152,4 +153,21 @@ def summarize(
         e2el_ms=_distribution(m["e2el_ms"]),
         utilization={role: float(np.mean(v)) for role, v in busy.items()},
         energy=estimate_energy(run, power, window_s),
+    )
+
+
+def ramp_note(arrival_s: np.ndarray, e2el_ms: np.ndarray) -> str | None:
+    """A note when arrivals lasted under STEADY_ARRIVALS_IN_E2E mean E2Es: the run is a ramp, and its
+    latency and attainment are optimistic past saturation (the runner's check, experiments/timing_checks)."""
+    if len(arrival_s) < 2:
+        return None
+    window_s = float(arrival_s.max() - arrival_s.min())
+    e2e_s = float(np.nanmean(e2el_ms)) / 1e3
+    if not e2e_s > 0 or window_s >= STEADY_ARRIVALS_IN_E2E * e2e_s:
+        return None
+    need = int(np.ceil(len(arrival_s) * STEADY_ARRIVALS_IN_E2E * e2e_s / max(window_s, 1e-9)))
+    return (
+        f"not a steady state: arrivals lasted {window_s:.1f} s, under {STEADY_ARRIVALS_IN_E2E:g} mean E2Es "
+        f"({e2e_s:.1f} s each), so this is a ramp, optimistic past saturation; about {need} requests would "
+        "last long enough"
     )

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from experiments.timing_checks import STEADY_ARRIVALS_IN_E2E
-from planner.outcome import Outcome, request_metrics, summarize, with_slo
+from planner.outcome import Outcome, ramp_note, request_metrics, summarize, with_slo
 from planner.profile_model import EngineLimits, Profile
 from planner.setups import Setup, candidate_setups
 from planner.simulate import simulate
@@ -156,9 +156,7 @@ class RunCache:
             rate,
         )
         metrics = request_metrics(run)
-        e2e_s = float(np.nanmean(metrics["e2el_ms"])) / 1e3 if len(workload) else 0.0
-        window_s = float(arrivals[-1] - arrivals[0]) if len(arrivals) > 1 else 0.0
-        steady = repeats >= MAX_REPEATS or window_s >= STEADY_ARRIVALS_IN_E2E * e2e_s
+        steady = repeats >= MAX_REPEATS or ramp_note(arrivals, metrics["e2el_ms"]) is None
         outcome = summarize(run, self.profile.power, None, metrics=metrics)
         return CachedRun(metrics, outcome, steady, repeats)
 

@@ -62,6 +62,15 @@ def test_search_prints_the_best_setups_per_gpu_count(profile_path: str, tmp_path
     assert (tmp_path / "goodput_per_gpu.png").stat().st_size > 0
 
 
+def test_simulate_says_when_a_run_is_too_short_for_its_load(profile_path: str) -> None:
+    """60 requests of 1024 tokens at 20 req/s: 3 s of arrivals against >= 5 s per request."""
+    args = ["simulate", "--profile", profile_path, "--setup", "single", "--input-len", "512"]
+    proc = planner(*args, "--output-len", "1024", "--num-requests", "60", "--rates", "2,20")
+    assert proc.returncode == 0, proc.stderr
+    (note,) = [line for line in proc.stdout.splitlines() if "not a steady state" in line]
+    assert note.startswith("  single at 20 req/s: not a steady state: arrivals lasted 3.")
+
+
 @pytest.mark.parametrize(
     ("args", "rc", "message"),
     [
