@@ -23,7 +23,15 @@ from pathlib import Path
 from typing import Any
 
 from planner.profile_model import Profile
-from planner.search import RunCache, SearchConfig, SetupResult, search_grid, sustained_rate, workload_for
+from planner.search import (
+    MAX_REPEATS,
+    RunCache,
+    SearchConfig,
+    SetupResult,
+    search_grid,
+    sustained_rate,
+    workload_for,
+)
 from planner.setups import parse_setup
 from planner.validate import DEFAULT_SLO_GRID, slo_cells, slo_label
 from planner.validate_report import grid_text, slo_grid_arg
@@ -144,7 +152,9 @@ def markdown(p: Predictions) -> str:
         "```",
         "",
         f"Random workloads of fixed lengths, {c.arrival} arrivals, seed {c.seed}; "
-        f"max({c.requests_per_gpu} x GPUs, {c.min_requests}) requests per simulated run. Sustained rate: "
+        f"max({c.requests_per_gpu} x GPUs, {c.min_requests}) requests per simulated run; a run that meets "
+        f"the SLO with arrivals under 3 mean E2Es runs again on them repeated, up to {MAX_REPEATS}x (a ramp "
+        "is not the load). Sustained rate: "
         f"the highest rate with >= {c.target:.0%} of requests meeting the SLO (bisection to "
         f"{c.precision:.0%}). Cells: goodput per GPU (req/s) at the sustained rate, with J per request "
         "there (all GPUs of the setup, static + dynamic); the best setup of each row in bold. To check on "
