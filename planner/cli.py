@@ -232,10 +232,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             run = simulate(
                 prof, setup, workload.prompt_tokens, workload.output_tokens, arrivals, limits, rate
             )
-            out = summarize(run, prof.power, args.slo)
+            metrics = request_metrics(run)
+            out = summarize(run, prof.power, args.slo, metrics=metrics)
             outs.append(out)
             print(_row(out))
-            if note := ramp_note(arrivals, request_metrics(run)["e2el_ms"]):
+            if note := ramp_note(arrivals, metrics["e2el_ms"]):
                 print(f"  {setup.name} at {'the trace' if rate is None else f'{rate:g} req/s'}: {note}")
     if args.slo:
         for name, outs in series.items():

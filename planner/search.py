@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from experiments.timing_checks import STEADY_ARRIVALS_IN_E2E
-from planner.outcome import Outcome, ramp_note, request_metrics, summarize, with_slo
+from planner.outcome import Outcome, ramp, request_metrics, summarize, with_slo
 from planner.profile_model import EngineLimits, Profile
 from planner.setups import Setup, candidate_setups
 from planner.simulate import simulate
@@ -123,8 +123,13 @@ def run_at(
 class CachedRun:
     metrics: dict[str, np.ndarray]
     outcome: Outcome  # without an SLO
-    steady: bool  # arrivals lasted >= STEADY_ARRIVALS_IN_E2E mean E2Es, or the run is as long as allowed
+    ramp: tuple[float, float] | None  # (arrival window s, mean E2E s) of a run too short for its load
     repeats: int = 1  # the workload's repeats in this run
+
+    @property
+    def steady(self) -> bool:
+        """Arrivals lasted >= STEADY_ARRIVALS_IN_E2E mean E2Es, or the run is as long as allowed."""
+        return self.ramp is None or self.repeats >= MAX_REPEATS
 
 
 class RunCache:
@@ -159,9 +164,8 @@ class RunCache:
             rate,
         )
         metrics = request_metrics(run)
-        steady = repeats >= MAX_REPEATS or ramp_note(arrivals, metrics["e2el_ms"]) is None
         outcome = summarize(run, self.profile.power, None, metrics=metrics)
-        return CachedRun(metrics, outcome, steady, repeats)
+        return CachedRun(metrics, outcome, ramp(arrivals, metrics["e2el_ms"]), repeats)
 
     def at(self, rate: float, slo: dict[str, float]) -> Outcome:
         if rate not in self.runs:
@@ -169,8 +173,8 @@ class RunCache:
         cached = self.runs[rate]
         out = with_slo(cached.outcome, cached.metrics, slo)
         while not cached.steady and out.attainment is not None and out.attainment >= self.cfg.target:
-            window_s = cached.repeats * len(self.workload) / rate
-            e2e_s = float(np.nanmean(cached.metrics["e2el_ms"])) / 1e3
+            assert cached.ramp is not None
+            window_s, e2e_s = cached.ramp
             need = math.ceil(1.2 * STEADY_ARRIVALS_IN_E2E * e2e_s / window_s * cached.repeats)
             repeats = min(MAX_REPEATS, max(need, 2 * cached.repeats))
             cached = self.runs[rate] = self._run(rate, repeats)
