@@ -182,11 +182,21 @@ def _connector(run: Run) -> str:
     return stages[0].connector or "unknown" if stages else "unknown"
 
 
-def _decode_nixl(views: list[InstanceView], run: Run) -> NixlStats | None:
-    """NIXL stats of the decode side (the puller); the prefill side's counters count expiries."""
+def _transfer_nixl(run: Run) -> tuple[NixlStats | None, str]:
+    """NIXL stats of the side that moves the KV, and that side's role.
+
+    Pull mode: D reads, so D's series hold the transfers (P's only count expiries). Push mode: P writes,
+    so the transfers are on P's series and D has none.
+    """
     deltas = {url: m.deltas for url, m in run.result.server_metrics.items() if not m.error}
-    found = [s for v in views if (s := nixl_stats(deltas.get(v.url, {}))) is not None]
-    return found[0] if found else None
+    found = [
+        (stats, role)
+        for role in ("decode", "prefill")
+        for v in role_views(run.result, role)
+        if (stats := nixl_stats(deltas.get(v.url, {}))) is not None
+    ]
+    moved = [(stats, role) for stats, role in found if stats.transfers]
+    return (moved or found or [(None, "")])[0]
 
 
 def _tokens_per_request(d: InstanceView, run: Run) -> tuple[float | None, str]:
@@ -209,7 +219,7 @@ def first_chunk_split(run: Run) -> FirstChunkSplit | None:
     itl = d.phase("itl")
     step = itl.mean if isinstance(itl, PhaseStats) else None
     outside = None if first is None or ttft is None else first - ttft
-    nixl = _decode_nixl(decode, run)
+    nixl, mover = _transfer_nixl(run)
     shape = model_shape(run)
     tokens, token_source = _tokens_per_request(d, run)
     split = FirstChunkSplit(
@@ -236,6 +246,8 @@ def first_chunk_split(run: Run) -> FirstChunkSplit | None:
         split.kv_bytes_per_request = nixl.bytes_total / requests if requests else None
         split.bytes_source = "measured (vllm:nixl_bytes_transferred)"
         split.gbps = nixl.gbps
+        if mover == "prefill":
+            split.notes.append("NIXL transfers recorded by the prefill side (push: P writes into D)")
         if d.requests and abs(nixl.transfers - d.requests) > 0.5:
             split.notes.append(f"{nixl.transfers:g} NIXL transfers for {d.requests:g} decode requests")
         if nixl.failed_transfers or nixl.failed_notifications:

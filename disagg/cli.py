@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from disagg.kv_config import CONNECTORS, NIXL_BUFFER_DEVICES, SEND_TYPES
+from disagg.kv_config import CONNECTORS, NIXL_BUFFER_DEVICES, NIXL_MODES, SEND_TYPES
 from experiments.cli_errors import OneLineErrorParser
 from launch.cli import add_server_args
 
@@ -116,6 +116,13 @@ def _add_nixl_args(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--nixl-backends", default=None, help="NIXL transfer backends, comma-separated (default UCX)"
+    )
+    g.add_argument(
+        "--nixl-mode",
+        choices=tuple(NIXL_MODES),
+        default=None,
+        help="pull: D reads P's KV (NixlConnector, default); push: P writes it into D's blocks "
+        "(NixlPushConnector, vLLM >= 0.26)",
     )
     g.add_argument(
         "--ucx-tls",

@@ -12,6 +12,9 @@ from typing import Any
 CONNECTORS = ("p2p_nccl", "nixl", "example")
 SEND_TYPES = ("PUT_ASYNC", "PUT", "GET")
 NIXL_BUFFER_DEVICES = ("cuda", "cpu")
+# pull: D reads P's blocks (NIXL READ; vLLM's NixlConnector alias). push: D registers its blocks and P
+# writes into them (NIXL WRITE; vLLM >= 0.26). The proxy's round trip is the same for both.
+NIXL_MODES = {"pull": "NixlConnector", "push": "NixlPushConnector"}
 NIXL_DECODE_PORT_OFFSET = 100  # decode i listens on base + 100 + i (the recipe: P 5600, D 5700)
 LOOPBACK = "127.0.0.1"
 
@@ -62,8 +65,11 @@ class NixlOptions:
     backends: tuple[str, ...] = ("UCX",)  # NIXL transfer backends, in order of preference
     side_channel_port: int = 5600  # prefill i: port + i; decode i: port + 100 + i
     ucx_tls: str | None = None  # UCX_TLS for every instance; None leaves UCX's choice (all transports)
+    mode: str = "pull"  # see NIXL_MODES
 
     def __post_init__(self) -> None:
+        if self.mode not in NIXL_MODES:
+            raise ValueError(f"NIXL mode must be one of {', '.join(NIXL_MODES)}, got {self.mode!r}")
         if self.buffer_device not in NIXL_BUFFER_DEVICES:
             raise ValueError(
                 f"NIXL kv_buffer_device must be one of {', '.join(NIXL_BUFFER_DEVICES)}, "
@@ -116,6 +122,8 @@ def connector_options(
             "side_channel_host": LOOPBACK,
             "side_channel_port": opts.side_channel_port,
             "ucx_tls": opts.ucx_tls,
+            "mode": opts.mode,
+            "kv_connector": NIXL_MODES[opts.mode],
         }
     if connector == "example":
         return {"shared_storage_path": storage_path}
@@ -162,7 +170,7 @@ def kv_transfer_config(
     if connector == "nixl":  # kv_both also works in 0.26 but is deprecated there
         opts = nixl or NixlOptions()
         return {
-            "kv_connector": "NixlConnector",
+            "kv_connector": NIXL_MODES[opts.mode],
             "kv_role": "kv_producer" if producer else "kv_consumer",
             "kv_buffer_device": opts.buffer_device,
             "kv_connector_extra_config": {"backends": list(opts.backends)},

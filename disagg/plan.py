@@ -88,6 +88,7 @@ def nixl_options(args: argparse.Namespace, connector: str) -> NixlOptions:
         "buffer_device": ("--nixl-buffer-device", args.nixl_buffer_device),
         "backends": ("--nixl-backends", tuple(_ids(args.nixl_backends)) if args.nixl_backends else None),
         "ucx_tls": ("--ucx-tls", args.ucx_tls),
+        "mode": ("--nixl-mode", args.nixl_mode),
     }
     given = {field: value for field, (_, value) in flags.items() if value is not None}
     if given and connector != "nixl":

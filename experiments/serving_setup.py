@@ -230,7 +230,8 @@ def _describe(
             kv = next((i.kv_transfer_config for i in instances if i.kv_transfer_config), None) or {}
             options = kv.get("kv_connector_extra_config")
         send = (options or {}).get("send_type")
-        label = f"{n_p}P{n_d}D {connector}" + (f" {send}" if send else "")
+        push = (options or {}).get("mode") == "push"  # NIXL push (WRITE); pull is the default
+        label = f"{n_p}P{n_d}D {connector}" + (f" {send}" if send else "") + (" push" if push else "")
     elif kind == "replicas":
         label = f"{len(instances)} replicas"
     else:

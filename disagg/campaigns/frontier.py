@@ -192,7 +192,7 @@ class Campaign:
             log(f"{setup.name}: every point done")
             return
         first = point_estimate_s(todo[0][0], todo[0][1], self.args.num_requests)
-        if self.left() < LAUNCH_EST_S + first:
+        if self.left() < self.args.launch_est_s + first:
             log(f"{setup.name}: {self.left():.0f} s left, not enough to start it and run one point")
             return
         run_dir = self.launch(setup)
@@ -223,6 +223,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpu-ids", default="0,1", help="GPUs the monitor records")
     p.add_argument("--budget-s", type=float, default=560.0, help="start nothing that would end past this")
     p.add_argument("--launch-timeout", type=float, default=420.0, help="seconds to wait for /health")
+    p.add_argument(
+        "--launch-est-s",
+        type=float,
+        default=LAUNCH_EST_S,
+        help="launch time to reserve before starting a setup (a warm host's vLLM starts in 60-115 s)",
+    )
     p.add_argument("--idle-seconds", type=float, default=5.0, help="idle baseline before each point")
     p.add_argument(
         "--launch-args",

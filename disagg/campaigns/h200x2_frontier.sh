@@ -7,6 +7,7 @@
 #   STACK=p2p  (default) vLLM 0.23 + P2P NCCL, bundle staged in /tmp/stage      -> /tmp/site
 #   STACK=nixl vLLM 0.26 + NIXL,             bundle staged in /tmp/stage-nixl -> /tmp/site-nixl
 #   disagg/campaigns/h200x2_frontier.sh --setups replicas --shapes prefill-heavy,decode-heavy
+#   disagg/campaigns/h200x2_frontier.sh --setups single --then --setups replicas --rates 8,16
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 case "${STACK:-p2p}" in
@@ -29,7 +30,19 @@ mkdir -p "$RES"
 START=$(mktemp) && touch "$START"
 nvidia-smi --query-gpu=index,name,driver_version,power.limit,clocks.sm,clocks.max.sm,persistence_mode \
     --format=csv > "$RES/gpus-$(date +%H%M%S).csv"
-timeout $(( ${BUDGET_S:-540} + 15 )) python3 -m disagg.campaigns.frontier --results "$RES" --budget-s "${BUDGET_S:-540}" "$@"
+# Campaigns separated by `--then` run one after another within the one budget (e.g. launch variants:
+# --launch-args '--kv-block-size 32' --then --launch-args '--kv-block-size 64').
+END=$(( $(date +%s) + ${BUDGET_S:-540} ))
+campaign() {
+  local left=$(( END - $(date +%s) ))
+  if [ "$left" -lt 60 ]; then echo "skipped (${left}s of budget left): $*"; return; fi
+  timeout $(( left + 15 )) python3 -m disagg.campaigns.frontier --results "$RES" --budget-s "$left" "$@"
+}
+args=()
+for a in "$@"; do
+  if [ "$a" = "--then" ]; then campaign "${args[@]}"; args=(); else args+=("$a"); fi
+done
+campaign "${args[@]}"
 if [ -n "${OUT:-}" ]; then
   # This call's complete runs go back archived (~5x smaller); an incomplete one stays as it is.
   find "$RES" -name result.json -newer "$START" -printf '%h\n' | xargs -r python3 -m experiments.archive >/dev/null

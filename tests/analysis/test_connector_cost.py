@@ -24,6 +24,7 @@ REPO = Path(__file__).resolve().parents[2]
 PD16 = REPO / "results" / "h200x2" / "frontier" / "prefill-heavy" / "pd" / "20261129-203629-disagg-rate16"
 NIXL_TEXT = Path(__file__).with_name("fixtures") / "nixl_metrics_synthetic.txt"
 DECODE_URL = "http://127.0.0.1:8200"
+PREFILL_URL = "http://127.0.0.1:8100"
 KV_BYTES = 2047 * 131072  # D's external tokens per request x the 8B shape's bytes per token
 
 
@@ -79,6 +80,27 @@ def test_nixl_split_measures_the_transfer_inside_the_decode_queue() -> None:
     assert split.queue_beside_transfer_ms == pytest.approx(18.5 - 1.299, abs=0.1)
     assert split.first_step_ms == pytest.approx(7.0)
     assert split.nvlink_share == pytest.approx(split.gbps / 300.0)  # type: ignore[operator]
+
+
+def test_nixl_push_transfers_are_read_from_the_prefill_side() -> None:
+    """Push mode: P writes, so P's series hold the transfers and D's NIXL series count none."""
+    result = RunResult.load(PD16)
+    deltas = server_metrics.delta({}, server_metrics.parse(NIXL_TEXT.read_text()))
+    idle = {k: 0.0 for k in deltas if k.startswith("vllm:nixl_")}
+    result.server_metrics[DECODE_URL] = ServerMetrics(
+        deltas=idle | {"vllm:request_queue_time_seconds_count{}": 3.0}
+    )
+    result.server_metrics[PREFILL_URL] = ServerMetrics(deltas=deltas)
+    split = first_chunk_split(load(result))
+    assert split is not None and split.nixl is not None and split.nixl.transfers == 300
+    assert split.kv_transfer_ms == pytest.approx(1.299, abs=1e-3)
+    assert any("prefill side (push" in n for n in split.notes)
+    # pull: D's series hold the transfers; P's (expiries only) are not taken for them
+    result.server_metrics[DECODE_URL] = ServerMetrics(deltas=deltas)
+    result.server_metrics[PREFILL_URL] = ServerMetrics(deltas=idle)
+    split = first_chunk_split(load(result))
+    assert split is not None and split.nixl is not None and split.nixl.transfers == 300
+    assert not any("push" in n for n in split.notes)
 
 
 def test_model_shape_from_config_or_known_or_missing(tmp_path: Path) -> None:

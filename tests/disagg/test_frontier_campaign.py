@@ -93,6 +93,13 @@ def test_a_budget_too_small_starts_nothing(tmp_path: Path) -> None:
     assert not (tmp_path / "res").exists() or not list((tmp_path / "res").rglob("result.json"))
 
 
+def test_a_smaller_launch_reserve_starts_what_the_default_would_not(tmp_path: Path) -> None:
+    proc = campaign(tmp_path, "--setups", "single", "--rates", "4", "--budget-s", "40", "--launch-est-s", "5")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "not enough to start it" not in proc.stdout and "healthy after" in proc.stdout
+    assert len(list((tmp_path / "res").rglob("result.json"))) == 1
+
+
 def test_every_rate_gets_its_own_prompts() -> None:
     from disagg.campaigns.frontier import SHAPES
 

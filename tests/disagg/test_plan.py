@@ -150,6 +150,8 @@ def test_nixl_follows_the_h200_recipe(tmp_path: Path) -> None:
         "side_channel_host": "127.0.0.1",
         "side_channel_port": 5600,
         "ucx_tls": None,
+        "mode": "pull",
+        "kv_connector": "NixlConnector",
     }
     # The plan records each instance's side-channel port with its environment.
     assert run.launch_json()["decode"][1]["env"]["VLLM_NIXL_SIDE_CHANNEL_PORT"] == "5701"
@@ -234,6 +236,25 @@ def test_serving_setup_reads_the_nixl_plan(tmp_path: Path) -> None:
         "kv_producer",
         "kv_consumer",
     ]
+
+
+def test_nixl_push_mode_names_the_write_connector(tmp_path: Path) -> None:
+    run = _plan(tmp_path, "--connector", "nixl", "--nixl-mode", "push")
+    assert [s.kv_transfer_config["kv_connector"] for s in (*run.prefill, *run.decode)] == [
+        "NixlPushConnector"
+    ] * 2
+    assert (run.connector_options["mode"], run.connector_options["kv_connector"]) == (
+        "push",
+        "NixlPushConnector",
+    )
+    setup = from_plan(run.launch_json(), run.run_dir / "launch.json", run.endpoint)
+    assert setup is not None and setup.label == "1P1D nixl push"
+    pull = _plan(tmp_path / "pull", "--connector", "nixl")
+    assert pull.prefill[0].kv_transfer_config["kv_connector"] == "NixlConnector"
+    with pytest.raises(ValueError, match=r"--nixl-mode apply to --connector nixl only"):
+        _plan(tmp_path / "p2p", "--connector", "p2p_nccl", "--nixl-mode", "push")
+    with pytest.raises(ValueError, match="NIXL mode must be one of pull, push"):
+        NixlOptions(mode="write")
 
 
 def test_nixl_config_and_options_are_checked() -> None:
