@@ -230,13 +230,50 @@ def _run_order(run: Run) -> tuple[object, ...]:
     return (rank, run.setup_name, load_kind, math.inf if value is None else value, run.start_epoch_ns)
 
 
+def _variant_facts(run: Run) -> dict[str, str]:
+    """What can tell apart runs of one setup name: vLLM version, KV block size, connector options."""
+    setup = run.metadata.serving_setup
+    if setup is None:
+        return {}
+    facts = {"vLLM": ",".join(setup.vllm_versions)} if setup.vllm_versions else {}
+    sizes = sorted({i.settings.block_size for i in setup.instances if i.settings.block_size})
+    if sizes:
+        facts["bs"] = ",".join(map(str, sizes))
+    for key, value in (setup.connector_options or {}).items():
+        if value is not None:
+            facts[key] = ",".join(map(str, value)) if isinstance(value, list) else str(value)
+    return facts
+
+
+def _variant_suffixes(runs: list[Run]) -> dict[int, str]:
+    """Per run (by id), " bs64" / " vLLM 0.26.0" / " ucx_tls=..." for the facts that differ between runs
+    sharing a setup name; nothing where they agree."""
+    groups: dict[str, list[Run]] = {}
+    for run in runs:
+        groups.setdefault(run.setup_name, []).append(run)
+    suffixes: dict[int, str] = {}
+    for group in groups.values():
+        facts = [_variant_facts(r) for r in group]
+        keys = sorted({k for f in facts for k in f}, key=lambda k: (k != "vLLM", k != "bs", k))
+        differ = [k for k in keys if len({f.get(k) for f in facts}) > 1]
+        for run, f in zip(group, facts, strict=True):
+            parts = [_fact(k, f[k]) for k in differ if k in f]
+            suffixes[id(run)] = "".join(f" {part}" for part in parts)
+    return suffixes
+
+
+def _fact(key: str, value: str) -> str:
+    return {"vLLM": f"vLLM {value}", "bs": f"bs{value}"}.get(key, f"{key}={value}")
+
+
 def _assign_labels(runs: list[Run]) -> None:
-    """Setup name, plus @load when loads differ, plus #n for repeats: "1 instance", "1P1D ... GET@4",
-    "disagg@4#2"."""
+    """Setup name, plus what differs between runs of that name (" bs64", " vLLM 0.26.0"), plus @load
+    when loads differ, plus #n for repeats: "1 instance", "1P1D ... GET@4", "1P1D nixl bs64", "disagg@4#2"."""
     several_loads = len({r.load for r in runs}) > 1
+    suffixes = _variant_suffixes(runs)
     seen: dict[str, int] = {}
     for run in runs:
-        base = run.setup_name
+        base = run.setup_name + suffixes.get(id(run), "")
         if several_loads:
             kind, value = run.load
             base += f"@{kind}" if value is None else f"@{value:g}" + ("u" if kind == "users" else "")

@@ -180,6 +180,47 @@ def first_chunk_rows(runs: Sequence[Run]) -> tuple[list[list[str]], list[str]]:
     return rows, list(dict.fromkeys(n for n in notes if not n.endswith(": ")))
 
 
+NIXL_HEADER = [
+    "run",
+    "transfers",
+    "transfer mean (ms)",
+    "transfer p90 (ms)",
+    "post mean (ms)",
+    "descriptors per transfer",
+    "MB per transfer",
+    "GB/s",
+    "failed transfers / notifications",
+    "expired leases",
+]
+
+
+def nixl_rows(runs: Sequence[Run]) -> list[list[str]]:
+    """NIXL's own transfer telemetry per run (the side that moved the KV): descriptors per transfer is
+    what NIXL posted after merging adjacent blocks, so it shows how scattered the blocks were."""
+    rows = []
+    for run in runs:
+        split = first_chunk_split(run)
+        n = split.nixl if split is not None else None
+        if n is None or not n.transfers:
+            continue
+        mb = None if n.bytes_per_transfer is None else n.bytes_per_transfer / 1e6
+        rows.append(
+            [
+                run.label,
+                f"{n.transfers:g}",
+                fmt_cell(n.xfer_ms),
+                fmt_cell(n.xfer_p90_ms),
+                fmt_cell(n.post_ms),
+                fmt_cell(n.descriptors),
+                fmt_cell(mb),
+                fmt_cell(n.gbps),
+                f"{n.failed_transfers:g} / {n.failed_notifications:g}",
+                f"{n.kv_expired:g}",
+            ]
+        )
+    return rows
+
+
 def first_chunk_table_md(runs: Sequence[Run]) -> str:
     """The decode side's first-chunk split of the P/D runs, a markdown table (empty without P/D runs)."""
     rows, _ = first_chunk_rows(runs)
@@ -252,6 +293,10 @@ def server_sections(runs: Sequence[Run]) -> list[str]:
         out += [CHUNK_TITLE, ""]
         out += [*md_table(FIRST_CHUNK_HEADER, chunk_rows), ""]
         out += ["≈: inferred or computed, not measured.", "", *(f"- {n}" for n in chunk_notes), ""]
+        nixl = nixl_rows(runs)
+        if nixl:
+            out += ["NIXL's own telemetry (the p90 is interpolated within histogram buckets):", ""]
+            out += [*md_table(NIXL_HEADER, nixl), ""]
     prefill = prefill_rows(list(runs))
     if any(r.kind == "xpyd" for r in prefill):
         out += [PREFILL_TITLE, ""]

@@ -17,6 +17,10 @@ NIXL_BUFFER_DEVICES = ("cuda", "cpu")
 NIXL_MODES = {"pull": "NixlConnector", "push": "NixlPushConnector"}
 NIXL_DECODE_PORT_OFFSET = 100  # decode i listens on base + 100 + i (the recipe: P 5600, D 5700)
 LOOPBACK = "127.0.0.1"
+# UCX moves the KV over these, but needs a host transport too for its active messages (handshake,
+# notifications): on 2 x H200, UCX_TLS=cuda_ipc,cuda_copy failed at engine start ("no active messages
+# transport"), cuda_ipc,cuda_copy,tcp ran (results/h200x2/connectors/README.md).
+UCX_GPU_ONLY_TRANSPORTS = ("cuda_ipc", "cuda_copy", "gdr_copy", "cuda")
 
 
 def version_tuple(version: str | None) -> tuple[int, int]:
@@ -77,6 +81,12 @@ class NixlOptions:
             )
         if not self.backends:
             raise ValueError("NIXL needs at least one backend, e.g. UCX")
+        tls = [t.strip() for t in (self.ucx_tls or "").split(",") if t.strip()]
+        if tls and all(t.lstrip("^") in UCX_GPU_ONLY_TRANSPORTS for t in tls) and not tls[0].startswith("^"):
+            raise ValueError(
+                f"UCX_TLS={self.ucx_tls} has no host transport for UCX's active messages (vLLM fails at "
+                f"start with 'no active messages transport'); add one, e.g. {self.ucx_tls},tcp"
+            )
         if not 1024 <= self.side_channel_port <= 65535 - NIXL_DECODE_PORT_OFFSET - 64:
             raise ValueError(f"NIXL side-channel port {self.side_channel_port} is out of range")
 

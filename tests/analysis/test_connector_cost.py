@@ -1,5 +1,6 @@
-"""The decode side's first-chunk split and KV transfer cost: P2P NCCL on a committed 2 x H200 run (no
-transfer metrics: bytes computed from the model shape, transfer inferred), NIXL from a /metrics text."""
+"""The decode side's first-chunk split and KV transfer cost on committed 2 x H200 runs: P2P NCCL (no
+transfer metrics: bytes computed from the model shape, transfer inferred) and NIXL (measured, pull and
+push), and the nixl_* series of a /metrics text captured there."""
 
 from __future__ import annotations
 
@@ -22,7 +23,13 @@ from experiments.schema import RunResult, ServerMetrics
 
 REPO = Path(__file__).resolve().parents[2]
 PD16 = REPO / "results" / "h200x2" / "frontier" / "prefill-heavy" / "pd" / "20261129-203629-disagg-rate16"
-NIXL_TEXT = Path(__file__).with_name("fixtures") / "nixl_metrics_synthetic.txt"
+FIXTURES = Path(__file__).with_name("fixtures")
+NIXL_DECODE_TEXT = FIXTURES / "nixl_metrics_h200_decode.txt"
+NIXL_PREFILL_TEXT = FIXTURES / "nixl_metrics_h200_prefill.txt"
+CONNECTORS = REPO / "results" / "h200x2" / "connectors"
+NIXL16 = CONNECTORS / "prefill-heavy" / "pd-nixl" / "20261130-013010-disagg-rate16"
+NIXL_PUSH = CONNECTORS / "push" / "prefill-heavy" / "pd-nixl" / "20261130-014631-disagg-rate12"
+NIXL_KV_BYTES = 2048 * 131072  # NIXL moves whole blocks: 128 of 16 tokens, 8B shape
 DECODE_URL = "http://127.0.0.1:8200"
 PREFILL_URL = "http://127.0.0.1:8100"
 KV_BYTES = 2047 * 131072  # D's external tokens per request x the 8B shape's bytes per token
@@ -48,58 +55,61 @@ def test_p2p_nccl_bytes_are_computed_and_the_transfer_inferred() -> None:
     assert any("exports no transfer metrics" in n for n in split.notes)
 
 
-def test_nixl_series_parsed_from_a_metrics_text() -> None:
-    """The text is SYNTHETIC (tests/analysis/fixtures/make_nixl_metrics_synthetic.py, from vLLM's NIXL
-    metric definitions): replace it with a /metrics text captured on the GPU host (issue 11)."""
-    deltas = server_metrics.delta({}, server_metrics.parse(NIXL_TEXT.read_text()))
+def test_nixl_series_parsed_from_a_real_metrics_text() -> None:
+    """D's /metrics captured on 2 x H200 after the NIXL sweep (6 x 204 transfers, vLLM 0.26.0)."""
+    deltas = server_metrics.delta({}, server_metrics.parse(NIXL_DECODE_TEXT.read_text()))
     stats = nixl_stats(deltas)
     assert stats is not None
-    assert stats.transfers == 300
-    assert stats.xfer_ms == pytest.approx(1.299, abs=1e-3)
-    assert stats.post_ms == pytest.approx(0.2498, abs=1e-3)
-    assert stats.bytes_per_transfer == pytest.approx(KV_BYTES)
-    assert stats.descriptors == 8192
+    assert stats.transfers == 1224
+    assert stats.xfer_ms == pytest.approx(21.055236 / 1224 * 1000)  # 17.2 ms
+    assert stats.post_ms == pytest.approx(7.057114 / 1224 * 1000)
+    assert stats.bytes_per_transfer == pytest.approx(NIXL_KV_BYTES)  # 128 whole blocks of 16 tokens
+    assert stats.descriptors == pytest.approx(2_450_336 / 1224)
     assert (stats.failed_transfers, stats.failed_notifications, stats.kv_expired) == (0, 0, 0)
-    assert stats.gbps == pytest.approx(300 * KV_BYTES / 0.3897 / 1e9, rel=1e-3)  # ~207 GB/s
-    assert stats.xfer_p90_ms is not None and 1.0 < stats.xfer_p90_ms <= 5.0  # bucket (1, 5] ms
+    assert stats.gbps == pytest.approx(3.28564998144e11 / 21.055236 / 1e9)  # 15.6 GB/s
+    assert stats.xfer_p90_ms is not None and 25.0 < stats.xfer_p90_ms <= 50.0  # bucket (25, 50] ms
     assert nixl_stats({"vllm:request_queue_time_seconds_count{}": 3.0}) is None
+    # P reads nothing in pull mode: its series are there, every count zero, so its deltas hold none
+    parsed = server_metrics.parse(NIXL_PREFILL_TEXT.read_text())
+    assert parsed["vllm:nixl_xfer_time_seconds_count{}"] == 0.0
+    assert nixl_stats(server_metrics.delta({}, parsed)) is None
 
 
 def test_nixl_split_measures_the_transfer_inside_the_decode_queue() -> None:
-    """A P/D run whose decode instance stored the (SYNTHETIC, see above) NIXL text's deltas."""
-    result = RunResult.load(PD16)
-    deltas = server_metrics.delta({}, server_metrics.parse(NIXL_TEXT.read_text()))
-    result.server_metrics[DECODE_URL] = ServerMetrics(deltas=deltas)
-    split = first_chunk_split(load(result))
-    assert split is not None and split.nixl is not None
-    assert split.transfer_source.startswith("measured")
-    assert split.kv_transfer_ms == pytest.approx(1.299, abs=1e-3)
-    assert split.kv_bytes_per_request == pytest.approx(KV_BYTES)
-    assert split.bytes_source.startswith("measured")
-    assert split.d_queue_ms == pytest.approx(18.5, abs=0.1)
-    assert split.queue_beside_transfer_ms == pytest.approx(18.5 - 1.299, abs=0.1)
-    assert split.first_step_ms == pytest.approx(7.0)
+    """A real 1P1D NIXL run (16 req/s, a block pool scattered by the earlier points: 4096 descriptors)."""
+    split = first_chunk_split(load(RunResult.load(NIXL16)))
+    assert split is not None and split.connector == "nixl" and split.nixl is not None
+    assert split.transfer_source.startswith("measured") and split.bytes_source.startswith("measured")
+    assert split.kv_transfer_ms == pytest.approx(23.681, abs=1e-3)
+    assert split.kv_bytes_per_request == pytest.approx(NIXL_KV_BYTES)
+    assert split.d_queue_ms == pytest.approx(38.582, abs=1e-3)
+    assert split.queue_beside_transfer_ms == pytest.approx(38.582 - 23.681, abs=1e-3)
+    assert split.first_step_ms == pytest.approx(15.727, abs=1e-3)
+    assert split.first_chunk_ms == pytest.approx(75.075, abs=1e-3)
+    assert split.nixl.descriptors == 4096 and split.nixl.transfers == 204
+    assert split.gbps == pytest.approx(NIXL_KV_BYTES / 23.681e-3 / 1e9, rel=1e-4)  # 11.3 GB/s
     assert split.nvlink_share == pytest.approx(split.gbps / 300.0)  # type: ignore[operator]
+    assert split.notes == []
 
 
 def test_nixl_push_transfers_are_read_from_the_prefill_side() -> None:
-    """Push mode: P writes, so P's series hold the transfers and D's NIXL series count none."""
-    result = RunResult.load(PD16)
-    deltas = server_metrics.delta({}, server_metrics.parse(NIXL_TEXT.read_text()))
-    idle = {k: 0.0 for k in deltas if k.startswith("vllm:nixl_")}
-    result.server_metrics[DECODE_URL] = ServerMetrics(
-        deltas=idle | {"vllm:request_queue_time_seconds_count{}": 3.0}
-    )
-    result.server_metrics[PREFILL_URL] = ServerMetrics(deltas=deltas)
+    """A real push-mode run: P writes, so P's series hold the transfers and D's hold none."""
+    result = RunResult.load(NIXL_PUSH)
+    assert not any("nixl_xfer" in k for k in result.server_metrics[DECODE_URL].deltas)
     split = first_chunk_split(load(result))
-    assert split is not None and split.nixl is not None and split.nixl.transfers == 300
-    assert split.kv_transfer_ms == pytest.approx(1.299, abs=1e-3)
+    assert split is not None and split.nixl is not None and split.nixl.transfers == 204
+    assert split.kv_transfer_ms == pytest.approx(20.131, abs=1e-3)
+    assert split.nixl.descriptors == pytest.approx(34.35, abs=0.01)
     assert any("prefill side (push" in n for n in split.notes)
-    # pull: D's series hold the transfers; P's (expiries only) are not taken for them
-    result.server_metrics[DECODE_URL] = ServerMetrics(deltas=deltas)
+    # The same telemetry on D (pull) is read from D, and P's zero series are not taken for it
+    deltas = server_metrics.delta({}, server_metrics.parse(NIXL_DECODE_TEXT.read_text()))
+    idle = server_metrics.delta({}, server_metrics.parse(NIXL_PREFILL_TEXT.read_text()))
+    result.server_metrics[DECODE_URL] = ServerMetrics(
+        deltas=deltas | result.server_metrics[DECODE_URL].deltas
+    )
     result.server_metrics[PREFILL_URL] = ServerMetrics(deltas=idle)
     split = first_chunk_split(load(result))
-    assert split is not None and split.nixl is not None and split.nixl.transfers == 300
+    assert split is not None and split.nixl is not None and split.nixl.transfers == 1224
     assert not any("push" in n for n in split.notes)
 
 

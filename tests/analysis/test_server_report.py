@@ -69,3 +69,34 @@ def test_readme_tables_and_cli(capsys) -> None:  # type: ignore[no-untyped-def]
     assert main([str(SINGLE4), str(PD4)]) == 0
     assert "## Where TTFT goes, from both sides" in capsys.readouterr().out
     assert main([str(FRONTIER / "no-such-run")]) == 2
+
+
+CONNECTORS = Path(__file__).resolve().parents[2] / "results" / "h200x2" / "connectors"
+
+
+def _one(pattern: str) -> Path:
+    (path,) = sorted(CONNECTORS.glob(pattern))
+    return path
+
+
+def test_variants_of_one_setup_are_labelled_by_what_differs_and_nixl_telemetry_is_tabled() -> None:
+    """The rate-12 launch variants on vLLM 0.26 share the label "1P1D nixl": the report names them by
+    block size and UCX transports, not #2, #3; the NIXL table shows each run's descriptors."""
+    paths = [_one(f"{v}/prefill-heavy/pd-nixl/*") for v in ("bs16", "bs128", "ucx-cuda-tcp", "push")]
+    runs = load_runs(paths)
+    assert sorted(r.label for r in runs) == [
+        "1P1D nixl bs128",
+        "1P1D nixl bs16",
+        "1P1D nixl bs16 ucx_tls=cuda_ipc,cuda_copy,tcp",
+        "1P1D nixl push",
+    ]
+    report = "\n".join(server_sections(runs))
+    assert "| run | transfers | transfer mean (ms) | transfer p90 (ms) | post mean (ms) | descriptors" in (
+        report
+    )
+    assert "| 1P1D nixl bs128 | 204 | 5.52 |" in report
+    assert "| 1P1D nixl push | 204 | 20.13 |" in report  # read from P: push writes
+    # runs that agree on everything but the load keep plain names; repeats still get #n
+    same = load_runs([_one("bs16/prefill-heavy/pd-nixl/*"), _one("prefill-heavy/pd-nixl/*-rate12")])
+    assert [r.label for r in same] == ["1P1D nixl", "1P1D nixl#2"]
+    assert "| run | transfers |" not in "\n".join(server_sections(load_runs([SINGLE4, PD4])))

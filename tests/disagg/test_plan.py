@@ -257,6 +257,14 @@ def test_nixl_push_mode_names_the_write_connector(tmp_path: Path) -> None:
         NixlOptions(mode="write")
 
 
+def test_ucx_transports_without_a_host_transport_are_refused(tmp_path: Path) -> None:
+    """Measured on 2 x H200: cuda_ipc,cuda_copy alone fails at engine start; with tcp it runs."""
+    with pytest.raises(ValueError, match=r"no host transport .* e\.g\. cuda_ipc,cuda_copy,tcp"):
+        _plan(tmp_path, "--connector", "nixl", "--ucx-tls", "cuda_ipc,cuda_copy")
+    assert NixlOptions(ucx_tls="cuda_ipc,cuda_copy,tcp").ucx_tls == "cuda_ipc,cuda_copy,tcp"
+    assert NixlOptions(ucx_tls="^cuda_ipc").ucx_tls == "^cuda_ipc"  # an exclusion list keeps the rest
+
+
 def test_nixl_config_and_options_are_checked() -> None:
     assert (
         kv_transfer_config("nixl", "decode", nixl=NixlOptions(backends=("UCX",)))["kv_role"] == "kv_consumer"
