@@ -25,6 +25,15 @@ def model_name(run: Run) -> str | None:
     return Path(str(model).rstrip("/")).name if model else None
 
 
+def serving_stack(run: Run) -> str:
+    """vLLM version and KV connector of the run's serving setup, e.g. "vLLM 0.26.0, nixl"."""
+    setup = run.metadata.serving_setup
+    if setup is None:
+        return "n/a (no serving setup recorded)"
+    version = f"vLLM {', '.join(setup.vllm_versions)}" if setup.vllm_versions else "vLLM n/a"
+    return f"{version}, {setup.connector}" if setup.kind == "xpyd" and setup.connector else version
+
+
 def hardware(run: Run) -> str:
     """The GPUs a run used (by name), or the CPU platform."""
     inv = run.metadata.gpu_inventory

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from analysis.comparability import serving_stack
 from analysis.frontier import Capacity, Frontier, Metric, Verdict
 from analysis.markdown import fmt, md_table, plots_and_notes
 
@@ -148,11 +149,12 @@ def render_frontier(
     out += [f"Model {f.model}, hardware {f.hardware}.", ""]
     out += ["## Setups", ""]
     out += md_table(
-        ["setup", "kind", "GPUs", "offered rates (req/s)", "runs"],
+        ["setup", "kind", "engine", "GPUs", "offered rates (req/s)", "runs"],
         [
             [
                 s.name,
                 s.kind,
+                ", ".join(sorted({serving_stack(r) for p in s.points for r in p.runs})),
                 str(s.num_gpus) + ("" if s.gpus_source == "recorded" else f" ({s.gpus_source})"),
                 ", ".join(f"{r:g}" for r in s.rates),
                 str(sum(len(p.runs) for p in s.points)),

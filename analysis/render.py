@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from analysis.comparability import hardware, model_name
+from analysis.comparability import hardware, model_name, serving_stack
 from analysis.markdown import fmt, md_table, plots_and_notes
 from analysis.runs import Run
 from analysis.server_report import server_sections
@@ -87,13 +87,14 @@ def _md_row(group: Group, row: Row) -> list[str]:
 
 def _runs_table(cmp: Comparison) -> list[str]:
     return md_table(
-        ["run", "setup", "offered load", "model", "hardware", "started", "status", "result"],
+        ["run", "setup", "offered load", "model", "engine", "hardware", "started", "status", "result"],
         [
             [
                 r.label,
                 r.setup_name,
                 r.load_text,
                 str(model_name(r)),
+                serving_stack(r),
                 hardware(r),
                 r.metadata.start_iso,
                 run_status(r),

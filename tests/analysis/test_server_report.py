@@ -100,3 +100,7 @@ def test_variants_of_one_setup_are_labelled_by_what_differs_and_nixl_telemetry_i
     same = load_runs([_one("bs16/prefill-heavy/pd-nixl/*"), _one("prefill-heavy/pd-nixl/*-rate12")])
     assert [r.label for r in same] == ["1P1D nixl", "1P1D nixl#2"]
     assert "| run | transfers |" not in "\n".join(server_sections(load_runs([SINGLE4, PD4])))
+    # the runs table names each run's engine: vLLM version, and the connector of a P/D setup
+    runs_table = render_markdown(compare_results([paths[0], SINGLE4], force=True)).split("## Offered load")[0]
+    assert "| engine |" in runs_table and "| vLLM 0.26.0, nixl |" in runs_table
+    assert "| vLLM 0.23.0 |" in runs_table
