@@ -10,9 +10,9 @@
 #   disagg/campaigns/h200x2_frontier.sh --setups single --then --setups replicas --rates 8,16
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-case "${STACK:-p2p}" in
-  p2p) export STAGE=/tmp/stage SITE=/tmp/site ;;
-  nixl) export STAGE=/tmp/stage-nixl SITE=/tmp/site-nixl ;;
+case "${STACK:-p2p}" in  # STAGE_DIR / SITE_DIR override the paths (tests)
+  p2p) export STAGE=${STAGE_DIR:-/tmp/stage} SITE=${SITE_DIR:-/tmp/site} ;;
+  nixl) export STAGE=${STAGE_DIR:-/tmp/stage-nixl} SITE=${SITE_DIR:-/tmp/site-nixl} ;;
   *) echo "STACK must be p2p or nixl"; exit 2 ;;
 esac
 if [ ! -f "$SITE/vllm/__init__.py" ]; then
