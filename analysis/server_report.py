@@ -166,12 +166,14 @@ def _first_chunk_cells(label: str, s: FirstChunkSplit) -> list[str]:
     ]
 
 
-def first_chunk_rows(runs: Sequence[Run]) -> tuple[list[list[str]], list[str]]:
+def first_chunk_splits(runs: Sequence[Run]) -> list[tuple[Run, FirstChunkSplit]]:
+    """The P/D runs with their decode side's first-chunk split."""
+    return [(run, split) for run in runs if (split := first_chunk_split(run)) is not None]
+
+
+def first_chunk_rows(splits: Sequence[tuple[Run, FirstChunkSplit]]) -> tuple[list[list[str]], list[str]]:
     rows, notes = [], []
-    for run in runs:
-        split = first_chunk_split(run)
-        if split is None:
-            continue
+    for run, split in splits:
         rows.append(_first_chunk_cells(run.label, split))
         notes += [f"KV transfer: {split.transfer_source}", f"KV bytes: {split.bytes_source}"]
         if isinstance(split.queue_beside_transfer_ms, float):
@@ -194,13 +196,12 @@ NIXL_HEADER = [
 ]
 
 
-def nixl_rows(runs: Sequence[Run]) -> list[list[str]]:
+def nixl_rows(splits: Sequence[tuple[Run, FirstChunkSplit]]) -> list[list[str]]:
     """NIXL's own transfer telemetry per run (the side that moved the KV): descriptors per transfer is
     what NIXL posted after merging adjacent blocks, so it shows how scattered the blocks were."""
     rows = []
-    for run in runs:
-        split = first_chunk_split(run)
-        n = split.nixl if split is not None else None
+    for run, split in splits:
+        n = split.nixl
         if n is None or not n.transfers:
             continue
         mb = None if n.bytes_per_transfer is None else n.bytes_per_transfer / 1e6
@@ -223,7 +224,7 @@ def nixl_rows(runs: Sequence[Run]) -> list[list[str]]:
 
 def first_chunk_table_md(runs: Sequence[Run]) -> str:
     """The decode side's first-chunk split of the P/D runs, a markdown table (empty without P/D runs)."""
-    rows, _ = first_chunk_rows(runs)
+    rows, _ = first_chunk_rows(first_chunk_splits(runs))
     return "\n".join(md_table(FIRST_CHUNK_HEADER, rows)) if rows else ""
 
 
@@ -288,12 +289,13 @@ def server_sections(runs: Sequence[Run]) -> list[str]:
         ]
         for run, side in sides:
             out += [f"**{run.label}**", "", *sides_table(side), ""]
-    chunk_rows, chunk_notes = first_chunk_rows(runs)
+    splits = first_chunk_splits(runs)
+    chunk_rows, chunk_notes = first_chunk_rows(splits)
     if chunk_rows:
         out += [CHUNK_TITLE, ""]
         out += [*md_table(FIRST_CHUNK_HEADER, chunk_rows), ""]
         out += ["≈: inferred or computed, not measured.", "", *(f"- {n}" for n in chunk_notes), ""]
-        nixl = nixl_rows(runs)
+        nixl = nixl_rows(splits)
         if nixl:
             out += ["NIXL's own telemetry (the p90 is interpolated within histogram buckets):", ""]
             out += [*md_table(NIXL_HEADER, nixl), ""]
