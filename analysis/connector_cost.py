@@ -166,6 +166,7 @@ class FirstChunkSplit:
     bytes_source: str
     gbps: Value
     nixl: NixlStats | None = None
+    scatter: Value = None  # NIXL descriptors per transfer over layers x blocks moved (0..1)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -197,6 +198,20 @@ def _transfer_nixl(run: Run) -> tuple[NixlStats | None, str]:
     ]
     moved = [(stats, role) for stats, role in found if stats.transfers]
     return (moved or found or [(None, "")])[0]
+
+
+def block_scatter(run: Run, stats: NixlStats, shape: ModelShape | NA) -> Value:
+    """How scattered the moved blocks were: NIXL's descriptors per transfer over layers x blocks.
+
+    vLLM asks for one region per layer and block; NIXL merges adjacent ones. Near 0: the blocks were
+    contiguous (a fresh pool); 1: no two were adjacent (a pool that many requests have shuffled).
+    """
+    setup = run.metadata.serving_setup
+    sizes = {i.settings.block_size for i in setup.instances if i.settings.block_size} if setup else set()
+    if isinstance(shape, NA) or len(sizes) != 1 or not stats.descriptors or not stats.bytes_per_transfer:
+        return NA("needs the model shape, one block size and NIXL's descriptor and byte counts")
+    blocks = stats.bytes_per_transfer / (shape.bytes_per_token * sizes.pop())
+    return stats.descriptors / (shape.layers * blocks) if blocks else NA("no blocks moved")
 
 
 def _tokens_per_request(d: InstanceView, run: Run) -> tuple[float | None, str]:
@@ -246,6 +261,7 @@ def first_chunk_split(run: Run) -> FirstChunkSplit | None:
         split.kv_bytes_per_request = nixl.bytes_total / requests if requests else None
         split.bytes_source = "measured (vllm:nixl_bytes_transferred)"
         split.gbps = nixl.gbps
+        split.scatter = block_scatter(run, nixl, shape)
         if mover == "prefill":
             split.notes.append("NIXL transfers recorded by the prefill side (push: P writes into D)")
         if d.requests and abs(nixl.transfers - d.requests) > 0.5:

@@ -189,6 +189,7 @@ NIXL_HEADER = [
     "transfer p90 (ms)",
     "post mean (ms)",
     "descriptors per transfer",
+    "scattered (%)",
     "MB per transfer",
     "GB/s",
     "failed transfers / notifications",
@@ -213,6 +214,7 @@ def nixl_rows(splits: Sequence[tuple[Run, FirstChunkSplit]]) -> list[list[str]]:
                 fmt_cell(n.xfer_p90_ms),
                 fmt_cell(n.post_ms),
                 fmt_cell(n.descriptors),
+                fmt_cell(100.0 * split.scatter if isinstance(split.scatter, float) else split.scatter),
                 fmt_cell(mb),
                 fmt_cell(n.gbps),
                 f"{n.failed_transfers:g} / {n.failed_notifications:g}",
@@ -299,6 +301,13 @@ def server_sections(runs: Sequence[Run]) -> list[str]:
         if nixl:
             out += ["NIXL's own telemetry (the p90 is interpolated within histogram buckets):", ""]
             out += [*md_table(NIXL_HEADER, nixl), ""]
+            out += [
+                "Scattered: descriptors per transfer over layers x blocks moved. vLLM asks NIXL for one "
+                "region per layer and block and NIXL merges adjacent ones: near 0% the blocks were "
+                "contiguous (a fresh pool), 100% no two were adjacent (a pool that many requests have "
+                "shuffled), which costs the posting side CPU time and the transfer time.",
+                "",
+            ]
     prefill = prefill_rows(list(runs))
     if any(r.kind == "xpyd" for r in prefill):
         out += [PREFILL_TITLE, ""]

@@ -87,6 +87,14 @@ def test_nixl_split_measures_the_transfer_inside_the_decode_queue() -> None:
     assert split.first_step_ms == pytest.approx(15.727, abs=1e-3)
     assert split.first_chunk_ms == pytest.approx(75.075, abs=1e-3)
     assert split.nixl.descriptors == 4096 and split.nixl.transfers == 204
+    assert split.scatter == pytest.approx(1.0)  # 32 layers x 128 blocks, no two adjacent
+    unknown = RunResult.load(NIXL16)
+    for inst in unknown.metadata.serving_setup.instances:  # type: ignore[union-attr]
+        inst.settings.block_size = None
+    missing = first_chunk_split(load(unknown))
+    assert (
+        missing is not None and isinstance(missing.scatter, NA) and "one block size" in missing.scatter.reason
+    )
     assert split.gbps == pytest.approx(NIXL_KV_BYTES / 23.681e-3 / 1e9, rel=1e-4)  # 11.3 GB/s
     assert split.nvlink_share == pytest.approx(split.gbps / 300.0)  # type: ignore[operator]
     assert split.notes == []
@@ -100,6 +108,7 @@ def test_nixl_push_transfers_are_read_from_the_prefill_side() -> None:
     assert split is not None and split.nixl is not None and split.nixl.transfers == 204
     assert split.kv_transfer_ms == pytest.approx(20.131, abs=1e-3)
     assert split.nixl.descriptors == pytest.approx(34.35, abs=0.01)
+    assert split.scatter == pytest.approx(34.35 / 4096, abs=1e-4)  # a fresh pool: nearly contiguous
     assert any("prefill side (push" in n for n in split.notes)
     # The same telemetry on D (pull) is read from D, and P's zero series are not taken for it
     deltas = server_metrics.delta({}, server_metrics.parse(NIXL_DECODE_TEXT.read_text()))

@@ -95,6 +95,7 @@ def test_variants_of_one_setup_are_labelled_by_what_differs_and_nixl_telemetry_i
         report
     )
     assert "| 1P1D nixl bs128 | 204 | 5.52 |" in report
+    assert "| 47.06 | 9.19 | 268.4 |" in report  # 47 descriptors of 32 layers x 16 blocks of 128 tokens
     assert "| 1P1D nixl push | 204 | 20.13 |" in report  # read from P: push writes
     # runs that agree on everything but the load keep plain names; repeats still get #n
     same = load_runs([_one("bs16/prefill-heavy/pd-nixl/*"), _one("prefill-heavy/pd-nixl/*-rate12")])
