@@ -82,9 +82,8 @@ class NixlOptions:
         if not self.backends:
             raise ValueError("NIXL needs at least one backend, e.g. UCX")
         tls = [t.strip() for t in (self.ucx_tls or "").split(",") if t.strip()]
-        if (
-            tls and not tls[0].startswith("^") and all(t in UCX_GPU_ONLY_TRANSPORTS for t in tls)
-        ):  # ^: all but
+        excluding = bool(tls) and tls[0].startswith("^")  # "^a,b": every transport but a and b
+        if tls and not excluding and all(t in UCX_GPU_ONLY_TRANSPORTS for t in tls):
             raise ValueError(
                 f"UCX_TLS={self.ucx_tls} has no host transport for UCX's active messages (vLLM fails at "
                 f"start with 'no active messages transport'); add one, e.g. {self.ucx_tls},tcp"
