@@ -32,8 +32,10 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Sequence
 from heapq import heappop, heappush
 
+from planner.prefix_cache import PrefixCache
 from planner.profile_model import EngineLimits, Profile
 
 MIXED, PREFILL, DECODE = "mixed", "prefill", "decode"
@@ -47,11 +49,19 @@ HOLD_RELEASE_S = 0.0004
 class Requests:
     """Per-request lengths and the times the engines stamp (seconds; NaN until it happens)."""
 
-    __slots__ = ("end", "first", "out", "prefill_end", "prompt")
+    __slots__ = ("chain_block", "chains", "end", "first", "out", "prefill_end", "prompt")
 
-    def __init__(self, prompt: list[int], out: list[int]) -> None:
+    def __init__(
+        self,
+        prompt: list[int],
+        out: list[int],
+        chains: Sequence[Sequence[int]] | None = None,
+        chain_block: int = 0,
+    ) -> None:
         n = len(prompt)
         self.prompt, self.out = prompt, out
+        # prompt blocks as prefix-tree nodes (planner.prefix_cache), `chain_block` tokens each; None: no reuse
+        self.chains, self.chain_block = chains, chain_block
         self.first = [math.nan] * n
         self.end = [math.nan] * n
         self.prefill_end = [math.nan] * n
@@ -64,6 +74,7 @@ class Engine:
         "budget",
         "busy",
         "busy_s",
+        "cache",
         "completed",
         "ctx",
         "da",
@@ -131,6 +142,11 @@ class Engine:
             self.decode_dw = [power.decode_w(b) - power.idle_w for b in range(self.max_seqs + 1)]
         else:
             self.prefill_dw, self.decode_dw = 0.0, [0.0] * (self.max_seqs + 1)
+        self.cache = (
+            PrefixCache(limits.kv_capacity_tokens, reqs.chain_block)
+            if reqs.chains is not None and role != DECODE
+            else None
+        )
         self.waiting: deque[int] = deque()
         self.partial_rid, self.partial_done = -1, 0
         self.heap: list[tuple[int, int]] = []  # (step after which it finishes, request)
@@ -222,14 +238,15 @@ class Engine:
                 running += 1
                 self.admitted += 1
                 n = prompt[rid]
-                chunk = min(n, budget)
+                cached = 0 if self.cache is None else self.cache.admit(reqs.chains[rid], n)  # type: ignore[index]
+                chunk = min(n - cached, budget)
                 tokens += chunk
-                pairs += chunk * chunk
+                pairs += chunk * (cached + chunk)
                 budget -= chunk
-                if chunk == n:
+                if cached + chunk == n:
                     prefilled.append(rid)
                 else:
-                    self.partial_rid, self.partial_done = rid, chunk
+                    self.partial_rid, self.partial_done = rid, cached + chunk
         if tokens:
             decode = self.db * batch + self.dc * self.ctx + self.dd * batch * batch
             self.r_d0 = self.pa + self.pb * tokens + self.pc * pairs + decode

@@ -37,6 +37,15 @@ class SimulationError(ValueError):
 
 
 @dataclass(frozen=True)
+class Prefix:
+    """A workload's prompt blocks for the instances' prefix caches: per request, its whole blocks as
+    prefix-tree nodes (experiments.traces.prefix_chains), `block_tokens` tokens each."""
+
+    chains: tuple[tuple[int, ...], ...]
+    block_tokens: int
+
+
+@dataclass(frozen=True)
 class InstanceStats:
     role: str
     index: int
@@ -46,6 +55,7 @@ class InstanceStats:
     steps: int
     max_batch: int
     output_tokens: int
+    prefix_hit_rate: float | None = None  # prompt tokens its prefix cache served (None: no cache)
 
 
 @dataclass
@@ -89,11 +99,13 @@ def simulate(
     limits: EngineLimits | None = None,
     rate: float | None = None,
     fast_forward: bool = True,
+    prefix: Prefix | None = None,
 ) -> SimRun:
     """Simulate every request to completion; `arrival_s` must be sorted.
 
     `limits` overrides the profile's engine limits; `fast_forward=False` takes one event per decode
-    step (slow; tests use it to check the fast-forward arithmetic)."""
+    step (slow; tests use it to check the fast-forward arithmetic); `prefix` (a trace's prompt blocks)
+    turns on each instance's prefix cache (planner.prefix_cache)."""
     wall0 = time.perf_counter()
     limits = limits or profile.engine
     n = len(arrival_s)
@@ -102,7 +114,8 @@ def simulate(
     if n and np.any(np.diff(arrival_s) < 0):
         raise ValueError("arrival times must be sorted")
     _check_fits(profile, limits, np.asarray(prompt_tokens), np.asarray(output_tokens))
-    reqs = Requests([int(x) for x in prompt_tokens], [int(x) for x in output_tokens])
+    chains, chain_block = (prefix.chains, prefix.block_tokens) if prefix is not None else (None, 0)
+    reqs = Requests([int(x) for x in prompt_tokens], [int(x) for x in output_tokens], chains, chain_block)
     kv_ready = [math.nan] * n
     kv = profile.kv_transfer
     # the prefill side's own latency (proxy hop, connector), then the transfer itself
@@ -191,7 +204,17 @@ def simulate(
             break
 
     stats = [
-        InstanceStats(e.role, e.index, e.admitted, e.busy_s, e.dynamic_j, e.n_steps, e.max_batch, e.tokens)
+        InstanceStats(
+            e.role,
+            e.index,
+            e.admitted,
+            e.busy_s,
+            e.dynamic_j,
+            e.n_steps,
+            e.max_batch,
+            e.tokens,
+            e.cache.hit_tokens / e.cache.query_tokens if e.cache and e.cache.query_tokens else None,
+        )
         for e in engines
     ]
     return SimRun(
