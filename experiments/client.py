@@ -23,6 +23,14 @@ from experiments.workloads import RequestSpec
 TIMING_PREFIX = b": proxy-timing "
 TIMING_HEADER = "x-proxy-timing"
 _MAX_ERROR_CHARS = 500
+# Idle pooled connections are closed after this long, well before vLLM's uvicorn closes them (5 s, its
+# --timeout-keep-alive default; our proxy keeps them 75 s): a connection the server may be closing is never
+# sent on. The race it closes: a request sent as the server's keep-alive timer fires fails with
+# ServerDisconnectedError before any response byte (seen once in 500 requests of a bursty trace).
+KEEPALIVE_S = 2.0
+# Failures that mean the connection died under a request the server never answered (no response byte):
+# retried once, on a new connection, and counted in the record's `retries`.
+_RETRYABLE = (aiohttp.ServerDisconnectedError, aiohttp.ClientConnectionResetError)
 
 
 @dataclass
@@ -132,6 +140,25 @@ async def send_request(
     body = orjson.dumps(build_body(spec, cfg))
     record.sent_epoch_ns = time.time_ns()
     record.sent_mono_ns = time.monotonic_ns()
+    while True:
+        try:
+            return await _attempt(session, body, cfg, record)
+        except _RETRYABLE as exc:
+            if record.retries or record.status is not None or record.first_byte_mono_ns is not None:
+                record.error = f"{type(exc).__name__}: {exc}"
+                return record
+            # The connection died before any answer: send again once; TTFT still counts from the first send.
+            record.retries += 1
+            record.retry_error = f"{type(exc).__name__}: {exc}"
+
+
+def _end(record: Record) -> None:
+    record.end_mono_ns = time.monotonic_ns()
+    record.end_epoch_ns = time.time_ns()
+
+
+async def _attempt(session: aiohttp.ClientSession, body: bytes, cfg: ClientConfig, record: Record) -> Record:
+    """One try of `send_request`; raises only the `_RETRYABLE` failures (and cancellation)."""
     chunks: list[int] = record.chunk_mono_ns
     try:
         async with session.post(cfg.url, data=body, headers=_JSON_HEADERS) as resp:
@@ -172,21 +199,25 @@ async def send_request(
         record.error = f"connect to {cfg.url} timed out after {cfg.connect_timeout_s:g} s"
     except TimeoutError:
         record.error = f"timed out after {cfg.request_timeout_s:g} s"
+    except _RETRYABLE:
+        raise  # send_request decides: once more, or the failure
     except aiohttp.ClientError as exc:
         record.error = f"{type(exc).__name__}: {exc}"
     except asyncio.CancelledError:  # the run is being interrupted: keep what was timed, then stop
         record.error, record.cancelled = CANCELLED, True
         raise
     finally:
-        record.end_mono_ns = time.monotonic_ns()
-        record.end_epoch_ns = time.time_ns()
+        _end(record)
     return record
 
 
 def make_session(cfg: ClientConfig, limit: int = 0) -> aiohttp.ClientSession:
-    """One pooled session for the whole run (no per-host connection cap by default)."""
+    """One pooled session for the whole run (no per-host connection cap by default; idle connections
+    closed after KEEPALIVE_S)."""
     timeout = aiohttp.ClientTimeout(total=cfg.request_timeout_s, sock_connect=cfg.connect_timeout_s)
-    connector = aiohttp.TCPConnector(limit=limit, limit_per_host=0, ttl_dns_cache=300)
+    connector = aiohttp.TCPConnector(
+        limit=limit, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=KEEPALIVE_S
+    )
     return aiohttp.ClientSession(timeout=timeout, connector=connector, json_serialize=lambda o: o)
 
 

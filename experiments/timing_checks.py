@@ -39,6 +39,11 @@ def client_timing_warnings(summary: Summary, capped: bool = False) -> list[str]:
             "bursts, or a client too busy to read), not decode steps; on a shared CPU host give the "
             "client its own core"
         )
+    if summary.retried:
+        out.append(
+            f"{summary.retried} request(s) were sent again after their connection died before any answer "
+            "(see each record's retries and retry_error): their TTFT counts from the first send"
+        )
     late = summary.send_lateness_ms.p99
     if not capped and late is not None and late > SEND_LATENESS_P99_MAX_MS:
         out.append(

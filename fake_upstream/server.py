@@ -12,6 +12,7 @@ import asyncio
 import itertools
 import socket
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,8 @@ TIMING_STAGES = {
     "decode_total_ms": 40.0,
     "proxy_overhead_ms": 0.5,
 }
+# Share of the keep-alive after which a request on an idle connection loses the race with its close.
+RACE_SHARE = 0.8
 HTTP_ERROR_MESSAGE = "fake failure"  # the error body's message is f"{HTTP_ERROR_MESSAGE} {status}"
 MAX_BODY_BYTES = 64 * 1024 * 1024
 
@@ -66,12 +69,19 @@ class FakeUpstream:
         root: str | None = None,
         max_model_len: int = 2048,
         record: bool = True,
+        keepalive_s: float | None = None,
     ) -> None:
         self.behavior = behavior or FakeBehavior()
         self.model = model
         self.root = root  # what /v1/models reports as the model's path (the client's tokenizer)
         self.max_model_len = max_model_len
         self.record = record
+        # A server's keep-alive (default aiohttp's 75 s). Its close races a request sent on the idle
+        # connection as the timer fires; that race is made deterministic here: a request that arrives on a
+        # connection idle for >= RACE_SHARE of keepalive_s is dropped unanswered (counted in `dropped`).
+        self.keepalive_s = keepalive_s
+        self.dropped = 0
+        self._idle_since: dict[Any, float] = {}  # connection (client address) -> end of its last answer
         self.received: list[Received] = []
         self.requests = 0
         self.in_flight = 0
@@ -129,8 +139,14 @@ class FakeUpstream:
         sock.bind((host, port))
         self.port = sock.getsockname()[1]
         self.url = f"http://{host}:{self.port}"
+        keepalive = {} if self.keepalive_s is None else {"keepalive_timeout": self.keepalive_s}
         self._runner = web.AppRunner(
-            self.app(), access_log=None, handle_signals=False, handler_cancellation=True, shutdown_timeout=1.0
+            self.app(),
+            access_log=None,
+            handle_signals=False,
+            handler_cancellation=True,
+            shutdown_timeout=1.0,
+            **keepalive,
         )
         await self._runner.setup()
         await web.SockSite(self._runner, sock, backlog=4096).start()
@@ -196,6 +212,18 @@ class FakeUpstream:
 
     async def _generate(self, request: web.Request) -> web.StreamResponse:
         self.requests += 1
+        transport = request.transport
+        peer = transport.get_extra_info("peername") if transport is not None else None
+        idle_since = self._idle_since.pop(peer, None)
+        if (
+            self.keepalive_s is not None
+            and transport is not None
+            and idle_since is not None
+            and time.monotonic() - idle_since >= RACE_SHARE * self.keepalive_s
+        ):
+            self.dropped += 1  # the keep-alive close won the race: no answer, the connection is gone
+            transport.close()
+            raise ConnectionResetError("closed by keep-alive")
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
@@ -206,6 +234,8 @@ class FakeUpstream:
             raise
         finally:
             self.in_flight -= 1
+            if peer is not None:
+                self._idle_since[peer] = time.monotonic()
 
     async def _answer(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()

@@ -39,6 +39,7 @@ import numpy as np
 from analysis.prefill_inflation import HELD_MS, MIN_PAIRS, OverlapEvidence, overlap_evidence
 from analysis.runs import runs_from_results
 from experiments import server_metrics
+from experiments.client import KEEPALIVE_S
 from experiments.schema import RunResult
 from planner.fits import FitError, fit_nonnegative
 from planner.kv_transfer import (
@@ -415,9 +416,9 @@ async def measure(args: argparse.Namespace) -> Profile:
     timeout = aiohttp.ClientTimeout(total=args.timeout)
     try:
         # No connection cap (aiohttp's default of 100 kept a 256-stream decode batch from ever running at
-        # once); idle pooled connections are dropped after 2 s: vLLM's uvicorn closes them after 5 s, and
-        # the idle-power window is longer, so a reused one would fail with ServerDisconnectedError.
-        connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=2.0)
+        # once); idle pooled connections are dropped as the runner's client drops them (KEEPALIVE_S): the
+        # idle-power window outlasts vLLM's keep-alive: a reused one would fail (ServerDisconnectedError).
+        connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=KEEPALIVE_S)
         async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
             info = await server_info(session, base)
             real_gpu = power.available and not power.simulated

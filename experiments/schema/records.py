@@ -92,6 +92,8 @@ class Record:
     ok: bool = False
     error: str | None = None
     cancelled: bool = False  # in flight when the run was interrupted
+    retries: int = 0  # sent again after its connection died before any response byte (experiments.client)
+    retry_error: str | None = None  # what the retried attempt died of
     stages: StageTimes | None = None  # when the endpoint is our proxy
 
     @computed
