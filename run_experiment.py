@@ -31,8 +31,18 @@ from experiments.arrivals import ARRIVAL_KINDS, OPEN_LOOP_KINDS, ArrivalConfig
 from experiments.cli_errors import OneLineErrorParser
 from experiments.defaults import defaults_for
 from experiments.runner import ExperimentError, fetch_models, run
-from experiments.schema import MODES, WORKLOADS, RunConfig, RunResult, Summary, Sweep, WorkloadConfig
+from experiments.schema import (
+    MODES,
+    OVERLENGTH_POLICIES,
+    WORKLOADS,
+    RunConfig,
+    RunResult,
+    Summary,
+    Sweep,
+    WorkloadConfig,
+)
 from experiments.slo import parse_slo
+from experiments.traces import TraceReplay, describe_trace, is_trace_file, select_trace
 from experiments.vllm_result import default_file_name, save_vllm_result
 from experiments.workloads import WorkloadError
 
@@ -141,9 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--workload",
         "--dataset-name",
         choices=WORKLOADS,
-        default="random",
+        default=None,
         help="random prompts of exact lengths, one fixed prompt, a ShareGPT JSON file, or a "
-        "CSV/JSONL arrival trace (Azure/Mooncake) replayed at its own times",
+        "CSV/JSONL arrival trace (Azure/Mooncake) replayed at its own times (default: trace for a "
+        "--dataset ending in .csv/.jsonl, else random)",
     )
     w.add_argument(
         "--num-requests",
@@ -170,7 +181,37 @@ def build_parser() -> argparse.ArgumentParser:
         "--dataset", "--dataset-path", default=None, help="ShareGPT JSON or trace file for those workloads"
     )
     w.add_argument("--prompt", default=None, help="text of the fixed prompt (fixed workload)")
-    w.add_argument("--trace-time-scale", type=float, default=1.0, help="multiply trace inter-arrival times")
+    t = p.add_argument_group(
+        "trace replay (--workload trace: the trace's own arrival times unless --arrival says otherwise)"
+    )
+    t.add_argument(
+        "--trace-time-scale",
+        type=float,
+        default=None,
+        help="multiply the trace's gaps (2 = half the rate); or --rate R: rescaled to a mean of R req/s",
+    )
+    t.add_argument(
+        "--trace-start", type=float, default=0.0, help="slice: seconds into the trace (trace time)"
+    )
+    t.add_argument("--trace-duration", type=float, default=None, help="slice: seconds of trace time")
+    t.add_argument(
+        "--trace-first-row",
+        type=int,
+        default=0,
+        help="slice by rows instead: first row (0-based, time order)",
+    )
+    t.add_argument(
+        "--max-model-len",
+        type=int,
+        default=None,
+        help="context the rows must fit, prompt + output (default: what the endpoint's /v1/models says)",
+    )
+    t.add_argument(
+        "--overlength",
+        choices=OVERLENGTH_POLICIES,
+        default="clip",
+        help="a row longer than --max-model-len: clip its prompt to fit, or skip it (counted either way)",
+    )
     w.add_argument("--seed", type=int, default=0, help="seed of prompts and arrivals")
 
     a = p.add_argument_group("arrivals")
@@ -179,20 +220,22 @@ def build_parser() -> argparse.ArgumentParser:
         choices=ARRIVAL_KINDS,
         default=None,
         help="poisson/gamma/constant at --rate, closed-loop --concurrency users, or trace times "
-        "(default: poisson, gamma when --burstiness is not 1)",
+        "(default: trace for a trace workload, else poisson, gamma when --burstiness is not 1)",
     )
     a.add_argument(
         "--rate",
         "--request-rate",
         type=_rate,
         default=None,
-        help="requests per second (open loop); inf = all at once (default by endpoint: 4 GPU, 1 CPU)",
+        help="requests per second (open loop; with trace arrivals, the trace rescaled to this mean); "
+        "inf = all at once (default by endpoint: 4 GPU, 1 CPU; a trace: its own times)",
     )
     a.add_argument(
         "--sweep-rates",
         type=_rates,
         default=None,
-        help="comma-separated rates: one run per rate, tagged as one sweep for compare_performance.py",
+        help="comma-separated rates: one run per rate (a trace rescaled to each), tagged as one sweep for "
+        "compare_performance.py",
     )
     a.add_argument("--burstiness", type=float, default=1.0, help="gamma shape: < 1 burstier, > 1 smoother")
     a.add_argument("--concurrency", type=int, default=None, help="closed-loop users")
@@ -265,9 +308,47 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _resolve_trace(args: argparse.Namespace) -> None:
+    """Settle a trace workload's arrivals and check the trace flags against each other (one-line errors)."""
+    trace_flags = [
+        f
+        for f, given in (
+            ("--trace-time-scale", args.trace_time_scale is not None),
+            ("--trace-start", args.trace_start != 0.0),
+            ("--trace-duration", args.trace_duration is not None),
+            ("--trace-first-row", args.trace_first_row != 0),
+        )
+        if given
+    ]
+    if args.workload != "trace":
+        if args.arrival == "trace" or trace_flags:
+            what = "--arrival trace" if args.arrival == "trace" else ", ".join(trace_flags)
+            raise ExperimentError(
+                f"{what} needs a trace workload (--workload trace --dataset FILE.csv|.jsonl)"
+            )
+        return
+    if not args.dataset:
+        raise ExperimentError("--workload trace needs --dataset PATH (a CSV or JSONL trace)")
+    args.arrival = args.arrival or "trace"
+    if args.arrival != "trace":
+        if args.trace_time_scale is not None:
+            raise ExperimentError(
+                f"--trace-time-scale scales the trace's own times, but --arrival {args.arrival} replaces "
+                "them; drop one"
+            )
+        return
+    if args.burstiness != 1.0:
+        raise ExperimentError("--burstiness shapes generated arrivals; trace arrivals keep the trace's gaps")
+    if args.trace_time_scale is not None and (args.rate is not None or args.sweep_rates):
+        raise ExperimentError(
+            "give --trace-time-scale or a target mean rate (--rate/--sweep-rates), not both: the rate sets "
+            "the scale"
+        )
+
+
 def resolve_args(args: argparse.Namespace) -> None:
-    """Settle what flags leave open: vLLM's forms of ours, the arrival kind, and the defaults the
-    endpoint calls for (experiments.defaults; asks the endpoint only when a default is needed)."""
+    """Settle what flags leave open: vLLM's forms of ours, the workload and arrival kinds, and the defaults
+    the endpoint calls for (experiments.defaults; asks the endpoint only when a default is needed)."""
     if args.endpoint.startswith("/"):
         raise ExperimentError(
             f"--endpoint {args.endpoint} looks like vLLM bench's API path; here --endpoint (or --base-url) "
@@ -284,18 +365,42 @@ def resolve_args(args: argparse.Namespace) -> None:
             "--sweep-rates with both --result-dir and --result-filename would write every rate to one "
             "file; leave out --result-filename (vLLM's name holds the rate) or --result-dir"
         )
+    args.workload = args.workload or ("trace" if is_trace_file(args.dataset) else "random")
+    _resolve_trace(args)
     args.arrival = args.arrival or ("poisson" if args.burstiness == 1.0 else "gamma")
     args.defaults = None
-    missing = [f for f in ("input_len", "output_len", "num_requests") if getattr(args, f) is None]
+    args.trace = None
+    trace_arrivals = args.arrival == "trace"
+    lengths = [] if args.workload == "trace" else ["input_len", "output_len"]
+    count = [] if trace_arrivals and args.trace_duration is not None else ["num_requests"]
+    missing = [f for f in (*lengths, *count) if getattr(args, f) is None]
     if args.arrival in OPEN_LOOP_KINDS and args.rate is None and not args.sweep_rates:
         missing.append("rate")
-    if not missing:
-        return
-    defaults, why = defaults_for(args.endpoint, fetch_models(args.endpoint), args.launch_plan)
-    for name in missing:
-        setattr(args, name, getattr(defaults, name))
-    flags = ", ".join("--" + name.replace("_", "-") for name in missing)
-    args.defaults = f"{defaults.scale.upper()} defaults for {flags}: {why}"
+    if missing:
+        defaults, why = defaults_for(args.endpoint, fetch_models(args.endpoint), args.launch_plan)
+        for name in missing:
+            setattr(args, name, getattr(defaults, name))
+        flags = ", ".join("--" + name.replace("_", "-") for name in missing)
+        args.defaults = f"{defaults.scale.upper()} defaults for {flags}: {why}"
+    if args.workload == "trace":
+        rate = args.rate if trace_arrivals and not args.sweep_rates else None
+        args.trace = select_trace(args.dataset, _replay(args, rate)).info
+        args.num_requests = args.num_requests or args.trace.requests
+
+
+def _replay(args: argparse.Namespace, rate: float | None) -> TraceReplay:
+    """The trace replay the flags ask for at one target rate (None: the time scale)."""
+    trace_arrivals = args.arrival == "trace"
+    return TraceReplay(
+        time_scale=None if rate is not None or not trace_arrivals else args.trace_time_scale,
+        rate=rate if trace_arrivals else None,
+        start_s=args.trace_start,
+        duration_s=args.trace_duration,
+        first_row=args.trace_first_row,
+        count=args.num_requests,
+        max_model_len=args.max_model_len,
+        overlength=args.overlength,
+    )
 
 
 def plan_text(args: argparse.Namespace) -> str:
@@ -308,8 +413,11 @@ def plan_text(args: argparse.Namespace) -> str:
         workload = f"{args.workload} from {args.dataset}"
     if args.arrival == "closed":
         load = f"closed loop, {args.concurrency} users"
+    elif args.arrival == "trace" and args.sweep_rates:
+        means = ", ".join(f"{r:g}" for r in args.sweep_rates)
+        load = f"the trace rescaled to a mean of {means} req/s (one run each)"
     elif args.arrival == "trace":
-        load = f"the trace's own times (x{args.trace_time_scale:g})"
+        load = "trace arrivals"
     elif args.sweep_rates:
         load = f"{args.arrival} at {', '.join(f'{r:g}' for r in args.sweep_rates)} req/s (one run each)"
     else:
@@ -321,9 +429,10 @@ def plan_text(args: argparse.Namespace) -> str:
         f"run_experiment: {args.mode} at {args.endpoint}",
         f"  workload: {workload}, {args.num_requests} requests (+{args.warmup} warm-up), seed {args.seed}",
         f"  load:     {load}",
-        f"  SLO:      {slo}",
-        f"  output:   {args.output_dir}/" + (args.run_name or ""),
     ]
+    if args.trace is not None:
+        lines.append(f"  trace:    {describe_trace(args.trace, args.arrival)}")
+    lines += [f"  SLO:      {slo}", f"  output:   {args.output_dir}/" + (args.run_name or "")]
     if args.defaults:
         lines.append(f"  {args.defaults}")
     return "\n".join(lines)
@@ -335,11 +444,12 @@ def _text(length: int | tuple[int, int]) -> str:
 
 def config_from_args(args: argparse.Namespace, rate: float | None, sweep: Sweep | None) -> RunConfig:
     kind = args.arrival
+    replay = _replay(args, rate)
     if kind in OPEN_LOOP_KINDS and rate is None:
         raise ExperimentError(f"--arrival {kind} needs --rate (requests/s) or --sweep-rates")
     arrival = ArrivalConfig(
         kind=kind,
-        rate=rate if kind in ("poisson", "gamma", "constant") else None,
+        rate=rate if kind in OPEN_LOOP_KINDS else None,
         burstiness=args.burstiness,
         concurrency=args.concurrency if kind == "closed" else None,
         max_concurrency=args.max_concurrency,
@@ -369,7 +479,13 @@ def config_from_args(args: argparse.Namespace, rate: float | None, sweep: Sweep 
             output_len=args.output_len,
             dataset=args.dataset,
             prompt=args.prompt,
-            trace_time_scale=args.trace_time_scale,
+            trace_time_scale=replay.time_scale,
+            trace_rate=replay.rate,
+            trace_start_s=replay.start_s,
+            trace_duration_s=replay.duration_s,
+            trace_first_row=replay.first_row,
+            max_model_len=replay.max_model_len,
+            overlength=replay.overlength,
             seed=args.seed,
         ),
         arrival=arrival,
@@ -404,7 +520,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _sigterm)
     try:
         resolve_args(args)
-    except ExperimentError as exc:
+    except (ExperimentError, WorkloadError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(plan_text(args), flush=True)
@@ -435,10 +551,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  vllm bench serve's form: {save_vllm_result(res, target, args.save_detailed)}")
         if res.summary is not None:
             s = res.summary
+            if res.metadata.trace is not None:
+                print(f"  trace: {describe_trace(res.metadata.trace, res.metadata.config.arrival.kind)}")
             print(
-                f"  {s.completed} ok, {s.failed} failed, {s.cancelled} cancelled, "
-                f"{s.request_throughput or 0:.2f} req/s, TTFT p50 {_fmt(s, 'ttft_ms')} ms, "
-                f"TPOT p50 {_fmt(s, 'tpot_ms')} ms, ITL p99 {_fmt(s, 'itl_ms', 'p99')} ms"
+                f"  {s.completed} ok, {s.failed} failed, {s.cancelled} cancelled; arrived at "
+                f"{s.arrival_rate or 0:.2f} req/s, done {s.request_throughput or 0:.2f} req/s; "
+                f"TTFT p50 {_fmt(s, 'ttft_ms')} ms, TPOT p50 {_fmt(s, 'tpot_ms')} ms, "
+                f"ITL p99 {_fmt(s, 'itl_ms', 'p99')} ms"
             )
         if not res.complete:
             print(f"  {res.error}", file=sys.stderr)

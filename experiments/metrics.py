@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 
 from experiments.schema import STAGE_KEYS, Distribution, Record, StageSummary, Summary
+from experiments.schema.summary import send_span_s
 
 NS_PER_S = 1_000_000_000
 SLO_METRIC = {"ttft": "ttft_ms", "tpot": "tpot_ms", "e2e": "e2el_ms", "e2el": "e2el_ms"}
@@ -91,7 +92,9 @@ def compute_summary(records: Iterable[Record], slo: Mapping[str, float] | None =
         completed=len(good),
         failed=len(failed),
         cancelled=len(measured) - len(good) - len(failed),
+        retried=sum(r.retries > 0 for r in measured),
         duration_s=duration_s,
+        send_span_s=send_span_s(sends),
         total_input_tokens=sum(r.input_tokens or 0 for r in good),
         total_output_tokens=sum(r.output_tokens or 0 for r in good),
         good_requests=sum(meets_slo(r, slo) for r in good) if slo else None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import sys
 import time
@@ -30,18 +31,19 @@ from experiments.schema import (
     RunMetadata,
     ServerMetrics,
     ServingSetup,
+    TraceInfo,
     WorkloadConfig,
 )
 from experiments.schema.result import Status
 from experiments.server_tokenizer import ServerTokenizer, TokenizerUnavailable, server_tokenizer
 from experiments.timing_checks import client_timing_warnings, steady_state_warning
+from experiments.traces import TraceReplay, select_trace, trace_specs
 from experiments.workloads import (
     RequestSpec,
     TokenCounter,
     fixed_workload,
     random_workload,
     sharegpt_workload,
-    trace_workload,
 )
 
 __all__ = ["MODES", "WORKLOADS", "ExperimentError", "RunConfig", "WorkloadConfig", "run"]
@@ -77,7 +79,22 @@ def fetch_models(endpoint: str, timeout: float = 10.0) -> list[dict[str, Any]]:
     return list(models)
 
 
+def trace_replay(cfg: WorkloadConfig, n: int | None) -> TraceReplay:
+    """The trace replay a workload config asks for (`n` rows at most)."""
+    return TraceReplay(
+        time_scale=cfg.trace_time_scale if cfg.trace_rate is None else None,
+        rate=cfg.trace_rate,
+        start_s=cfg.trace_start_s,
+        duration_s=cfg.trace_duration_s,
+        first_row=cfg.trace_first_row,
+        count=n,
+        max_model_len=cfg.max_model_len,
+        overlength=cfg.overlength,
+    )
+
+
 def build_workload(cfg: WorkloadConfig, tokenizer: TokenCounter, n: int, seed: int) -> list[RequestSpec]:
+    """The specs of a random, fixed or ShareGPT workload (trace replays: `trace_specs`)."""
     if cfg.kind == "random":
         return random_workload(tokenizer, n, cfg.input_len, cfg.output_len, seed)
     if cfg.kind == "fixed":
@@ -90,11 +107,33 @@ def build_workload(cfg: WorkloadConfig, tokenizer: TokenCounter, n: int, seed: i
             raise ExperimentError("--workload sharegpt needs --dataset PATH (a ShareGPT JSON file)")
         out_len = cfg.output_len if isinstance(cfg.output_len, int) else None
         return sharegpt_workload(cfg.dataset, tokenizer, n, seed, out_len)
-    if cfg.kind == "trace":
-        if not cfg.dataset:
-            raise ExperimentError("--workload trace needs --dataset PATH (a CSV or JSONL trace)")
-        return trace_workload(cfg.dataset, tokenizer, seed, cfg.trace_time_scale, limit=n)
     raise ExperimentError(f"unknown workload {cfg.kind!r}; choose one of {', '.join(WORKLOADS)}")
+
+
+def served_max_model_len(models: list[dict[str, Any]], model: str) -> int | None:
+    """The context the endpoint serves `model` with (vLLM's /v1/models `max_model_len`), if it says."""
+    entry = next((m for m in models if m.get("id") == model), {})
+    value = entry.get("max_model_len")
+    return int(value) if isinstance(value, int) and value > 0 else None
+
+
+def _workload(
+    cfg: WorkloadConfig, tokenizer: TokenCounter, n_warm: int, max_model_len: int | None
+) -> tuple[list[RequestSpec], list[RequestSpec], TraceInfo | None]:
+    """(measured specs, warm-up specs, trace info): a trace's warm-up requests are its first rows with
+    other prompts (so that the prefix cache does not serve them to the measured ones)."""
+    seed, n = cfg.seed, cfg.num_requests
+    if cfg.kind != "trace":
+        warm = build_workload(cfg, tokenizer, n_warm, seed + 1_000_003) if n_warm else []
+        return build_workload(cfg, tokenizer, n, seed), warm, None
+    if not cfg.dataset:
+        raise ExperimentError("--workload trace needs --dataset PATH (a CSV or JSONL trace)")
+    replay = trace_replay(cfg, n)
+    if replay.max_model_len is None and max_model_len is not None:
+        replay = dataclasses.replace(replay, max_model_len=max_model_len)
+    selection = select_trace(cfg.dataset, replay)
+    warm = trace_specs(selection, tokenizer, seed + 1_000_003, count=n_warm) if n_warm else []
+    return trace_specs(selection, tokenizer, seed), warm, selection.info
 
 
 def _run_dir(cfg: RunConfig) -> Path:
@@ -192,22 +231,27 @@ def run_event_loop(main: Coroutine[Any, Any, None]) -> None:
         gc.unfreeze()
 
 
-def cache_warnings(workload: str, deltas: dict[str, dict[str, float]]) -> list[str]:
-    """Warnings when a server answered measured prompts from its prefix cache.
+def cache_warnings(
+    workload: str, servers: dict[str, ServerMetrics], expected_reuse: float | None = None
+) -> list[str]:
+    """Warnings when a server answered measured prompts from its prefix cache beyond what the workload
+    itself reuses.
 
-    Random and trace workloads should compute every prompt; reused prompts (e.g. the same --seed run twice
-    against one server) make prefill look free. In disaggregated mode the decode instance's external
-    (transferred) KV is expected and not warned about.
+    Random and trace workloads should compute every prompt, except the prefix reuse a trace holds
+    (`expected_reuse`, Mooncake hash ids); more than that (e.g. the same --seed run twice against one
+    server) makes prefill look free. In disaggregated mode the decode instance's external (transferred)
+    KV is expected and not warned about.
     """
     if workload not in ("random", "trace"):
         return []
+    allowed = (expected_reuse or 0.0) + 0.05
     out = []
-    for url, d in deltas.items():
-        hits = sum(v for k, v in d.items() if k.startswith("vllm:prefix_cache_hits"))
-        queries = sum(v for k, v in d.items() if k.startswith("vllm:prefix_cache_queries"))
-        if queries and hits / queries > 0.05:
+    for url, m in servers.items():
+        rate = m.prefix_cache_hit_rate if m.error is None else None
+        if rate is not None and rate > allowed:
+            within = f" (the trace itself reuses {expected_reuse:.0%})" if expected_reuse else ""
             out.append(
-                f"{url} served {hits / queries:.0%} of prompt tokens from its local prefix cache: the "
+                f"{url} served {rate:.0%} of prompt tokens from its local prefix cache{within}: the "
                 "prompts were seen before on this server (same --seed as an earlier run?), so latency and "
                 "energy are not those of computing them; use a new --seed or restart the server"
             )
@@ -229,10 +273,8 @@ def run(cfg: RunConfig, argv: list[str]) -> Path:
     setup = serving_setup.describe(cfg.endpoint, cfg.launch_plan)
     tokenizer, tok_source = open_tokenizer(cfg, tok_path, model, setup)
     n_warm = cfg.arrival.warmup
-    seed = cfg.workload.seed
     try:
-        specs = build_workload(cfg.workload, tokenizer, cfg.workload.num_requests, seed)
-        warm = build_workload(cfg.workload, tokenizer, n_warm, seed + 1_000_003) if n_warm else []
+        specs, warm, trace = _workload(cfg.workload, tokenizer, n_warm, served_max_model_len(models, model))
     except TokenizerUnavailable as exc:
         raise ExperimentError(f"building the prompts failed: {exc}") from exc
     finally:
@@ -261,6 +303,7 @@ def run(cfg: RunConfig, argv: list[str]) -> Path:
         served_models=models,
         serving_setup=setup,
         run_dir=str(run_dir),
+        trace=trace,
     )
     writer = ResultWriter(run_dir, meta)
     meter = EnergyMeter(
@@ -289,10 +332,10 @@ def run(cfg: RunConfig, argv: list[str]) -> Path:
     result.stages = stage_summary(writer.records)
     result.energy = meter.section()
     result.server_metrics = {url: _server_deltas(before[url], after[url]) for url in cfg.server_metrics_urls}
-    deltas = {url: m.deltas for url, m in result.server_metrics.items() if m.error is None}
-    result.warnings = cache_warnings(cfg.workload.kind, deltas) + client_timing_warnings(
-        result.summary, capped=cfg.arrival.max_concurrency is not None
-    )
+    reuse = trace.prefix_reuse if trace is not None else None
+    result.warnings = cache_warnings(
+        cfg.workload.kind, result.server_metrics, reuse
+    ) + client_timing_warnings(result.summary, capped=cfg.arrival.max_concurrency is not None)
     if cfg.arrival.kind != "closed" and (steady := steady_state_warning(result.measured())):
         result.warnings.append(steady)
     for w in result.warnings:

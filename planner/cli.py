@@ -25,7 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from experiments.cli_errors import OneLineErrorParser
+from experiments.schema import OVERLENGTH_POLICIES
 from experiments.slo import parse_slo
+from experiments.traces import describe_trace
 from planner import plots
 from planner.outcome import Outcome, ramp_note, request_metrics, summarize
 from planner.profile_model import EngineLimits, Profile, ProfileError, load_profile
@@ -81,10 +83,29 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     w.add_argument("--output-len", type=_length, default=256, help="output tokens: N or MIN:MAX")
     w.add_argument("--dataset", default=None, help="trace (.csv/.jsonl) or ShareGPT JSON")
     w.add_argument("--tokenizer", default=None, help="model directory whose tokenizer counts ShareGPT text")
-    w.add_argument("--trace-time-scale", type=float, default=1.0)
+    w.add_argument(
+        "--trace-time-scale",
+        type=float,
+        default=None,
+        help="trace replay: multiply its gaps (or give --rates: the trace rescaled to each mean rate)",
+    )
+    w.add_argument("--trace-start", type=float, default=0.0, help="trace slice: seconds into the trace")
+    w.add_argument("--trace-duration", type=float, default=None, help="trace slice: seconds of trace time")
+    w.add_argument("--trace-first-row", type=int, default=0, help="trace slice by rows: first row")
+    w.add_argument(
+        "--max-model-len", type=int, default=None, help="trace rows must fit this context (prompt + output)"
+    )
+    w.add_argument(
+        "--overlength", choices=OVERLENGTH_POLICIES, default="clip", help="rows longer: clip or skip"
+    )
     w.add_argument("--num-requests", type=int, default=2000, help="requests per simulated run")
     w.add_argument("--seed", type=int, default=0, help="seed of lengths and arrivals")
-    w.add_argument("--arrival", choices=ARRIVAL_KINDS, default="poisson")
+    w.add_argument(
+        "--arrival",
+        choices=ARRIVAL_KINDS,
+        default=None,
+        help="default: trace for a trace workload, else poisson",
+    )
     w.add_argument("--burstiness", type=float, default=1.0, help="gamma shape (arrival gamma only)")
     e = p.add_argument_group("engine limits (default: the profile's)")
     e.add_argument("--max-num-batched-tokens", type=int, default=None)
@@ -165,7 +186,22 @@ def _load(args: argparse.Namespace) -> tuple[Profile, EngineLimits]:
     return prof, limits
 
 
+def _resolve_arrival(args: argparse.Namespace) -> None:
+    """A trace workload replays the trace's times unless --arrival says otherwise; flags that contradict
+    each other are one-line errors (as in run_experiment.py)."""
+    trace = args.workload == "trace"
+    args.arrival = args.arrival or ("trace" if trace else "poisson")
+    if args.arrival == "trace" and not trace:
+        raise ValueError("--arrival trace needs a trace workload (--workload trace --dataset FILE)")
+    if args.trace_time_scale is not None and (args.arrival != "trace" or getattr(args, "rates", None)):
+        raise ValueError(
+            "--trace-time-scale scales a trace's own times: not with generated arrivals, and not with "
+            "--rates (a rate sets the scale)"
+        )
+
+
 def _workload_spec(args: argparse.Namespace) -> WorkloadSpec:
+    _resolve_arrival(args)
     return WorkloadSpec(
         kind=args.workload,
         num_requests=args.num_requests,
@@ -174,6 +210,11 @@ def _workload_spec(args: argparse.Namespace) -> WorkloadSpec:
         dataset=args.dataset,
         tokenizer=args.tokenizer,
         trace_time_scale=args.trace_time_scale,
+        trace_start_s=args.trace_start,
+        trace_duration_s=args.trace_duration,
+        trace_first_row=args.trace_first_row,
+        max_model_len=args.max_model_len,
+        overlength=args.overlength,
         seed=args.seed,
     )
 
@@ -211,18 +252,17 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     prof, limits = _load(args)
     spec = _workload_spec(args)
     workload = build_workload(spec)
-    if args.arrival == "trace":
-        rates: list[float | None] = [None]
-    elif not args.rates:
+    rates: list[float | None] = list(args.rates) if args.rates else [None]
+    if args.arrival != "trace" and not args.rates:
         raise ValueError("give --rates (requests/s), e.g. --rates 2,4,8")
-    else:
-        rates = list(args.rates)
     setups = [parse_setup(s, args.policy) for part in args.setup for s in part.split(",") if s.strip()]
     print(prof.describe())
     print(
         f"workload: {spec.describe()}, {len(workload)} requests, {args.arrival} arrivals, "
         f"seed {spec.seed}; SLO {_slo_text(args.slo)}"
     )
+    if workload.trace is not None:
+        print(f"trace: {describe_trace(workload.trace, args.arrival)}")
     print(HEADER)
     series: dict[str, list[Outcome]] = {}
     for setup in setups:
@@ -230,7 +270,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         for rate in rates:
             arrivals = workload.arrivals(args.arrival, rate, args.burstiness, args.seed)
             run = simulate(
-                prof, setup, workload.prompt_tokens, workload.output_tokens, arrivals, limits, rate
+                prof,
+                setup,
+                workload.prompt_tokens,
+                workload.output_tokens,
+                arrivals,
+                limits,
+                rate,
+                prefix=workload.prefix,
             )
             metrics = request_metrics(run)
             out = summarize(run, prof.power, args.slo, metrics=metrics)
@@ -274,12 +321,11 @@ def cmd_search(args: argparse.Namespace) -> int:
         raise ValueError("search needs --slo, e.g. --slo ttft=500,tpot=25")
     prof, limits = _load(args)
     spec = _workload_spec(args)
-    arrival = "poisson" if args.arrival == "trace" else args.arrival  # lengths from a trace, rates ours
     cfg = SearchConfig(
         args.slo,
         args.target,
         args.precision,
-        arrival,
+        args.arrival,
         args.burstiness,
         args.seed,
         args.requests_per_gpu,

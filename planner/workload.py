@@ -19,14 +19,16 @@ from functools import lru_cache
 import numpy as np
 
 from experiments.arrivals import OPEN_LOOP_KINDS, ArrivalConfig, schedule
+from experiments.schema import TraceInfo
+from experiments.traces import TraceReplay, TraceSelection, prefix_chains, select_trace
 from experiments.workloads import (
     RequestSpec,
     WorkloadError,
     fixed_workload,
     random_workload,
     sharegpt_workload,
-    trace_workload,
 )
+from planner.simulate import Prefix
 
 WORKLOAD_KINDS = ("random", "fixed", "trace", "sharegpt")
 ARRIVAL_KINDS = (*OPEN_LOOP_KINDS, "trace")
@@ -66,14 +68,38 @@ class WorkloadSpec:
     output_len: int | tuple[int, int] = 256
     dataset: str | None = None
     tokenizer: str | None = None  # ShareGPT only: a model directory
-    trace_time_scale: float = 1.0
+    trace_time_scale: float | None = None  # trace replays (experiments.traces.TraceReplay): its speed ...
+    trace_rate: float | None = None  # ... or the mean rate it is rescaled to
+    trace_start_s: float = 0.0
+    trace_duration_s: float | None = None
+    trace_first_row: int = 0
+    max_model_len: int | None = None
+    overlength: str = "clip"
     seed: int = 0
+
+    @property
+    def replay(self) -> TraceReplay:
+        """The trace replay this spec asks for (`num_requests` rows at most)."""
+        return TraceReplay(
+            time_scale=None if self.trace_rate is not None else self.trace_time_scale,
+            rate=self.trace_rate,
+            start_s=self.trace_start_s,
+            duration_s=self.trace_duration_s,
+            first_row=self.trace_first_row,
+            count=self.num_requests,
+            max_model_len=self.max_model_len,
+            overlength=self.overlength,
+        )
 
     def describe(self) -> str:
         if self.kind == "random":
             return f"random {self.input_len} in / {self.output_len} out"
         if self.kind == "fixed":
             return f"fixed {self.input_len} in / {self.output_len} out"
+        if self.kind == "trace":
+            speed = f"x{self.trace_time_scale:g}" if self.trace_time_scale else "its own times"
+            speed = f"mean {self.trace_rate:g} req/s" if self.trace_rate else speed
+            return f"trace {self.dataset} ({speed}, from {self.trace_start_s or self.trace_first_row:g})"
         return f"{self.kind} {self.dataset}"
 
 
@@ -83,6 +109,8 @@ class Workload:
     specs: tuple[RequestSpec, ...]
     prompt_tokens: np.ndarray
     output_tokens: np.ndarray
+    trace: TraceInfo | None = None  # a trace replay's slice, speed and over-length counts
+    prefix: Prefix | None = None  # a trace's prompt blocks (prefix reuse), for the prefix caches
 
     def __len__(self) -> int:
         return len(self.specs)
@@ -91,15 +119,23 @@ class Workload:
         """The same requests `times` over, renumbered (a longer run of the same length mix)."""
         n = len(self.specs)
         specs = tuple(dataclasses.replace(s, index=k * n + s.index) for k in range(times) for s in self.specs)
+        prefix = None
+        if self.prefix is not None:  # each repeat's prompts are new: offset its block nodes
+            top = 1 + max((max(c) for c in self.prefix.chains if c), default=0)
+            chains = tuple(tuple(x + k * top for x in c) for k in range(times) for c in self.prefix.chains)
+            prefix = Prefix(chains, self.prefix.block_tokens)
         return Workload(
             dataclasses.replace(self.spec, num_requests=n * times),
             specs,
             np.tile(self.prompt_tokens, times),
             np.tile(self.output_tokens, times),
+            self.trace,
+            prefix,
         )
 
     def arrivals(self, kind: str, rate: float | None, burstiness: float = 1.0, seed: int = 0) -> np.ndarray:
-        """Arrival offsets (s) from experiments.arrivals.schedule; "trace" replays the trace's times."""
+        """Arrival offsets (s) from experiments.arrivals.schedule; "trace" replays the trace's times, rescaled
+        to a mean of `rate` req/s when given."""
         if kind not in ARRIVAL_KINDS:
             raise ValueError(
                 f"arrival kind {kind!r} cannot be simulated; use {', '.join(ARRIVAL_KINDS)} "
@@ -107,6 +143,11 @@ class Workload:
             )
         cfg = ArrivalConfig(kind, rate=None if kind == "trace" else rate, burstiness=burstiness, seed=seed)  # type: ignore[arg-type]
         offsets = np.asarray(schedule(self.specs, cfg), dtype=float)
+        if kind == "trace" and rate is not None:  # the replay's own times, rescaled to a mean of `rate`
+            own = self.trace.offered_rate if self.trace is not None else None
+            if not own:
+                raise ValueError("this workload has no trace times to rescale; give a trace workload")
+            offsets *= own / rate
         if not np.all(np.isfinite(offsets)) or np.any(np.diff(offsets) < 0):
             raise ValueError("arrival offsets must be finite and sorted")
         return offsets
@@ -131,7 +172,7 @@ def build_workload(spec: WorkloadSpec) -> Workload:
     elif spec.kind == "trace":
         if not spec.dataset:
             raise WorkloadError("a trace workload needs --dataset PATH (Azure CSV or Mooncake JSONL)")
-        specs = trace_workload(spec.dataset, LengthOnlyTokenizer(), seed, spec.trace_time_scale, limit=n)
+        return trace_lengths(spec, select_trace(spec.dataset, spec.replay))
     elif spec.kind == "sharegpt":
         if not (spec.dataset and spec.tokenizer):
             raise WorkloadError("a ShareGPT workload needs --dataset PATH and --tokenizer MODEL_DIR")
@@ -141,6 +182,20 @@ def build_workload(spec: WorkloadSpec) -> Workload:
     else:
         raise WorkloadError(f"unknown workload {spec.kind!r}; use {', '.join(WORKLOAD_KINDS)}")
     return from_specs(spec, specs)
+
+
+def trace_lengths(spec: WorkloadSpec, selection: TraceSelection) -> Workload:
+    """A trace replay's lengths and arrival offsets (no prompt text), with its prompt blocks if any."""
+    specs = [
+        RequestSpec(index=i, prompt="", input_tokens=r.input_len, output_tokens=r.output_len, arrival_s=t)
+        for i, (r, t) in enumerate(zip(selection.rows, selection.arrivals_s, strict=True))
+    ]
+    info = selection.info
+    prefix = None
+    if info.block_size is not None:
+        chains = tuple(prefix_chains(selection.rows, info.block_size))
+        prefix = Prefix(chains, info.block_size)
+    return dataclasses.replace(from_specs(spec, specs), trace=info, prefix=prefix)
 
 
 def from_specs(spec: WorkloadSpec, specs: Sequence[RequestSpec]) -> Workload:

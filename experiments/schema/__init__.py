@@ -42,6 +42,7 @@ from experiments.schema.result import (
 )
 from experiments.schema.run import (
     MODES,
+    OVERLENGTH_POLICIES,
     WORKLOADS,
     ClockAnchor,
     GpuInfo,
@@ -51,6 +52,7 @@ from experiments.schema.run import (
     RunMetadata,
     ServerMetrics,
     Sweep,
+    TraceInfo,
     WorkloadConfig,
 )
 from experiments.schema.setup import Instance, InstanceSettings, ServingSetup, SetupKind
@@ -60,6 +62,7 @@ from experiments.schema.upgrade import SCHEMA_VERSION
 __all__ = [
     "ARCHIVE_FILE",
     "MODES",
+    "OVERLENGTH_POLICIES",
     "RECORDS_FILE",
     "RESULT_FILE",
     "SCHEMA_VERSION",
@@ -95,6 +98,7 @@ __all__ = [
     "StageTimes",
     "Summary",
     "Sweep",
+    "TraceInfo",
     "WorkloadConfig",
     "archive_run",
     "computed",

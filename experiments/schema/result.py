@@ -29,7 +29,7 @@ from experiments.schema.chunk_codec import pack_chunk_times, unpack_chunk_times
 from experiments.schema.energy import SCOPES, EnergySection
 from experiments.schema.records import Record
 from experiments.schema.run import RunMetadata, ServerMetrics
-from experiments.schema.summary import StageSummary, Summary
+from experiments.schema.summary import StageSummary, Summary, send_span_s
 from experiments.schema.upgrade import SCHEMA_VERSION, upgrade
 
 RESULT_FILE = "result.json"
@@ -148,6 +148,8 @@ class RunResult:
                 doc["records"] = on_disk
         result = convert(doc, cls, str(result_path))
         result.path = result_path
+        if result.summary is not None and result.summary.send_span_s is None:  # written before the field
+            result.summary.send_span_s = send_span_s(r.sent_mono_ns for r in result.records if r.measured)
         return result
 
 

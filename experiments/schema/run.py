@@ -8,10 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from experiments.arrivals import ArrivalConfig
+from experiments.schema.base import computed
 from experiments.schema.setup import ServingSetup
 
 MODES: tuple[str, ...] = ("traditional", "disagg", "passthrough")
 WORKLOADS: tuple[str, ...] = ("random", "fixed", "sharegpt", "trace")
+# What a trace replay does with a request longer than the served context: cut its prompt, or leave it out.
+OVERLENGTH_POLICIES: tuple[str, ...] = ("clip", "skip")
 
 
 @dataclass(slots=True, kw_only=True)
@@ -21,12 +24,45 @@ class WorkloadConfig:
 
     kind: str = "random"
     num_requests: int = 100
-    input_len: int | tuple[int, int] = 1024
-    output_len: int | tuple[int, int] = 128
+    input_len: int | tuple[int, int] | None = 1024  # None: the lengths come from a trace
+    output_len: int | tuple[int, int] | None = 128
     dataset: str | None = None
     prompt: str | None = None
-    trace_time_scale: float = 1.0
+    trace_time_scale: float | None = 1.0  # None: set by trace_rate
+    trace_rate: float | None = None  # a trace rescaled to this mean offered rate (req/s)
+    trace_start_s: float = 0.0  # a trace's slice: from this second of trace time ...
+    trace_duration_s: float | None = None  # ... for this long
+    trace_first_row: int = 0  # or from this row (time order)
+    max_model_len: int | None = None  # the served context a trace's rows must fit (None: the endpoint's)
+    overlength: str = "clip"  # what a longer row gets: OVERLENGTH_POLICIES
     seed: int = 0
+
+
+@dataclass(slots=True, kw_only=True)
+class TraceInfo:
+    """What a trace replay sent (experiments.traces.select_trace): its slice, speed and over-length count.
+
+    `trace_rate` is the slice's own mean rate, (requests - 1) / `trace_span_s`; `offered_rate` the same
+    after `time_scale` (the nominal load of the replay; the summary's `arrival_rate` is what the client
+    realized). `prefix_reuse`: share of prompt tokens an unbounded prefix cache could serve (hash ids)."""
+
+    path: str
+    rows_read: int
+    zero_length_skipped: int = 0
+    first_row: int = 0
+    start_s: float = 0.0
+    requests: int = 0
+    trace_span_s: float = 0.0
+    trace_rate: float | None = None
+    time_scale: float = 1.0
+    offered_rate: float | None = None
+    max_model_len: int | None = None
+    overlength: str = "clip"
+    clipped: int = 0
+    clipped_tokens: int = 0
+    skipped: int = 0
+    prefix_reuse: float | None = None
+    block_size: int | None = None  # prompt tokens per hash id
 
 
 @dataclass(slots=True, kw_only=True)
@@ -137,6 +173,7 @@ class RunMetadata(Provenance):
     serving_setup: ServingSetup | None = None  # None in results older than the setup record
     run_dir: str | None = None
     end_epoch_ns: int | None = None
+    trace: TraceInfo | None = None  # a trace replay's slice, speed and over-length counts
 
     @classmethod
     def of(cls, provenance: Provenance, **run: Any) -> RunMetadata:
@@ -155,3 +192,11 @@ class ServerMetrics:
 
     deltas: dict[str, float] = field(default_factory=dict)
     error: str | None = None
+
+    @computed
+    def prefix_cache_hit_rate(self) -> float | None:
+        """Share of prompt tokens this server served from its local prefix cache over the run (vLLM's
+        prefix_cache_hits / prefix_cache_queries), None where it counted no query."""
+        hits = sum(v for k, v in self.deltas.items() if k.startswith("vllm:prefix_cache_hits"))
+        queries = sum(v for k, v in self.deltas.items() if k.startswith("vllm:prefix_cache_queries"))
+        return hits / queries if queries else None

@@ -56,6 +56,13 @@ class Distribution:
         return None if value is None else float(value)
 
 
+def send_span_s(sent_mono_ns: Iterable[int | None]) -> float | None:
+    """First to last of the given send times, in s (None under two sends or a zero span)."""
+    sends = [t for t in sent_mono_ns if t is not None]
+    span = (max(sends) - min(sends)) / 1e9 if len(sends) > 1 else 0.0
+    return span or None
+
+
 def _per_second(count: float | None, duration_s: float | None) -> float | None:
     return count / duration_s if count is not None and duration_s else None
 
@@ -68,7 +75,8 @@ class Summary:
     every per-request figure, energy included, divides by it. `failed` counts the others, except those
     `cancelled` by an interruption of the run (in flight at Ctrl-C or SIGTERM: not the server's failure).
     `duration_s` spans the first send to the last end over all measured requests (failed and cancelled
-    included). `good_requests` and `goodput` are None without an SLO. `chunks` counts the text chunks of
+    included), `send_span_s` their first to last send (`arrival_rate`: the load that actually arrived).
+    `good_requests` and `goodput` are None without an SLO. `chunks` counts the text chunks of
     the successful requests, `coalesced_chunks` those that arrived in the same network read as the chunk
     before them (the same timestamp: an ITL of exactly 0, set by read batching, not by the server's steps).
     """
@@ -78,7 +86,9 @@ class Summary:
     completed: int = 0
     failed: int = 0
     cancelled: int = 0
+    retried: int = 0  # measured requests sent again after their connection died unanswered
     duration_s: float | None = None
+    send_span_s: float | None = None  # first to last send of the measured requests
     total_input_tokens: int = 0
     total_output_tokens: int = 0
     good_requests: int | None = None
@@ -98,6 +108,11 @@ class Summary:
     def coalesced_chunk_share(self) -> float | None:
         """Share of text chunks that arrived in one read with the chunk before them (None: no chunks)."""
         return self.coalesced_chunks / self.chunks if self.chunks else None
+
+    @computed
+    def arrival_rate(self) -> float | None:
+        """The offered load the client realized: (measured - 1) / the span of their sends (req/s)."""
+        return _per_second(self.measured - 1, self.send_span_s) if self.measured > 1 else None
 
     @computed
     def request_throughput(self) -> float | None:

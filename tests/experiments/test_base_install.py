@@ -21,7 +21,8 @@ from experiments.model_dir import write_model_dir
 from experiments.schema import RunResult, ServingSetup
 from experiments.server_tokenizer import ServerTokenizer, TokenizerUnavailable, server_tokenizer
 from experiments.serving_setup import instance_urls
-from experiments.workloads import random_workload, trace_workload
+from experiments.traces import trace_workload
+from experiments.workloads import random_workload
 from fake_upstream import FakeUpstream
 from tests.conftest import free_port
 

@@ -3,6 +3,7 @@ NVML monitor, read back through the schema; and its helpers that need no server.
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 
 from experiments.model_dir import write_model_dir
 from experiments.runner import cache_warnings
-from experiments.schema import RECORDS_FILE, SCHEMA_VERSION, RunResult
+from experiments.schema import RECORDS_FILE, SCHEMA_VERSION, RunResult, ServerMetrics
 from fake_upstream import FakeBehavior, FakeUpstream
 
 REPO = Path(__file__).resolve().parents[2]
@@ -105,21 +106,126 @@ def test_a_sweep_records_its_place_in_every_run(model_dir: Path, tmp_path: Path)
     assert all(r.energy is not None and not r.energy.available and r.energy.reason for r in runs)
 
 
+def _servers(deltas: dict[str, dict[str, float]]) -> dict[str, ServerMetrics]:
+    return {url: ServerMetrics(deltas=d) for url, d in deltas.items()}
+
+
 def test_reused_prompts_are_flagged() -> None:
-    deltas = {"http://p": {f"{P}_queries_total{{}}": 1000.0, f"{P}_hits_total{{}}": 990.0}}
-    (w,) = cache_warnings("random", deltas)
+    servers = _servers({"http://p": {f"{P}_queries_total{{}}": 1000.0, f"{P}_hits_total{{}}": 990.0}})
+    assert servers["http://p"].prefix_cache_hit_rate == 0.99
+    (w,) = cache_warnings("random", servers)
     assert "http://p" in w and "99%" in w and "--seed" in w
 
 
+def test_a_traces_own_prefix_reuse_is_expected_but_not_more() -> None:
+    servers = _servers({"http://p": {f"{P}_queries_total{{}}": 1000.0, f"{P}_hits_total{{}}": 400.0}})
+    assert cache_warnings("trace", servers, expected_reuse=0.38) == []  # 40% hits, 38% reused: within 5 pts
+    (w,) = cache_warnings("trace", servers, expected_reuse=0.30)
+    assert "40%" in w and "the trace itself reuses 30%" in w
+    assert cache_warnings("trace", servers) != []  # a trace without hash ids reuses nothing
+
+
 def test_fresh_prompts_and_transferred_kv_are_not_flagged() -> None:
-    deltas = {
-        "http://p": {f"{P}_queries_total{{}}": 1000.0},
-        # decode's KV arriving from prefill is counted as external hits, not local ones
-        "http://d": {f"{P}_queries_total{{}}": 1000.0, "vllm:external_prefix_cache_hits_total{}": 1000.0},
-    }
-    assert cache_warnings("random", deltas) == []
+    servers = _servers(
+        {
+            "http://p": {f"{P}_queries_total{{}}": 1000.0},
+            # decode's KV arriving from prefill is counted as external hits, not local ones
+            "http://d": {f"{P}_queries_total{{}}": 1000.0, "vllm:external_prefix_cache_hits_total{}": 1000.0},
+        }
+    )
+    assert cache_warnings("random", servers) == []
+    assert cache_warnings("random", {"http://x": ServerMetrics(error="unreachable")}) == []
 
 
 def test_shared_prefix_workloads_are_not_flagged() -> None:
-    deltas = {"http://p": {f"{P}_queries_total{{}}": 1000.0, f"{P}_hits_total{{}}": 990.0}}
-    assert cache_warnings("fixed", deltas) == [] and cache_warnings("sharegpt", deltas) == []
+    servers = _servers({"http://p": {f"{P}_queries_total{{}}": 1000.0, f"{P}_hits_total{{}}": 990.0}})
+    assert cache_warnings("fixed", servers) == [] and cache_warnings("sharegpt", servers) == []
+
+
+def _trace(path: Path, gaps_s: list[float]) -> Path:
+    """A trace of len(gaps_s) + 1 requests of 8 -> 3 tokens, spaced by `gaps_s`."""
+    times = [0.0]
+    for gap in gaps_s:
+        times.append(times[-1] + gap)
+    path.write_text("timestamp_s,input_length,output_length\n" + "".join(f"{t},8,3\n" for t in times))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("keepalive_s", "gap_s", "retried"),
+    [
+        # Idle gaps past the client's KEEPALIVE_S (2 s), inside the server's 2.5 s: the client never sends on
+        # a connection the server may be closing (a client keeping it longer loses requests here).
+        (2.5, 2.2, 0),
+        # Gaps inside the client's keep-alive but past the race point of a short server keep-alive: the
+        # dropped request is sent once more on a new connection and counted, never lost.
+        (0.5, 0.45, 3),
+    ],
+)
+def test_no_request_is_lost_to_a_servers_keep_alive_close(
+    tmp_path: Path, keepalive_s: float, gap_s: float, retried: int
+) -> None:
+    trace = _trace(tmp_path / "gaps.csv", [gap_s] * 3)
+    model_dir = write_model_dir(tmp_path / "model")
+    with FakeUpstream(root=str(model_dir), keepalive_s=keepalive_s) as srv:
+        args = [
+            "--endpoint", srv.url, "--dataset", str(trace), "--warmup", "0", "--monitor", "none",
+            "--idle-seconds", "0", "--output-dir", str(tmp_path / "runs"),
+        ]  # fmt: skip
+        proc = run_cli(args)
+    assert proc.returncode == 0, proc.stderr
+    res = RunResult.load(next((tmp_path / "runs").glob("*/result.json")))
+    assert res.summary is not None and (res.summary.completed, res.summary.failed) == (4, 0)
+    assert srv.dropped == retried and res.summary.retried == retried
+    assert [r.retries for r in res.records] == [0] + [1 if retried else 0] * 3
+    assert all(r.retry_error and "Disconnected" in r.retry_error for r in res.records if r.retries)
+    # trace arrivals by default: the sends kept the trace's gaps
+    sends = [r.sent_mono_ns for r in res.records]
+    assert all(abs((b - a) / 1e9 - gap_s) < 0.2 for a, b in itertools.pairwise(sends))  # type: ignore[operator]
+
+
+def test_a_trace_replays_its_own_times_scaled_and_the_dry_run_says_so(tmp_path: Path) -> None:
+    trace = _trace(tmp_path / "t.csv", [1.0, 0.5, 1.5])  # 3 gaps in 3 s: the trace's own 1 req/s
+    dry = run_cli(["--dataset", str(trace), "--trace-time-scale", "0.5", "--dry-run", "--num-requests", "4"])
+    assert dry.returncode == 0, dry.stderr
+    assert "trace arrivals" in dry.stdout and "own times x0.5 (mean 2 req/s offered; own 1)" in dry.stdout
+    model_dir = write_model_dir(tmp_path / "model")
+    with FakeUpstream(root=str(model_dir)) as srv:
+        common = ["--endpoint", srv.url, "--dataset", str(trace), "--warmup", "0", "--monitor", "none"]
+        common += ["--idle-seconds", "0", "--output-dir", str(tmp_path / "runs")]
+        scaled = run_cli([*common, "--trace-time-scale", "0.5", "--run-name", "scaled"])
+        rated = run_cli([*common, "--rate", "3", "--run-name", "rated"])  # 3x the trace's own mean
+    assert scaled.returncode == 0 and rated.returncode == 0, scaled.stderr + rated.stderr
+    for name, gaps in (("scaled", [0.5, 0.25, 0.75]), ("rated", [1 / 3, 1 / 6, 0.5])):
+        res = RunResult.load(tmp_path / "runs" / name)
+        assert res.metadata.config.arrival.kind == "trace" and res.metadata.trace is not None
+        scheduled = [r.scheduled_mono_ns for r in res.records]
+        got = [(b - a) / 1e9 for a, b in itertools.pairwise(scheduled)]  # type: ignore[operator]
+        assert got == pytest.approx(gaps, abs=1e-3)
+        assert res.metadata.trace.offered_rate == pytest.approx(3 / sum(gaps))
+        assert res.summary is not None and res.summary.arrival_rate == pytest.approx(3 / sum(gaps), rel=0.1)
+    assert "arrived at" in rated.stdout and "mean 3 req/s offered" in rated.stdout
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--trace-time-scale", "2", "--rate", "4"], "not both: the rate sets the scale"),
+        (["--trace-time-scale", "2", "--arrival", "poisson", "--rate", "4"], "--arrival poisson replaces"),
+        (["--burstiness", "0.5"], "trace arrivals keep the trace's gaps"),
+        (["--trace-start", "10", "--trace-first-row", "2"], "by time (start, duration) or by rows"),
+    ],
+)
+def test_contradictory_trace_flags_are_one_line_errors(
+    tmp_path: Path, flags: list[str], message: str
+) -> None:
+    trace = _trace(tmp_path / "t.csv", [1.0, 1.0])
+    proc = run_cli(["--dataset", str(trace), "--dry-run", "--num-requests", "3", *flags])
+    assert proc.returncode == 2 and message in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+
+
+def test_trace_flags_need_a_trace() -> None:
+    proc = run_cli(
+        ["--trace-time-scale", "2", "--dry-run", "--input-len", "8", "--output-len", "2", "--rate", "1"]
+    )
+    assert proc.returncode == 2 and "needs a trace workload" in proc.stderr

@@ -1,4 +1,4 @@
-"""Workloads: exact prompt lengths, seeded determinism, ShareGPT and trace parsing, clear errors."""
+"""Workloads: exact prompt lengths, seeded determinism, ShareGPT parsing, clear errors."""
 
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ from experiments.workloads import (
     random_prompt,
     random_workload,
     sharegpt_workload,
-    trace_workload,
 )
 
 
@@ -204,124 +203,3 @@ def test_sharegpt_errors(tok: Tokenizer, tmp_path: Path, content: str | None, me
     with pytest.raises(WorkloadError, match=message) as info:
         sharegpt_workload(path, tok, 2, seed=0)
     assert "\n" not in str(info.value)
-
-
-# ---- traces ------------------------------------------------------------------------------------------
-
-
-def write(path: Path, text: str) -> Path:
-    path.write_text(text)
-    return path
-
-
-AZURE = """TIMESTAMP,ContextTokens,GeneratedTokens
-2023-11-16 18:15:46.6805900,12,30
-2023-11-16 18:15:47.1805900,40,1
-2023-11-16 18:15:48.9305900,7,8
-"""
-
-
-def test_azure_csv_trace(tok: Tokenizer, tmp_path: Path) -> None:
-    path = write(tmp_path / "azure.csv", AZURE)
-    specs = trace_workload(path, tok, seed=0)
-    assert [(s.input_tokens, s.output_tokens) for s in specs] == [(12, 30), (40, 1), (7, 8)]
-    assert [s.arrival_s for s in specs] == pytest.approx([0.0, 0.5, 2.25], abs=1e-6)
-    assert [n_tokens(tok, s.prompt) for s in specs] == [12, 40, 7]
-    slow = trace_workload(path, tok, seed=0, time_scale=2.0)
-    assert [s.arrival_s for s in slow] == pytest.approx([0.0, 1.0, 4.5], abs=1e-6)
-    assert [s.prompt for s in slow] == [s.prompt for s in specs]
-    assert len(trace_workload(path, tok, seed=0, limit=2)) == 2
-
-
-def test_trace_is_seeded(tok: Tokenizer, tmp_path: Path) -> None:
-    path = write(tmp_path / "azure.csv", AZURE)
-    assert trace_workload(path, tok, seed=1) == trace_workload(path, tok, seed=1)
-    assert trace_workload(path, tok, seed=1)[0].prompt != trace_workload(path, tok, seed=2)[0].prompt
-
-
-def test_generic_csv_traces_are_sorted_by_time(tok: Tokenizer, tmp_path: Path) -> None:
-    ms = write(tmp_path / "ms.csv", "timestamp_ms,input_length,output_length\n1500,4,2\n1000,3,9\n4000,5,1\n")
-    specs = trace_workload(ms, tok, seed=0)
-    assert [(s.arrival_s, s.input_tokens, s.output_tokens) for s in specs] == [
-        (0.0, 3, 9),
-        (0.5, 4, 2),
-        (3.0, 5, 1),
-    ]
-    secs = write(tmp_path / "s.csv", "timestamp,input_length,output_length,extra\n10,4,2,a\n10.25,3,9,b\n")
-    assert [s.arrival_s for s in trace_workload(secs, tok, seed=0)] == [0.0, 0.25]
-
-
-def test_zero_length_rows_are_skipped_with_a_warning(tok: Tokenizer, tmp_path: Path) -> None:
-    path = write(tmp_path / "z.csv", "timestamp_s,input_length,output_length\n0,4,0\n1,0,3\n2,5,5\n")
-    with pytest.warns(UserWarning, match="skipped 2 rows"):
-        specs = trace_workload(path, tok, seed=0)
-    assert [(s.arrival_s, s.input_tokens) for s in specs] == [(0.0, 5)]
-
-
-def test_mooncake_jsonl_shares_prefix_blocks(tok: Tokenizer, tmp_path: Path) -> None:
-    rows = [
-        {"timestamp": 1000, "input_length": 10, "output_length": 3, "hash_ids": [1, 2, 3]},
-        {"timestamp": 1250, "input_length": 12, "output_length": 4, "hash_ids": [1, 2, 9]},
-        {"timestamp": 3000, "input_length": 6, "output_length": 5, "hash_ids": []},
-        {"timestamp": 3500, "input_length": 9, "output_length": 2},
-    ]
-    path = write(tmp_path / "mooncake.jsonl", "\n".join(json.dumps(r) for r in rows) + "\n\n")
-    specs = trace_workload(path, tok, seed=0, block_size=4)
-    assert [s.arrival_s for s in specs] == [0.0, 0.25, 2.0, 2.5]
-    assert [n_tokens(tok, s.prompt) for s in specs] == [10, 12, 6, 9]
-    first, second = (tok.encode(s.prompt) for s in specs[:2])
-    assert first[:8] == second[:8]  # hash ids 1, 2 -> the same two blocks of 4 tokens
-    assert first[8:10] != second[8:10]  # hash id 3 vs 9
-    again = trace_workload(path, tok, seed=0, block_size=4)
-    assert again == specs
-
-
-@pytest.mark.parametrize(
-    ("name", "content", "message"),
-    [
-        ("gone.csv", None, "trace file not found"),
-        ("t.txt", "x", "unknown trace format '.txt'"),
-        ("t.csv", "time,in,out\n1,2,3\n", "unrecognised CSV columns \\['time', 'in', 'out'\\]"),
-        (
-            "t.csv",
-            "timestamp,input_length,output_length\n1,2,3\n2,many,3\n",
-            "t.csv:3: input_length is not a number",
-        ),
-        ("t.csv", "timestamp,input_length,output_length\n1,2.5,3\n", "t.csv:2: input_length must be a whole"),
-        ("t.csv", "timestamp,input_length,output_length\n1,2,-3\n", "t.csv:2: output_length must be a whole"),
-        ("t.csv", "timestamp,input_length,output_length\nsoon,2,3\n", "t.csv:2: timestamp is not a number"),
-        (
-            "t.csv",
-            "TIMESTAMP,ContextTokens,GeneratedTokens\nyesterday,2,3\n",
-            "t.csv:2: TIMESTAMP is not a date",
-        ),
-        ("t.csv", "timestamp,input_length,output_length\n", "no trace rows"),
-        ("t.jsonl", '{"timestamp": 1, "input_length": 2}\n', "t.jsonl:1: missing output_length"),
-        (
-            "t.jsonl",
-            '{"timestamp": 1, "input_length": 2, "output_length": 1}\n{oops\n',
-            "t.jsonl:2: not valid JSON",
-        ),
-        ("t.jsonl", "[1, 2]\n", "t.jsonl:1: expected a JSON object"),
-        (
-            "t.jsonl",
-            '{"timestamp": "x", "input_length": 2, "output_length": 1}\n',
-            "timestamp is not a number",
-        ),
-    ],
-)
-def test_trace_errors(tok: Tokenizer, tmp_path: Path, name: str, content: str | None, message: str) -> None:
-    path = tmp_path / name
-    if content is not None:
-        path.write_text(content)
-    with pytest.raises(WorkloadError, match=message) as info:
-        trace_workload(path, tok, seed=0)
-    assert "\n" not in str(info.value)
-
-
-def test_trace_argument_checks(tok: Tokenizer, tmp_path: Path) -> None:
-    path = write(tmp_path / "azure.csv", AZURE)
-    with pytest.raises(WorkloadError, match="time_scale must be a positive number"):
-        trace_workload(path, tok, seed=0, time_scale=0)
-    with pytest.raises(WorkloadError, match="limit must be >= 1"):
-        trace_workload(path, tok, seed=0, limit=0)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -83,3 +86,36 @@ def test_prompt_text_and_bad_lengths_are_refused() -> None:
         build_workload(WorkloadSpec(kind="sharegpt", dataset="x.json"))
     with pytest.raises(WorkloadError, match=">= 1"):
         fixed_lengths([10, 0], [5, 5])
+
+
+def test_a_trace_is_rescaled_to_a_mean_rate_and_keeps_its_prompt_blocks(tmp_path) -> None:
+    rows = [(0, 600, 5, [1]), (1, 1100, 5, [1, 2]), (3, 1200, 5, [1, 2, 3])]  # 2 gaps in 3 s: 2/3 req/s
+    path = tmp_path / "m.jsonl"
+    path.write_text(
+        "".join(
+            f'{{"timestamp": {t * 1000}, "input_length": {i}, "output_length": {o}, "hash_ids": {h}}}\n'
+            for t, i, o, h in rows
+        )
+    )
+    wl = build_workload(WorkloadSpec(kind="trace", num_requests=10, dataset=str(path)))
+    assert wl.arrivals("trace", None).tolist() == [0.0, 1.0, 3.0]
+    assert wl.arrivals("trace", 2.0).tolist() == pytest.approx([0.0, 1 / 3, 1.0])  # 3x the own mean rate
+    assert wl.prefix is not None and wl.prefix.block_tokens == 512
+    assert wl.prefix.chains == ((0,), (0, 1), (0, 1))  # whole 512-token blocks only
+    capped = build_workload(WorkloadSpec(kind="trace", num_requests=2, dataset=str(path), trace_rate=4.0))
+    assert capped.arrivals("trace", None).tolist() == [0.0, 0.25] and capped.trace.offered_rate == 4.0  # type: ignore[union-attr]
+    twice = wl.repeated(2)
+    assert twice.prefix is not None and twice.prefix.chains[3:] == ((2,), (2, 3), (2, 3))  # new prompts
+
+
+def test_planner_simulate_replays_a_trace_without_rates(tmp_path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("timestamp_s,input_length,output_length\n0,300,20\n0.5,1200,7\n2,50,90\n")
+    base = [sys.executable, "-m", "planner", "simulate", "--profile", "illustrative", "--setup", "single"]
+    base += ["--workload", "trace", "--dataset", str(path)]
+    own = subprocess.run([*base, "--trace-time-scale", "2"], capture_output=True, text=True, timeout=120)
+    assert own.returncode == 0, own.stderr
+    assert "own times x2 (mean 0.5 req/s offered; own 1)" in own.stdout
+    bad = subprocess.run([*base, "--trace-time-scale", "2", "--rates", "3"], capture_output=True, text=True)
+    (error,) = [line for line in bad.stderr.splitlines() if line.startswith("error:")]
+    assert bad.returncode == 1 and "a rate sets the scale" in error
