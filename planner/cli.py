@@ -144,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     from planner.kv_refit import add_kv_parser
     from planner.merge import add_merge_parser
+    from planner.points import add_points_parser
     from planner.predict import add_predict_parser
     from planner.profile_run import add_profile_parser
     from planner.validate_report import add_validate_parser
@@ -153,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_profile_parser(sub)
     add_kv_parser(sub)
     add_merge_parser(sub)
+    add_points_parser(sub)
     return parser
 
 
@@ -393,6 +395,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             from planner.merge import cmd_merge
 
             return cmd_merge(args)
+        if args.command == "points":
+            from planner import points
+
+            if args.verb == "predict":
+                return points.cmd_predict(args, profile_from_arg(args.profile))
+            return points.cmd_compare(args)
         from planner.profile_run import cmd_profile
 
         return cmd_profile(args)

@@ -81,11 +81,14 @@ class Figures:
     static_j_per_request: float | None
     dynamic_j_per_request: float | None
     throughput_rps: float | None
+    e2el_p50_ms: float | None = None
 
 
-def _figures(ttft: np.ndarray, tpot: np.ndarray, j: tuple[float | None, ...], rps: float | None) -> Figures:
-    t, p = Distribution.of(ttft), Distribution.of(tpot[~np.isnan(tpot)])
-    return Figures(t.p50, t.p99, p.p50, p.p99, *j, rps)
+def figures(metrics: Mapping[str, np.ndarray], j: tuple[float | None, ...], rps: float | None) -> Figures:
+    """A side's Figures from its per-request ttft_ms, tpot_ms (NaN for one token) and e2el_ms."""
+    tpot = metrics["tpot_ms"]
+    t, p = Distribution.of(metrics["ttft_ms"]), Distribution.of(tpot[~np.isnan(tpot)])
+    return Figures(t.p50, t.p99, p.p50, p.p99, *j, rps, Distribution.of(metrics["e2el_ms"]).p50)
 
 
 def relative_error(predicted: float | None, measured: float | None) -> float | None:
@@ -236,19 +239,13 @@ def compare_point(
     metrics = request_metrics(sim)
     out: Outcome = summarize(sim, profile.power, None, window, metrics)
     e = out.energy
-    predicted = _figures(
-        metrics["ttft_ms"],
-        metrics["tpot_ms"],
-        (e.j_per_request, e.static_j_per_request, e.dynamic_j_per_request),
-        out.throughput_rps,
-    )
-    measured = _figures(
-        m.ttft_ms,
-        m.tpot_ms,
-        (m.j_per_request, m.static_j_per_request, m.dynamic_j_per_request),
-        m.completed_rps,
+    predicted = figures(
+        metrics, (e.j_per_request, e.static_j_per_request, e.dynamic_j_per_request), out.throughput_rps
     )
     mm = _measured_metrics(m)
+    measured = figures(
+        mm, (m.j_per_request, m.static_j_per_request, m.dynamic_j_per_request), m.completed_rps
+    )
     attainment = {
         slo_label(slo): (
             float(slo_met(mm, slo).sum()) / m.measured_requests,

@@ -14,38 +14,18 @@ Read-only on the GPUs: nothing here changes clocks, power limits or persistence.
 from __future__ import annotations
 
 import argparse
-import math
 import shlex
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 from experiments.cli_errors import OneLineErrorParser
 from experiments.schema import RunResult
-
-
-@dataclass(frozen=True)
-class Shape:
-    name: str
-    input_len: str
-    output_len: str
-    rates: tuple[float, ...]
-    seed_base: int  # distinct per shape: a short prompt must not be a prefix of a longer one
-    # Arrivals last at least this long (more requests at high rates): long requests need a steady state,
-    # i.e. many more requests than the rate x E2E that are in flight at once.
-    min_arrival_s: float = 0.0
-
-    def requests(self, rate: float, floor: int) -> int:
-        return max(floor, math.ceil(rate * self.min_arrival_s))
-
-    def seed(self, rate: float) -> int:
-        """Fresh prompts per rate: the shape's own rates keep their seeds, any other rate gets its own."""
-        if rate in self.rates:
-            return self.seed_base + self.rates.index(rate)
-        return self.seed_base + 100 + round(rate * 10)
+from experiments.shapes import SHAPES, Shape
 
 
 @dataclass(frozen=True)
@@ -59,18 +39,6 @@ class Setup:
     server_metrics: str
 
 
-SHAPES = {
-    "prefill-heavy": Shape("prefill-heavy", "2048", "256", (4, 8, 12, 16, 20, 24), 1000),
-    # 1024 tokens take 7-15 s: 200 requests never reach a steady state past ~8 req/s (results/h200x2/
-    # frontier/decode-heavy-short), so arrivals last >= 45 s here, 3 E2Es of ~15 s (up to 1440 requests
-    # at 32 req/s; experiments/timing_checks.py warns about a run that still falls short).
-    "decode-heavy": Shape("decode-heavy", "512", "1024", (4, 8, 16, 24, 32), 2000, min_arrival_s=45.0),
-    "mixed": Shape("mixed", "128:4096", "32:1024", (2, 4, 8, 12, 16), 3000),
-    "cpu-smoke": Shape("cpu-smoke", "200", "8", (2, 4), 4000),
-    # Prefill alone (one output token) on a plain instance: does it hold overlapping prefills as the
-    # 1P1D prefill instance does (results/h200x2/frontier/README.md, the prefill-time puzzle)?
-    "prefill-only": Shape("prefill-only", "2048", "1", (4, 8, 12, 16), 5000),
-}
 P, D, PROXY = "http://127.0.0.1:8100", "http://127.0.0.1:8200", "http://127.0.0.1:8000"
 SETUPS = {
     "single": Setup(
@@ -98,9 +66,17 @@ def log(msg: str) -> None:
 
 
 def point_estimate_s(shape: Shape, rate: float, n: int) -> float:
-    """Arrivals + the last requests' decode + idle baseline, warm-up and start-up of the runner."""
-    out = float(shape.output_len.split(":")[-1])
-    return shape.requests(rate, n) / rate + out * 0.03 + 15.0
+    """Arrivals + the last requests' drain + idle baseline, warm-up and start-up of the runner."""
+    return shape.requests(rate, n) / rate + shape.drain_s + 15.0
+
+
+def healthy(endpoint: str) -> bool:
+    """The endpoint answers /v1/models (a setup left up by an earlier call)."""
+    try:
+        with urllib.request.urlopen(endpoint + "/v1/models", timeout=5.0) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
 
 
 def done(out_dir: Path, rate: float) -> bool:
@@ -134,6 +110,9 @@ class Campaign:
 
     def launch(self, setup: Setup) -> Path | None:
         run_dir = self.runs / setup.name
+        if self.args.keep_up and (run_dir / "launch.json").exists() and healthy(setup.endpoint):
+            log(f"{setup.name} is already up (--keep-up): {run_dir}")
+            return run_dir
         cmd = [sys.executable, "-m", *setup.launcher, "--detach", "--model", self.args.model]
         cmd += ["--run-dir", str(run_dir), "--timeout", str(self.args.launch_timeout)]
         cmd += shlex.split(self.args.launch_args)
@@ -152,10 +131,13 @@ class Campaign:
     def point(self, setup: Setup, run_dir: Path, shape: Shape, rate: float) -> None:
         seed = shape.seed(rate)
         out_dir = self.results / shape.name / setup.name
+        if shape.dataset is not None:  # the trace's own gaps, rescaled to a mean of `rate`
+            workload = ["--workload", "trace", "--dataset", shape.dataset]
+        else:
+            workload = ["--input-len", shape.input_len, "--output-len", shape.output_len]
         cmd = [
             sys.executable, "run_experiment.py", "--mode", setup.mode, "--endpoint", setup.endpoint,
-            "--input-len", shape.input_len, "--output-len", shape.output_len,
-            "--num-requests", str(shape.requests(rate, self.args.num_requests)),
+            *workload, "--num-requests", str(shape.requests(rate, self.args.num_requests)),
             "--rate", f"{rate:g}", "--seed", str(seed),
             "--warmup", "4", "--idle-seconds", f"{self.args.idle_seconds:g}",
             "--monitor-interval", "0.1", "--request-timeout", "300",
@@ -208,13 +190,20 @@ class Campaign:
                 self.point(setup, run_dir, shape, rate)
             self.hook(setup, "on end", self.args.on_end)
         finally:
-            self.stop(setup, run_dir)
+            if self.args.keep_up:
+                log(f"{setup.name} kept up (--keep-up): stop it with python -m {setup.stop} stop {run_dir}")
+            else:
+                self.stop(setup, run_dir)
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineErrorParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--setups", default="replicas,single,pd", help=f"comma-separated: {', '.join(SETUPS)}")
-    p.add_argument("--shapes", default="prefill-heavy", help=f"comma-separated: {', '.join(SHAPES)}")
+    p.add_argument(
+        "--shapes",
+        default="prefill-heavy",
+        help=f"comma-separated: {', '.join(SHAPES)} (experiments/shapes.py)",
+    )
     p.add_argument("--rates", default=None, help="override every shape's rates (comma-separated req/s)")
     p.add_argument("--results", default="results/h200x2/frontier", help="where the runs go")
     p.add_argument("--launch-dir", default="/tmp/testbed-runs", help="launcher run dirs (logs, plans)")
@@ -230,6 +219,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="launch time to reserve before starting a setup (a warm host's vLLM starts in 60-115 s)",
     )
     p.add_argument("--idle-seconds", type=float, default=5.0, help="idle baseline before each point")
+    p.add_argument(
+        "--keep-up",
+        action="store_true",
+        help="leave each setup running after its points, and reuse one already up (its launch dir has a "
+        "launch.json and its endpoint answers): a campaign split over device calls launches once",
+    )
     p.add_argument(
         "--launch-args",
         default="",

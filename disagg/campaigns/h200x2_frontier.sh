@@ -24,7 +24,10 @@ fi
 export PYTHONPATH=$SITE${PYTHONPATH:+:$PYTHONPATH}
 # shellcheck disable=SC1091
 source "$STAGE/env.sh"
-for d in /tmp/testbed-runs/*/; do [ -d "$d" ] && python3 -m disagg stop "$d" >/dev/null 2>&1; done  # leftovers
+case " $* " in  # leftovers of an earlier call, unless this campaign reuses them (--keep-up)
+  *" --keep-up "*) ;;
+  *) for d in /tmp/testbed-runs/*/; do [ -d "$d" ] && python3 -m disagg stop "$d" >/dev/null 2>&1; done ;;
+esac
 RES=${RES:-results/h200x2/frontier}
 mkdir -p "$RES"
 START=$(mktemp) && touch "$START"
