@@ -1,5 +1,5 @@
-"""`python -m planner simulate|search|validate|predict|profile|kv|merge`: predict setups from a profile, prove
-them against measured runs, or measure a profile.
+"""`python -m planner simulate|search|validate|predict|profile|kv|merge|loop|ttft-parts`: predict setups
+from a profile, prove them against measured runs, or measure a profile.
 
     python -m planner simulate --profile P --setup 1P1D,replicas:2 --rates 2,4,8 --slo ttft=500,tpot=25
     python -m planner search --profile P --gpus 4,8,16,64 --slo ttft=500,tpot=25 --input-len 2048
@@ -8,6 +8,8 @@ them against measured runs, or measure a profile.
     python -m planner profile --endpoint http://127.0.0.1:8000 --output profile.json
     python -m planner kv --profile P --pd-result RUN --output P2   (the KV side, from another P/D run)
     python -m planner merge P1 P2 --output P [--pd-result RUN]      (one profile from two profile runs)
+    python -m planner loop --profile P --measured DIR --output P2  (async scheduling, API-server s/chunk)
+    python -m planner ttft-parts --profile P --measured DIR --before V0 --after V1 --out MD
 
 `--profile illustrative` uses the built-in illustrative H200 numbers (planner/illustrative.py; not a
 measurement). Workload flags are the runner's (`run_experiment.py`): --workload, --input-len N or
@@ -143,16 +145,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--precision", type=float, default=0.02, help="relative precision of the sustained rate"
     )
     from planner.kv_refit import add_kv_parser
+    from planner.loop_refit import add_loop_parser
     from planner.merge import add_merge_parser
     from planner.points import add_points_parser
     from planner.predict import add_predict_parser
     from planner.profile_run import add_profile_parser
+    from planner.ttft_parts import add_ttft_parts_parser
     from planner.validate_report import add_validate_parser
 
     add_validate_parser(sub)
     add_predict_parser(sub)
     add_profile_parser(sub)
     add_kv_parser(sub)
+    add_loop_parser(sub)
+    add_ttft_parts_parser(sub)
     add_merge_parser(sub)
     add_points_parser(sub)
     return parser
@@ -391,6 +397,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             from planner.kv_refit import cmd_kv
 
             return cmd_kv(args)
+        if args.command == "loop":
+            from planner.loop_refit import cmd_loop
+
+            return cmd_loop(args)
+        if args.command == "ttft-parts":
+            from planner.ttft_parts import cmd_ttft_parts
+
+            return cmd_ttft_parts(args)
         if args.command == "merge":
             from planner.merge import cmd_merge
 

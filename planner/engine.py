@@ -21,6 +21,13 @@ step k+1, so two overlapping prefills end together and a chain of them ends one 
 nothing else to run, step k+1 is a release step of HOLD_RELEASE_S. The prefill side's own latency
 (`prefill_overhead_s`) is added beside the GPU, with the KV transfer (planner/simulate.py).
 
+The serving loop (profile `loop`, results/h200x2/frontier/planner-validation/ttft-model.md): with async
+scheduling vLLM's engine core composes step k+1 when step k starts, so on a mixed instance that was
+running work a request that reached it after step k started joins step k+2 (an idle engine takes it at
+once; P/D roles keep their measured KV terms, which hold that loop). The API server then streams a
+step's chunks one after another, the step's first tokens last: a first token reaches the client
+per_output_s x (the step's outputs) after the step ends.
+
 Fast-forward: between changes of the batch (an admission, a finish) decode steps are identical but for
 the context growing by one token per sequence, so step j of a run lasts d0 + c*batch*j and k steps last
 k*d0 + c*batch*k(k-1)/2. A run of decode-only steps is one event, ending at the first finish; an
@@ -49,7 +56,17 @@ HOLD_RELEASE_S = 0.0004
 class Requests:
     """Per-request lengths and the times the engines stamp (seconds; NaN until it happens)."""
 
-    __slots__ = ("chain_block", "chains", "end", "first", "out", "prefill_end", "prompt")
+    __slots__ = (
+        "chain_block",
+        "chains",
+        "end",
+        "first",
+        "out",
+        "prefill_end",
+        "prompt",
+        "queued",
+        "scheduled",
+    )
 
     def __init__(
         self,
@@ -65,11 +82,14 @@ class Requests:
         self.first = [math.nan] * n
         self.end = [math.nan] * n
         self.prefill_end = [math.nan] * n
+        self.scheduled = [math.nan] * n  # admitted into a step (vLLM's first "scheduled")
+        self.queued = [math.nan] * n  # reached the engine it waits on now
 
 
 class Engine:
     __slots__ = (
         "admitted",
+        "ahead",
         "block",
         "budget",
         "busy",
@@ -91,6 +111,9 @@ class Engine:
         "held",
         "hold",
         "index",
+        "lag",
+        "last_end",
+        "last_step",
         "max_batch",
         "max_seqs",
         "n_steps",
@@ -131,6 +154,10 @@ class Engine:
         self.pa, self.pb, self.pc = profile.prefill.fit.coefficients
         self.da, self.db, self.dc, self.dd = profile.decode.terms
         self.hold = role == PREFILL and profile.kv_transfer.prefill_hold  # see the module docstring
+        # steps scheduled one ahead (module docstring); a P/D pair's loop is in its measured KV terms
+        self.ahead = role == MIXED and profile.loop.async_scheduling
+        self.lag = profile.loop.per_output_s  # API server s per streamed chunk of a step
+        self.last_end, self.last_step = -1.0, 0.0  # the last run's end and its last step's start
         self.budget = limits.max_num_batched_tokens
         self.max_seqs = limits.max_num_seqs
         self.block = limits.block_size
@@ -196,14 +223,19 @@ class Engine:
         heap, waiting = self.heap, self.waiting
         batch = len(heap)
         running = batch + (self.partial_rid >= 0)
+        # async scheduling: this step was composed when the previous one started, if work went on
+        busy_on = self.ahead and self.last_end == now and (running or self.held)
+        cutoff = self.last_step if busy_on else now
+        queued = reqs.queued
         if self.role == DECODE:
             while waiting and running < self.max_seqs:
                 rid = waiting[0]
                 need = self.blocks_for(rid)
-                if need > self.free:
+                if need > self.free or queued[rid] > cutoff:
                     break
                 waiting.popleft()
                 self.free -= need
+                reqs.scheduled[rid] = now
                 heappush(heap, (self.steps + out[rid], rid))
                 self.ctx += prompt[rid]
                 self.fresh.append(rid)
@@ -231,10 +263,11 @@ class Engine:
             while budget > 0 and waiting and running < self.max_seqs:
                 rid = waiting[0]
                 need = self.blocks_for(rid)
-                if need > self.free:
+                if need > self.free or queued[rid] > cutoff:
                     break
                 waiting.popleft()
                 self.free -= need
+                reqs.scheduled[rid] = now
                 running += 1
                 self.admitted += 1
                 n = prompt[rid]
@@ -255,7 +288,8 @@ class Engine:
             self.r_d0, self.r_k, self.r_slope, self.r_dw = HOLD_RELEASE_S, 1, 0.0, 0.0
         elif batch:
             self.r_d0 = self.da + self.db * batch + self.dc * self.ctx + self.dd * batch * batch
-            self.r_k = heap[0][0] - self.steps if self.fast_forward else 1
+            late = waiting and queued[waiting[0]] > cutoff  # joins the next step: a run of one
+            self.r_k = heap[0][0] - self.steps if self.fast_forward and not late else 1
             self.r_slope, self.r_dw = self.dc * batch, self.decode_dw[batch]
         else:
             self.busy = False
@@ -271,6 +305,7 @@ class Engine:
         prompt, out = reqs.prompt, reqs.out
         k, batch = self.r_k, self.r_b
         duration = now - self.r_start
+        self.last_end, self.last_step = now, now - (self.run_time(k) - self.run_time(k - 1))
         self.busy_s += duration
         self.dynamic_j += self.r_dw * duration
         self.n_steps += k
@@ -280,7 +315,7 @@ class Engine:
         self.completed.clear()
         self.handoff.clear()
         if self.fresh:
-            first_at = self.r_start + self.r_d0
+            first_at = self.r_start + self.r_d0 + self.lag * batch
             for rid in self.fresh:
                 reqs.first[rid] = first_at
             self.fresh.clear()
@@ -296,6 +331,7 @@ class Engine:
                 self.free += self.blocks_for(rid)
             self.handoff.extend(self.held)
             self.held.clear()
+        first_at = now + self.lag * (batch + len(self.r_prefilled))  # its chunk leaves last
         for rid in self.r_prefilled:
             reqs.prefill_end[rid] = now
             if self.role == PREFILL:
@@ -305,10 +341,10 @@ class Engine:
                     self.free += self.blocks_for(rid)
                     self.handoff.append(rid)
                 continue
-            reqs.first[rid] = now
+            reqs.first[rid] = first_at
             self.tokens += 1
             if out[rid] == 1:
-                reqs.end[rid] = now
+                reqs.end[rid] = first_at
                 self.free += self.blocks_for(rid)
                 self.completed.append(rid)
             else:
@@ -319,10 +355,12 @@ class Engine:
     def enqueue(self, rid: int, now: float) -> float:
         """A request reaches this instance; returns a (new) run end to schedule, or IDLE."""
         self.waiting.append(rid)
+        self.reqs.queued[rid] = now
         if not self.busy:
             return self.start_run(now)
         if self.r_k > 1 and len(self.waiting) == 1 and self._admissible(rid):
-            new_k = self._steps_within(now - self.r_start) + 1
+            # the next step boundary; with async scheduling the one after (the next step is composed)
+            new_k = self._steps_within(now - self.r_start) + 1 + self.ahead
             if new_k < self.r_k:
                 self.r_k = new_k
                 self.version += 1

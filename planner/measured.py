@@ -62,6 +62,7 @@ class MeasuredRun:
     prefill_leg_ms: np.ndarray  # NaN where the record has no stage timing
     decode_first_chunk_ms: np.ndarray
     decode_total_ms: np.ndarray
+    chunk_cost_s: float | None = None  # the API server's time per streamed chunk (see stream_chunk_cost_s)
 
 
 def _setup(res: RunResult, path: Path) -> Setup:
@@ -125,6 +126,31 @@ def _energy_lead_s(res: RunResult) -> float | None:
     return (min(scheduled) - window.start_monotonic_ns) / 1e9
 
 
+STEP_GAP_NS = 500_000  # chunks of one step reach the client < 0.5 ms apart; steps are >= 4 ms apart
+MIN_BURST = 16  # bursts of fewer chunks say little about the per-chunk time
+
+
+def stream_chunk_cost_s(records: list[Record]) -> float | None:
+    """The API server's time per streamed chunk, from the client's chunk times of every stream.
+
+    A step's chunks leave vLLM's API server one stream after another (in groups of up to 128, its
+    output-processing chunk), so pooled over streams they arrive in bursts; a burst of n chunks over
+    span s costs s / (n - 1) per chunk. The median over bursts of >= MIN_BURST chunks; None without
+    such bursts (too few concurrent streams)."""
+    times = [np.asarray(r.chunk_mono_ns, dtype=np.int64) for r in records if r.chunk_mono_ns]
+    if not times:
+        return None
+    t = np.sort(np.concatenate(times))
+    cut = np.flatnonzero(np.diff(t) > STEP_GAP_NS) + 1
+    starts, ends = np.r_[0, cut], np.r_[cut, len(t)]
+    sizes = ends - starts
+    big = sizes >= MIN_BURST
+    if not big.any():
+        return None
+    spans = (t[ends[big] - 1] - t[starts[big]]) / 1e9
+    return float(np.median(spans / (sizes[big] - 1)))
+
+
 def find_measured(root: str | Path) -> list[Path]:
     """Every run directory under `root` (result.json or its archive), sorted."""
     return [p.parent for p in find_results(root)]
@@ -173,4 +199,5 @@ def measured_from(res: RunResult, run_dir: str | Path) -> MeasuredRun:
         prefill_leg_ms=_stage(ok, "prefill_ms"),
         decode_first_chunk_ms=_stage(ok, "decode_first_chunk_ms"),
         decode_total_ms=_stage(ok, "decode_total_ms"),
+        chunk_cost_s=stream_chunk_cost_s(ok),
     )

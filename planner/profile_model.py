@@ -33,9 +33,10 @@ from typing import Any
 from planner.fits import Fit, fit_nonnegative
 
 # 2: API-server time and the connector's prefill-side time (version 1 reads as zero); 3: decode batch^2
-# term and the API-server points (version 2 reads with d = 0 and no points)
-SCHEMA_VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)
+# term and the API-server points (version 2 reads with d = 0 and no points); 4: the serving loop (async
+# scheduling, API-server time per streamed chunk; older versions read as synchronous with no lag)
+SCHEMA_VERSION = 4
+READABLE_VERSIONS = (1, 2, 3, 4)
 PROFILE_KIND = "planner-profile"
 PREFILL_FEATURES = ("steps", "tokens", "attention_pairs")
 DECODE_FEATURES = ("step", "batch", "context_sum", "batch_sq")
@@ -224,6 +225,23 @@ class FrontendModel:
 
 
 @dataclass(frozen=True)
+class ServingLoopModel:
+    """How vLLM's two loops stand between an engine step and the client (planner/engine.py):
+    `async_scheduling`: the engine core schedules step k+1 while step k runs (vLLM's default since
+    async scheduling was turned on by default), so a request that reaches it during step k joins step
+    k+2; `per_output_s`: the API server's time per streamed output chunk, spent one stream after the
+    other, a step's new requests last, so a first token leaves per_output_s x the step's outputs late."""
+
+    async_scheduling: bool = False
+    per_output_s: float = 0.0
+    source: str = "not in this profile: scheduled in the next step, no output lag"
+
+    def output_lag_s(self, outputs: int) -> float:
+        """When the last of a step's `outputs` chunks leaves the API server, after the step ends."""
+        return self.per_output_s * outputs
+
+
+@dataclass(frozen=True)
 class PowerModel:
     """Per-GPU power by state; every field None, with `reason`, when energy was not measurable."""
 
@@ -262,6 +280,7 @@ class Profile:
     power_points: tuple[PowerPoint, ...] = ()
     kv_points: tuple[KvPoint, ...] = ()
     frontend: FrontendModel = FrontendModel()
+    loop: ServingLoopModel = ServingLoopModel()
     schema_version: int = field(default=SCHEMA_VERSION)
 
     def describe(self) -> str:
@@ -280,6 +299,11 @@ class Profile:
             f"  API server: {1e3 * self.frontend.latency_s:.2f} ms + "
             f"{1e6 * self.frontend.per_token_s:.2f} us per prompt token ({self.frontend.source})",
         ]
+        lp = self.loop
+        lines.append(
+            f"  serving loop: {'async' if lp.async_scheduling else 'synchronous'} scheduling, "
+            f"{1e6 * lp.per_output_s:.1f} us per streamed chunk ({lp.source})"
+        )
         pw = self.power
         if pw.available:
             assert pw.decode_fit is not None
@@ -330,6 +354,7 @@ class Profile:
                 "fit": self.frontend.fit.to_dict() if self.frontend.fit else None,
                 "points": [{"prompt_tokens": n, "api_server_s": t} for n, t in self.frontend.points],
             },
+            "serving_loop": asdict(self.loop),
             "power": {
                 "model": "decode_w = p0 + p1*ln(batch), at least idle_w",
                 "available": pw.available,
@@ -371,6 +396,7 @@ class Profile:
                     prefill_hold_source=str(kv.get("prefill_hold_source", "not in this profile: no hold")),
                 ),
                 frontend=_frontend(data.get("frontend")),
+                loop=ServingLoopModel(**data.get("serving_loop") or {}),
                 power=PowerModel(
                     idle_w=pw["idle_w"],
                     prefill_w=pw["prefill_w"],

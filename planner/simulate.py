@@ -71,6 +71,7 @@ class SimRun:
     end_s: np.ndarray
     prefill_end_s: np.ndarray  # the prompt's last step ended (aggregated: = first token)
     kv_ready_s: np.ndarray  # KV at the decode instance (NaN when aggregated)
+    scheduled_s: np.ndarray  # first admitted into a step (xPyD: on the prefill instance)
     instances: list[InstanceStats] = field(default_factory=list)
     events: int = 0
     wall_s: float = 0.0
@@ -227,6 +228,7 @@ def simulate(
         end_s=np.array(reqs.end),
         prefill_end_s=np.array(reqs.prefill_end),
         kv_ready_s=np.array(kv_ready),
+        scheduled_s=np.array(reqs.scheduled),
         instances=stats,
         events=events,
         wall_s=time.perf_counter() - wall0,
