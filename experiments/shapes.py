@@ -64,15 +64,15 @@ SHAPES = {
         "azure-conv", "", "", (5, 10, 15, 20, 25), 6000, dataset="data/traces/azure_conv_2023-head3000.csv"
     ),
     # Mooncake conversation: ~11k-token prompts (clipped to the served context), multi-turn prefix reuse;
-    # one H200 (8B) saturates near 1.2 req/s, so a point sends 100 s of arrivals, not the whole slice.
+    # one H200 (8B) saturates near 2 req/s, so a point sends 60 s of arrivals (>= 3 E2Es below saturation).
     "mooncake-conv": Shape(
         "mooncake-conv",
         "",
         "",
-        (0.3, 0.6, 0.9, 1.2, 1.5),
+        (0.5, 1.0, 1.5, 2.0, 2.5),
         7000,
         dataset="data/traces/mooncake_conversation-head1500.jsonl",
-        arrival_s=100.0,
+        arrival_s=60.0,
         drain_s=20.0,
     ),
 }

@@ -11,9 +11,8 @@ blocks; the seed only changes prompt text, which the simulator does not read. It
 and predictions.md: commit them before the runs (their commit must precede the results'). `compare`
 matches each measured run (<measured>/<shape>/<setup>/*-rate<R>) with its prediction and writes
 comparison.md / .json: predicted vs measured TTFT p50/p99, TPOT p50/p99, E2E p50 and J per request,
-the error of each, and whether the point was below saturation (the measured run finished at >= 95% of
-its realized arrival rate: past it, latency grows with the run's length and no model of a steady state
-applies).
+the error of each, and whether the point was below saturation (requests left at >= 95% of the rate they
+arrived at, `departure_rate`: past it, latency grows with the run's length and no steady state exists).
 """
 
 from __future__ import annotations
@@ -155,7 +154,7 @@ def cmd_predict(args: argparse.Namespace, profile: Profile) -> int:
     header = {
         "setup": args.setup,
         "shapes": names,
-        "profile": profile.describe().splitlines()[0],
+        "profile": profile.describe().splitlines()[0].removeprefix("profile: "),
         "profile_file": args.profile,
         "made_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "command": (
@@ -186,6 +185,14 @@ def _rate_of(run_dir: Path) -> float | None:
         return None
 
 
+def departure_rate(res: RunResult) -> float | None:
+    """(k - 1) / (last end - first end) over the k successful measured requests: below saturation it
+    follows the arrival rate, past it the service rate (no bias from the run's ramp and drain)."""
+    ends = sorted(r.end_mono_ns for r in res.measured() if r.succeeded and r.end_mono_ns is not None)
+    span = (ends[-1] - ends[0]) / 1e9 if len(ends) > 1 else 0.0
+    return (len(ends) - 1) / span if span > 0 else None
+
+
 def compare_rows(doc: dict[str, Any], measured_root: Path) -> list[dict[str, Any]]:
     """One row per measured run that has a prediction: both sides, errors, realized load, saturation."""
     predicted = {(p["shape"], p["setup"], float(p["rate"])): p for p in doc["points"]}
@@ -207,7 +214,7 @@ def compare_rows(doc: dict[str, Any], measured_root: Path) -> list[dict[str, Any
         )
         pred = predicted[key]["predicted"]
         arrived = s.arrival_rate if s is not None else None
-        done = s.request_throughput if s is not None else None
+        done = departure_rate(res)
         hits = [x.prefix_cache_hit_rate for x in res.server_metrics.values() if x.prefix_cache_hit_rate]
         rows.append(
             {
@@ -218,7 +225,7 @@ def compare_rows(doc: dict[str, Any], measured_root: Path) -> list[dict[str, Any
                 "requests": m.measured_requests,
                 "failed": m.measured_requests - len(m.ttft_ms),
                 "arrival_rate": arrived,
-                "completed_rate": done,
+                "departure_rate": done,
                 "saturated": bool(arrived and done and done < SATURATED * arrived),
                 "prefix_hit_rate": {
                     "measured": hits[0] if hits else None,
@@ -237,10 +244,10 @@ def comparison_markdown(doc: dict[str, Any], rows: list[dict[str, Any]]) -> str:
         f"# Pre-registered predictions vs measured: {doc['setup']}",
         "",
         f"Predictions: made {doc['made_utc']} (`{doc['command']}`). Cells: measured / predicted (error).",
-        f"Criterion: every metric within +-{TOLERANCE:.0%} at every point below saturation (completed >= "
-        f"{SATURATED:.0%} of the realized arrival rate).",
+        f"Criterion: every metric within +-{TOLERANCE:.0%} at every point below saturation (requests left "
+        f"at >= {SATURATED:.0%} of the rate they arrived at: (n - 1) / span of their ends, of their sends).",
         "",
-        "| shape | rate | arrived / done (req/s) | sat. | TTFT p50 ms | TTFT p99 ms | TPOT p50 ms | "
+        "| shape | rate | arrived / left (req/s) | sat. | TTFT p50 ms | TTFT p99 ms | TPOT p50 ms | "
         "TPOT p99 ms | "
         "E2E p50 ms | J/request | prefix hits | within |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
@@ -255,7 +262,7 @@ def comparison_markdown(doc: dict[str, Any], rows: list[dict[str, Any]]) -> str:
         hits = r["prefix_hit_rate"]
         hit_text = " / ".join("-" if h is None else f"{h:.0%}" for h in (hits["measured"], hits["predicted"]))
         lines.append(
-            f"| {r['shape']} | {r['rate']:g} | {_ms(r['arrival_rate'], 2)} / {_ms(r['completed_rate'], 2)} | "
+            f"| {r['shape']} | {r['rate']:g} | {_ms(r['arrival_rate'], 2)} / {_ms(r['departure_rate'], 2)} | "
             f"{'yes' if r['saturated'] else 'no'} | {' | '.join(cells)} | {hit_text} | "
             f"{'n/a' if r['saturated'] else ('yes' if ok else '**no**')} |"
         )
