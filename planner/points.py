@@ -115,7 +115,12 @@ def predictions_markdown(header: dict[str, Any], points: list[PointPrediction]) 
     lines = [
         f"# Pre-registered predictions: {header['setup']} on {', '.join(header['shapes'])}",
         "",
-        f"Made {header['made_utc']} with `{header['command']}`, before any of these points ran.",
+        f"Made {header['made_utc']} with `{header['command']}`, "
+        + (
+            f"after these points ran: in-sample ({header['in_sample']})."
+            if header.get("in_sample")
+            else "before any of these points ran."
+        ),
         "",
         f"Profile: {header['profile']}",
         "",
@@ -165,6 +170,7 @@ def cmd_predict(args: argparse.Namespace, profile: Profile) -> int:
         ),
         "num_requests": args.num_requests,
         "max_model_len": args.max_model_len,
+        "in_sample": args.in_sample,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     doc = {"kind": "point-predictions", **header, "points": [dataclasses.asdict(p) for p in points]}
@@ -241,9 +247,15 @@ def compare_rows(doc: dict[str, Any], measured_root: Path) -> list[dict[str, Any
 
 def comparison_markdown(doc: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     lines = [
-        f"# Pre-registered predictions vs measured: {doc['setup']}",
+        f"# Predictions vs measured: {doc['setup']}",
         "",
-        f"Predictions: made {doc['made_utc']} (`{doc['command']}`). Cells: measured / predicted (error).",
+        f"Predictions: made {doc['made_utc']} (`{doc['command']}`)"
+        + (
+            f", after the runs: in-sample ({doc['in_sample']})"
+            if doc.get("in_sample")
+            else ", before the runs"
+        )
+        + ". Cells: measured / predicted (error).",
         f"Criterion: every metric within +-{TOLERANCE:.0%} at every point below saturation (requests left "
         f"at >= {SATURATED:.0%} of the rate they arrived at: (n - 1) / span of their ends, of their sends).",
         "",
@@ -300,6 +312,12 @@ def add_points_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[
     pr.add_argument("--num-requests", type=int, default=200, help="the campaign's --num-requests (a floor)")
     pr.add_argument("--max-model-len", type=int, default=None, help="the served context (trace clipping)")
     pr.add_argument("--out", type=Path, required=True, help="folder for predictions.md / .json")
+    pr.add_argument(
+        "--in-sample",
+        default=None,
+        metavar="WHY",
+        help="predictions made after the points ran (a model changed by what they showed): says so, and why",
+    )
     cp = verbs.add_parser("compare", help="measured runs beside their predictions")
     cp.add_argument("--predictions", required=True, help="predictions.json of `points predict`")
     cp.add_argument("--measured", required=True, help="the campaign's results folder")

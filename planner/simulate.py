@@ -138,6 +138,7 @@ def simulate(
     d_sel = Selector(setup.n_decode, setup.policy)
     decode_of = [0] * n
     prefill_of = [0] * n
+    fe_free = [0.0] * len(engines)  # when each instance's API server is done with what it was given
 
     heap: list[tuple[float, int, int, int, int]] = []
     seq = 0
@@ -185,11 +186,12 @@ def simulate(
             decode_of[rid] = d_sel.acquire()
             if p_sel is not None:
                 prefill_of[rid] = p_sel.acquire()
-            if delayed:
+            if delayed:  # one API server per instance, one request at a time (its event loop): FIFO
+                pos = prefill_of[rid] if p_sel is not None else first_decode + decode_of[rid]
+                entered = max(arrivals[rid], fe_free[pos]) + fe_base + fe_per_token * reqs.prompt[rid]
+                fe_free[pos] = entered
                 seq += 1
-                heappush(
-                    heap, (arrivals[rid] + fe_base + fe_per_token * reqs.prompt[rid], seq, _ENTER, rid, 0)
-                )
+                heappush(heap, (entered, seq, _ENTER, rid, 0))
                 continue
             if p_sel is not None:
                 eng = prefill[prefill_of[rid]]

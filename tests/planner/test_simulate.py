@@ -256,6 +256,23 @@ def test_api_server_time_delays_requests_without_occupying_the_engine() -> None:
     assert busy[1].end_s[-1] - busy[0].end_s[-1] == pytest.approx(fe, abs=1e-9)
 
 
+def test_an_instances_api_server_takes_one_request_at_a_time() -> None:
+    """A burst reaches the engine in arrival order, each after the API-server work of those before it:
+    a long prompt first delays a short one (a trace's burst of long prompts queues in the front end)."""
+    base = make_profile(prefill=(0.02, 1e-5, 0.0), decode=(0.004, 0.0, 0.0))
+    prof = dataclasses.replace(base, frontend=FrontendModel(0.005, 1e-6, "test"))
+    burst = fixed_lengths([30_000, 1000], [2, 2])
+    run = simulate(prof, Setup(0, 1), burst.prompt_tokens, burst.output_tokens, np.array([0.0, 0.0]))
+    fe_long, fe_short = 0.005 + 0.030, 0.005 + 0.001
+    assert run.scheduled_s[0] == pytest.approx(fe_long)  # the engine takes it at once
+    # the short one left the API server at fe_long + fe_short, while the long prefill ran (FCFS behind it)
+    assert run.scheduled_s[1] >= fe_long + fe_short - 1e-12
+    assert run.first_token_s[1] > run.first_token_s[0]
+    # two replicas: each instance has its own API server, so the second request waits for none
+    two = simulate(prof, Setup(0, 2), burst.prompt_tokens, burst.output_tokens, np.array([0.0, 0.0]))
+    assert two.scheduled_s.tolist() == pytest.approx([fe_long, fe_short])
+
+
 def test_the_prefill_sides_own_latency_is_beside_the_gpu() -> None:
     base = make_profile(prefill=(0.02, 0.0, 0.0), decode=(1e-5, 0.0, 0.0), budget=1000)
     prof = dataclasses.replace(
