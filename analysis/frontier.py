@@ -82,6 +82,7 @@ class RatePoint:
     attainment: np.ndarray  # [ttft bound, tpot bound] -> share of measured requests
     measured: int
     achieved_rps: float | None
+    arrived_rps: float | None  # the realized arrival rate (mean over the pooled runs), beside the nominal
     avg_power_w: float | None  # all monitored GPUs, mean over the pooled runs
     energy_j: float | None  # all GPUs, summed over the pooled runs; static + dynamic
     static_j: float | None
@@ -202,6 +203,7 @@ def rate_point(rate: float, runs: list[Run], grid: SloGrid) -> RatePoint:
     tpot = np.concatenate([a[1] for a in arrays])
     totals = [r.totals("all_gpus") for r in runs]
     achieved = [r.summary.request_throughput for r in runs]
+    arrived = [r.summary.arrival_rate for r in runs]
     powers = [t.avg_power_w if t is not None else None for t in totals]
     return RatePoint(
         rate=rate,
@@ -209,6 +211,7 @@ def rate_point(rate: float, runs: list[Run], grid: SloGrid) -> RatePoint:
         attainment=attainment_table(ttft, tpot, grid),
         measured=int(ttft.size),
         achieved_rps=None if None in achieved else float(np.mean(achieved)),  # type: ignore[arg-type]
+        arrived_rps=None if None in arrived else float(np.mean(arrived)),  # type: ignore[arg-type]
         avg_power_w=None if None in powers else float(np.mean(powers)),  # type: ignore[arg-type]
         energy_j=_sum([t.energy_j if t is not None else None for t in totals]),
         static_j=_sum([t.static_j if t is not None else None for t in totals]),

@@ -107,15 +107,13 @@ def _cell_label(f: Frontier, metric: Metric, i: int, j: int) -> tuple[str, tuple
     strength = 0.3 + 0.7 * max(0.0, margin)
     rgb = tuple(float(c) for c in (1 - strength) + strength * base)
     name = textwrap.fill(v.leader, 12)
-    ratio = {
-        "alone": "",
-        "only": "only one",
-        "tie": "tie",
-        "exact": f"×{v.ratio:.2f}",
-        "at least": f"≥×{v.ratio:.2f}",
-        "at most": f"≤×{v.ratio:.2f}?",
-        "unknown": f"≥{v.values[0] or 0:.3g} vs ≥{v.values[1] or 0:.3g}?",
-    }[v.qualifier]
+    r = v.ratio
+    if v.qualifier in ("alone", "only", "tie") or r is None:
+        ratio = {"only": "only one", "tie": "tie"}.get(v.qualifier, "")
+    elif v.qualifier == "unknown":
+        ratio = f"≥{v.values[0] or 0:.3g} vs ≥{v.values[1] or 0:.3g}?"
+    else:
+        ratio = {"exact": f"×{r:.2f}", "at least": f"≥×{r:.2f}", "at most": f"≤×{r:.2f}?"}[v.qualifier]
     return f"{name}\n{ratio}", rgb  # type: ignore[return-value]
 
 

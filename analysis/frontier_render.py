@@ -96,12 +96,13 @@ def capacity_rows(f: Frontier) -> list[list[str]]:
 
 
 def attainment_rows(f: Frontier) -> tuple[list[str], list[list[str]]]:
-    header = ["setup", "offered (req/s)", "achieved (req/s)", "requests"]
+    header = ["setup", "offered (req/s)", "arrived (req/s)", "achieved (req/s)", "requests"]
     header += [f"{f.grid.ttft_ms[i]:g}/{f.grid.tpot_ms[j]:g}" for i, j in f.grid.cells]
     rows = [
         [
             s.name,
             f"{p.rate:g}",
+            fmt(p.arrived_rps),
             fmt(p.achieved_rps),
             str(p.measured),
             *(pct(float(p.attainment[i, j])) for i, j in f.grid.cells),

@@ -141,8 +141,11 @@ class Run:
         arrival = self.config.arrival
         if arrival.kind == "closed":
             return "users", None if arrival.concurrency is None else float(arrival.concurrency)
-        if arrival.kind == "trace":
-            return "trace", None
+        if arrival.kind == "trace":  # a trace rescaled to a mean rate sweeps like a rate
+            rate = self.config.workload.trace_rate or (
+                self.result.metadata.trace and self.result.metadata.trace.offered_rate
+            )
+            return ("rate", float(rate)) if rate else ("trace", None)
         rate = self.config.offered_rate
         return "rate", math.inf if rate is None else rate
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from analysis.comparability import PER_LOAD_KEYS, signature
@@ -41,6 +42,13 @@ def shape_text(runs: Sequence[Run]) -> str:
     def length(v: int | tuple[int, int] | list[int]) -> str:
         return f"{v[0]}:{v[1]}" if isinstance(v, tuple | list) else str(v)
 
+    if w.kind == "trace":
+        trace = runs[0].result.metadata.trace
+        slice_ = f" from row {trace.first_row}" if trace is not None else ""
+        return (
+            f"trace {Path(w.dataset or '?').name}{slice_} (its lengths; its gaps rescaled to each rate's "
+            f"mean), {n} requests per rate, {a.kind} arrivals"
+        )
     return (
         f"{length(w.input_len)} -> {length(w.output_len)} tokens, {w.kind} prompts, "
         f"{n} requests per rate, {a.kind} arrivals"

@@ -107,3 +107,27 @@ def test_every_rate_gets_its_own_prompts() -> None:
     rates = (*shape.rates, 12, 20, 2.5)
     assert len({shape.seed(r) for r in rates}) == len(rates)
     assert shape.seed(16) == shape.seed_base + shape.rates.index(16)  # committed runs keep their prompts
+
+
+def test_a_trace_shape_rescales_the_trace_and_keep_up_launches_once(tmp_path: Path) -> None:
+    first = campaign(tmp_path, "--setups", "single", "--shapes", "azure-conv", "--rates", "20", "--keep-up")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "healthy after" in first.stdout and "kept up (--keep-up)" in first.stdout
+    try:
+        again = campaign(
+            tmp_path, "--setups", "single", "--shapes", "azure-conv", "--rates", "20,40", "--keep-up"
+        )
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert "already up (--keep-up)" in again.stdout and "healthy after" not in again.stdout
+    finally:
+        subprocess.run(
+            [sys.executable, "-m", "traditional", "stop", str(tmp_path / "launch" / "single")], cwd=ROOT
+        )
+    runs = sorted((tmp_path / "res" / "azure-conv" / "single").glob("*/result.json"))
+    assert [p.parent.name.rsplit("-", 1)[1] for p in runs] == ["rate20", "rate40"]  # rate 20 not run twice
+    for path, rate in zip(runs, (20, 40), strict=True):
+        res = RunResult.load(path)
+        assert res.metadata.config.arrival.kind == "trace" and res.metadata.trace is not None
+        # the campaign's floor of requests, the trace's first rows, their gaps rescaled to a mean of `rate`
+        assert res.metadata.trace.requests == 4 and res.metadata.trace.offered_rate == pytest.approx(rate)
+        assert res.metadata.config.workload.dataset == "data/traces/azure_conv_2023-head3000.csv"
