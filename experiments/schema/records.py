@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from experiments.schema.attribution import RequestEnergy
 from experiments.schema.base import computed
 
 NS_PER_MS = 1_000_000
@@ -93,6 +94,7 @@ class Record:
     error: str | None = None
     cancelled: bool = False  # in flight when the run was interrupted
     stages: StageTimes | None = None  # when the endpoint is our proxy
+    energy: RequestEnergy | None = None  # its joules by phase (experiments.attribution); None: not attributed
 
     @computed
     def measured(self) -> bool:

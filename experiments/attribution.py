@@ -1,0 +1,379 @@
+"""Where each GPU's counter energy went: idle, and each request's prefill, decode and KV transfer.
+
+Per GPU over the measured window:
+1. idle_j = the idle power measured before the run x the window (drawn with nothing to do: nobody's);
+   the rest, counter energy - idle_j, is the dynamic energy to attribute.
+2. What each request had in flight on that GPU, per power sample interval (overlap-weighted):
+   - co-located instance (role "serving"): prefill from send to first token (its prompt tokens spread
+     over that time: `prefill_tok_per_s`), decode from first token to the last chunk (`decode_seqs`, and
+     `decode_ctx_ktok`, its context growing from prompt to prompt + output);
+   - P/D: the GPU's role decides the phase. Prefill GPU: the proxy's prefill leg (prefill) and the KV
+     transfer; decode GPU: the transfer, then decode. The transfer interval is the proxy's decode send to
+     first decode chunk (`transfer_seqs`): the connector's KV move plus the decode side's first step, an
+     upper bound on the transfer itself.
+3. Dynamic power (sample power - idle) fitted by non-negative least squares to those terms plus a
+   constant; the fit only weighs the phases against each other within a sample; the sample's measured
+   power sets its joules, and all samples are scaled so they sum to the counter's dynamic energy.
+   Samples with nothing modelled in flight (`unplaced_j`) are spread over the requests by their shares.
+So idle + prefill + decode + transfer = the counter energy of each GPU (to float rounding).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from experiments.fits import FitError, fit_nonnegative
+from experiments.schema import Distribution, GpuEnergy, Record, RunResult
+from experiments.schema.attribution import (
+    EnergyAttribution,
+    GpuAttribution,
+    PhaseTotals,
+    PowerFit,
+    RequestEnergy,
+)
+from monitor.csv_io import PowerCsv, read_power_csv
+
+# Terms of the power fit and the phase each belongs to; units: W per (token/s) = J per prompt token,
+# W per sequence, W per 1000 context tokens, W per transfer in flight.
+TERMS: dict[str, str] = {
+    "prefill_tok_per_s": "prefill",
+    "decode_seqs": "decode",
+    "decode_ctx_ktok": "decode",
+    "transfer_seqs": "transfer",
+}
+ROLE_PHASES: dict[str, tuple[str, ...]] = {
+    "serving": ("prefill", "decode"),
+    "prefill": ("prefill", "transfer"),
+    "decode": ("transfer", "decode"),
+}
+POWER_COLUMNS = ("power_instant", "power")  # instant first: the 1 s average lags the work
+METHOD = (
+    "per GPU: idle = idle power x window; dynamic = counter - idle, split over the power samples by what "
+    "each request had in flight on that GPU (P/D: the GPU's role decides the phase, KV transfer = the "
+    "proxy's decode send to first decode chunk), phases weighed by a non-negative least-squares fit of "
+    "dynamic power to the in-flight terms; samples scaled to the counter"
+)
+
+
+class AttributionError(ValueError):
+    """The run cannot be attributed (no energy, no power samples); the message says what is missing."""
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """One request's phase on one GPU: [start, end) in monotonic ns; `rate` is the prefill's prompt tokens
+    per second, `ctx0`/`ctx1` the decode's context at its start and end (tokens)."""
+
+    request: int  # position in the result's records
+    phase: str
+    start_ns: int
+    end_ns: int
+    rate: float = 0.0
+    ctx0: float = 0.0
+    ctx1: float = 0.0
+
+
+@dataclass(slots=True)
+class _Split:
+    """Joules per (request position, phase) on one GPU."""
+
+    joules: dict[tuple[int, str], float] = field(default_factory=dict)
+
+
+def _last_chunk(r: Record) -> int | None:
+    return r.chunk_mono_ns[-1] if r.chunk_mono_ns else r.end_mono_ns
+
+
+def request_spans(pos: int, r: Record, role: str) -> list[Span]:
+    """What request `r` had in flight on a GPU of `role` (empty when its times are missing)."""
+    prompt = float(r.prompt_tokens or r.input_tokens_expected or 0)
+    out = float(r.completion_tokens if r.completion_tokens is not None else len(r.chunk_mono_ns))
+    st = r.stages
+    spans: list[Span] = []
+
+    def add(phase: str, a: int | None, b: int | None, **kw: float) -> None:
+        if a is not None and b is not None and b > a:
+            spans.append(Span(pos, phase, a, b, **kw))
+
+    def prefill(a: int | None, b: int | None) -> None:
+        if a is not None and b is not None and b > a:
+            add("prefill", a, b, rate=prompt / ((b - a) / 1e9))
+
+    def decode(a: int | None, b: int | None) -> None:
+        add("decode", a, b, ctx0=prompt, ctx1=prompt + out)
+
+    has_pd_stages = st is not None and st.t_prefill_start_mono_ns is not None
+    if role == "serving":
+        first = r.first_token_mono_ns
+        prefill(r.sent_mono_ns, first if first is not None else r.end_mono_ns)
+        decode(first, _last_chunk(r))
+    elif role == "prefill":
+        if has_pd_stages and st is not None:
+            prefill(st.t_prefill_start_mono_ns, st.t_prefill_end_mono_ns)
+            add("transfer", st.t_decode_send_mono_ns, st.t_decode_first_chunk_mono_ns)
+        else:
+            prefill(r.sent_mono_ns, r.first_token_mono_ns or r.end_mono_ns)
+    elif role == "decode":
+        if has_pd_stages and st is not None:
+            add("transfer", st.t_decode_send_mono_ns, st.t_decode_first_chunk_mono_ns)
+            decode(st.t_decode_first_chunk_mono_ns, st.t_decode_end_mono_ns)
+        else:
+            decode(r.first_token_mono_ns, _last_chunk(r))
+    return spans
+
+
+def sample_intervals(times_ns: np.ndarray, start_ns: int, end_ns: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each sample's interval: midpoints between neighbouring samples, the first and last clipped to the
+    window [start_ns, end_ns]."""
+    mids = (times_ns[1:] + times_ns[:-1]) / 2.0
+    left = np.concatenate([[start_ns], mids]).astype(float)
+    right = np.concatenate([mids, [end_ns]]).astype(float)
+    return left, right
+
+
+def term_matrices(
+    spans: Sequence[Span], n_requests: int, left: np.ndarray, right: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Per term, (samples x requests): the term's mean value over each sample interval."""
+    k = len(left)
+    mats = {t: np.zeros((k, n_requests)) for t in TERMS}
+    width = np.maximum(right - left, 1.0)
+    for s in spans:
+        lo = np.maximum(left, s.start_ns)
+        hi = np.minimum(right, s.end_ns)
+        frac = np.clip(hi - lo, 0.0, None) / width
+        if not frac.any():
+            continue
+        if s.phase == "prefill":
+            mats["prefill_tok_per_s"][:, s.request] += s.rate * frac
+        elif s.phase == "transfer":
+            mats["transfer_seqs"][:, s.request] += frac
+        else:
+            mid = (lo + hi) / 2.0
+            ctx = s.ctx0 + (s.ctx1 - s.ctx0) * (mid - s.start_ns) / (s.end_ns - s.start_ns)
+            mats["decode_seqs"][:, s.request] += frac
+            mats["decode_ctx_ktok"][:, s.request] += frac * ctx / 1000.0
+    return mats
+
+
+def fit_power(
+    power_w: np.ndarray, idle_w: float, mats: dict[str, np.ndarray], terms: Sequence[str]
+) -> PowerFit:
+    """Sample power ~ constant + coef . (terms summed over requests), coefficients >= 0. The constant
+    absorbs what the idle baseline missed; it is not attributed (only term ratios split a sample)."""
+    x = np.column_stack([np.ones(len(power_w))] + [mats[t].sum(axis=1) for t in terms])
+    try:
+        fit = fit_nonnegative(("constant", *terms), x, power_w)
+    except FitError:
+        return PowerFit(samples=len(power_w))
+    coef = {t: fit.coefficient(t) for t in terms}
+    resid = power_w - x @ np.array(fit.coefficients)
+    dyn_mean = float(np.mean(power_w - idle_w))
+    rel = float(np.sqrt(np.mean(resid**2)) / dyn_mean) if dyn_mean > 0 else None
+    return PowerFit(
+        coef_w={"constant_above_idle": fit.coefficient("constant") - idle_w, **coef},
+        r2=fit.r2,
+        rel_rmse=rel,
+        samples=len(power_w),
+    )
+
+
+def _fallback_coef(mats: dict[str, np.ndarray], terms: Sequence[str]) -> dict[str, float]:
+    """Without a usable fit, every term weighs the same on average (time in flight, not intensity)."""
+    out = {}
+    for t in terms:
+        col = mats[t].sum(axis=1)
+        mean = float(col[col > 0].mean()) if (col > 0).any() else 0.0
+        out[t] = 1.0 / mean if mean > 0 else 0.0
+    return out
+
+
+def split_gpu(
+    gpu: GpuEnergy, records: Sequence[Record], power: PowerCsv, column: str, positions: Sequence[int]
+) -> tuple[GpuAttribution, _Split]:
+    """Attribute one GPU's counter energy over the requests at `positions` (those it served)."""
+    energy = float(gpu.energy_j or 0.0)
+    role = gpu.role
+    if role not in ROLE_PHASES or not positions:
+        note = "not serving: all its energy is idle" if role not in ROLE_PHASES else "served no request"
+        return GpuAttribution(index=gpu.index, role=role, energy_j=energy, idle_j=energy, note=note), _Split()
+    if gpu.start_monotonic_ns is None or gpu.end_monotonic_ns is None:
+        raise AttributionError(f"GPU {gpu.index}'s energy window has no monotonic times")
+    t_all = power.columns.get("monotonic_ns")
+    p_all = power.gpu(gpu.index, column)
+    if t_all is None or p_all is None:
+        raise AttributionError(f"{power.path} has no monotonic_ns or gpu_{gpu.index}_{column} column")
+    start, end = gpu.start_monotonic_ns, gpu.end_monotonic_ns
+    keep = (t_all >= start) & (t_all <= end) & np.isfinite(p_all)
+    t, p = t_all[keep], p_all[keep]
+    if len(t) < 2:
+        raise AttributionError(f"{power.path} has under 2 power samples of GPU {gpu.index} in the window")
+    idle_w = gpu.idle_power_w
+    notes = []
+    fitted_idle = idle_w is None
+    left, right = sample_intervals(t, start, end)
+    spans = [s for i in positions for s in request_spans(i, records[i], role)]
+    mats = term_matrices(spans, len(records), left, right)
+    terms = [t for t in TERMS if TERMS[t] in ROLE_PHASES[role] and mats[t].any()]
+    fit = fit_power(p, idle_w if idle_w is not None else 0.0, mats, terms)
+    if fitted_idle:  # no idle baseline: the fit's constant stands in for idle power
+        idle_w = fit.coef_w.pop("constant_above_idle", 0.0)
+        fit.coef_w["constant_above_idle"] = 0.0
+        notes.append("no idle baseline: idle power is the power fit's constant")
+    assert idle_w is not None
+    idle_j = min(energy, idle_w * gpu.duration_s)
+    dynamic = energy - idle_j
+    coef = {t: fit.coef_w.get(t, 0.0) for t in terms}
+    if not any(coef.values()):
+        coef = _fallback_coef(mats, terms)
+        notes.append("no power above idle tracked the work: phases weighed by time in flight")
+    share = {ph: sum(coef[t] * mats[t] for t in terms if TERMS[t] == ph) for ph in ROLE_PHASES[role]}
+    share = {ph: m for ph, m in share.items() if isinstance(m, np.ndarray)}
+    total = sum(share.values()) if share else np.zeros((len(t), len(records)))
+    per_sample = total.sum(axis=1)
+    sample_j = np.clip(p - idle_w, 0.0, None) * (right - left) / 1e9
+    if sample_j.sum() <= 0:  # the samples never rose above idle though the counter did
+        sample_j = per_sample.copy()
+    placed = per_sample > 0
+    scale = dynamic / sample_j.sum() if sample_j.sum() > 0 else 0.0
+    sample_j = sample_j * scale
+    unplaced = float(sample_j[~placed].sum())
+    grand = float(total.sum())
+    split = _Split()
+    sums = dict.fromkeys(("prefill", "decode", "transfer"), 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        weight = np.where(placed, sample_j / per_sample, 0.0)
+    for ph, m in share.items():
+        joules = weight @ m + (unplaced * m.sum(axis=0) / grand if grand > 0 else 0.0)
+        for i in positions:
+            if joules[i]:
+                split.joules[(i, ph)] = float(joules[i])
+        sums[ph] = float(joules.sum())
+    if grand <= 0:  # nothing was in flight in the window at all
+        idle_j, notes = energy, [*notes, "no request in flight in the window: all its energy is idle"]
+        sums = dict.fromkeys(sums, 0.0)
+    return (
+        GpuAttribution(
+            index=gpu.index,
+            role=role,
+            energy_j=energy,
+            idle_j=idle_j,
+            prefill_j=sums["prefill"],
+            decode_j=sums["decode"],
+            transfer_j=sums["transfer"],
+            unplaced_j=unplaced if grand > 0 else 0.0,
+            fit=fit,
+            note="; ".join(notes),
+        ),
+        split,
+    )
+
+
+def _gpu_positions(result: RunResult, gpu: GpuEnergy) -> list[int]:
+    """The records a GPU served: all of them when one instance has its role, else those the proxy sent
+    to the instance on that GPU (by URL)."""
+    setup = result.metadata.serving_setup
+    role = gpu.role
+    same_role = [i for i in (setup.role(role) if setup else []) if i.url]
+    if len(same_role) <= 1:
+        return list(range(len(result.records)))
+    urls = {i.url for i in same_role if (i.gpu or "").strip() == str(gpu.index)}
+    out = []
+    for pos, r in enumerate(result.records):
+        st = r.stages
+        url = None if st is None else (st.prefill_url if role == "prefill" else st.decode_url)
+        if url in urls:
+            out.append(pos)
+    return out
+
+
+def attribute(result: RunResult, power_csv: Path | None = None) -> EnergyAttribution:
+    """Attribute the run's counter energy; sets each record's `energy` and returns the section (the caller
+    stores it in `result.energy.attribution`). Raises AttributionError when it cannot."""
+    sec = result.energy
+    if sec is None or not sec.available or not sec.gpus:
+        raise AttributionError("the run has no measured GPU energy")
+    if power_csv is None:
+        if result.run_dir is None or not sec.power_csv:
+            raise AttributionError("the run names no power CSV")
+        power_csv = result.run_dir / sec.power_csv
+    if not power_csv.exists():
+        raise AttributionError(f"no power samples at {power_csv}; the monitor writes them beside result.json")
+    power = read_power_csv(power_csv)
+    column = next(
+        (c for c in POWER_COLUMNS if all(power.gpu(g.index, c) is not None for g in sec.gpus)), None
+    )
+    if column is None:
+        raise AttributionError(f"{power_csv} has no power column for every GPU of the run")
+    gpus, splits = [], []
+    for g in sec.gpus:
+        ga, sp = split_gpu(g, result.records, power, column, _gpu_positions(result, g))
+        gpus.append(ga)
+        splits.append(sp)
+    pd = any(g.role in ("prefill", "decode") for g in sec.gpus)
+    for pos, r in enumerate(result.records):
+        parts = {
+            ph: sum(sp.joules.get((pos, ph), 0.0) for sp in splits)
+            for ph in ("prefill", "decode", "transfer")
+        }
+        touched = any((pos, ph) in sp.joules for sp in splits for ph in parts)
+        r.energy = (
+            RequestEnergy(
+                prefill_j=parts["prefill"],
+                decode_j=parts["decode"],
+                transfer_j=parts["transfer"] if pd else None,
+            )
+            if touched
+            else None
+        )
+    warnings = []
+    if column != "power_instant":
+        warnings.append(f"power from `{column}` (NVML's 1 s average): it lags the work, blurring the phases")
+    return _with_distributions(
+        EnergyAttribution(
+            method=METHOD, power_source=f"{power_csv.name}: gpu_<i>_{column}", gpus=gpus, warnings=warnings
+        ),
+        result,
+        pd,
+    )
+
+
+def _with_distributions(att: EnergyAttribution, result: RunResult, pd: bool) -> EnergyAttribution:
+    good = [r for r in result.successes() if r.energy is not None]
+    prompt = [r.input_tokens or 0 for r in good]
+    decoded = [max((r.output_tokens or 0) - 1, 0) for r in good]
+    e = [r.energy for r in good if r.energy is not None]
+    att.totals = PhaseTotals(
+        requests=len(good),
+        prompt_tokens=int(sum(prompt)),
+        decode_tokens=int(sum(decoded)),
+        prefill_j=float(sum(x.prefill_j for x in e)),
+        decode_j=float(sum(x.decode_j for x in e)),
+        transfer_j=float(sum(x.transfer_j or 0.0 for x in e)) if pd else None,
+    )
+    att.prefill_j = Distribution.of([x.prefill_j for x in e])
+    att.decode_j = Distribution.of([x.decode_j for x in e])
+    att.transfer_j = Distribution.of([x.transfer_j or 0.0 for x in e]) if pd else None
+    att.prefill_j_per_prompt_token = Distribution.of(
+        [x.prefill_j / n for x, n in zip(e, prompt, strict=True) if n]
+    )
+    att.decode_j_per_output_token = Distribution.of(
+        [x.decode_j / n for x, n in zip(e, decoded, strict=True) if n]
+    )
+    return att
+
+
+def attribute_run(result: RunResult, power_csv: Path | None = None) -> str | None:
+    """`attribute` stored into the result (`energy.attribution`, each record's `energy`); returns why not
+    (a warning for the result) instead of raising. A run without energy is left alone (None)."""
+    if result.energy is None or not result.energy.available:
+        return None
+    try:
+        result.energy.attribution = attribute(result, power_csv)
+    except (AttributionError, OSError, ValueError) as exc:
+        return f"energy not attributed to requests: {exc}"
+    return None
