@@ -12,9 +12,11 @@ Per GPU over the measured window:
      first decode chunk (`transfer_seqs`): the connector's KV move plus the decode side's first step, an
      upper bound on the transfer itself.
 3. Dynamic power (sample power - idle) fitted by non-negative least squares to those terms plus a
-   constant; the fit only weighs the phases against each other within a sample; the sample's measured
-   power sets its joules, and all samples are scaled so they sum to the counter's dynamic energy.
-   Samples with nothing modelled in flight (`unplaced_j`) are spread over the requests by their shares.
+   constant (`PowerFit`: coefficients, R^2). In each sample, the measured dynamic joules (all samples
+   scaled so they sum to the counter's dynamic energy) go first to the fitted terms, by their modelled
+   watts per request (never more than measured); the rest, the busy base the fit's constant and residual
+   stand for, is split by time in flight (each request in prefill, decode or transfer counts the same).
+   Samples with nothing in flight (`unplaced_j`) are spread over the requests by their shares.
 So idle + prefill + decode + transfer = the counter energy of each GPU (to float rounding).
 """
 
@@ -45,6 +47,8 @@ TERMS: dict[str, str] = {
     "decode_ctx_ktok": "decode",
     "transfer_seqs": "transfer",
 }
+# Per phase, the term that counts a request in flight (the prefill's count is not a fit term: its rate is).
+COUNTS: dict[str, str] = {"prefill": "prefill_seqs", "decode": "decode_seqs", "transfer": "transfer_seqs"}
 ROLE_PHASES: dict[str, tuple[str, ...]] = {
     "serving": ("prefill", "decode"),
     "prefill": ("prefill", "transfer"),
@@ -54,8 +58,8 @@ POWER_COLUMNS = ("power_instant", "power")  # instant first: the 1 s average lag
 METHOD = (
     "per GPU: idle = idle power x window; dynamic = counter - idle, split over the power samples by what "
     "each request had in flight on that GPU (P/D: the GPU's role decides the phase, KV transfer = the "
-    "proxy's decode send to first decode chunk), phases weighed by a non-negative least-squares fit of "
-    "dynamic power to the in-flight terms; samples scaled to the counter"
+    "proxy's decode send to first decode chunk): first by a non-negative least-squares fit of dynamic "
+    "power to the in-flight terms, the rest (busy base) by time in flight; samples scaled to the counter"
 )
 
 
@@ -140,7 +144,7 @@ def term_matrices(
 ) -> dict[str, np.ndarray]:
     """Per term, (samples x requests): the term's mean value over each sample interval."""
     k = len(left)
-    mats = {t: np.zeros((k, n_requests)) for t in TERMS}
+    mats = {t: np.zeros((k, n_requests)) for t in (*TERMS, "prefill_seqs")}
     width = np.maximum(right - left, 1.0)
     for s in spans:
         lo = np.maximum(left, s.start_ns)
@@ -150,6 +154,7 @@ def term_matrices(
             continue
         if s.phase == "prefill":
             mats["prefill_tok_per_s"][:, s.request] += s.rate * frac
+            mats["prefill_seqs"][:, s.request] += frac
         elif s.phase == "transfer":
             mats["transfer_seqs"][:, s.request] += frac
         else:
@@ -180,16 +185,6 @@ def fit_power(
         rel_rmse=rel,
         samples=len(power_w),
     )
-
-
-def _fallback_coef(mats: dict[str, np.ndarray], terms: Sequence[str]) -> dict[str, float]:
-    """Without a usable fit, every term weighs the same on average (time in flight, not intensity)."""
-    out = {}
-    for t in terms:
-        col = mats[t].sum(axis=1)
-        mean = float(col[col > 0].mean()) if (col > 0).any() else 0.0
-        out[t] = 1.0 / mean if mean > 0 else 0.0
-    return out
 
 
 def split_gpu(
@@ -228,27 +223,32 @@ def split_gpu(
     idle_j = min(energy, idle_w * gpu.duration_s)
     dynamic = energy - idle_j
     coef = {t: fit.coef_w.get(t, 0.0) for t in terms}
-    if not any(coef.values()):
-        coef = _fallback_coef(mats, terms)
-        notes.append("no power above idle tracked the work: phases weighed by time in flight")
-    share = {ph: sum(coef[t] * mats[t] for t in terms if TERMS[t] == ph) for ph in ROLE_PHASES[role]}
-    share = {ph: m for ph, m in share.items() if isinstance(m, np.ndarray)}
-    total = sum(share.values()) if share else np.zeros((len(t), len(records)))
-    per_sample = total.sum(axis=1)
-    sample_j = np.clip(p - idle_w, 0.0, None) * (right - left) / 1e9
+    phases = ROLE_PHASES[role]
+    zero = np.zeros((len(t), len(records)))
+    # The fitted terms' watts per request (marginal), and each request's time in flight (the busy base).
+    marg = {ph: sum((coef[x] * mats[x] for x in terms if TERMS[x] == ph), zero) for ph in phases}
+    count = {ph: mats[COUNTS[ph]] for ph in phases}
+    width_s = (right - left) / 1e9
+    sample_j = np.clip(p - idle_w, 0.0, None) * width_s
+    marg_k = sum(m.sum(axis=1) for m in marg.values()) * width_s
+    count_k = sum(c.sum(axis=1) for c in count.values())
     if sample_j.sum() <= 0:  # the samples never rose above idle though the counter did
-        sample_j = per_sample.copy()
-    placed = per_sample > 0
+        sample_j = count_k.copy()
     scale = dynamic / sample_j.sum() if sample_j.sum() > 0 else 0.0
-    sample_j = sample_j * scale
+    sample_j, marg_k = sample_j * scale, marg_k * scale
+    placed = count_k > 0
+    marg_j = np.minimum(marg_k, sample_j)  # what the fitted terms explain, never more than measured
+    base_j = np.where(placed, sample_j - marg_j, 0.0)  # the rest: split by time in flight
     unplaced = float(sample_j[~placed].sum())
-    grand = float(total.sum())
+    with np.errstate(invalid="ignore", divide="ignore"):
+        w_marg = np.where(marg_k > 0, marg_j / marg_k, 0.0) * scale * width_s
+        w_base = np.where(placed, base_j / count_k, 0.0)
+    placed_j = {ph: w_marg @ marg[ph] + w_base @ count[ph] for ph in phases}
+    grand = float(sum(j.sum() for j in placed_j.values()))
     split = _Split()
     sums = dict.fromkeys(("prefill", "decode", "transfer"), 0.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        weight = np.where(placed, sample_j / per_sample, 0.0)
-    for ph, m in share.items():
-        joules = weight @ m + (unplaced * m.sum(axis=0) / grand if grand > 0 else 0.0)
+    for ph, joules in placed_j.items():
+        joules = joules + (unplaced * joules / grand if grand > 0 else 0.0)
         for i in positions:
             if joules[i]:
                 split.joules[(i, ph)] = float(joules[i])
@@ -377,3 +377,59 @@ def attribute_run(result: RunResult, power_csv: Path | None = None) -> str | Non
     except (AttributionError, OSError, ValueError) as exc:
         return f"energy not attributed to requests: {exc}"
     return None
+
+
+def describe(att: EnergyAttribution) -> list[str]:
+    """One line per GPU and one for the requests: what `python -m experiments.attribution` prints."""
+    lines = []
+    for g in att.gpus:
+        r2 = f"{g.fit.r2:.2f}" if g.fit is not None and g.fit.r2 is not None else "n/a"
+        lines.append(
+            f"  GPU {g.index} {g.role}: {g.energy_j:.0f} J = idle {g.idle_j:.0f} + prefill "
+            f"{g.prefill_j:.0f} + decode {g.decode_j:.0f} + transfer {g.transfer_j:.0f} "
+            f"(unplaced {g.unplaced_j:.0f}; fit R^2 {r2})" + (f"; {g.note}" if g.note else "")
+        )
+    t = att.totals
+    pre, dec = att.prefill_j_per_prompt_token, att.decode_j_per_output_token
+    lines.append(
+        f"  {t.requests} requests: prefill {_mj(t.prefill_j_per_prompt_token)} mJ/prompt token "
+        f"(p50 {_mj(pre.p50)}, p90 {_mj(pre.p90)}), decode {_mj(t.decode_j_per_output_token)} "
+        "mJ/output token "
+        f"(p50 {_mj(dec.p50)}, p90 {_mj(dec.p90)})"
+        + (
+            f", KV transfer {att.transfer_j.p50:.2f} J/request p50"
+            if att.transfer_j and att.transfer_j.p50
+            else ""
+        )
+    )
+    return lines
+
+
+def _mj(j: float | None) -> str:
+    return "n/a" if j is None else f"{1000 * j:.3g}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m experiments.attribution RUN_DIR...`: attribute measured runs from their power.csv and
+    print the split (the result files are not changed)."""
+    import sys
+
+    from experiments.cli_errors import OneLineErrorParser
+
+    p = OneLineErrorParser(prog="python -m experiments.attribution", description=main.__doc__)
+    p.add_argument("run_dirs", nargs="+", help="run directories with a result and its power.csv")
+    args = p.parse_args(argv)
+    status = 0
+    for run_dir in args.run_dirs:
+        try:
+            att = attribute(RunResult.load(run_dir))
+        except (AttributionError, OSError, ValueError) as exc:
+            print(f"error: {run_dir}: {exc}", file=sys.stderr)
+            status = 2
+            continue
+        print(f"{run_dir} (closure error {att.worst_closure_error:.2g})", *describe(att), sep="\n")
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
