@@ -125,7 +125,9 @@ def _closure(res: RunResult) -> None:
         assert g.idle_j + g.prefill_j + g.decode_j + g.transfer_j == pytest.approx(g.energy_j, rel=0.005)
         gpu = res.energy.gpu(g.index)
         assert gpu is not None and g.energy_j == gpu.energy_j
-        assert g.idle_j == pytest.approx(IDLE_W[g.index] * gpu.duration_s, rel=0.04)  # idle: 100 ms counter steps
+        assert g.idle_j == pytest.approx(
+            IDLE_W[g.index] * gpu.duration_s, rel=0.04
+        )  # idle: 100 ms counter steps
     records_j = sum(r.energy.total_j for r in res.records if r.energy is not None)
     assert records_j + att.idle_j == pytest.approx(att.energy_j, rel=0.005)
 
