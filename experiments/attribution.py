@@ -14,8 +14,11 @@ Per GPU over the measured window:
 3. Dynamic power (sample power - idle) fitted by non-negative least squares to those terms plus a
    constant (`PowerFit`: coefficients, R^2). In each sample, the measured dynamic joules (all samples
    scaled so they sum to the counter's dynamic energy) go first to the fitted terms, by their modelled
-   watts per request (never more than measured); the rest, the busy base the fit's constant and residual
-   stand for, is split by time in flight (each request in prefill, decode or transfer counts the same).
+   watts per request (never more than measured). The rest, the busy base the fit's constant and residual
+   stand for (an engine stepping draws it whatever the step holds), is split by GPU time: prefills take
+   the share of the sample the GPU spends computing them (each prefill's prompt tokens x the run's
+   5th-percentile time per prompt token, over its time in flight; at most all), the other phases the
+   rest by time in flight; a phase alone takes all.
    Samples with nothing in flight (`unplaced_j`) are spread over the requests by their shares.
 So idle + prefill + decode + transfer = the counter energy of each GPU (to float rounding).
 """
@@ -48,7 +51,10 @@ TERMS: dict[str, str] = {
     "transfer_seqs": "transfer",
 }
 # Per phase, the term that counts a request in flight (the prefill's count is not a fit term: its rate is).
-COUNTS: dict[str, str] = {"prefill": "prefill_seqs", "decode": "decode_seqs", "transfer": "transfer_seqs"}
+COUNTS: dict[str, str] = {"prefill": "prefill_busy", "decode": "decode_seqs", "transfer": "transfer_seqs"}
+FASTEST_PERCENTILE = (
+    5  # a prefill's compute time: the run's 5th-percentile time per prompt token x its tokens
+)
 ROLE_PHASES: dict[str, tuple[str, ...]] = {
     "serving": ("prefill", "decode"),
     "prefill": ("prefill", "transfer"),
@@ -59,7 +65,8 @@ METHOD = (
     "per GPU: idle = idle power x window; dynamic = counter - idle, split over the power samples by what "
     "each request had in flight on that GPU (P/D: the GPU's role decides the phase, KV transfer = the "
     "proxy's decode send to first decode chunk): first by a non-negative least-squares fit of dynamic "
-    "power to the in-flight terms, the rest (busy base) by time in flight; samples scaled to the counter"
+    "power to the in-flight terms, the rest (busy base) by GPU time (prefill: prompt tokens x the run's "
+    "fastest time per token; other phases: time in flight); samples scaled to the counter"
 )
 
 
@@ -79,6 +86,7 @@ class Span:
     rate: float = 0.0
     ctx0: float = 0.0
     ctx1: float = 0.0
+    busy: float = 1.0  # share of the span the GPU computes it (prefill: its fastest time / its time)
 
 
 @dataclass(slots=True)
@@ -130,6 +138,22 @@ def request_spans(pos: int, r: Record, role: str) -> list[Span]:
     return spans
 
 
+def with_prefill_busy(spans: list[Span]) -> list[Span]:
+    """Prefill spans with `busy` set: the share of its time in flight the GPU spends computing it, its
+    prompt tokens x the run's fastest time per prompt token (5th percentile) over its duration. The rest
+    of a prefill's time in flight is queueing and the API server, which draw no GPU power of their own."""
+    pre = [s for s in spans if s.phase == "prefill" and s.rate > 0]
+    if not pre:
+        return spans
+    per_token = float(np.percentile([1.0 / s.rate for s in pre], FASTEST_PERCENTILE))
+    return [
+        Span(s.request, s.phase, s.start_ns, s.end_ns, s.rate, s.ctx0, s.ctx1, min(1.0, per_token * s.rate))
+        if s.phase == "prefill" and s.rate > 0
+        else s
+        for s in spans
+    ]
+
+
 def sample_intervals(times_ns: np.ndarray, start_ns: int, end_ns: int) -> tuple[np.ndarray, np.ndarray]:
     """Each sample's interval: midpoints between neighbouring samples, the first and last clipped to the
     window [start_ns, end_ns]."""
@@ -144,7 +168,7 @@ def term_matrices(
 ) -> dict[str, np.ndarray]:
     """Per term, (samples x requests): the term's mean value over each sample interval."""
     k = len(left)
-    mats = {t: np.zeros((k, n_requests)) for t in (*TERMS, "prefill_seqs")}
+    mats = {t: np.zeros((k, n_requests)) for t in (*TERMS, "prefill_busy")}
     width = np.maximum(right - left, 1.0)
     for s in spans:
         lo = np.maximum(left, s.start_ns)
@@ -154,7 +178,7 @@ def term_matrices(
             continue
         if s.phase == "prefill":
             mats["prefill_tok_per_s"][:, s.request] += s.rate * frac
-            mats["prefill_seqs"][:, s.request] += frac
+            mats["prefill_busy"][:, s.request] += frac * s.busy
         elif s.phase == "transfer":
             mats["transfer_seqs"][:, s.request] += frac
         else:
@@ -187,6 +211,23 @@ def fit_power(
     )
 
 
+def _split_base(base_j: np.ndarray, count: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Each sample's busy base by GPU time: prefill takes the share of the sample the GPU spends
+    computing prefills (their `busy` sum, at most all of it), the other phases the rest by time in
+    flight; a phase alone takes all. Returns joules per request, per phase."""
+    pre = count.get("prefill")
+    occ = np.minimum(pre.sum(axis=1), 1.0) if pre is not None else np.zeros(len(base_j))
+    others = sum((c.sum(axis=1) for ph, c in count.items() if ph != "prefill"), np.zeros(len(base_j)))
+    pre_share = np.where(others > 0, occ, np.where(occ > 0, 1.0, 0.0))
+    out = {}
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for ph, c in count.items():
+            part = base_j * (pre_share if ph == "prefill" else 1.0 - pre_share)
+            denom = c.sum(axis=1) if ph == "prefill" else others
+            out[ph] = np.where(denom > 0, part / denom, 0.0) @ c
+    return out
+
+
 def split_gpu(
     gpu: GpuEnergy, records: Sequence[Record], power: PowerCsv, column: str, positions: Sequence[int]
 ) -> tuple[GpuAttribution, _Split]:
@@ -211,7 +252,7 @@ def split_gpu(
     notes = []
     fitted_idle = idle_w is None
     left, right = sample_intervals(t, start, end)
-    spans = [s for i in positions for s in request_spans(i, records[i], role)]
+    spans = with_prefill_busy([s for i in positions for s in request_spans(i, records[i], role)])
     mats = term_matrices(spans, len(records), left, right)
     terms = [t for t in TERMS if TERMS[t] in ROLE_PHASES[role] and mats[t].any()]
     fit = fit_power(p, idle_w if idle_w is not None else 0.0, mats, terms)
@@ -238,12 +279,12 @@ def split_gpu(
     sample_j, marg_k = sample_j * scale, marg_k * scale
     placed = count_k > 0
     marg_j = np.minimum(marg_k, sample_j)  # what the fitted terms explain, never more than measured
-    base_j = np.where(placed, sample_j - marg_j, 0.0)  # the rest: split by time in flight
+    base_j = np.where(placed, sample_j - marg_j, 0.0)  # the rest: the busy base
     unplaced = float(sample_j[~placed].sum())
+    base = _split_base(base_j, count)
     with np.errstate(invalid="ignore", divide="ignore"):
         w_marg = np.where(marg_k > 0, marg_j / marg_k, 0.0) * scale * width_s
-        w_base = np.where(placed, base_j / count_k, 0.0)
-    placed_j = {ph: w_marg @ marg[ph] + w_base @ count[ph] for ph in phases}
+    placed_j = {ph: w_marg @ marg[ph] + base[ph] for ph in phases}
     grand = float(sum(j.sum() for j in placed_j.values()))
     split = _Split()
     sums = dict.fromkeys(("prefill", "decode", "transfer"), 0.0)

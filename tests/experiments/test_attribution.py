@@ -210,3 +210,59 @@ def test_pd_roles_decide_the_phase_and_transfers_are_charged_on_both_gpus(tmp_pa
         sum((X_W[0] + X_W[1]) * (c[2] - c[1]) for c in PD), rel=0.06
     )
     assert att.transfer_j is not None and att.transfer_j.count == len(PD)
+
+
+BUSY_W = 150.0  # drawn whenever anything is in flight, whatever it is (an engine stepping)
+# A prefill's GPU time: the run's 5th-percentile seconds per prompt token (of 0.4/2000, 0.5/1200,
+# 0.3/3000, 0.3/800, 0.5/1600: 1e-4 + 0.2 x (2e-4 - 1e-4)) x its tokens, over its time in flight.
+PER_TOKEN_S = 1.2e-4
+PREFILL_BUSY = [min(1.0, PER_TOKEN_S * p / (f - s)) for s, f, _, p, _ in COLOCATED]  # 0.6 .. 1.0
+
+
+def _expected_with_busy_base(step_s: float = 0.0005) -> tuple[list[float], list[float]]:
+    """The planted joules by hand-stepping time: prefill A x tokens and decode B x time, plus the busy
+    power split as the method states: prefills take the share of GPU time they compute (their busy sum,
+    at most 1), decodes the rest equally; a phase alone takes all."""
+    pre = [A_J_PER_TOKEN * c[3] for c in COLOCATED]
+    dec = [B_W_PER_SEQ * (c[2] - c[1]) for c in COLOCATED]
+    for t in np.arange(0.0, SPAN_S, step_s) + step_s / 2:
+        pf = [i for i, c in enumerate(COLOCATED) if c[0] <= t < c[1]]
+        dc = [i for i, c in enumerate(COLOCATED) if c[1] <= t < c[2]]
+        occ = min(1.0, sum(PREFILL_BUSY[i] for i in pf))
+        pre_share = occ if dc else (1.0 if pf else 0.0)
+        for i in pf:
+            pre[i] += BUSY_W * step_s * pre_share * PREFILL_BUSY[i] / sum(PREFILL_BUSY[j] for j in pf)
+        for i in dc:
+            dec[i] += BUSY_W * step_s * (1.0 - pre_share) / len(dc)
+    return pre, dec
+
+
+def test_busy_power_is_split_by_gpu_time_not_charged_to_the_longest_phase(tmp_path: Path) -> None:
+    def power(gpu: int, t: float) -> float:
+        w = IDLE_W[gpu]
+        busy = False
+        for sent, first, end, prompt, _ in COLOCATED:
+            if sent <= t < first:
+                w += A_J_PER_TOKEN * prompt / (first - sent)
+                busy = True
+            elif first <= t < end:
+                w += B_W_PER_SEQ
+                busy = True
+        return w + (BUSY_W if busy else 0.0)
+
+    energy, base = _measure(tmp_path, {0: "serving"}, power)
+    records = [
+        _record(i, base + int(s * S), base + int(f * S), base + int(e * S), p, o)
+        for i, (s, f, e, p, o) in enumerate(COLOCATED)
+    ]
+    res = _result(tmp_path, "traditional", records, energy)
+    res.energy.attribution = attribute(res)  # type: ignore[union-attr]
+    _closure(res)
+    pre, dec = _expected_with_busy_base()
+    got_pre = [r.energy.prefill_j for r in res.records if r.energy is not None]
+    got_dec = [r.energy.decode_j for r in res.records if r.energy is not None]
+    assert sum(got_pre) == pytest.approx(sum(pre), rel=0.08)
+    assert sum(got_dec) == pytest.approx(sum(dec), rel=0.08)
+    for i in range(len(COLOCATED)):
+        assert got_pre[i] == pytest.approx(pre[i], rel=0.2), i
+        assert got_dec[i] == pytest.approx(dec[i], rel=0.2), i
