@@ -285,18 +285,24 @@ def split_gpu(
     with np.errstate(invalid="ignore", divide="ignore"):
         w_marg = np.where(marg_k > 0, marg_j / marg_k, 0.0) * scale * width_s
     placed_j = {ph: w_marg @ marg[ph] + base[ph] for ph in phases}
-    grand = float(sum(j.sum() for j in placed_j.values()))
+    # Unplaced joules follow the placed ones; where none were placed, time in flight.
+    spread = (
+        placed_j
+        if sum(j.sum() for j in placed_j.values()) > 0
+        else {ph: c.sum(axis=0) for ph, c in count.items()}
+    )
+    grand = float(sum(j.sum() for j in spread.values()))
+    in_flight = [i for i in positions if any(c[:, i].any() for c in count.values())]
     split = _Split()
     sums = dict.fromkeys(("prefill", "decode", "transfer"), 0.0)
     for ph, joules in placed_j.items():
-        joules = joules + (unplaced * joules / grand if grand > 0 else 0.0)
-        for i in positions:
-            if joules[i]:
-                split.joules[(i, ph)] = float(joules[i])
+        joules = joules + (unplaced * spread[ph] / grand if grand > 0 else 0.0)
+        for i in in_flight:
+            split.joules[(i, ph)] = float(joules[i])
         sums[ph] = float(joules.sum())
-    if grand <= 0:  # nothing was in flight in the window at all
+    if not in_flight:  # nothing was in flight in the window at all
         idle_j, notes = energy, [*notes, "no request in flight in the window: all its energy is idle"]
-        sums = dict.fromkeys(sums, 0.0)
+        sums, unplaced = dict.fromkeys(sums, 0.0), 0.0
     return (
         GpuAttribution(
             index=gpu.index,
@@ -306,7 +312,7 @@ def split_gpu(
             prefill_j=sums["prefill"],
             decode_j=sums["decode"],
             transfer_j=sums["transfer"],
-            unplaced_j=unplaced if grand > 0 else 0.0,
+            unplaced_j=unplaced,
             fit=fit,
             note="; ".join(notes),
         ),
