@@ -163,38 +163,68 @@ def sample_intervals(times_ns: np.ndarray, start_ns: int, end_ns: int) -> tuple[
     return left, right
 
 
-def term_matrices(
-    spans: Sequence[Span], n_requests: int, left: np.ndarray, right: np.ndarray
-) -> dict[str, np.ndarray]:
-    """Per term, (samples x requests): the term's mean value over each sample interval."""
-    k = len(left)
-    mats = {t: np.zeros((k, n_requests)) for t in (*TERMS, "prefill_busy")}
+@dataclass(frozen=True, slots=True)
+class Terms:
+    """What was in flight, sparse: one entry per (sample, request span) that overlap; `values[term]` is
+    the term's mean over the sample interval (0 for terms of other phases). Dense samples x requests
+    matrices would not fit an hour-long trace replay."""
+
+    k: np.ndarray  # sample index of each entry
+    i: np.ndarray  # request position of each entry
+    values: dict[str, np.ndarray]
+    n_samples: int
+    n_requests: int
+
+    def per_sample(self, values: np.ndarray) -> np.ndarray:
+        return np.bincount(self.k, weights=values, minlength=self.n_samples)
+
+    def per_request(self, values: np.ndarray) -> np.ndarray:
+        return np.bincount(self.i, weights=values, minlength=self.n_requests)
+
+
+def in_flight_terms(spans: Sequence[Span], n_requests: int, left: np.ndarray, right: np.ndarray) -> Terms:
+    """The fit terms and per-phase counts (`COUNTS`) of every span over the sample intervals it overlaps."""
     width = np.maximum(right - left, 1.0)
+    ks, iis, vals = [], [], {t: [] for t in (*TERMS, "prefill_busy")}
     for s in spans:
-        lo = np.maximum(left, s.start_ns)
-        hi = np.minimum(right, s.end_ns)
-        frac = np.clip(hi - lo, 0.0, None) / width
-        if not frac.any():
+        k0 = int(np.searchsorted(right, s.start_ns, side="right"))
+        k1 = int(np.searchsorted(left, s.end_ns, side="left"))
+        if k1 <= k0:
             continue
+        kk = np.arange(k0, k1)
+        lo = np.maximum(left[kk], s.start_ns)
+        hi = np.minimum(right[kk], s.end_ns)
+        frac = np.clip(hi - lo, 0.0, None) / width[kk]
+        zero = np.zeros(len(kk))
+        row = dict.fromkeys(vals, zero)
         if s.phase == "prefill":
-            mats["prefill_tok_per_s"][:, s.request] += s.rate * frac
-            mats["prefill_busy"][:, s.request] += frac * s.busy
+            row["prefill_tok_per_s"], row["prefill_busy"] = s.rate * frac, s.busy * frac
         elif s.phase == "transfer":
-            mats["transfer_seqs"][:, s.request] += frac
+            row["transfer_seqs"] = frac
         else:
-            mid = (lo + hi) / 2.0
-            ctx = s.ctx0 + (s.ctx1 - s.ctx0) * (mid - s.start_ns) / (s.end_ns - s.start_ns)
-            mats["decode_seqs"][:, s.request] += frac
-            mats["decode_ctx_ktok"][:, s.request] += frac * ctx / 1000.0
-    return mats
+            ctx = s.ctx0 + (s.ctx1 - s.ctx0) * ((lo + hi) / 2.0 - s.start_ns) / (s.end_ns - s.start_ns)
+            row["decode_seqs"], row["decode_ctx_ktok"] = frac, frac * ctx / 1000.0
+        ks.append(kk)
+        iis.append(np.full(len(kk), s.request))
+        for t in vals:
+            vals[t].append(row[t])
+
+    def cat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
+        return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype=dtype)
+
+    return Terms(
+        k=cat(ks, np.int64),
+        i=cat(iis, np.int64),
+        values={t: cat(v, float) for t, v in vals.items()},
+        n_samples=len(left),
+        n_requests=n_requests,
+    )
 
 
-def fit_power(
-    power_w: np.ndarray, idle_w: float, mats: dict[str, np.ndarray], terms: Sequence[str]
-) -> PowerFit:
+def fit_power(power_w: np.ndarray, idle_w: float, flight: Terms, terms: Sequence[str]) -> PowerFit:
     """Sample power ~ constant + coef . (terms summed over requests), coefficients >= 0. The constant
     absorbs what the idle baseline missed; it is not attributed (only term ratios split a sample)."""
-    x = np.column_stack([np.ones(len(power_w))] + [mats[t].sum(axis=1) for t in terms])
+    x = np.column_stack([np.ones(len(power_w))] + [flight.per_sample(flight.values[t]) for t in terms])
     try:
         fit = fit_nonnegative(("constant", *terms), x, power_w)
     except FitError:
@@ -211,20 +241,21 @@ def fit_power(
     )
 
 
-def _split_base(base_j: np.ndarray, count: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def _split_base(base_j: np.ndarray, flight: Terms, count: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Each sample's busy base by GPU time: prefill takes the share of the sample the GPU spends
     computing prefills (their `busy` sum, at most all of it), the other phases the rest by time in
     flight; a phase alone takes all. Returns joules per request, per phase."""
-    pre = count.get("prefill")
-    occ = np.minimum(pre.sum(axis=1), 1.0) if pre is not None else np.zeros(len(base_j))
-    others = sum((c.sum(axis=1) for ph, c in count.items() if ph != "prefill"), np.zeros(len(base_j)))
-    pre_share = np.where(others > 0, occ, np.where(occ > 0, 1.0, 0.0))
+    n = len(base_j)
+    pre = flight.per_sample(count["prefill"]) if "prefill" in count else np.zeros(n)
+    others = sum((flight.per_sample(c) for ph, c in count.items() if ph != "prefill"), np.zeros(n))
+    pre_share = np.where(others > 0, np.minimum(pre, 1.0), np.where(pre > 0, 1.0, 0.0))
     out = {}
     with np.errstate(invalid="ignore", divide="ignore"):
         for ph, c in count.items():
             part = base_j * (pre_share if ph == "prefill" else 1.0 - pre_share)
-            denom = c.sum(axis=1) if ph == "prefill" else others
-            out[ph] = np.where(denom > 0, part / denom, 0.0) @ c
+            denom = pre if ph == "prefill" else others
+            per_unit = np.where(denom > 0, part / denom, 0.0)
+            out[ph] = flight.per_request(per_unit[flight.k] * c)
     return out
 
 
@@ -253,9 +284,9 @@ def split_gpu(
     fitted_idle = idle_w is None
     left, right = sample_intervals(t, start, end)
     spans = with_prefill_busy([s for i in positions for s in request_spans(i, records[i], role)])
-    mats = term_matrices(spans, len(records), left, right)
-    terms = [t for t in TERMS if TERMS[t] in ROLE_PHASES[role] and mats[t].any()]
-    fit = fit_power(p, idle_w if idle_w is not None else 0.0, mats, terms)
+    flight = in_flight_terms(spans, len(records), left, right)
+    terms = [x for x in TERMS if TERMS[x] in ROLE_PHASES[role] and flight.values[x].any()]
+    fit = fit_power(p, idle_w if idle_w is not None else 0.0, flight, terms)
     if fitted_idle:  # no idle baseline: the fit's constant stands in for idle power
         idle_w = fit.coef_w.pop("constant_above_idle", 0.0)
         fit.coef_w["constant_above_idle"] = 0.0
@@ -263,16 +294,16 @@ def split_gpu(
     assert idle_w is not None
     idle_j = min(energy, idle_w * gpu.duration_s)
     dynamic = energy - idle_j
-    coef = {t: fit.coef_w.get(t, 0.0) for t in terms}
+    coef = {x: fit.coef_w.get(x, 0.0) for x in terms}
     phases = ROLE_PHASES[role]
-    zero = np.zeros((len(t), len(records)))
-    # The fitted terms' watts per request (marginal), and each request's time in flight (the busy base).
-    marg = {ph: sum((coef[x] * mats[x] for x in terms if TERMS[x] == ph), zero) for ph in phases}
-    count = {ph: mats[COUNTS[ph]] for ph in phases}
+    zero = np.zeros(len(flight.k))
+    # Per entry: the fitted terms' watts (marginal), and the request's count in flight (the busy base).
+    marg = {ph: sum((coef[x] * flight.values[x] for x in terms if TERMS[x] == ph), zero) for ph in phases}
+    count = {ph: flight.values[COUNTS[ph]] for ph in phases}
     width_s = (right - left) / 1e9
     sample_j = np.clip(p - idle_w, 0.0, None) * width_s
-    marg_k = sum(m.sum(axis=1) for m in marg.values()) * width_s
-    count_k = sum(c.sum(axis=1) for c in count.values())
+    marg_k = sum(flight.per_sample(m) for m in marg.values()) * width_s
+    count_k = sum(flight.per_sample(c) for c in count.values())
     if sample_j.sum() <= 0:  # the samples never rose above idle though the counter did
         sample_j = count_k.copy()
     scale = dynamic / sample_j.sum() if sample_j.sum() > 0 else 0.0
@@ -281,18 +312,18 @@ def split_gpu(
     marg_j = np.minimum(marg_k, sample_j)  # what the fitted terms explain, never more than measured
     base_j = np.where(placed, sample_j - marg_j, 0.0)  # the rest: the busy base
     unplaced = float(sample_j[~placed].sum())
-    base = _split_base(base_j, count)
+    base = _split_base(base_j, flight, count)
     with np.errstate(invalid="ignore", divide="ignore"):
         w_marg = np.where(marg_k > 0, marg_j / marg_k, 0.0) * scale * width_s
-    placed_j = {ph: w_marg @ marg[ph] + base[ph] for ph in phases}
+    placed_j = {ph: flight.per_request(w_marg[flight.k] * marg[ph]) + base[ph] for ph in phases}
     # Unplaced joules follow the placed ones; where none were placed, time in flight.
     spread = (
         placed_j
         if sum(j.sum() for j in placed_j.values()) > 0
-        else {ph: c.sum(axis=0) for ph, c in count.items()}
+        else {ph: flight.per_request(c) for ph, c in count.items()}
     )
     grand = float(sum(j.sum() for j in spread.values()))
-    in_flight = [i for i in positions if any(c[:, i].any() for c in count.values())]
+    in_flight = np.unique(flight.i[sum(count.values(), zero) > 0]).tolist()
     split = _Split()
     sums = dict.fromkeys(("prefill", "decode", "transfer"), 0.0)
     for ph, joules in placed_j.items():
