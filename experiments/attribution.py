@@ -360,6 +360,8 @@ def _gpu_positions(result: RunResult, gpu: GpuEnergy) -> list[int]:
     if len(same_role) <= 1:
         return list(range(len(result.records)))
     urls = {i.url for i in same_role if (i.gpu or "").strip() == str(gpu.index)}
+    if not urls:  # the setup does not say which instance ran on this GPU: it may have served any
+        return list(range(len(result.records)))
     out = []
     for pos, r in enumerate(result.records):
         st = r.stages
