@@ -52,9 +52,8 @@ TERMS: dict[str, str] = {
 }
 # Per phase, the term that counts a request in flight (the prefill's count is not a fit term: its rate is).
 COUNTS: dict[str, str] = {"prefill": "prefill_busy", "decode": "decode_seqs", "transfer": "transfer_seqs"}
-FASTEST_PERCENTILE = (
-    5  # a prefill's compute time: the run's 5th-percentile time per prompt token x its tokens
-)
+# A prefill's compute time: the run's 5th-percentile time per prompt token x its tokens.
+FASTEST_PERCENTILE = 5
 ROLE_PHASES: dict[str, tuple[str, ...]] = {
     "serving": ("prefill", "decode"),
     "prefill": ("prefill", "transfer"),
@@ -263,7 +262,9 @@ def split_gpu(
     gpu: GpuEnergy, records: Sequence[Record], power: PowerCsv, column: str, positions: Sequence[int]
 ) -> tuple[GpuAttribution, _Split]:
     """Attribute one GPU's counter energy over the requests at `positions` (those it served)."""
-    energy = float(gpu.energy_j or 0.0)
+    if gpu.energy_j is None:
+        raise AttributionError(f"GPU {gpu.index} has no counter energy ({gpu.note or 'not measured'})")
+    energy = float(gpu.energy_j)
     role = gpu.role
     if role not in ROLE_PHASES or not positions:
         note = "not serving: all its energy is idle" if role not in ROLE_PHASES else "served no request"
