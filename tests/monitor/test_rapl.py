@@ -3,6 +3,7 @@ subzones, the platform zone), wrap-around, and the reasons given where RAPL cann
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -62,6 +63,7 @@ def test_meter_reports_host_energy_beside_the_gpus_never_in_them(tree: Path, tmp
     meter = EnergyMeter([0], {0: "serving"}, 0.05, backend, tmp_path / "power.csv", rapl_root=tree)
     meter.start()
     meter.begin()
+    time.sleep(1.0)  # ten counter steps of the GPU
     _set(tree, "intel-rapl:0", 51_000_000)  # +50 J
     _set(tree, "intel-rapl:1", MAX_UJ - 1_000_000)  # +1 J
     _set(tree, "intel-rapl:0:0", 2_500_000)  # +2 J
@@ -77,7 +79,8 @@ def test_meter_reports_host_energy_beside_the_gpus_never_in_them(tree: Path, tmp
     gpu = sec.gpus[0]
     totals = sec.totals()
     assert totals is not None and gpu.energy_j is not None and totals.energy_j == gpu.energy_j
-    assert gpu.energy_j == pytest.approx(200.0 * gpu.duration_s, rel=0.1)  # the GPU's joules alone
+    # the GPU's joules alone (within a 100 ms counter step), not the host's 56 J, nor the platform's 1000
+    assert gpu.energy_j == pytest.approx(200.0 * gpu.duration_s, abs=25.0)
 
 
 def test_host_energy_is_reported_on_a_run_without_gpus(tree: Path, tmp_path: Path) -> None:
