@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from analysis.comparability import check_comparable
+from analysis.phase_energy import attribution_of, host_of
 from analysis.runs import BASELINE_KIND, NA, Run, is_sweep, load_runs
+from experiments.schema import EnergyAttribution
 
 LATENCIES = (("TTFT", "ttft_ms"), ("TPOT", "tpot_ms"), ("ITL", "itl_ms"), ("E2E", "e2el_ms"))
 LATENCY_PERCENTILES = ("p50", "p90", "p99")
@@ -145,7 +147,91 @@ def _energy_rows(runs: Sequence[Run]) -> list[Metric]:
             Metric("Per GPU", f"{gpu} average power", None, _gpu_field(i, "avg_power_w"), "W"),
             Metric("Per GPU", f"{gpu} peak power", None, _gpu_field(i, "peak_power_w"), "W"),
         ]
-    return rows
+    return rows + phase_rows()
+
+
+def _phase(get: Callable[[EnergyAttribution], float | None], pd_only: bool = False) -> Callable[[Run], Value]:
+    def value(run: Run) -> Value:
+        att = attribution_of(run)
+        if isinstance(att, NA):
+            return att
+        if pd_only and att.totals.transfer_j is None:
+            return NA("co-located: no KV transfer")
+        return get(att)
+
+    return value
+
+
+def _host(kind: str) -> Callable[[Run], Value]:
+    def value(run: Run) -> Value:
+        host = host_of(run)
+        return host if isinstance(host, NA) else getattr(host, f"{kind}_j")
+
+    return value
+
+
+def phase_rows() -> list[Metric]:
+    """Energy by phase (experiments.attribution): idle, prefill, decode, KV transfer; J per token and
+    across requests; the power fit's worst R^2; the host's RAPL energy beside the GPUs'."""
+    rows = [
+        Metric("Energy by phase", "idle, all GPUs", "lower", _phase(lambda a: a.idle_j), "J"),
+        Metric(
+            "Energy by phase", "prefill", "lower", _phase(lambda a: sum(g.prefill_j for g in a.gpus)), "J"
+        ),
+        Metric("Energy by phase", "decode", "lower", _phase(lambda a: sum(g.decode_j for g in a.gpus)), "J"),
+        Metric(
+            "Energy by phase",
+            "KV transfer",
+            "lower",
+            _phase(lambda a: sum(g.transfer_j for g in a.gpus), True),
+            "J",
+        ),
+        Metric(
+            "Energy by phase",
+            "prefill per prompt token",
+            "lower",
+            _phase(lambda a: a.totals.prefill_j_per_prompt_token),
+            "J",
+        ),
+        Metric(
+            "Energy by phase",
+            "decode per output token",
+            "lower",
+            _phase(lambda a: a.totals.decode_j_per_output_token),
+            "J",
+        ),
+    ]
+    for stat in ("p50", "p90"):
+        rows += [
+            Metric(
+                "Energy by phase",
+                f"prefill per prompt token, {stat} of requests",
+                "lower",
+                _phase(lambda a, s=stat: a.prefill_j_per_prompt_token.stat(s)),
+                "J",
+            ),
+            Metric(
+                "Energy by phase",
+                f"decode per output token, {stat} of requests",
+                "lower",
+                _phase(lambda a, s=stat: a.decode_j_per_output_token.stat(s)),
+                "J",
+            ),
+            Metric(
+                "Energy by phase",
+                f"KV transfer per request, {stat}",
+                "lower",
+                _phase(lambda a, s=stat: a.transfer_j.stat(s) if a.transfer_j else None, True),
+                "J",
+            ),
+        ]
+    fit_r2 = _phase(lambda a: min((g.fit.r2 for g in a.gpus if g.fit and g.fit.r2 is not None), default=None))
+    return [
+        *rows,
+        Metric("Energy by phase", "power fit R^2 (lowest GPU)", None, fit_r2),
+        Metric("Host (RAPL)", "CPU packages", "lower", _host("package"), "J"),
+        Metric("Host (RAPL)", "DRAM", "lower", _host("dram"), "J"),
+    ]
 
 
 def _gpu_role(run: Run, index: int) -> Value | str:

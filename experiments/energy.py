@@ -16,11 +16,13 @@ from experiments.schema import (
     EnergySection,
     EnergyWindow,
     GpuEnergy,
+    HostEnergy,
     MonitorInfo,
     PowerTimeline,
     SchemaError,
     convert,
 )
+from monitor.rapl import POWERCAP, RaplUnavailable, RaplWindow
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +33,13 @@ class EnergyMeter:
     """Wraps monitor.PowerMonitor; a no-op that records its reason when no GPU can be measured."""
 
     def __init__(
-        self, gpu_ids: list[int], roles: dict[int, str], interval_s: float, backend: str, csv_path: Path
+        self,
+        gpu_ids: list[int],
+        roles: dict[int, str],
+        interval_s: float,
+        backend: str,
+        csv_path: Path,
+        rapl_root: Path = POWERCAP,
     ) -> None:
         self.gpu_ids, self.roles, self.interval_s = list(gpu_ids), dict(roles), interval_s
         self.backend_kind, self.csv_path = backend, csv_path
@@ -40,6 +48,8 @@ class EnergyMeter:
         self.idle_w: dict[int, float | None] | None = None
         self.idle_seconds: float | None = None
         self.window: Any = None
+        self.rapl = RaplWindow(root=rapl_root)
+        self.host: HostEnergy | None = None
         if backend == "none":
             self.reason = "monitoring disabled (--monitor none)"
         elif not self.gpu_ids:
@@ -69,10 +79,37 @@ class EnergyMeter:
     def begin(self) -> None:
         if self.monitor is not None:
             self.monitor.begin_window("measured")
+        try:
+            self.rapl.begin()
+        except (RaplUnavailable, OSError, ValueError) as exc:
+            self.host = HostEnergy(available=False, reason=str(exc), source=str(self.rapl.root))
 
     def end(self) -> None:
+        if self.host is None:
+            self._end_host()
         if self.monitor is not None and self.window is None:
             self.window = self.monitor.end_window("measured")
+
+    def _end_host(self) -> None:
+        """The host's RAPL window, closed right beside the GPUs'."""
+        if not self.rapl.zones:
+            return
+        try:
+            zones = self.rapl.end()
+            self.host = convert(
+                {
+                    "available": True,
+                    "source": str(self.rapl.root),
+                    "duration_s": self.rapl.duration_s,
+                    "zones": zones,
+                },
+                HostEnergy,
+                "the RAPL window",
+            )
+        except (OSError, ValueError) as exc:
+            self.host = HostEnergy(
+                available=False, reason=f"RAPL read failed: {exc}", source=str(self.rapl.root)
+            )
 
     def stop(self) -> None:
         if self.monitor is not None:
@@ -88,6 +125,11 @@ class EnergyMeter:
     def section(self) -> EnergySection:
         """The result's `energy` section (per-request figures are the result's: they divide by its
         summary's counts)."""
+        sec = self._gpu_section()
+        sec.host = self.host
+        return sec
+
+    def _gpu_section(self) -> EnergySection:
         if self.monitor is None or self.window is None:
             return EnergySection.unavailable(self.reason or "no measured window (run interrupted early)")
         win = self.window.to_dict()

@@ -17,6 +17,7 @@ import orjson
 
 from experiments import provenance, server_metrics, serving_setup
 from experiments.arrivals import schedule
+from experiments.attribution import attribute_run
 from experiments.client import ClientConfig, make_session, run_closed_loop, run_open_loop
 from experiments.energy import EnergyMeter
 from experiments.metrics import compute_summary, stage_summary
@@ -331,6 +332,7 @@ def run(cfg: RunConfig, argv: list[str]) -> Path:
     result.summary = compute_summary(writer.records, cfg.slo)
     result.stages = stage_summary(writer.records)
     result.energy = meter.section()
+    attribution_warning = attribute_run(result)  # per request and phase, from the power CSV
     result.server_metrics = {url: _server_deltas(before[url], after[url]) for url in cfg.server_metrics_urls}
     reuse = trace.prefix_reuse if trace is not None else None
     result.warnings = cache_warnings(
@@ -338,6 +340,8 @@ def run(cfg: RunConfig, argv: list[str]) -> Path:
     ) + client_timing_warnings(result.summary, capped=cfg.arrival.max_concurrency is not None)
     if cfg.arrival.kind != "closed" and (steady := steady_state_warning(result.measured())):
         result.warnings.append(steady)
+    if attribution_warning:
+        result.warnings.append(attribution_warning)
     for w in result.warnings:
         print(f"warning: {w}", file=sys.stderr)
     path = writer.finish(status, error)

@@ -9,12 +9,22 @@ notebook, planner) goes through these types.
       summary: Summary             counts, tokens, Distributions; derived throughputs and goodput
       stages: StageSummary         the proxy's TTFT split
       energy: EnergySection        per-GPU windows (GpuEnergy) with idle power; derived split and totals
+        attribution: EnergyAttribution   idle / per request and phase (records' `energy`: RequestEnergy)
+        host: HostEnergy           CPU package and DRAM (RAPL), beside the GPUs
       server_metrics: {url: ServerMetrics}
 
 Fields marked `computed` are derived: written to JSON for readers without our code (pandas, jq) and
 recomputed, never read back, on load.
 """
 
+from experiments.schema.attribution import (
+    PHASES,
+    EnergyAttribution,
+    GpuAttribution,
+    PhaseTotals,
+    PowerFit,
+    RequestEnergy,
+)
 from experiments.schema.base import SchemaError, computed, convert, dumps, to_builtins
 from experiments.schema.energy import (
     SCOPES,
@@ -28,6 +38,7 @@ from experiments.schema.energy import (
     PowerTimeline,
     Scope,
 )
+from experiments.schema.host import HostEnergy, RaplZone
 from experiments.schema.records import Record, StageTimes
 from experiments.schema.result import (
     ARCHIVE_FILE,
@@ -63,6 +74,7 @@ __all__ = [
     "ARCHIVE_FILE",
     "MODES",
     "OVERLENGTH_POLICIES",
+    "PHASES",
     "RECORDS_FILE",
     "RESULT_FILE",
     "SCHEMA_VERSION",
@@ -71,20 +83,27 @@ __all__ = [
     "WORKLOADS",
     "ClockAnchor",
     "Distribution",
+    "EnergyAttribution",
     "EnergyPhases",
     "EnergySection",
     "EnergyTotals",
     "EnergyWindow",
+    "GpuAttribution",
     "GpuEnergy",
     "GpuInfo",
     "GpuInventory",
+    "HostEnergy",
     "Instance",
     "InstanceSettings",
     "MonitorGpu",
     "MonitorInfo",
+    "PhaseTotals",
+    "PowerFit",
     "PowerTimeline",
     "Provenance",
+    "RaplZone",
     "Record",
+    "RequestEnergy",
     "ResultWriter",
     "RunConfig",
     "RunMetadata",

@@ -1,10 +1,11 @@
 """A run's energy: per GPU over the measured window, from the monitor (monitor.PowerMonitor).
 
-Stored once: each GPU's window (counter joules, times, samples) and its idle power. Computed from those
-(written, never read back): the static (idle power x window) / dynamic (the rest) split, the prefill and
-decode phases, sums over GPUs. Per-request and per-token figures need the run's counts, so `RunResult`
-writes them, dividing by its summary's `completed` requests and tokens. Without a driver `available` is
-false and `reason` says why: energy is never zero for "not measured".
+Stored once: each GPU's window (counter joules, times, samples) and its idle power; the attribution of
+that energy to idle and to each request's phases; the host's RAPL energy over the same window. Computed
+from those (written, never read back): the static (idle power x window) / dynamic (the rest) split, the
+prefill and decode phases, sums over GPUs. Per-request and per-token figures need the run's counts, so
+`RunResult` writes them, dividing by its summary's `completed` requests and tokens. Without a driver
+`available` is false and `reason` says why: energy is never zero for "not measured".
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from experiments.schema.attribution import EnergyAttribution
 from experiments.schema.base import computed
+from experiments.schema.host import HostEnergy
 
 Scope = Literal["all_gpus", "serving_gpus"]
 SCOPES: tuple[Scope, ...] = ("all_gpus", "serving_gpus")
@@ -198,6 +201,8 @@ class EnergySection:
     monitor: MonitorInfo | None = None
     timeline: PowerTimeline | None = None
     power_csv: str | None = None  # file name next to result.json
+    attribution: EnergyAttribution | None = None  # idle / per request and phase (experiments.attribution)
+    host: HostEnergy | None = None  # the host's CPU package and DRAM (RAPL), beside the GPUs, never in them
 
     @classmethod
     def unavailable(cls, reason: str) -> EnergySection:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from experiments.schema.attribution import RequestEnergy
 from experiments.schema.base import computed
 
 NS_PER_MS = 1_000_000
@@ -95,6 +96,7 @@ class Record:
     retries: int = 0  # sent again after its connection died before any response byte (experiments.client)
     retry_error: str | None = None  # what the retried attempt died of
     stages: StageTimes | None = None  # when the endpoint is our proxy
+    energy: RequestEnergy | None = None  # its joules by phase (experiments.attribution); None: not attributed
 
     @computed
     def measured(self) -> bool:

@@ -271,6 +271,8 @@ class ResultWriter:
         self.result.metadata.end_epoch_ns = time.time_ns()
         self._write()
         self.close()
+        if any(r.energy is not None for r in self.records):  # attributed after they were appended
+            _atomic_write(self.run_dir / RECORDS_FILE, b"".join(record_line(r) for r in self.records))
         return self.run_dir / RESULT_FILE
 
     def close(self) -> None:

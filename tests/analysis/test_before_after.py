@@ -6,7 +6,9 @@ expected/dump_before_1_0.py.txt) and two report.md files. Intended differences: 
 "mode" column is now "setup" (these runs predate the setup record, so it shows the mode), a note says
 "setups" where it said "modes", the TTFT split's client-side part is recomputed from the records
 (the runner that wrote these files summed it in another order: equal to 1e-12), and report.md has the
-server-side sections (analysis/server_report.py, tested in test_server_report.py), left out here.
+server-side sections (analysis/server_report.py, tested in test_server_report.py), left out here, as
+are the energy-by-phase and host rows added since (experiments.attribution, tested in
+tests/experiments/test_attribution.py and test_attribution_real.py).
 """
 
 from __future__ import annotations
@@ -20,11 +22,13 @@ import pytest
 
 from analysis.runs import NA, load_runs
 from analysis.server_report import SECTION_TITLES
-from analysis.tables import build_comparison, stage_rows, sweep_rows
+from analysis.tables import build_comparison, phase_rows, stage_rows, sweep_rows
 from tests.analysis.golden import REPO, cli
 
 EXPECTED = Path(__file__).resolve().parent / "expected"
 H = Path("results/h200x2")
+ADDED_SECTIONS = {m.section for m in phase_rows()}
+ADDED_ROWS = tuple(f"| {m.label} ({m.unit}) |" if m.unit else f"| {m.label} |" for m in phase_rows())
 SETS: dict[str, tuple[list[str], bool, dict[str, float] | None]] = {
     "rate4": (["20261122-044458-traditional-rate4", "20261122-044143-disagg-rate4"], False, None),
     "rate10_and_passthrough": (
@@ -98,6 +102,7 @@ def dump(names: list[str], force: bool, slo: dict[str, float] | None) -> dict[st
                         "verdict": g.verdict(row),
                     }
                     for row in g.rows
+                    if row.section not in ADDED_SECTIONS
                 ],
             }
             for g in cmp.groups
@@ -148,7 +153,7 @@ def _report_lines(text: str) -> list[str]:
     for line in text.splitlines():
         if line.startswith("## "):
             skipping = line in SECTION_TITLES
-        if not skipping and not line.startswith("Generated "):
+        if not skipping and not line.startswith(("Generated ", *ADDED_ROWS)):
             out.append(line)
     while out and not out[-1]:
         out.pop()

@@ -77,6 +77,11 @@ def test_a_run_reads_back_through_the_schema(model_dir: Path, tmp_path: Path) ->
     assert all(g.idle_power_w and g.static_j is not None for g in e.gpus)
     assert e.monitor is not None and e.monitor.backend and e.monitor.sample_count > 0
     assert e.timeline is not None and e.timeline.epoch_ns
+    att = e.attribution  # every run attributes its counter energy (sim GPUs: power follows no request)
+    assert att is not None and att.worst_closure_error is not None and att.worst_closure_error < 0.005
+    assert [g.role for g in att.gpus] == ["serving", "idle"] and att.gpus[1].idle_j == att.gpus[1].energy_j
+    assert [r.index for r in res.records if r.energy is not None] == [r.index for r in res.measured()]
+    assert e.host is not None and (e.host.available or e.host.reason)  # RAPL, or why not
 
     doc = orjson.loads((tmp_path / "smoke" / "result.json").read_bytes())
     assert doc["schema_version"] == SCHEMA_VERSION and doc["complete"] is True

@@ -80,7 +80,8 @@ def test_committed_result_loads_and_recomputes_what_1_0_stored(path: Path) -> No
 
 
 def _empty_energy() -> dict:
-    keys = ("method", "window", "idle_seconds", "monitor", "timeline", "power_csv", "complete", "phases")
+    keys = ("method", "window", "idle_seconds", "monitor", "timeline", "power_csv", "attribution", "host")
+    keys += ("complete", "phases")
     return {**dict.fromkeys(keys), "gpus": []}
 
 
