@@ -61,7 +61,9 @@ def test_requests_in_flight_are_recorded_as_cancelled(tmp_path: Path, sig: signa
     cut = res.measured()
     assert len(cut) >= IN_FLIGHT and all(r.cancelled and r.error == CANCELLED for r in cut)
     assert all(r.sent_mono_ns and r.end_mono_ns and r.end_mono_ns > r.sent_mono_ns for r in cut)
-    assert all(r.status == 200 and not r.succeeded for r in cut)
+    # a request sent in the last moment before the signal may have had no answer yet (status None)
+    assert all(r.status in (200, None) and not r.succeeded for r in cut)
+    assert sum(r.status == 200 for r in cut) >= IN_FLIGHT
     assert any(r.chunk_mono_ns and r.first_byte_mono_ns for r in cut)  # timed so far, kept
     s = res.summary
     assert s is not None and (s.cancelled, s.failed, s.completed) == (len(cut), 0, 0)
