@@ -13,7 +13,9 @@ costs prefill(tokens, pairs) + b*batch + c*context_sum, i.e. decodes ride along 
 and the decode intercept is absorbed by the prefill one), "prefill" (max_tokens=1: the request leaves
 when its prompt is done, but see the hold below)
 and "decode" (KV arrives from a prefill instance; the request joins the next step and produces one
-token per step, the first one included).
+token per step, the first one included). A decode instance also serves local requests (a per-request
+policy's `local` path, planner/routing.py): those wait in `waiting` and prefill as on a mixed instance,
+while requests whose KV arrived wait in `ready` and join the batch directly.
 
 The prefill hold (profile `kv_transfer.prefill_hold`; measured on vLLM 0.23 + P2P NCCL, not on a plain
 instance: results/h200x2/frontier/README.md): a prompt finished in step k is released at the end of
@@ -96,6 +98,7 @@ class Engine:
         "r_prefilled",
         "r_slope",
         "r_start",
+        "ready",
         "reqs",
         "role",
         "steps",
@@ -131,7 +134,8 @@ class Engine:
             self.decode_dw = [power.decode_w(b) - power.idle_w for b in range(self.max_seqs + 1)]
         else:
             self.prefill_dw, self.decode_dw = 0.0, [0.0] * (self.max_seqs + 1)
-        self.waiting: deque[int] = deque()
+        self.waiting: deque[int] = deque()  # to prefill here (every role)
+        self.ready: deque[int] = deque()  # decode role: KV arrived, joins the batch directly
         self.partial_rid, self.partial_done = -1, 0
         self.heap: list[tuple[int, int]] = []  # (step after which it finishes, request)
         self.ctx = 0  # tokens the decode batch attends over in its next step
@@ -180,13 +184,14 @@ class Engine:
         heap, waiting = self.heap, self.waiting
         batch = len(heap)
         running = batch + (self.partial_rid >= 0)
-        if self.role == DECODE:
-            while waiting and running < self.max_seqs:
-                rid = waiting[0]
+        ready = self.ready
+        if ready:
+            while ready and running < self.max_seqs:
+                rid = ready[0]
                 need = self.blocks_for(rid)
                 if need > self.free:
                     break
-                waiting.popleft()
+                ready.popleft()
                 self.free -= need
                 heappush(heap, (self.steps + out[rid], rid))
                 self.ctx += prompt[rid]
@@ -199,37 +204,37 @@ class Engine:
         pairs = 0
         prefilled = self.r_prefilled
         prefilled.clear()
-        if self.role != DECODE:
-            rid = self.partial_rid
-            if rid >= 0:
-                done = self.partial_done
-                chunk = min(prompt[rid] - done, budget)
-                tokens += chunk
-                pairs += chunk * (done + chunk)
-                budget -= chunk
-                if done + chunk == prompt[rid]:
-                    prefilled.append(rid)
-                    self.partial_rid = -1
-                else:
-                    self.partial_done = done + chunk
-            while budget > 0 and waiting and running < self.max_seqs:
-                rid = waiting[0]
-                need = self.blocks_for(rid)
-                if need > self.free:
-                    break
-                waiting.popleft()
-                self.free -= need
-                running += 1
-                self.admitted += 1
-                n = prompt[rid]
-                chunk = min(n, budget)
-                tokens += chunk
-                pairs += chunk * chunk
-                budget -= chunk
-                if chunk == n:
-                    prefilled.append(rid)
-                else:
-                    self.partial_rid, self.partial_done = rid, chunk
+        # prefill what waits here (a decode instance: its local requests; none under split)
+        rid = self.partial_rid
+        if rid >= 0:
+            done = self.partial_done
+            chunk = min(prompt[rid] - done, budget)
+            tokens += chunk
+            pairs += chunk * (done + chunk)
+            budget -= chunk
+            if done + chunk == prompt[rid]:
+                prefilled.append(rid)
+                self.partial_rid = -1
+            else:
+                self.partial_done = done + chunk
+        while budget > 0 and waiting and running < self.max_seqs:
+            rid = waiting[0]
+            need = self.blocks_for(rid)
+            if need > self.free:
+                break
+            waiting.popleft()
+            self.free -= need
+            running += 1
+            self.admitted += 1
+            n = prompt[rid]
+            chunk = min(n, budget)
+            tokens += chunk
+            pairs += chunk * chunk
+            budget -= chunk
+            if chunk == n:
+                prefilled.append(rid)
+            else:
+                self.partial_rid, self.partial_done = rid, chunk
         if tokens:
             decode = self.db * batch + self.dc * self.ctx + self.dd * batch * batch
             self.r_d0 = self.pa + self.pb * tokens + self.pc * pairs + decode
@@ -299,12 +304,14 @@ class Engine:
                 self.ctx += prompt[rid] + 1
         self.busy = False
 
-    def enqueue(self, rid: int, now: float) -> float:
-        """A request reaches this instance; returns a (new) run end to schedule, or IDLE."""
-        self.waiting.append(rid)
+    def enqueue(self, rid: int, now: float, kv_ready: bool = False) -> float:
+        """A request reaches this instance (`kv_ready`: its KV came from a prefill instance, decode role
+        only; else it prefills here); returns a (new) run end to schedule, or IDLE."""
+        queue = self.ready if kv_ready else self.waiting
+        queue.append(rid)
         if not self.busy:
             return self.start_run(now)
-        if self.r_k > 1 and len(self.waiting) == 1 and self._admissible(rid):
+        if self.r_k > 1 and len(queue) == 1 and self._admissible(rid, kv_ready):
             new_k = self._steps_within(now - self.r_start) + 1
             if new_k < self.r_k:
                 self.r_k = new_k
@@ -312,8 +319,8 @@ class Engine:
                 return self.r_start + self.run_time(new_k)
         return IDLE
 
-    def _admissible(self, rid: int) -> bool:
+    def _admissible(self, rid: int, kv_ready: bool) -> bool:
         running = len(self.heap) + (self.partial_rid >= 0)
         if running >= self.max_seqs or self.blocks_for(rid) > self.free:
             return False
-        return self.role == DECODE or self.budget > len(self.heap)
+        return kv_ready or self.budget > len(self.heap)
