@@ -123,12 +123,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     from planner.kv_refit import add_kv_parser
     from planner.merge import add_merge_parser
+    from planner.policy_predict import add_policies_parser
     from planner.predict import add_predict_parser
     from planner.profile_run import add_profile_parser
     from planner.validate_report import add_validate_parser
 
     add_validate_parser(sub)
     add_predict_parser(sub)
+    add_policies_parser(sub)
     add_profile_parser(sub)
     add_kv_parser(sub)
     add_merge_parser(sub)
@@ -335,6 +337,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from planner.validate_report import cmd_validate
 
             return cmd_validate(args, profile_from_arg(args.profile))
+        if args.command == "policies":
+            from planner.policy_predict import cmd_policies
+
+            return cmd_policies(args, profile_from_arg(args.profile))
         if args.command == "predict":
             from planner.predict import cmd_predict
 
