@@ -35,7 +35,16 @@ from planner.workload import WorkloadSpec
 SHAPES: dict[str, tuple[int, int]] = {"prefill-heavy": (2048, 256), "decode-heavy": (512, 1024)}
 TRACE = "azure-conv"
 BASELINES = ("single", "replicas:2")
-POLICIES = ("split", "local", "threshold:512", "threshold:1024", "threshold:2048", "load", "load:2048:64")
+POLICIES = (
+    "split",
+    "local",
+    "threshold:512",
+    "threshold:1024",
+    "threshold:2048",
+    "load",
+    "load:2048:128",
+    "load:8192:256",
+)
 MEASURED_NAMES = {"single": "1 instance", "replicas:2": "2 replicas"}  # the frontier's setup labels
 
 
