@@ -142,7 +142,9 @@ def _f(v: float | None, lower: bool = False) -> str:
     return "n/a" if v is None else (">=" if lower else "") + f"{v:.2f}"
 
 
-def markdown(profile: Profile, cells: list[Cell], measured: dict, slos: Sequence[dict[str, float]]) -> str:
+def markdown(
+    profile: Profile, cells: list[Cell], measured: dict, slos: Sequence[dict[str, float]], precision: float
+) -> str:
     names = list(dict.fromkeys(c.result.setup.name for c in cells))
     lines = [
         "# Per-request policies on 2 GPUs: predictions",
@@ -182,7 +184,51 @@ def markdown(profile: Profile, cells: list[Cell], measured: dict, slos: Sequence
                 row.append("-" if share is None else f"{share:.0%}")
                 lines.append("| " + " | ".join(row) + " |")
             lines.append("")
-    return "\n".join(lines)
+    return "\n".join([*lines, *verdicts(cells, slos, precision)])
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    if a is None or b is None:
+        return "n/a"
+    return "inf" if b == 0 and a > 0 else ("-" if b == 0 else f"{a / b:.2f}x")
+
+
+def verdicts(cells: list[Cell], slos: Sequence[dict[str, float]], precision: float) -> list[str]:
+    """Per workload, metric and SLO cell: the best 1P1D policy (every one within the search's precision
+    of the best is named: closer than that the bisection cannot tell them apart), and how it compares
+    with always splitting and with the better of one instance and two replicas."""
+    lines = [
+        "## Verdicts: which policy wins each cell",
+        "",
+        f"Policies within {precision:.0%} of the best (the sustained rates' precision) are all named.",
+        "",
+    ]
+    for workload in dict.fromkeys(c.workload for c in cells):
+        for metric in ("per_gpu", "per_kw"):
+            lines += [f"### {workload}, {metric.replace('_', ' ')}", ""]
+            header = ["SLO (ms)", "best 1P1D policy", "vs split", "vs best of 1 instance / 2 replicas"]
+            lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+            for slo in slos:
+                mine = {c.result.setup.name: c for c in cells if c.workload == workload and c.slo == slo}
+
+                def value(name: str, mine: dict[str, Cell] = mine, metric: str = metric) -> float | None:
+                    c = mine.get(name)
+                    return None if c is None else (c.per_gpu if metric == "per_gpu" else c.per_kw)
+
+                pd = {n: value(n) for n in mine if n.startswith("1P1D")}
+                pd = {n: v for n, v in pd.items() if v is not None}
+                if not pd:
+                    continue
+                top = max(pd.values())
+                best = [n for n, v in pd.items() if v >= top * (1 - precision)]
+                base = [v for n in BASELINES if (v := value(parse_setup(n).name)) is not None]
+                names = ", ".join(n.removeprefix("1P1D").strip() or "split" for n in best)
+                lines.append(
+                    f"| {slo_label(slo)} | {names} | {_ratio(top, pd.get('1P1D'))} | "
+                    f"{_ratio(top, max(base) if base else None)} |"
+                )
+            lines.append("")
+    return lines
 
 
 def add_policies_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -229,6 +275,6 @@ def cmd_policies(args: argparse.Namespace, profile: Profile) -> int:
         "wall_s": time.perf_counter() - t0,
     }
     (args.out / "policies.json").write_text(json.dumps(doc, indent=1, default=str) + "\n")
-    (args.out / "policies.md").write_text(markdown(profile, cells, measured, slos))
+    (args.out / "policies.md").write_text(markdown(profile, cells, measured, slos, cfg.precision))
     print(f"wrote {args.out / 'policies.md'} and {args.out / 'policies.json'} in {doc['wall_s']:.0f} s")
     return 0
