@@ -300,9 +300,12 @@ def describe(endpoint: str, launch_plan: Path | None = None) -> ServingSetup:
     proxy = _get_json(f"{endpoint.rstrip('/')}/setup")
     if isinstance(proxy, dict) and proxy:
         kind = proxy.get("kind")
+        live = proxy.get("proxy")
+        policy = live.get("policy") if isinstance(live, dict) else None
         return ServingSetup(
             kind=kind if kind in ("single", "replicas", "xpyd") else "unknown",
             label=proxy.get("label"),
+            policy=policy if isinstance(policy, str) else None,
             source="proxy /setup",
             proxy_setup=proxy,
             server_reported=reported,

@@ -13,6 +13,7 @@ import aiohttp
 import orjson
 import pytest
 
+from experiments.serving_setup import describe
 from fake_upstream import FakeBehavior
 from proxy.config import ConfigError
 from proxy.policy import PromptCounter, RoutePolicy, parse_policy, prompt_text
@@ -348,3 +349,12 @@ def test_policy_errors_are_one_line(args: list[str], message: str) -> None:
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(message), result.stderr
+
+
+def test_a_run_without_a_launch_plan_reads_the_policy_from_the_proxys_setup(tmp_path) -> None:
+    async def scenario() -> None:
+        async with proxy_with("example", policy="threshold:64") as h:
+            setup = await asyncio.to_thread(describe, h.url, tmp_path / "no-launch.json")
+            assert setup.source == "proxy /setup" and setup.policy == "threshold:64"
+
+    run(scenario())
