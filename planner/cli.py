@@ -1,10 +1,12 @@
-"""`python -m planner simulate|search|validate|predict|profile|kv|merge`: predict setups from a profile, prove
-them against measured runs, or measure a profile.
+"""`python -m planner simulate|search|validate|predict|policies|profile|kv|merge`: predict setups from a
+profile, prove them against measured runs, or measure a profile.
 
     python -m planner simulate --profile P --setup 1P1D,replicas:2 --rates 2,4,8 --slo ttft=500,tpot=25
+    python -m planner simulate --profile P --setup 1P1D/threshold:1024,1P1D/load --rates 4,8 ...
     python -m planner search --profile P --gpus 4,8,16,64 --slo ttft=500,tpot=25 --input-len 2048
     python -m planner validate --profile P --measured results/h200x2/frontier
     python -m planner predict --profile P --out results/planner/predictions
+    python -m planner policies --profile P --trace T.csv --out DIR   (per-request policies on 2 GPUs)
     python -m planner profile --endpoint http://127.0.0.1:8000 --output profile.json
     python -m planner kv --profile P --pd-result RUN --output P2   (the KV side, from another P/D run)
     python -m planner merge P1 P2 --output P [--pd-result RUN]      (one profile from two profile runs)
