@@ -13,7 +13,10 @@ import aiohttp
 import orjson
 import pytest
 
+from experiments.client import ClientConfig, make_session, new_record, send_request
+from experiments.metrics import stage_summary
 from experiments.serving_setup import describe
+from experiments.workloads import RequestSpec
 from fake_upstream import FakeBehavior
 from proxy.config import ConfigError
 from proxy.policy import PromptCounter, RoutePolicy, parse_policy, prompt_text
@@ -356,5 +359,30 @@ def test_a_run_without_a_launch_plan_reads_the_policy_from_the_proxys_setup(tmp_
         async with proxy_with("example", policy="threshold:64") as h:
             setup = await asyncio.to_thread(describe, h.url, tmp_path / "no-launch.json")
             assert setup.source == "proxy /setup" and setup.policy == "threshold:64"
+
+    run(scenario())
+
+
+def test_the_streaming_client_keeps_each_requests_path_in_its_record() -> None:
+    """The real client through the real proxy: the `: proxy-timing` comment becomes StageTimes with the
+    policy, the path and the counted prompt (the schema keeps them)."""
+
+    async def scenario() -> None:
+        async with proxy_with("example", policy="threshold:30") as h:
+            cfg = ClientConfig(endpoint=h.url, model="fake-model")
+            specs = [RequestSpec(index=i, prompt="x" * chars, input_tokens=0, output_tokens=3)
+                     for i, chars in enumerate((100, 120))]  # fmt: skip
+            async with make_session(cfg) as session:
+                recs = [await send_request(session, s, cfg, new_record(s, False, None)) for s in specs]
+            assert [r.ok for r in recs] == [True, True]
+            stages = [r.stages for r in recs]
+            assert all(s is not None and s.policy == "threshold:30" for s in stages)
+            # ceil(100 / 4) = 25 < 30: local; ceil(120 / 4) = 30: split
+            assert [(s.path, s.prompt_tokens_counted) for s in stages if s] == [("local", 25), ("split", 30)]
+            summary = stage_summary(recs)
+            assert summary is not None and {p: x.count for p, x in summary.paths.items()} == {
+                "local": 1,
+                "split": 1,
+            }
 
     run(scenario())
