@@ -15,7 +15,7 @@ from analysis.comparability import hardware, model_name, serving_stack
 from analysis.markdown import fmt, md_table, plots_and_notes
 from analysis.runs import Run
 from analysis.server_report import server_sections
-from analysis.tables import Comparison, Group, Row, run_status, stage_rows, sweep_rows
+from analysis.tables import Comparison, Group, Row, path_rows, run_status, stage_rows, sweep_rows
 
 REPORT_FILE = "report.md"
 SWEEP_HEADER = (
@@ -143,6 +143,15 @@ def render_markdown(
                 [[name, fmt(m), fmt(p50), fmt(p99), fmt(share)] for name, m, p50, p99, share in rows],
             )
             out.append("")
+    by_path = path_rows(cmp.runs)
+    if by_path:
+        out += ["## Requests by path (the proxy's policy: split = P then D, local = D alone)", ""]
+        out += md_table(
+            ["run", "path", "requests", "TTFT p50 (ms)", "TTFT p99 (ms)", "TPOT p50 (ms)", "E2E p50 (ms)",
+             "prompt tokens (mean)"],
+            [[run, path, str(n), *(fmt(v) for v in vals)] for run, path, n, *vals in by_path],
+        )  # fmt: skip
+        out.append("")
     if cmp.sweep:
         out += ["## Load sweep", "", *md_table(*sweep_table(cmp.runs)), ""]
 

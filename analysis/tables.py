@@ -422,6 +422,22 @@ def stage_rows(run: Run) -> list[StageRow] | None:
     return out
 
 
+PathRow = tuple[str, str, int, float | None, float | None, float | None, float | None, float | None]
+
+
+def path_rows(runs: Sequence[Run]) -> list[PathRow]:
+    """Requests by the path the proxy's policy chose, per run: (run, path, requests, TTFT p50/p99, TPOT
+    p50, E2E p50, prompt tokens mean); empty when no run's proxy recorded paths."""
+    out: list[PathRow] = []
+    for run in runs:
+        for path, p in (run.stages.paths if run.stages is not None else {}).items():
+            out.append(
+                (run.label, path, p.count, p.ttft_ms.p50, p.ttft_ms.p99, p.tpot_ms.p50, p.e2el_ms.p50,
+                 p.input_tokens.mean)
+            )  # fmt: skip
+    return out
+
+
 @dataclass(frozen=True)
 class SweepRow:
     """One run on a load curve: offered and achieved load, key latencies (ms), goodput, J/request."""

@@ -69,9 +69,17 @@ def _add_proxy_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--proxy-port", type=int, default=8000, help="HTTP port of the proxy (the endpoint)")
     g.add_argument(
         "--select",
-        choices=("round_robin", "least_outstanding"),
+        choices=("round_robin", "least_outstanding", "prefix"),
         default="round_robin",
-        help="how the proxy picks an instance of each role",
+        help="how the proxy picks an instance of each role (prefix: where it sent the longest prefix "
+        "of the prompt, then the least outstanding)",
+    )
+    g.add_argument(
+        "--policy",
+        default="split",
+        metavar="split|local|threshold:N|load[:P_TOKENS[:D_REQUESTS]]",
+        help="which path each request takes (python -m proxy --help; reference/proxy_protocol.md); "
+        "threshold and load count prompt tokens with the served model's tokenizer (default split)",
     )
     g.add_argument("--proxy-args", default="", help="extra proxy args, e.g. '--prefill-timeout 60'")
 

@@ -173,6 +173,17 @@ def _proxy_command(
     cmd = [sys.executable, "-m", "proxy", "--connector", connector, "--host", LOOPBACK]
     cmd += ["--port", str(args.proxy_port), "--select", args.select]
     cmd += ["--stage-log", str(run_dir / "proxy_stages.jsonl")]
+    policy = args.policy.strip()
+    if policy != "split":
+        if connector in ("passthrough", "p2p_nccl"):
+            why = "never splits" if connector == "passthrough" else "decode instances cannot serve alone"
+            raise ValueError(
+                f"--policy {policy} needs decode instances that can serve a request alone; {connector} "
+                f"{why} (reference/proxy_protocol.md): use --policy split, or --connector nixl/example"
+            )
+        cmd += ["--policy", policy]
+        if policy.startswith(("threshold", "load")):
+            cmd += ["--tokenizer", specs["decode"][0].model]
     if connector == "passthrough":
         cmd += ["--backend", ",".join(s.url for s in (*specs["prefill"], *specs["decode"]))]
     elif args.discovery_port:

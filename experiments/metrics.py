@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from experiments.schema import STAGE_KEYS, Distribution, Record, StageSummary, Summary
+from experiments.schema import STAGE_KEYS, Distribution, PathStats, Record, StageSummary, Summary
 from experiments.schema.summary import send_span_s
 
 NS_PER_S = 1_000_000_000
@@ -129,4 +129,24 @@ def stage_summary(records: Iterable[Record]) -> StageSummary | None:
             getattr(s, k) or 0.0 for k in ("prefill_ms", "decode_first_chunk_ms", "proxy_overhead_ms")
         )
         outside.append((r.first_token_mono_ns - r.sent_mono_ns) / 1e6 - inside)  # type: ignore[operator]
-    return StageSummary(count=len(rows), client_side_ms=Distribution.of(outside), **parts)
+    by_path: dict[str, list[Record]] = {}
+    for r in rows:
+        if r.stages is not None and r.stages.path is not None:
+            by_path.setdefault(r.stages.path, []).append(r)
+    paths = {path: path_stats(group) for path, group in sorted(by_path.items())}
+    return StageSummary(count=len(rows), client_side_ms=Distribution.of(outside), paths=paths, **parts)
+
+
+def path_stats(records: Sequence[Record]) -> PathStats:
+    """Count and latencies of successful requests (those of one path)."""
+
+    def of(name: str) -> Distribution:
+        return Distribution.of([v for r in records if (v := getattr(r, name)) is not None])
+
+    return PathStats(
+        count=len(records),
+        ttft_ms=of("ttft_ms"),
+        tpot_ms=of("tpot_ms"),
+        e2el_ms=of("e2el_ms"),
+        input_tokens=of("input_tokens"),
+    )

@@ -202,12 +202,17 @@ def from_plan(plan: dict[str, Any], plan_path: Path, endpoint: str) -> ServingSe
         version,
         select=_select(plan),
         options=plan.get("connector_options"),
+        policy=_proxy_flag(plan, "--policy") or "split",
     )
 
 
-def _select(plan: dict[str, Any]) -> str | None:
+def _proxy_flag(plan: dict[str, Any], flag: str) -> str | None:
     cmd = list(plan.get("proxy") or [])
-    return cmd[cmd.index("--select") + 1] if "--select" in cmd else None
+    return cmd[cmd.index(flag) + 1] if flag in cmd else None
+
+
+def _select(plan: dict[str, Any]) -> str | None:
+    return _proxy_flag(plan, "--select")
 
 
 def _describe(
@@ -220,6 +225,7 @@ def _describe(
     idle: list[str] | None = None,
     select: str | None = None,
     options: dict[str, Any] | None = None,
+    policy: str | None = None,
 ) -> ServingSetup:
     n_p = sum(1 for i in instances if i.role == "prefill")
     n_d = sum(1 for i in instances if i.role == "decode")
@@ -232,6 +238,8 @@ def _describe(
         send = (options or {}).get("send_type")
         push = (options or {}).get("mode") == "push"  # NIXL push (WRITE); pull is the default
         label = f"{n_p}P{n_d}D {connector}" + (f" {send}" if send else "") + (" push" if push else "")
+        if policy not in (None, "split"):
+            label += f" {policy}"
     elif kind == "replicas":
         label = f"{len(instances)} replicas"
     else:
@@ -242,6 +250,7 @@ def _describe(
         connector=connector,
         connector_options=options if kind == "xpyd" else None,
         select=select,
+        policy=policy if kind == "xpyd" else None,
         num_instances=len(instances),
         num_prefill=n_p if kind == "xpyd" else None,
         num_decode=n_d if kind == "xpyd" else None,
@@ -291,9 +300,12 @@ def describe(endpoint: str, launch_plan: Path | None = None) -> ServingSetup:
     proxy = _get_json(f"{endpoint.rstrip('/')}/setup")
     if isinstance(proxy, dict) and proxy:
         kind = proxy.get("kind")
+        live = proxy.get("proxy")
+        policy = live.get("policy") if isinstance(live, dict) else None
         return ServingSetup(
             kind=kind if kind in ("single", "replicas", "xpyd") else "unknown",
             label=proxy.get("label"),
+            policy=policy if isinstance(policy, str) else None,
             source="proxy /setup",
             proxy_setup=proxy,
             server_reported=reported,

@@ -1,10 +1,12 @@
-"""`python -m planner simulate|search|validate|predict|profile|kv|merge|loop|ttft-parts`: predict setups
-from a profile, prove them against measured runs, or measure a profile.
+"""`python -m planner simulate|search|validate|predict|points|policies|profile|kv|merge|loop|ttft-parts`:
+predict setups from a profile, prove them against measured runs, or measure a profile.
 
     python -m planner simulate --profile P --setup 1P1D,replicas:2 --rates 2,4,8 --slo ttft=500,tpot=25
+    python -m planner simulate --profile P --setup 1P1D/threshold:1024,1P1D/load --rates 4,8 ...
     python -m planner search --profile P --gpus 4,8,16,64 --slo ttft=500,tpot=25 --input-len 2048
     python -m planner validate --profile P --measured results/h200x2/frontier
     python -m planner predict --profile P --out results/planner/predictions
+    python -m planner policies --profile P --trace T.csv --out DIR   (per-request policies on 2 GPUs)
     python -m planner profile --endpoint http://127.0.0.1:8000 --output profile.json
     python -m planner kv --profile P --pd-result RUN --output P2   (the KV side, from another P/D run)
     python -m planner merge P1 P2 --output P [--pd-result RUN]      (one profile from two profile runs)
@@ -148,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     from planner.loop_refit import add_loop_parser
     from planner.merge import add_merge_parser
     from planner.points import add_points_parser
+    from planner.policy_predict import add_policies_parser
     from planner.predict import add_predict_parser
     from planner.profile_run import add_profile_parser
     from planner.ttft_parts import add_ttft_parts_parser
@@ -155,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_validate_parser(sub)
     add_predict_parser(sub)
+    add_policies_parser(sub)
     add_profile_parser(sub)
     add_kv_parser(sub)
     add_loop_parser(sub)
@@ -389,6 +393,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from planner.validate_report import cmd_validate
 
             return cmd_validate(args, profile_from_arg(args.profile))
+        if args.command == "policies":
+            from planner.policy_predict import cmd_policies
+
+            return cmd_policies(args, profile_from_arg(args.profile))
         if args.command == "predict":
             from planner.predict import cmd_predict
 

@@ -13,7 +13,9 @@ costs prefill(tokens, pairs) + b*batch + c*context_sum, i.e. decodes ride along 
 and the decode intercept is absorbed by the prefill one), "prefill" (max_tokens=1: the request leaves
 when its prompt is done, but see the hold below)
 and "decode" (KV arrives from a prefill instance; the request joins the next step and produces one
-token per step, the first one included).
+token per step, the first one included). A decode instance also serves local requests (a per-request
+policy's `local` path, planner/routing.py): those wait in `waiting` and prefill as on a mixed instance,
+while requests whose KV arrived wait in `ready` and join the batch directly.
 
 The prefill hold (profile `kv_transfer.prefill_hold`; measured on vLLM 0.23 + P2P NCCL, not on a plain
 instance: results/h200x2/frontier/README.md): a prompt finished in step k is released at the end of
@@ -130,6 +132,7 @@ class Engine:
         "r_prefilled",
         "r_slope",
         "r_start",
+        "ready",
         "reqs",
         "role",
         "steps",
@@ -170,11 +173,10 @@ class Engine:
         else:
             self.prefill_dw, self.decode_dw = 0.0, [0.0] * (self.max_seqs + 1)
         self.cache = (
-            PrefixCache(limits.kv_capacity_tokens, reqs.chain_block)
-            if reqs.chains is not None and role != DECODE
-            else None
+            PrefixCache(limits.kv_capacity_tokens, reqs.chain_block) if reqs.chains is not None else None
         )
-        self.waiting: deque[int] = deque()
+        self.waiting: deque[int] = deque()  # to prefill here (every role)
+        self.ready: deque[int] = deque()  # decode role: KV arrived, joins the batch directly
         self.partial_rid, self.partial_done = -1, 0
         self.heap: list[tuple[int, int]] = []  # (step after which it finishes, request)
         self.ctx = 0  # tokens the decode batch attends over in its next step
@@ -227,13 +229,14 @@ class Engine:
         busy_on = self.ahead and self.last_end == now and (running or self.held)
         cutoff = self.last_step if busy_on else now
         queued = reqs.queued
-        if self.role == DECODE:
-            while waiting and running < self.max_seqs:
-                rid = waiting[0]
+        ready = self.ready
+        if ready:
+            while ready and running < self.max_seqs:
+                rid = ready[0]
                 need = self.blocks_for(rid)
                 if need > self.free or queued[rid] > cutoff:
                     break
-                waiting.popleft()
+                ready.popleft()
                 self.free -= need
                 reqs.scheduled[rid] = now
                 heappush(heap, (self.steps + out[rid], rid))
@@ -247,39 +250,39 @@ class Engine:
         pairs = 0
         prefilled = self.r_prefilled
         prefilled.clear()
-        if self.role != DECODE:
-            rid = self.partial_rid
-            if rid >= 0:
-                done = self.partial_done
-                chunk = min(prompt[rid] - done, budget)
-                tokens += chunk
-                pairs += chunk * (done + chunk)
-                budget -= chunk
-                if done + chunk == prompt[rid]:
-                    prefilled.append(rid)
-                    self.partial_rid = -1
-                else:
-                    self.partial_done = done + chunk
-            while budget > 0 and waiting and running < self.max_seqs:
-                rid = waiting[0]
-                need = self.blocks_for(rid)
-                if need > self.free or queued[rid] > cutoff:
-                    break
-                waiting.popleft()
-                self.free -= need
-                reqs.scheduled[rid] = now
-                running += 1
-                self.admitted += 1
-                n = prompt[rid]
-                cached = 0 if self.cache is None else self.cache.admit(reqs.chains[rid], n)  # type: ignore[index]
-                chunk = min(n - cached, budget)
-                tokens += chunk
-                pairs += chunk * (cached + chunk)
-                budget -= chunk
-                if cached + chunk == n:
-                    prefilled.append(rid)
-                else:
-                    self.partial_rid, self.partial_done = rid, cached + chunk
+        # prefill what waits here (a decode instance: its local requests; none under split)
+        rid = self.partial_rid
+        if rid >= 0:
+            done = self.partial_done
+            chunk = min(prompt[rid] - done, budget)
+            tokens += chunk
+            pairs += chunk * (done + chunk)
+            budget -= chunk
+            if done + chunk == prompt[rid]:
+                prefilled.append(rid)
+                self.partial_rid = -1
+            else:
+                self.partial_done = done + chunk
+        while budget > 0 and waiting and running < self.max_seqs:
+            rid = waiting[0]
+            need = self.blocks_for(rid)
+            if need > self.free or queued[rid] > cutoff:
+                break
+            waiting.popleft()
+            self.free -= need
+            reqs.scheduled[rid] = now
+            running += 1
+            self.admitted += 1
+            n = prompt[rid]
+            cached = 0 if self.cache is None else self.cache.admit(reqs.chains[rid], n)  # type: ignore[index]
+            chunk = min(n - cached, budget)
+            tokens += chunk
+            pairs += chunk * (cached + chunk)
+            budget -= chunk
+            if cached + chunk == n:
+                prefilled.append(rid)
+            else:
+                self.partial_rid, self.partial_done = rid, cached + chunk
         if tokens:
             decode = self.db * batch + self.dc * self.ctx + self.dd * batch * batch
             self.r_d0 = self.pa + self.pb * tokens + self.pc * pairs + decode
@@ -352,13 +355,15 @@ class Engine:
                 self.ctx += prompt[rid] + 1
         self.busy = False
 
-    def enqueue(self, rid: int, now: float) -> float:
-        """A request reaches this instance; returns a (new) run end to schedule, or IDLE."""
-        self.waiting.append(rid)
+    def enqueue(self, rid: int, now: float, kv_ready: bool = False) -> float:
+        """A request reaches this instance (`kv_ready`: its KV came from a prefill instance, decode role
+        only; else it prefills here); returns a (new) run end to schedule, or IDLE."""
+        queue = self.ready if kv_ready else self.waiting
+        queue.append(rid)
         self.reqs.queued[rid] = now
         if not self.busy:
             return self.start_run(now)
-        if self.r_k > 1 and len(self.waiting) == 1 and self._admissible(rid):
+        if self.r_k > 1 and len(queue) == 1 and self._admissible(rid, kv_ready):
             # the next step boundary; with async scheduling the one after (the next step is composed)
             new_k = self._steps_within(now - self.r_start) + 1 + self.ahead
             if new_k < self.r_k:
@@ -367,8 +372,8 @@ class Engine:
                 return self.r_start + self.run_time(new_k)
         return IDLE
 
-    def _admissible(self, rid: int) -> bool:
+    def _admissible(self, rid: int, kv_ready: bool) -> bool:
         running = len(self.heap) + (self.partial_rid >= 0)
         if running >= self.max_seqs or self.blocks_for(rid) > self.free:
             return False
-        return self.role == DECODE or self.budget > len(self.heap)
+        return kv_ready or self.budget > len(self.heap)

@@ -100,6 +100,7 @@ class Outcome:
     e2el_ms: dict[str, Any]
     utilization: dict[str, float]  # mean busy fraction per role
     energy: EnergyEstimate
+    local_share: float | None = None  # requests a per-request policy served on a decode instance alone
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -153,6 +154,7 @@ def summarize(
         e2el_ms=_distribution(m["e2el_ms"]),
         utilization={role: float(np.mean(v)) for role, v in busy.items()},
         energy=estimate_energy(run, power, window_s),
+        local_share=float(np.mean(run.local)) if run.setup.disaggregated and run.local is not None else None,
     )
 
 

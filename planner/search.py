@@ -12,7 +12,10 @@ cheapest way to do the work. Per request, prefill costs at least a*L/budget (the
 by a full budget) + b*L + c*L^2/2 (the attention pairs of any chunking of L tokens are >= L^2/2), and
 each output token on a decode instance at least min over batches B of a/B + d*B, plus b + c*L (B up to
 max_batch, or where the batch^2 term d makes larger batches dearer); on an aggregated instance
-decode tokens ride prefill steps at b + c*L. Setups are simulated in decreasing bound order and skipped
+decode tokens ride prefill steps at b + c*L. Under a per-request policy (planner/routing.py) a
+decode instance does the local requests' whole work at that aggregated cost: threshold splits a known
+share of the requests; load and local may split any share f, and the bound takes the f that balances
+the two sides (the most any routing could sustain). Setups are simulated in decreasing bound order and skipped
 once their bound per GPU cannot reach the best few found.
 """
 
@@ -30,6 +33,7 @@ import numpy as np
 from experiments.timing_checks import STEADY_ARRIVALS_IN_E2E
 from planner.outcome import Outcome, ramp, request_metrics, summarize, with_slo
 from planner.profile_model import EngineLimits, Profile
+from planner.routing import parse_route
 from planner.setups import Setup, candidate_setups
 from planner.simulate import simulate
 from planner.workload import Workload, WorkloadSpec, build_workload
@@ -94,16 +98,53 @@ def capacity_bound(profile: Profile, setup: Setup, workload: Workload, limits: E
     da, db, dc, dd = profile.decode.terms
     L = workload.prompt_tokens.astype(float)
     out = workload.output_tokens.astype(float)
-    prefill = float(np.mean(pa * L / limits.max_num_batched_tokens + pb * L + pc * L * L / 2))
     blocks = np.ceil((L + out) / limits.block_size)
     max_batch = max(1.0, min(limits.max_num_seqs, limits.kv_capacity_blocks / float(np.mean(blocks))))
-    if setup.disaggregated:
-        # A step of batch B costs each token da/B + dd*B + ...: least at B = sqrt(da/dd), within limits.
-        best_b = min(max_batch, max(1.0, math.sqrt(da / dd))) if dd > 0 else max_batch
-        decode = float(np.mean(out * (da / best_b + dd * best_b + db + dc * L)))
-        return min(setup.n_prefill / prefill, setup.n_decode / decode)
-    mixed = prefill + float(np.mean((out - 1) * (db + dc * L)))
-    return setup.n_decode / mixed
+    per_prefill = pa * L / limits.max_num_batched_tokens + pb * L + pc * L * L / 2
+    per_mixed = per_prefill + (out - 1) * (db + dc * L)
+    if not setup.disaggregated:
+        return setup.n_decode / float(np.mean(per_mixed))
+    # A step of batch B costs each token da/B + dd*B + ...: least at B = sqrt(da/dd), within limits.
+    best_b = min(max_batch, max(1.0, math.sqrt(da / dd))) if dd > 0 else max_batch
+    per_decode = out * (da / best_b + dd * best_b + db + dc * L)
+    route = parse_route(setup.route)
+    if route.kind != "split":  # split requests' decodes may ride a local prompt's prefill steps
+        per_decode = out * (db + dc * L)
+    if route.kind in ("split", "threshold"):  # the split requests are known: each side's share of work
+        split = route.threshold <= L if route.kind == "threshold" else np.ones(len(L), dtype=bool)
+        p_work = float(np.mean(np.where(split, per_prefill, 0.0)))
+        d_work = float(np.mean(np.where(split, per_decode, per_mixed)))
+        return min(_per(setup.n_prefill, p_work), _per(setup.n_decode, d_work))
+    if route.kind == "local":
+        return _per(setup.n_decode, float(np.mean(per_mixed)))
+    return _best_split_bound(setup.n_prefill, setup.n_decode, per_prefill, per_decode, per_mixed)
+
+
+def _per(instances: int, work_s: float) -> float:
+    """Requests/s of `instances` doing `work_s` each (unbounded without work)."""
+    return instances / work_s if work_s > 0 else math.inf
+
+
+def _best_split_bound(n_p: int, n_d: int, p: np.ndarray, d: np.ndarray, m: np.ndarray) -> float:
+    """The highest rate any choice of which requests split could sustain (load: the choice is the
+    rule's, at run time). A split request costs the prefill side p and the decode side d, a local one
+    the decode side m: split those that save the decode side most per prefill second first (a
+    fractional knapsack), and take the best rate along that order, the crossing of both sides included."""
+    n = len(p)
+    order = np.argsort(-(m - d) / np.maximum(p, 1e-12))
+    cum_p = np.concatenate(([0.0], np.cumsum(p[order]))) / n
+    cum_d = (float(np.sum(m)) + np.concatenate(([0.0], np.cumsum(d[order] - m[order])))) / n
+    with np.errstate(divide="ignore"):
+        rates = np.minimum(np.where(cum_p > 0, n_p / cum_p, np.inf), np.where(cum_d > 0, n_d / cum_d, np.inf))
+    best = float(np.max(rates))
+    dp, dd = np.diff(cum_p), -np.diff(cum_d)  # within a segment both sides move linearly
+    denom = n_p * dd + n_d * dp
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = (n_p * cum_d[:-1] - n_d * cum_p[:-1]) / denom
+    inside = (denom > 0) & (t >= 0) & (t <= 1)
+    if np.any(inside):
+        best = max(best, float(np.max(n_p / (cum_p[:-1][inside] + t[inside] * dp[inside]))))
+    return best
 
 
 def workload_for(spec: WorkloadSpec, gpus: int, cfg: SearchConfig) -> Workload:

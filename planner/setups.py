@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from planner.routing import SPLIT, parse_route
+
 POLICIES = ("round_robin", "least_outstanding")  # the proxy's selection policies (proxy/config.py)
 _XPYD = re.compile(r"^(\d+)p(\d+)d$")
 _REPLICAS = re.compile(r"^replicas:(\d+)$")
@@ -13,17 +15,22 @@ _REPLICAS = re.compile(r"^replicas:(\d+)$")
 @dataclass(frozen=True)
 class Setup:
     """`n_prefill` prefill and `n_decode` decode instances; n_prefill = 0 means aggregated instances
-    (prefill and decode share every GPU), `n_decode` of them behind the proxy's `policy`."""
+    (prefill and decode share every GPU), `n_decode` of them behind the proxy's `policy`. `route`: the
+    proxy's per-request policy of an xPyD setup (planner/routing.py; split for aggregated setups)."""
 
     n_prefill: int
     n_decode: int
     policy: str = "round_robin"
+    route: str = SPLIT
 
     def __post_init__(self) -> None:
         if self.n_prefill < 0 or self.n_decode < 1:
             raise ValueError(f"a setup needs >= 1 decode (or aggregated) instance, got {self}")
         if self.policy not in POLICIES:
             raise ValueError(f"unknown selection policy {self.policy!r}; use {' or '.join(POLICIES)}")
+        object.__setattr__(self, "route", parse_route(self.route).name)  # one spelling per rule
+        if self.route != SPLIT and not self.disaggregated:
+            raise ValueError(f"policy {self.route} chooses a P/D path; {self.name} has no prefill side")
 
     @property
     def disaggregated(self) -> bool:
@@ -36,13 +43,20 @@ class Setup:
     @property
     def name(self) -> str:
         if self.disaggregated:
-            return f"{self.n_prefill}P{self.n_decode}D"
+            pd = f"{self.n_prefill}P{self.n_decode}D"
+            return pd if self.route == SPLIT else f"{pd} {self.route}"
         return "single" if self.n_decode == 1 else f"replicas:{self.n_decode}"
 
 
 def parse_setup(text: str, policy: str = "round_robin") -> Setup:
-    """ "single", "replicas:N" or "xPyD" (e.g. 1P1D, 2p6d)."""
-    t = text.strip().lower()
+    """ "single", "replicas:N" or "xPyD" (e.g. 1P1D, 2p6d), an xPyD optionally followed by its per-request
+    policy after a slash or a space: "1P1D/threshold:1024", "2P2D load"."""
+    t, _, route = text.strip().lower().replace("/", " ").partition(" ")
+    if route.strip():
+        m = _XPYD.match(t)
+        if m is None:
+            raise ValueError(f"setup {text!r}: a per-request policy needs an xPyD setup such as 1P1D")
+        return Setup(int(m.group(1)), int(m.group(2)), policy, route.strip())
     if t == "single":
         return Setup(0, 1, policy)
     if m := _REPLICAS.match(t):

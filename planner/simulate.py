@@ -10,7 +10,11 @@ planner/engine.py) bumps it, and the stale entry is skipped when it surfaces.
 Flow per request, as the proxy does it (proxy/handler.py): aggregated setups pick an instance at
 arrival; xPyD picks a prefill and a decode instance at arrival, releases the prefill instance when
 its prompt is done, moves the KV (profile's transfer time, no link contention), then queues the
-request on the decode instance. Each instance a request enters first holds it in its API server for
+request on the decode instance. Under a per-request policy (`setup.route`, planner/routing.py, the
+proxy's rule) a request may instead take the local path: only a decode instance is picked, and the
+request prefills there as on a mixed instance; `load` reads the prefill tokens in flight per prefill
+instance (from pick until its prompt is done) and the picked decode instance's outstanding requests.
+Each instance a request enters first holds it in its API server for
 the profile's frontend time (tokenizing, input processing: beside the GPU, so it delays the request
 without occupying the engine). No network or proxy time is added beyond what the profile measured.
 """
@@ -26,6 +30,7 @@ import numpy as np
 
 from planner.engine import DECODE, IDLE, MIXED, PREFILL, Engine, Requests
 from planner.profile_model import EngineLimits, Profile
+from planner.routing import SPLIT, parse_route
 from planner.selection import Selector
 from planner.setups import Setup
 
@@ -70,8 +75,9 @@ class SimRun:
     first_token_s: np.ndarray
     end_s: np.ndarray
     prefill_end_s: np.ndarray  # the prompt's last step ended (aggregated: = first token)
-    kv_ready_s: np.ndarray  # KV at the decode instance (NaN when aggregated)
+    kv_ready_s: np.ndarray  # KV at the decode instance (NaN when aggregated or local)
     scheduled_s: np.ndarray  # first admitted into a step (xPyD: on the prefill instance)
+    local: np.ndarray | None = None  # per request: served by its decode instance alone (a policy's path)
     instances: list[InstanceStats] = field(default_factory=list)
     events: int = 0
     wall_s: float = 0.0
@@ -139,6 +145,9 @@ def simulate(
     decode_of = [0] * n
     prefill_of = [0] * n
     fe_free = [0.0] * len(engines)  # when each instance's API server is done with what it was given
+    route = parse_route(setup.route)
+    local = [p_sel is None] * n  # no prefill side: every request is served where it lands
+    p_tokens = [0] * setup.n_prefill  # prompt tokens picked for each prefill instance, not yet done
 
     heap: list[tuple[float, int, int, int, int]] = []
     seq = 0
@@ -151,8 +160,9 @@ def simulate(
             t, _, kind, x, version = heappop(heap)
             events += 1
             if kind != _STEP:  # a request reaches an engine: after its KV moved, or its API server
-                eng = prefill[prefill_of[x]] if kind == _ENTER and prefill else decode[decode_of[x]]
-                end = eng.enqueue(x, t)
+                to_prefill = kind == _ENTER and not local[x]
+                eng = prefill[prefill_of[x]] if to_prefill else decode[decode_of[x]]
+                end = eng.enqueue(x, t, kv_ready=kind == _KV)
                 if end != IDLE:
                     seq += 1
                     pos = eng.index if eng.role == PREFILL else first_decode + eng.index
@@ -169,6 +179,7 @@ def simulate(
                 assert p_sel is not None
                 for rid in eng.handoff:
                     p_sel.release(eng.index)
+                    p_tokens[eng.index] -= reqs.prompt[rid]
                     n_prompt = reqs.prompt[rid]  # KV moved, then the decode instance's API server
                     ready = t + kv_base + kv_per_token * n_prompt + fe_base + fe_per_token * n_prompt
                     kv_ready[rid] = ready
@@ -185,15 +196,21 @@ def simulate(
             events += 1
             decode_of[rid] = d_sel.acquire()
             if p_sel is not None:
-                prefill_of[rid] = p_sel.acquire()
+                least = min(p_tokens) if route.kind == "load" else 0
+                d_out = d_sel.outstanding[decode_of[rid]] - 1
+                if route.decide(reqs.prompt[rid], least, d_out) == SPLIT:
+                    x = prefill_of[rid] = p_sel.acquire()
+                    p_tokens[x] += reqs.prompt[rid]
+                else:
+                    local[rid] = True
             if delayed:  # one API server per instance, one request at a time (its event loop): FIFO
-                pos = prefill_of[rid] if p_sel is not None else first_decode + decode_of[rid]
+                pos = first_decode + decode_of[rid] if local[rid] else prefill_of[rid]
                 entered = max(arrivals[rid], fe_free[pos]) + fe_base + fe_per_token * reqs.prompt[rid]
                 fe_free[pos] = entered
                 seq += 1
                 heappush(heap, (entered, seq, _ENTER, rid, 0))
                 continue
-            if p_sel is not None:
+            if not local[rid]:
                 eng = prefill[prefill_of[rid]]
                 x = eng.index
             else:
@@ -231,6 +248,7 @@ def simulate(
         prefill_end_s=np.array(reqs.prefill_end),
         kv_ready_s=np.array(kv_ready),
         scheduled_s=np.array(reqs.scheduled),
+        local=np.array(local, dtype=bool),
         instances=stats,
         events=events,
         wall_s=time.perf_counter() - wall0,

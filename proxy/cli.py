@@ -56,10 +56,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--decode", metavar="URL[@KV][,...]", help="decode instances")
     p.add_argument("--backend", metavar="URL[,...]", help="independent instances for --connector passthrough")
     p.add_argument(
+        "--policy",
+        default="split",
+        metavar="split|local|threshold:N|load[:P_TOKENS[:D_REQUESTS]]",
+        help="which path each request takes: split (prefill leg then decode leg), local (the decode "
+        "instance alone, no KV moved), threshold:N (split when the prompt has >= N tokens, else local), "
+        "load (local when the least-loaded prefill instance has >= P_TOKENS prompt tokens in flight and "
+        "the decode instance < D_REQUESTS requests; defaults 4096 and 32); default split",
+    )
+    p.add_argument(
+        "--tokenizer",
+        metavar="PATH",
+        help="model directory whose tokenizer counts prompt tokens for threshold/load (default: "
+        "ceil(characters / 4))",
+    )
+    p.add_argument(
         "--select",
         choices=POLICIES,
         default="round_robin",
-        help="instance selection policy for both roles (default round_robin)",
+        help="instance selection for both roles: round_robin, least_outstanding, or prefix (the instance "
+        "the proxy sent the longest prefix of this prompt to, then the least outstanding; default "
+        "round_robin)",
     )
     p.add_argument(
         "--prefill-select", choices=POLICIES, help="policy for prefill instances (overrides --select)"
@@ -196,6 +213,8 @@ def config_from_args(args: argparse.Namespace) -> ProxyConfig:
         eject_s=args.eject_time,
         probe_interval_s=args.probe_interval,
         setup_file=args.setup_file,
+        policy=args.policy,
+        tokenizer=args.tokenizer,
     )
     if not 0 <= config.port <= 65535:
         raise ConfigError(f"--port {config.port} is out of range 0..65535")

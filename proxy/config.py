@@ -8,7 +8,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 CONNECTORS = ("auto", "p2p_nccl", "nixl", "example", "passthrough")
-POLICIES = ("round_robin", "least_outstanding")
+POLICIES = ("round_robin", "least_outstanding", "prefix")
 
 # host:port of a KV (ZMQ) endpoint. The host may not contain "___", ":" runs are only allowed for
 # bracketed IPv6; whitespace, "@", "/" never.
@@ -51,6 +51,8 @@ class ProxyConfig:
     eject_s: float = 5.0  # passive health: a faulty instance stays out at least this long; 0: never
     probe_interval_s: float = 1.0  # then its /health is asked this often until it answers 200
     setup_file: Path | None = None  # the launcher's JSON, served at GET /setup
+    policy: str = "split"  # per-request path: split, local, threshold:N, load[:P:D] (proxy/policy.py)
+    tokenizer: str | None = None  # counts prompt tokens for threshold/load; None: characters / 4
 
     def validate(self) -> None:
         """Raise ConfigError for the first inconsistent setting."""

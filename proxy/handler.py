@@ -24,6 +24,8 @@ from proxy.connectors.p2p_nccl import check_suffix
 from proxy.errors import INSTANCE_HEADER, LEG_HEADER, ProxyError, error_json
 from proxy.instances import Instance, InstancePool, NoInstanceError
 from proxy.legs import LegTimeouts, leg_failure, open_decode, run_prefill
+from proxy.policy import LOCAL, SPLIT, prompt_text
+from proxy.prefix import block_keys
 from proxy.state import ProxyState
 from proxy.streaming import DecodeStream
 from proxy.timing import TIMING_HEADER, StageTiming
@@ -47,7 +49,7 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 class RequestRun:
     """Book-keeping of one request: held instances, its one retry, and the single `finish` that records it."""
 
-    __slots__ = ("counted", "failed", "finished", "held", "state", "timing")
+    __slots__ = ("counted", "failed", "finished", "held", "prefill_tokens", "state", "timing")
 
     def __init__(self, state: ProxyState, timing: StageTiming) -> None:
         self.state = state
@@ -56,23 +58,34 @@ class RequestRun:
         self.failed: list[Instance] = []  # instances a leg of this request failed on
         self.finished = False
         self.counted = False  # in the in-flight gauge (from the end of the body read to `finish`)
+        self.prefill_tokens = 0  # the prompt's tokens as counted, held on its prefill instance's load
 
     def count_in_flight(self) -> None:
         self.counted = True
         self.state.metrics.in_flight.inc()
 
-    def acquire(self, pool: InstancePool) -> Instance:
+    def acquire(self, pool: InstancePool, keys: list[int] | None = None) -> Instance:
         try:
-            inst = pool.acquire()
+            inst = pool.acquire(keys=keys)
         except NoInstanceError as exc:
             message = f"{exc}; check the instances or their discovery registration"
             raise ProxyError(503, message, pool_leg(self.state, pool)) from None
-        self.held.append((pool, inst))
+        self._hold(pool, inst)
         return inst
+
+    def _hold(self, pool: InstancePool, inst: Instance) -> None:
+        self.held.append((pool, inst))
+        if pool is self.state.prefill_pool:
+            inst.prefill_tokens += self.prefill_tokens
+
+    def _unhold(self, pool: InstancePool, inst: Instance) -> None:
+        if pool is self.state.prefill_pool:
+            inst.prefill_tokens -= self.prefill_tokens
+        pool.release(inst)
 
     def release(self, pool: InstancePool, inst: Instance) -> None:
         self.held.remove((pool, inst))
-        pool.release(inst)
+        self._unhold(pool, inst)
 
     def replace(self, pool: InstancePool, inst: Instance, err: ProxyError) -> Instance:
         """A leg failed on `inst` before anything went to the client: report a fault to passive health,
@@ -89,7 +102,7 @@ class RequestRun:
         except NoInstanceError:
             raise err from None
         self.release(pool, inst)
-        self.held.append((pool, other))
+        self._hold(pool, other)
         self.timing.retries += 1
         state.metrics.retries.labels(err.leg).inc()
         log.info("request %s: %s; retrying on %s", self.timing.request_id, err.message, other.url)
@@ -107,7 +120,7 @@ class RequestRun:
         for pool, inst in self.held:
             if fault is not None and pool is state.decode_pool and message is not None:
                 state.health.fault(pool, inst, fault, message)
-            pool.release(inst)
+            self._unhold(pool, inst)
         self.held.clear()
         metrics = state.metrics
         if error_leg is not None:
@@ -211,8 +224,7 @@ async def generate(
     session = state.session
     timeouts = state.timeouts
     assert session is not None, "the app is not serving (before_serving did not run)"
-    prefill = run.acquire(state.prefill_pool) if connector.splits else None
-    decode = run.acquire(state.decode_pool)
+    prefill, decode = route(state, run, body)
     prefill_body = orjson.dumps(connector.prefill_body(body)) if prefill is not None else b""
     need_prefill = prefill is not None
     decode_body = raw
@@ -270,6 +282,36 @@ async def generate(
     run.finish(None, None)
     out_headers.append((_TIMING_HEADER_B, timing.to_json()))
     return Reply(200, out_headers, body=data)
+
+
+def route(state: ProxyState, run: RequestRun, body: dict[str, Any]) -> tuple[Instance | None, Instance]:
+    """Choose the request's path by the policy (proxy/policy.py) and acquire its instances:
+    (prefill instance, decode instance) for a split, (None, decode instance) for local or passthrough."""
+    timing, policy, connector = run.timing, state.policy, state.connector
+    p_pool, d_pool = state.prefill_pool, state.decode_pool
+    keys = None
+    prompt: str | list[int] = ""
+    if policy.needs_tokens or p_pool.prefix is not None or d_pool.prefix is not None:
+        prompt = prompt_text(body)
+        if p_pool.prefix is not None or d_pool.prefix is not None:
+            keys = block_keys(prompt)
+    if not connector.splits:
+        return None, run.acquire(d_pool, keys)
+    timing.policy = policy.name
+    if policy.needs_tokens:
+        timing.prompt_tokens_counted = run.prefill_tokens = state.counter.count(prompt)
+    n = run.prefill_tokens
+    prefill = None
+    if policy.kind != "load" and policy.decide(n, 0, 0) == SPLIT:
+        prefill = run.acquire(p_pool, keys)
+    decode = run.acquire(d_pool, keys)
+    load_split = policy.kind == "load" and (
+        policy.decide(n, p_pool.least_prefill_tokens(), decode.outstanding - 1) == SPLIT
+    )
+    if load_split:
+        prefill = run.acquire(p_pool, keys)
+    timing.path = SPLIT if prefill is not None else LOCAL
+    return prefill, decode
 
 
 async def read_whole(resp: aiohttp.ClientResponse, url: str, timeouts: LegTimeouts) -> bytes:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from proxy.config import POLICIES, InstanceSpec
+from proxy.prefix import PrefixIndex
 
 
 class NoInstanceError(LookupError):
@@ -36,6 +37,7 @@ class Instance:
     probe_at: float = 0.0
     last_probe: str | None = None
     ejections: int = 0
+    prefill_tokens: int = 0  # prompt tokens of the prefill legs in flight here (the load policy reads it)
 
     @property
     def in_rotation(self) -> bool:
@@ -55,6 +57,7 @@ class Instance:
             "out_for_s": None if self.out_since is None else round(now - self.out_since, 3),
             "last_probe": self.last_probe,
             "ejections": self.ejections,
+            "prefill_tokens": self.prefill_tokens,
         }
 
 
@@ -77,6 +80,7 @@ class InstancePool:
         self._instances: dict[str, Instance] = {}
         self._counter = 0
         self._dynamic = False  # becomes True on the first discovered instance
+        self.prefix: PrefixIndex | None = PrefixIndex() if policy == "prefix" else None
         for spec in specs or []:
             self._instances[spec.url] = Instance(spec.url, spec.kv_address, "static")
 
@@ -100,6 +104,8 @@ class InstancePool:
         expired = [u for u, i in self._instances.items() if i.expires_at is not None and i.expires_at <= now]
         for url in expired:
             del self._instances[url]
+            if self.prefix is not None:
+                self.prefix.forget(url)
         return list(self._instances.values())
 
     def instances(self) -> list[Instance]:
@@ -112,10 +118,11 @@ class InstancePool:
         with self._lock:
             return [inst.describe(now) for inst in self._live(now)]
 
-    def acquire(self, exclude: Collection[Instance] = ()) -> Instance:
+    def acquire(self, exclude: Collection[Instance] = (), keys: list[int] | None = None) -> Instance:
         """Pick an instance by the pool's policy and count it as outstanding.
 
-        With `exclude` (a retry), only instances in rotation and not excluded qualify.
+        With `exclude` (a retry), only instances in rotation and not excluded qualify. `keys`: the
+        prompt's prefix-block keys (proxy/prefix.py), read and recorded under the `prefix` policy.
         """
         with self._lock:
             live = self._live(time.monotonic()) if self._dynamic else list(self._instances.values())
@@ -130,14 +137,38 @@ class InstancePool:
             if not exclude:  # a retry does not move the round robin on
                 self._counter += 1
             chosen = candidates[start]
-            if self.policy == "least_outstanding":  # ties go round robin so equal load spreads
-                for offset in range(1, len(candidates)):
-                    cand = candidates[(start + offset) % len(candidates)]
-                    if cand.outstanding < chosen.outstanding:
-                        chosen = cand
+            if self.policy != "round_robin":
+                chosen = self._best(candidates, start, keys)
             chosen.outstanding += 1
             chosen.served += 1
+            if self.prefix is not None and keys:
+                self.prefix.add(keys, chosen.url)
             return chosen
+
+    def _best(self, candidates: list[Instance], start: int, keys: list[int] | None) -> Instance:
+        """least_outstanding: the fewest in flight; prefix: the longest matched prefix, then the fewest
+        in flight. Ties go round robin (scanning from `start`) so equal load spreads."""
+        index = self.prefix if keys else None
+
+        def rank(inst: Instance) -> tuple[int, int]:
+            matched = index.matched_blocks(keys, inst.url) if index is not None and keys else 0
+            return (-matched, inst.outstanding)
+
+        chosen = candidates[start]
+        best = rank(chosen)
+        for offset in range(1, len(candidates)):
+            cand = candidates[(start + offset) % len(candidates)]
+            r = rank(cand)
+            if r < best:
+                chosen, best = cand, r
+        return chosen
+
+    def least_prefill_tokens(self) -> int:
+        """The prefill tokens in flight on the least-loaded instance in rotation (all, if none is)."""
+        with self._lock:
+            live = self._live(time.monotonic()) if self._dynamic else list(self._instances.values())
+            in_rotation = [i for i in live if i.out_since is None] or live
+            return min((i.prefill_tokens for i in in_rotation), default=0)
 
     def release(self, inst: Instance) -> None:
         """The request on `inst` finished (whatever its outcome)."""

@@ -76,6 +76,14 @@ class ProxyMetrics:
         )
         self.in_flight = Gauge("proxy_requests_in_flight", "Requests being handled", registry=r)
         self.requests = Counter("proxy_requests", "Requests received, by endpoint", ["endpoint"], registry=r)
+        self.paths = Counter(
+            "proxy_requests_by_path",
+            "Requests routed, by the path the policy chose (split: P then D; local: D alone)",
+            ["path"],
+            registry=r,
+        )
+        for path in ("split", "local"):
+            self.paths.labels(path)
         self.errors = Counter(
             "proxy_errors", "Failed requests, by leg (request, prefill, decode, client)", ["leg"], registry=r
         )
@@ -98,7 +106,9 @@ class ProxyMetrics:
         self.registry.register(_PoolCollector(pools))
 
     def observe(self, timing: StageTiming) -> None:
-        """Record the stage durations that the request reached."""
+        """Record the stage durations that the request reached, and its path."""
+        if timing.path is not None:
+            self.paths.labels(timing.path).inc()
         if timing.prefill_start is not None and timing.prefill_end is not None:
             self.prefill.observe((timing.prefill_end - timing.prefill_start) / 1e9)
         if timing.decode_send is not None:

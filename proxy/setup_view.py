@@ -2,8 +2,8 @@
 
 Shape (reference/proxy_protocol.md, section 7):
     {"launcher": <the setup file's JSON object, or null>, "setup_file": <path or null>,
-     "proxy": {"connector", "splits", "listen_url", "selection", "instances": {role: [...]},
-               "discovery", "passive_health", "timeouts_s"}}
+     "proxy": {"connector", "splits", "policy", "prompt_tokens", "listen_url", "selection",
+               "instances": {role: [...]}, "discovery", "passive_health", "timeouts_s"}}
 The file is read again on every request, so that what the launcher adds later (instance versions,
 say) shows; it must hold a JSON object.
 """
@@ -41,6 +41,8 @@ def live_view(state: ProxyState) -> dict[str, Any]:
     return {
         "connector": cfg.connector,
         "splits": state.connector.splits,
+        "policy": state.policy.name if state.connector.splits else None,
+        "prompt_tokens": state.counter.method,
         "listen_url": state.listen_url,
         "selection": {
             pool.role: cfg.prefill_select if pool is state.prefill_pool else cfg.decode_select

@@ -14,6 +14,7 @@ from proxy.health import PassiveHealth
 from proxy.instances import InstancePool
 from proxy.legs import LegTimeouts
 from proxy.metrics import ProxyMetrics
+from proxy.policy import PromptCounter, RoutePolicy, check_policy, parse_policy
 from proxy.timing import StageLog
 
 log = logging.getLogger("proxy")
@@ -28,6 +29,9 @@ class ProxyState:
         config.validate()
         self.config = config
         self.connector: Connector = get_connector(config.connector)
+        self.policy: RoutePolicy = parse_policy(config.policy)
+        check_policy(self.policy, config.connector)
+        self.counter = PromptCounter(config.tokenizer)
         self.prefill_pool = InstancePool("prefill", config.prefill_select, config.prefill)
         self.decode_pool = InstancePool(
             "backend" if not self.connector.splits else "decode", config.decode_select, config.decode
@@ -92,6 +96,7 @@ class ProxyState:
 
         parts = [f"proxy on {self.listen_url or '(in-process)'}", f"connector={cfg.connector}"]
         if self.connector.splits:
+            parts += [f"policy={self.policy.name}"]
             parts += [f"prefill[{cfg.prefill_select}]={urls(self.prefill_pool)}"]
             parts += [f"decode[{cfg.decode_select}]={urls(self.decode_pool)}"]
         else:

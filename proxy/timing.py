@@ -26,7 +26,9 @@ class StageTiming:
     decode_send (decode request about to be sent), decode_first_chunk (first SSE event read; response
     headers for non-streaming), decode_end (`data: [DONE]` read, upstream EOF, or body read).
     `chunks` counts the upstream SSE events forwarded before `data: [DONE]`; `retries` the legs sent again
-    to another instance after a backend fault (at most one per request).
+    to another instance after a backend fault (at most one per request). `path` is the one the policy
+    chose (`split`: prefill leg then decode leg; `local`: the decode instance alone), `prompt_tokens_counted`
+    the proxy's count of the prompt when the policy read it (proxy/policy.py).
     """
 
     __slots__ = (
@@ -38,9 +40,12 @@ class StageTiming:
         "decode_url",
         "endpoint",
         "error",
+        "path",
+        "policy",
         "prefill_end",
         "prefill_start",
         "prefill_url",
+        "prompt_tokens_counted",
         "recv",
         "recv_epoch_ns",
         "request_id",
@@ -67,6 +72,9 @@ class StageTiming:
         self.error: str | None = None
         self.chunks = 0
         self.retries = 0
+        self.policy: str | None = None
+        self.path: str | None = None
+        self.prompt_tokens_counted: int | None = None
 
     @property
     def prefill_ms(self) -> float | None:
@@ -96,6 +104,9 @@ class StageTiming:
             "connector": self.connector,
             "endpoint": self.endpoint,
             "stream": self.stream,
+            "policy": self.policy,
+            "path": self.path,
+            "prompt_tokens_counted": self.prompt_tokens_counted,
             "prefill_url": self.prefill_url,
             "decode_url": self.decode_url,
             "status": self.status,

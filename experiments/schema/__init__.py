@@ -67,7 +67,7 @@ from experiments.schema.run import (
     WorkloadConfig,
 )
 from experiments.schema.setup import Instance, InstanceSettings, ServingSetup, SetupKind
-from experiments.schema.summary import STAGE_KEYS, Distribution, StageSummary, Summary
+from experiments.schema.summary import STAGE_KEYS, Distribution, PathStats, StageSummary, Summary
 from experiments.schema.upgrade import SCHEMA_VERSION
 
 __all__ = [
@@ -97,6 +97,7 @@ __all__ = [
     "InstanceSettings",
     "MonitorGpu",
     "MonitorInfo",
+    "PathStats",
     "PhaseTotals",
     "PowerFit",
     "PowerTimeline",

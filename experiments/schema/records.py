@@ -34,11 +34,15 @@ class StageTimes:
     connector: str | None = None
     endpoint: str | None = None
     stream: bool | None = None
+    policy: str | None = None  # the proxy's per-request policy (proxy/policy.py)
+    path: str | None = None  # the one it chose: split (P then D), local (D alone, no KV moved)
+    prompt_tokens_counted: int | None = None  # the prompt's tokens as the policy counted them
     prefill_url: str | None = None
     decode_url: str | None = None
     status: int | None = None
     error: str | None = None
     chunks: int | None = None
+    retries: int | None = None
     prefill_ms: float | None = None
     decode_first_chunk_ms: float | None = None
     decode_total_ms: float | None = None

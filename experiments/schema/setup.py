@@ -52,6 +52,7 @@ class ServingSetup:
     connector: str | None = None
     connector_options: dict[str, Any] | None = None
     select: str | None = None  # the proxy's instance selection policy
+    policy: str | None = None  # the proxy's per-request path policy (split, local, threshold:N, load...)
     num_instances: int = 0
     num_prefill: int | None = None
     num_decode: int | None = None

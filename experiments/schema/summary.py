@@ -143,11 +143,23 @@ STAGE_KEYS: tuple[str, ...] = ("prefill_ms", "decode_first_chunk_ms", "decode_to
 
 
 @dataclass(slots=True, kw_only=True)
+class PathStats:
+    """The measured successful requests that took one path (the proxy's policy: split or local)."""
+
+    count: int = 0
+    ttft_ms: Distribution = field(default_factory=Distribution)
+    tpot_ms: Distribution = field(default_factory=Distribution)
+    e2el_ms: Distribution = field(default_factory=Distribution)
+    input_tokens: Distribution = field(default_factory=Distribution)
+
+
+@dataclass(slots=True, kw_only=True)
 class StageSummary:
     """The proxy's stage timings over the measured successful requests that carry them (ms).
 
     `client_side_ms` is what the proxy cannot see: TTFT minus prefill, decode first chunk and proxy
-    overhead (client <-> proxy network and event-loop time).
+    overhead (client <-> proxy network and event-loop time). `paths`: the requests per path the proxy's
+    policy chose (`split`, `local`; empty from a proxy without policies), with their latencies.
     """
 
     count: int
@@ -156,6 +168,7 @@ class StageSummary:
     decode_total_ms: Distribution = field(default_factory=Distribution)
     proxy_overhead_ms: Distribution = field(default_factory=Distribution)
     client_side_ms: Distribution = field(default_factory=Distribution)
+    paths: dict[str, PathStats] = field(default_factory=dict)
 
     def distribution(self, name: str) -> Distribution:
         value = getattr(self, name)

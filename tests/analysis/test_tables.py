@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from analysis.render import render_markdown
 from analysis.runs import load_runs
-from analysis.tables import Group, Row, compare_results, stage_rows
+from analysis.tables import Group, Row, compare_results, path_rows, stage_rows
+from experiments.metrics import stage_summary
 from experiments.schema import RunResult
 from tests.analysis.golden import DIS, ONE, PD, SWEEP, TRAD, derived_run
 
@@ -105,3 +107,25 @@ def test_results_without_a_setup_fall_back_to_their_mode(tmp_path: Path) -> None
 
     runs = load_runs([derived_run(r, tmp_path / r.name, forget_setup) for r in (DIS, TRAD)])
     assert [(r.label, r.setup_kind) for r in runs] == [("traditional", "single"), ("disagg", "xpyd")]
+
+
+def test_requests_by_path_in_the_tables_and_the_report(tmp_path: Path) -> None:
+    """The golden disagg run's three requests (TTFT 50, 60, 400 ms) as if a policy had sent the first
+    one local and the other two split: the report groups them by path."""
+
+    def route(result: RunResult) -> None:
+        measured = result.measured()
+        for r, path in zip(measured, ("local", "split", "split"), strict=True):
+            assert r.stages is not None
+            r.stages.path = path
+        result.stages = stage_summary(result.records)
+
+    run_dir = derived_run(DIS, tmp_path / "routed", route)
+    cmp = compare_results([run_dir, TRAD])
+    rows = {(path, n): (ttft_p50, prompt) for _, path, n, ttft_p50, _, _, _, prompt in path_rows(cmp.runs)}
+    assert set(rows) == {("local", 1), ("split", 2)}
+    assert rows[("local", 1)][0] == pytest.approx(50)
+    assert rows[("split", 2)][0] == pytest.approx((60 + 400) / 2)
+    report = render_markdown(cmp)
+    assert "## Requests by path" in report and "| split | 2 |" in report
+    assert "## Requests by path" not in render_markdown(compare_results([DIS, TRAD]))  # no policy, no section

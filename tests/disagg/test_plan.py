@@ -273,3 +273,28 @@ def test_nixl_config_and_options_are_checked() -> None:
         NixlOptions(buffer_device="gpu")
     with pytest.raises(ValueError, match="at least one backend"):
         NixlOptions(backends=())
+
+
+def test_policy_reaches_the_proxy_with_the_models_tokenizer_and_names_the_setup(tmp_path: Path) -> None:
+    run = _plan(tmp_path, "--policy", "threshold:512", "--select", "prefix")
+    proxy = run.proxy
+    assert proxy[proxy.index("--policy") + 1] == "threshold:512"
+    assert proxy[proxy.index("--tokenizer") + 1] == run.decode[0].model
+    assert proxy[proxy.index("--select") + 1] == "prefix"
+    write_plan(run.run_dir, run.launch_json())
+    setup = from_plan(json.loads((run.run_dir / "launch.json").read_text()), run.run_dir / "launch.json",
+                      run.endpoint)  # fmt: skip
+    assert setup is not None and setup.policy == "threshold:512"
+    assert setup.label == "1P1D example threshold:512"
+    local = _plan(tmp_path, "--policy", "local").proxy
+    assert "--tokenizer" not in local and local[local.index("--policy") + 1] == "local"
+    assert "--policy" not in _plan(tmp_path).proxy  # split: the proxy's default, the command unchanged
+
+
+@pytest.mark.parametrize("connector", ["p2p_nccl", "passthrough"])
+def test_policies_other_than_split_are_refused_where_decode_cannot_serve_alone(
+    tmp_path: Path, connector: str
+) -> None:
+    flag = ["--passthrough"] if connector == "passthrough" else ["--connector", connector]
+    with pytest.raises(ValueError, match="--policy local needs decode instances"):
+        _plan(tmp_path, *flag, "--policy", "local")

@@ -177,3 +177,32 @@ def test_chunks_read_together_are_counted_as_coalesced() -> None:
 def test_no_chunks_no_coalesced_share() -> None:
     s = compute_summary([records()[3]])
     assert (s.chunks, s.coalesced_chunks, s.coalesced_chunk_share) == (0, 0, None)
+
+
+def test_stage_summary_counts_and_times_each_path() -> None:
+    """Two split requests (TTFT 100 and 300 ms), one local (TTFT 40 ms), one failed split, one warm-up
+    local: per path, the measured successes only."""
+    split_a = record(0, 0, [100, 110, 120], 130, completion=3, prompt=2000)
+    split_b = record(1, 0, [300, 320, 340], 350, completion=3, prompt=3000)
+    local = record(2, 0, [40, 45], 50, completion=2, prompt=100)
+    failed = record(3, 0, [], 60, completion=None, prompt=None, ok=False, error="HTTP 502")
+    warm = record(-1, 0, [10, 20], 30, completion=2, prompt=100, warmup=True)
+    for r, path in (
+        (split_a, "split"),
+        (split_b, "split"),
+        (local, "local"),
+        (failed, "split"),
+        (warm, "local"),
+    ):
+        r.stages = StageTimes(policy="threshold:1024", path=path, prefill_ms=1.0)
+    s = stage_summary([split_a, split_b, local, failed, warm])
+    assert s is not None and list(s.paths) == ["local", "split"]
+    split, loc = s.paths["split"], s.paths["local"]
+    assert (split.count, loc.count) == (2, 1)
+    assert (split.ttft_ms.mean, split.ttft_ms.max, loc.ttft_ms.p50) == (200.0, 300.0, 40.0)
+    assert split.tpot_ms.mean == (10.0 + 20.0) / 2  # (last chunk - first) / 2: (120 - 100), (340 - 300)
+    assert (split.input_tokens.mean, loc.input_tokens.mean) == (2500.0, 100.0)
+    unrouted = record(0, 0, [100], 120, completion=1, prompt=3)
+    unrouted.stages = StageTimes(prefill_ms=1.0)  # a proxy without policies: no path, no group
+    summary = stage_summary([unrouted])
+    assert summary is not None and summary.paths == {}

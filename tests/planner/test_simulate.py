@@ -140,7 +140,10 @@ def test_xpyd_conserves_requests_tokens_and_time_order(policy: str) -> None:
         assert 0 < s.busy_s <= res.duration_s * (1 + 1e-12)
 
 
-@pytest.mark.parametrize("setup", ["single", "1P2D", Setup(0, 3, "least_outstanding")])
+@pytest.mark.parametrize(
+    "setup",
+    ["single", "1P2D", Setup(0, 3, "least_outstanding"), "1P2D/threshold:1500", "1P1D/load:2000:16"],
+)
 def test_fast_forward_equals_one_event_per_step(setup: str | Setup) -> None:
     prof = make_profile(prefill=(0.01, 2e-5, 1e-9), decode=(0.004, 3e-5, 2e-8), kv_latency_s=0.002)
     rng = np.random.default_rng(7)
@@ -149,6 +152,9 @@ def test_fast_forward_equals_one_event_per_step(setup: str | Setup) -> None:
     fast = run(prof, setup, wl, rate=12.0)
     slow = run(prof, setup, wl, rate=12.0, fast_forward=False)
     assert slow.events > 2 * fast.events
+    if "/" in str(setup):  # a per-request policy: decode instances prefill their local requests too
+        assert fast.local is not None and 0 < fast.local.mean() < 1
+        assert np.array_equal(fast.local, slow.local)
     for key in ("first_token_s", "end_s", "prefill_end_s"):
         assert np.allclose(getattr(fast, key), getattr(slow, key), rtol=1e-9, atol=1e-9), key
     for a, b in zip(fast.instances, slow.instances, strict=True):

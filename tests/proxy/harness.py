@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator, Coroutine, Sequence
+from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -19,6 +19,21 @@ from proxy.app import ProxyState
 
 T = TypeVar("T")
 TEST_TIMEOUT_S = 30.0
+# Policies that send every request of these tests through a split (no backlog, prompts >= 0 tokens): the
+# fault tests of the split legs run under each (`under_policy`); tests/proxy/test_policies.py has the
+# local path's.
+SPLITTING_POLICIES = ("split", "threshold:0", "load")
+_default_policy = ["split"]
+
+
+@contextlib.contextmanager
+def under_policy(policy: str) -> Iterator[None]:
+    """`proxy_with` serves with this --policy unless a test names one (P2P NCCL, passthrough: split)."""
+    _default_policy.append(policy)
+    try:
+        yield
+    finally:
+        _default_policy.pop()
 
 
 def run(coro: Coroutine[Any, Any, T], timeout_s: float = TEST_TIMEOUT_S) -> T:
@@ -120,6 +135,8 @@ async def proxy_with(
                     else None
                 )
                 specs[role].append(InstanceSpec(url, kv))
+        if connector not in ("passthrough", "p2p_nccl"):
+            config.setdefault("policy", _default_policy[-1])
         cfg = ProxyConfig(
             connector=connector,
             prefill=[] if connector == "passthrough" else specs["prefill"],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 
 import aiohttp
 import orjson
@@ -10,7 +11,21 @@ import pytest
 
 from fake_upstream import FakeBehavior
 from proxy.timing import parse_timing_comment
-from tests.proxy.harness import closed_port, completion_body, proxy_with, run
+from tests.proxy.harness import (
+    SPLITTING_POLICIES,
+    closed_port,
+    completion_body,
+    proxy_with,
+    run,
+    under_policy,
+)
+
+
+@pytest.fixture(autouse=True, params=SPLITTING_POLICIES)
+def policy(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every test here runs under each policy that splits its requests (tests/proxy/harness.py)."""
+    with under_policy(request.param):
+        yield request.param
 
 
 def error_of(raw: bytes) -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Iterator
 
 import orjson
 import pytest
@@ -11,7 +12,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from fake_upstream import FakeBehavior, FakeUpstream
 from proxy.connectors.p2p_nccl import parse_request_id
-from tests.proxy.harness import closed_port, completion_body, proxy_with, run
+from tests.proxy.harness import (
+    SPLITTING_POLICIES,
+    closed_port,
+    completion_body,
+    proxy_with,
+    run,
+    under_policy,
+)
 
 KV_HANDLE = {
     "remote_engine_id": "e1",
@@ -20,6 +28,13 @@ KV_HANDLE = {
     "remote_port": 9,
 }
 FAST = {"eject_s": 0.2, "probe_interval_s": 0.05}
+
+
+@pytest.fixture(autouse=True, params=SPLITTING_POLICIES)
+def policy(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every test here runs under each policy that splits its requests (tests/proxy/harness.py)."""
+    with under_policy(request.param):
+        yield request.param
 
 
 async def metrics_text(h) -> str:
