@@ -28,7 +28,7 @@ def add_kv_parser(sub: Any) -> None:
 def cmd_kv(args: argparse.Namespace) -> int:
     prof = load_profile(args.profile)
     kv, points = kv_model_from_pd(args.pd_result, list(prof.decode_points), prof.kv_transfer.bytes_per_token,
-                                  prof.frontend, prof.client_prefill_s)  # fmt: skip
+                                  prof.frontend, prof.client_prefill_s, prof.decode.routing)  # fmt: skip
     note = f"KV side redone from {args.pd_result} by `python -m planner kv`"
     provenance = replace(prof.provenance, notes="; ".join(n for n in (prof.provenance.notes, note) if n))
     new = replace(prof, kv_transfer=kv, kv_points=tuple(points), provenance=provenance)

@@ -10,7 +10,8 @@ draw scaled (gamma gaps scale with 1/rate), so attainment moves smoothly with th
 Upper bound (never below the true capacity, so pruning with it is safe): an instance cannot beat its
 cheapest way to do the work. Per request, prefill costs at least a*L/budget (the step intercept shared
 by a full budget) + b*L + c*L^2/2 (the attention pairs of any chunking of L tokens are >= L^2/2), and
-each output token on a decode instance at least min over batches B of a/B + d*B, plus b + c*L (B up to
+each output token on a decode instance at least min over batches B of a/B + d*B (+ e*touched(B)/B for an
+MoE model's experts term), plus b + c*L (B up to
 max_batch, or where the batch^2 term d makes larger batches dearer); on an aggregated instance
 decode tokens ride prefill steps at b + c*L. Setups are simulated in decreasing bound order and skipped
 once their bound per GPU cannot reach the best few found.
@@ -91,16 +92,16 @@ class SetupResult:
 def capacity_bound(profile: Profile, setup: Setup, workload: Workload, limits: EngineLimits) -> float:
     """Requests/s no simulation of this setup can exceed (see the module docstring)."""
     pa, pb, pc = profile.prefill.fit.coefficients
-    da, db, dc, dd = profile.decode.terms
+    _, db, dc, _ = profile.decode.terms
     L = workload.prompt_tokens.astype(float)
     out = workload.output_tokens.astype(float)
     prefill = float(np.mean(pa * L / limits.max_num_batched_tokens + pb * L + pc * L * L / 2))
     blocks = np.ceil((L + out) / limits.block_size)
     max_batch = max(1.0, min(limits.max_num_seqs, limits.kv_capacity_blocks / float(np.mean(blocks))))
     if setup.disaggregated:
-        # A step of batch B costs each token da/B + dd*B + ...: least at B = sqrt(da/dd), within limits.
-        best_b = min(max_batch, max(1.0, math.sqrt(da / dd))) if dd > 0 else max_batch
-        decode = float(np.mean(out * (da / best_b + dd * best_b + db + dc * L)))
+        # A step of batch B costs each token da/B + dd*B (+ an MoE model's experts term / B) + db + dc*L:
+        # its least share per token within the limits (planner/profile_model.py DecodeModel).
+        decode = float(np.mean(out * (profile.decode.token_floor_s(max_batch) + db + dc * L)))
         return min(setup.n_prefill / prefill, setup.n_decode / decode)
     mixed = prefill + float(np.mean((out - 1) * (db + dc * L)))
     return setup.n_decode / mixed
