@@ -1,5 +1,5 @@
-"""`python -m planner simulate|search|validate|predict|profile|kv|merge`: predict setups from a profile, prove
-them against measured runs, or measure a profile.
+"""`python -m planner simulate|search|validate|predict|profile|kv|merge|break-even`: predict setups from a
+profile, prove them against measured runs, or measure a profile.
 
     python -m planner simulate --profile P --setup 1P1D,replicas:2 --rates 2,4,8 --slo ttft=500,tpot=25
     python -m planner search --profile P --gpus 4,8,16,64 --slo ttft=500,tpot=25 --input-len 2048
@@ -8,6 +8,7 @@ them against measured runs, or measure a profile.
     python -m planner profile --endpoint http://127.0.0.1:8000 --output profile.json
     python -m planner kv --profile P --pd-result RUN --output P2   (the KV side, from another P/D run)
     python -m planner merge P1 P2 --output P [--pd-result RUN]      (one profile from two profile runs)
+    python -m planner break-even --profile NAME=P [...] --out DIR    (where P/D pays, per model)
 
 `--profile illustrative` uses the built-in illustrative H200 numbers (planner/illustrative.py; not a
 measurement). Workload flags are the runner's (`run_experiment.py`): --workload, --input-len N or
@@ -121,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     srch.add_argument(
         "--precision", type=float, default=0.02, help="relative precision of the sustained rate"
     )
+    from planner.break_even_report import add_break_even_parser
     from planner.kv_refit import add_kv_parser
     from planner.merge import add_merge_parser
     from planner.predict import add_predict_parser
@@ -132,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_profile_parser(sub)
     add_kv_parser(sub)
     add_merge_parser(sub)
+    add_break_even_parser(sub)
     return parser
 
 
@@ -347,6 +350,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from planner.merge import cmd_merge
 
             return cmd_merge(args)
+        if args.command == "break-even":
+            from planner.break_even_report import cmd_break_even
+
+            return cmd_break_even(args, profile_from_arg)
         from planner.profile_run import cmd_profile
 
         return cmd_profile(args)

@@ -247,18 +247,23 @@ def search_grid(
     policy: str = "round_robin",
     limits: EngineLimits | None = None,
     progress: Callable[[str], None] | None = None,
+    setups_of: Callable[[int], Sequence[Setup]] | None = None,
+    workload_of: Callable[[int], Workload] | None = None,
 ) -> list[dict[int, list[SetupResult]]]:
     """`search` for every SLO of `slos` (one result per SLO, in order), each setup's runs shared.
 
-    A setup is skipped once its capacity bound cannot reach the best few at any of the SLOs."""
+    A setup is skipped once its capacity bound cannot reach the best few at any of the SLOs.
+    `setups_of(gpus)`: the setups to consider (default: every one, `candidate_setups`);
+    `workload_of(gpus)`: the workload simulated (default: `workload_for(spec, gpus, cfg)`)."""
     limits = limits or profile.engine
     cfgs = [dataclasses.replace(cfg, slo=dict(slo)) for slo in slos]
     found: list[dict[int, list[SetupResult]]] = [{} for _ in cfgs]
     for gpus in gpu_counts:
         t0 = time.perf_counter()
-        workload = workload_for(spec, gpus, cfg)
+        workload = workload_of(gpus) if workload_of else workload_for(spec, gpus, cfg)
+        setups = setups_of(gpus) if setups_of else candidate_setups(gpus, policy)
         cands = sorted(
-            ((capacity_bound(profile, s, workload, limits), s) for s in candidate_setups(gpus, policy)),
+            ((capacity_bound(profile, s, workload, limits), s) for s in setups),
             key=lambda bs: -bs[0],
         )
         results: list[list[SetupResult]] = [[] for _ in cfgs]

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +14,7 @@ import pytest
 from experiments.model_dir import MoeRouting
 from planner.engine import DECODE, IDLE, Engine, Requests
 from planner.fits import Fit
+from planner.kv_transfer import default_kv_transfer
 from planner.profile_model import (
     DECODE_FEATURES,
     MOE_FEATURE,
@@ -19,6 +23,7 @@ from planner.profile_model import (
     Profile,
     experts_touched,
     fit_decode,
+    load_profile,
 )
 from planner.search import capacity_bound
 from planner.setups import parse_setup
@@ -61,7 +66,7 @@ def test_the_experts_term_is_fitted_where_a_dense_fit_cannot_follow() -> None:
     assert fit_decode(pts[:4], QWEN3).routing is None
 
 
-def test_a_profile_keeps_its_routing_through_save_and_load(tmp_path) -> None:
+def test_a_profile_keeps_its_routing_through_save_and_load() -> None:
     prof = moe_profile()
     back = Profile.from_dict(prof.to_dict())
     assert back.decode == prof.decode and back.decode.routing == QWEN3
@@ -110,3 +115,29 @@ def test_the_capacity_bound_stays_above_the_simulated_rate_with_the_experts_term
     res = simulate(prof, parse_setup("1P1D"), wl.prompt_tokens, wl.output_tokens, arrivals, rate=2 * bound)
     assert 400 / (res.end_s.max() - res.arrival_s.min()) < bound
     assert math.isfinite(bound)
+
+
+def test_a_new_models_kv_side_is_carried_from_the_measured_8b_pair_at_its_own_kv_size(tmp_path: Path) -> None:
+    """`planner kv --carry-from`: the 8B NIXL pair's fixed costs, the 32B shape's 262,144 B per token."""
+    root = Path(__file__).resolve().parents[2]
+    nixl = load_profile(root / "results" / "profiles" / "h200-8b-nixl.json")
+    new = dataclasses.replace(nixl, kv_transfer=default_kv_transfer(262144.0))  # as a fresh 32B profile
+    src = new.save(tmp_path / "p32.json")
+    proc = subprocess.run(
+        [sys.executable, "-m", "planner", "kv", "--profile", str(src), "--carry-from",
+         str(root / "results" / "profiles" / "h200-8b-nixl.json"), "--output", str(tmp_path / "out.json")],
+        cwd=root, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    kv = load_profile(tmp_path / "out.json").kv_transfer
+    measured = nixl.kv_transfer
+    assert (kv.latency_s, kv.bandwidth_bytes_per_s, kv.prefill_overhead_s, kv.prefill_hold) == (
+        measured.latency_s,
+        measured.bandwidth_bytes_per_s,
+        measured.prefill_overhead_s,
+        measured.prefill_hold,
+    )
+    # 2048 tokens: the measured 21.7 ms + 2048 x 262,144 B at 300 GB/s (1.79 ms), twice the 8B's bytes.
+    assert kv.transfer_s(2048) == pytest.approx(measured.latency_s + 2048 * 262144 / 300e9, rel=1e-12)
+    assert kv.bytes_per_token == 2 * measured.bytes_per_token
+    assert "carried from" in kv.source and "not measured on this model" in kv.source
