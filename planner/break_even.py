@@ -37,6 +37,8 @@ from planner.workload import Workload, WorkloadSpec, from_specs
 GPU_COUNTS = (2, 4, 8)
 TRACES = Path(__file__).resolve().parents[1].parent / "shared" / "traces"  # ../shared/traces of the checkout
 DEFAULT_MAX_MODEL_LEN = 32768  # the shortest native context of the four shapes (Qwen2.5-32B)
+# The four model classes (experiments/model_dir.py shapes): a map without one of them says so.
+MAP_MODELS = ("llama-3.1-8b", "qwen2.5-32b", "llama-3.1-70b-fp8", "qwen3-30b-a3b")
 
 
 @dataclass(frozen=True)

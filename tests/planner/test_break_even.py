@@ -63,6 +63,7 @@ def test_the_command_maps_the_committed_profile_for_every_workload(tmp_path: Pat
     longer = sum(1 for r in rows if r["input_length"] + r["output_length"] > 16384)
     assert longer > 0 and doc["skipped_requests"]["llama-3.1-8b"]["mooncake-conv"] == longer
     readme = (out / "README.md").read_text()
+    assert "**Partial map: llama-3.1-8b only.** No measured profile yet for qwen2.5-32b" in readme
     assert "### llama-3.1-8b" in readme and "**mooncake-conv**" in readme and "KV side:" in readme
     assert (out / "llama-3.1-8b" / "heatmap.png").stat().st_size > 10_000
     assert "| prefill-heavy | 2 | ttft<=500 tpot<=25 |" in (out / "llama-3.1-8b" / "table.md").read_text()
