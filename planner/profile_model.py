@@ -15,6 +15,8 @@ they came from (GPU, clocks, model, vLLM version, engine limits). The simulator 
   64 for Qwen3-30B-A3B). That count rises steeply, then saturates: a concave curve no non-negative
   a + b*B + d*B^2 can follow. Real routers are skewed, so fewer are touched than this; the fitted e
   absorbs a constant share of that, not its shape (dummy weights route near-uniformly);
+  a step with prefill work touches (nearly) every expert already, so decodes riding along in it add no
+  experts term (planner/engine.py), and the prefill fit's intercept carries the experts' weights;
 - KV transfer time = latency + prompt_tokens * bytes_per_token / bandwidth, plus the connector's own
   time on the prefill GPU per request (`prefill_overhead_s`, engine time there);
 - API-server time per request = latency + per_token * prompt_tokens: tokenizing and input processing
