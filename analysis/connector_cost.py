@@ -24,7 +24,7 @@ from pathlib import Path
 from analysis.prometheus import counter, histogram
 from analysis.runs import NA, Run
 from analysis.server_view import InstanceView, PhaseStats, role_views
-from experiments.model_dir import ModelShape, shape_from_config
+from experiments.model_dir import ModelShape, shape_config, shape_from_config
 
 NVLINK_GBPS = 300.0  # 1 GiB GPU1 -> GPU0 NIXL READ on 2 x H200, measured by the shared NIXL recipe
 COMPUTED = "computed from the model shape, not measured"
@@ -42,6 +42,10 @@ KNOWN_SHAPES: dict[str, ModelShape] = {
         dtype_bytes=2,
         source="known Llama-3.1-8B shape (config.json not found)",
     ),
+    **{
+        name: shape_from_config(shape_config(name), f"known {name} shape (config.json not found)")
+        for name in ("qwen2.5-32b", "llama-3.1-70b-fp8", "qwen3-30b-a3b")
+    },
 }
 
 
