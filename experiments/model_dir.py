@@ -115,6 +115,29 @@ SHAPES: dict[str, dict[str, Any]] = {
         "torch_dtype": "bfloat16",
         "quantization_config": {"quant_method": "fp8", "activation_scheme": "dynamic"},
     },
+    # A Qwen3-MoE small enough for 2 CPU cores: the MoE path (vLLM's qwen3_moe, the planner's experts
+    # term) end to end in tests.
+    "tiny-moe": {
+        **_QWEN_COMMON,
+        "architectures": ["Qwen3MoeForCausalLM"],
+        "model_type": "qwen3_moe",
+        "hidden_size": 128,
+        "intermediate_size": 256,
+        "moe_intermediate_size": 64,
+        "num_experts": 8,
+        "num_experts_per_tok": 2,
+        "norm_topk_prob": True,
+        "decoder_sparse_step": 1,
+        "mlp_only_layers": [],
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "head_dim": 32,
+        "attention_bias": False,
+        "max_position_embeddings": 4096,
+        "max_window_layers": 2,
+        "sliding_window": None,
+    },
     # Qwen3-30B-A3B, as published: MoE, 128 experts of which 8 per token, ~30.5B total / ~3.3B active.
     "qwen3-30b-a3b": {
         **_QWEN_COMMON,
