@@ -44,9 +44,10 @@ def test_fp8_checkpoint_keeps_a_bf16_kv_cache_unless_told(tmp_path: Path) -> Non
     assert shape_from_config(config, "x", kv_cache_dtype="fp8").bytes_per_token == 2 * 80 * 8 * 128
 
 
-def test_only_the_moe_shape_routes_to_experts() -> None:
+def test_only_the_moe_shapes_route_to_experts() -> None:
     routes = {name: moe_routing(read_config(name) or {}) for name in SHAPES}
     assert routes.pop("qwen3-30b-a3b") == MoeRouting(experts=128, per_token=8)
+    assert routes.pop("tiny-moe") == MoeRouting(experts=8, per_token=2)
     assert set(routes.values()) == {None}
     assert moe_routing({"num_local_experts": 8, "num_experts_per_tok": 2}) == MoeRouting(8, 2)  # Mixtral
 
