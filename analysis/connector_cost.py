@@ -20,32 +20,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from analysis.prometheus import counter, histogram
 from analysis.runs import NA, Run
 from analysis.server_view import InstanceView, PhaseStats, role_views
+from experiments.model_dir import ModelShape, shape_config, shape_from_config
 
 NVLINK_GBPS = 300.0  # 1 GiB GPU1 -> GPU0 NIXL READ on 2 x H200, measured by the shared NIXL recipe
 COMPUTED = "computed from the model shape, not measured"
 INFERRED = "inferred: D prefill time - D mean inter-token gap, not measured"
-DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "half": 2, "float32": 4, "float": 4, "fp8": 1, "float8": 1}
 NIXL = "vllm:nixl_"
-
-
-@dataclass(frozen=True)
-class ModelShape:
-    """What sets the KV size of a token."""
-
-    layers: int
-    kv_heads: int
-    head_dim: int
-    dtype_bytes: int
-    source: str
-
-    @property
-    def bytes_per_token(self) -> int:
-        return 2 * self.layers * self.kv_heads * self.head_dim * self.dtype_bytes
 
 
 # Known shapes for when the model's config.json is not on the analysis machine (matched on the path's
@@ -58,24 +42,11 @@ KNOWN_SHAPES: dict[str, ModelShape] = {
         dtype_bytes=2,
         source="known Llama-3.1-8B shape (config.json not found)",
     ),
+    **{
+        name: shape_from_config(shape_config(name), f"known {name} shape (config.json not found)")
+        for name in ("qwen2.5-32b", "llama-3.1-70b-fp8", "qwen3-30b-a3b")
+    },
 }
-
-
-def shape_from_config(config: dict[str, Any], source: str, kv_cache_dtype: str | None = None) -> ModelShape:
-    """The KV shape from a Hugging Face config.json (and vLLM's kv_cache_dtype when not "auto")."""
-    heads = int(config["num_attention_heads"])
-    head_dim = int(config.get("head_dim") or int(config["hidden_size"]) // heads)
-    dtype = str(
-        kv_cache_dtype if kv_cache_dtype not in (None, "auto") else config.get("torch_dtype", "bfloat16")
-    )
-    size = next((b for name, b in DTYPE_BYTES.items() if dtype.replace("torch.", "").startswith(name)), 2)
-    return ModelShape(
-        layers=int(config["num_hidden_layers"]),
-        kv_heads=int(config.get("num_key_value_heads") or heads),
-        head_dim=head_dim,
-        dtype_bytes=size,
-        source=source,
-    )
 
 
 def model_shape(run: Run) -> ModelShape | NA:

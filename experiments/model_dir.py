@@ -1,8 +1,13 @@
-"""Config-only Llama model directories with a word-level tokenizer, and tokenizer loading.
+"""Config-only model directories with a word-level tokenizer, tokenizer loading, and what a config
+says about the KV cache and expert routing.
 
 No weights can be downloaded, so tests and the demo serve a directory holding only `config.json` and a
 tokenizer with vLLM's `--load-format dummy`. Token i is the word ``t<i>``: a prompt of N such words is
 exactly N tokens. Any real Hugging Face model directory is accepted unchanged by `load_tokenizer`.
+
+Shapes (`SHAPES`, `--model NAME` in every launcher): tiny (CPU), llama-3.1-8b, qwen2.5-32b (dense bf16),
+llama-3.1-70b-fp8 (dense, FP8 weights, bf16 KV) and qwen3-30b-a3b (MoE, 128 experts, 8 per token).
+KV bytes per token (`shape_from_config`): 131,072 / 262,144 / 327,680 / 98,304 for the four big ones.
 """
 
 from __future__ import annotations
@@ -18,6 +23,13 @@ BOS = "<|begin_of_text|>"
 EOS = "<|end_of_text|>"
 UNK = "<unk>"
 
+_LLAMA3_ROPE: dict[str, Any] = {
+    "factor": 8.0,
+    "low_freq_factor": 1.0,
+    "high_freq_factor": 4.0,
+    "original_max_position_embeddings": 8192,
+    "rope_type": "llama3",
+}
 _LLAMA_COMMON: dict[str, Any] = {
     "architectures": ["LlamaForCausalLM"],
     "model_type": "llama",
@@ -33,6 +45,20 @@ _LLAMA_COMMON: dict[str, Any] = {
     "vocab_size": 128256,
 }
 
+_QWEN_COMMON: dict[str, Any] = {
+    "hidden_act": "silu",
+    "rms_norm_eps": 1e-6,
+    "initializer_range": 0.02,
+    "tie_word_embeddings": False,
+    "use_cache": True,
+    "use_sliding_window": False,
+    "rope_theta": 1000000.0,
+    "torch_dtype": "bfloat16",
+    "bos_token_id": 128000,  # the word-level tokenizer's specials (the vocabularies hold them)
+    "eos_token_id": 128001,
+}
+
+# Every shape is a complete config.json over _LLAMA_COMMON; the published models' sizes, dummy weights.
 SHAPES: dict[str, dict[str, Any]] = {
     # Small enough to serve on 2 CPU cores in ~1 GB.
     "tiny": {
@@ -56,16 +82,156 @@ SHAPES: dict[str, dict[str, Any]] = {
         "head_dim": 128,
         "max_position_embeddings": 131072,
         "rope_theta": 500000.0,
-        "rope_scaling": {
-            "factor": 8.0,
-            "low_freq_factor": 1.0,
-            "high_freq_factor": 4.0,
-            "original_max_position_embeddings": 8192,
-            "rope_type": "llama3",
-        },
+        "rope_scaling": _LLAMA3_ROPE,
         "torch_dtype": "bfloat16",
     },
+    # Qwen2.5-32B, as published: dense, bf16 (~65.5 GB of weights).
+    "qwen2.5-32b": {
+        **_QWEN_COMMON,
+        "architectures": ["Qwen2ForCausalLM"],
+        "model_type": "qwen2",
+        "hidden_size": 5120,
+        "intermediate_size": 27648,
+        "num_hidden_layers": 64,
+        "num_attention_heads": 40,
+        "num_key_value_heads": 8,
+        "max_position_embeddings": 32768,
+        "max_window_layers": 64,
+        "sliding_window": 32768,
+        "vocab_size": 152064,
+    },
+    # Llama-3.1-70B with an FP8 checkpoint config: vLLM creates the dummy weights in FP8 (~71 GB), dynamic
+    # activation scales; the KV cache stays bf16 unless vLLM is given --kv-cache-dtype fp8.
+    "llama-3.1-70b-fp8": {
+        "hidden_size": 8192,
+        "intermediate_size": 28672,
+        "num_hidden_layers": 80,
+        "num_attention_heads": 64,
+        "num_key_value_heads": 8,
+        "head_dim": 128,
+        "max_position_embeddings": 131072,
+        "rope_theta": 500000.0,
+        "rope_scaling": _LLAMA3_ROPE,
+        "torch_dtype": "bfloat16",
+        "quantization_config": {"quant_method": "fp8", "activation_scheme": "dynamic"},
+    },
+    # A Qwen3-MoE small enough for 2 CPU cores: the MoE path (vLLM's qwen3_moe, the planner's experts
+    # term) end to end in tests.
+    "tiny-moe": {
+        **_QWEN_COMMON,
+        "architectures": ["Qwen3MoeForCausalLM"],
+        "model_type": "qwen3_moe",
+        "hidden_size": 128,
+        "intermediate_size": 256,
+        "moe_intermediate_size": 64,
+        "num_experts": 8,
+        "num_experts_per_tok": 2,
+        "norm_topk_prob": True,
+        "decoder_sparse_step": 1,
+        "mlp_only_layers": [],
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "head_dim": 32,
+        "attention_bias": False,
+        "max_position_embeddings": 4096,
+        "max_window_layers": 2,
+        "sliding_window": None,
+    },
+    # Qwen3-30B-A3B, as published: MoE, 128 experts of which 8 per token, ~30.5B total / ~3.3B active.
+    "qwen3-30b-a3b": {
+        **_QWEN_COMMON,
+        "architectures": ["Qwen3MoeForCausalLM"],
+        "model_type": "qwen3_moe",
+        "hidden_size": 2048,
+        "intermediate_size": 6144,
+        "moe_intermediate_size": 768,
+        "num_experts": 128,
+        "num_experts_per_tok": 8,
+        "norm_topk_prob": True,
+        "decoder_sparse_step": 1,
+        "mlp_only_layers": [],
+        "num_hidden_layers": 48,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 4,
+        "head_dim": 128,
+        "attention_bias": False,
+        "max_position_embeddings": 40960,
+        "max_window_layers": 48,
+        "sliding_window": None,
+        "vocab_size": 151936,
+    },
 }
+DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "half": 2, "float32": 4, "float": 4, "fp8": 1, "float8": 1}
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """What sets the KV size of a token."""
+
+    layers: int
+    kv_heads: int
+    head_dim: int
+    dtype_bytes: int
+    source: str
+
+    @property
+    def bytes_per_token(self) -> int:
+        """K and V of every layer: 2 x layers x KV heads x head dim x dtype bytes."""
+        return 2 * self.layers * self.kv_heads * self.head_dim * self.dtype_bytes
+
+
+def shape_from_config(config: dict[str, Any], source: str, kv_cache_dtype: str | None = None) -> ModelShape:
+    """The KV shape from a Hugging Face config.json (and vLLM's kv_cache_dtype when not "auto").
+
+    The KV dtype is the model's torch_dtype: an FP8 checkpoint (quantization_config) keeps a bf16 KV
+    cache unless vLLM runs with --kv-cache-dtype fp8."""
+    heads = int(config["num_attention_heads"])
+    head_dim = int(config.get("head_dim") or int(config["hidden_size"]) // heads)
+    dtype = str(
+        kv_cache_dtype if kv_cache_dtype not in (None, "auto") else config.get("torch_dtype", "bfloat16")
+    )
+    size = next((b for name, b in DTYPE_BYTES.items() if dtype.replace("torch.", "").startswith(name)), 2)
+    return ModelShape(
+        layers=int(config["num_hidden_layers"]),
+        kv_heads=int(config.get("num_key_value_heads") or heads),
+        head_dim=head_dim,
+        dtype_bytes=size,
+        source=source,
+    )
+
+
+@dataclass(frozen=True)
+class MoeRouting:
+    """A mixture-of-experts layer's routing: each token goes to `per_token` of `experts` experts."""
+
+    experts: int
+    per_token: int
+
+
+def moe_routing(config: dict[str, Any]) -> MoeRouting | None:
+    """The routing of an MoE config (Qwen-MoE, Mixtral and DeepSeek key names); None for a dense model."""
+    experts = config.get("num_experts") or config.get("num_local_experts") or config.get("n_routed_experts")
+    per_token = config.get("num_experts_per_tok")
+    if not experts or not per_token:
+        return None
+    return MoeRouting(int(experts), int(per_token))
+
+
+def shape_config(shape: str) -> dict[str, Any]:
+    """The complete config.json of a named shape."""
+    if shape not in SHAPES:
+        raise ValueError(f"unknown model shape {shape!r}; choose one of {', '.join(SHAPES)}")
+    return {**_LLAMA_COMMON, **SHAPES[shape]}
+
+
+def read_config(model: str | Path) -> dict[str, Any] | None:
+    """config.json of a model: a shape name's, a local directory's, else None (a hub id, unread)."""
+    if str(model) in SHAPES:
+        return shape_config(str(model))
+    path = Path(model) / "config.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
 
 # Joins message contents with spaces so that N words in still count as N tokens.
 _CHAT_TEMPLATE = "{% for m in messages %}{{ m['content'] }}{% if not loop.last %} {% endif %}{% endfor %}"
@@ -111,15 +277,13 @@ def _tokenizer_json(vocab_size: int) -> dict[str, Any]:
 
 
 def write_model_dir(path: str | Path, shape: str = "tiny") -> Path:
-    """Write a config-only Llama of `shape` ("tiny" or "llama-3.1-8b") to `path`; return the path.
+    """Write a config-only model of `shape` (a key of SHAPES) to `path`; return the path.
 
     Idempotent: an existing directory with the same config is left as it is.
     """
-    if shape not in SHAPES:
-        raise ValueError(f"unknown model shape {shape!r}; choose one of {', '.join(SHAPES)}")
+    config = shape_config(shape)
     out = Path(path)
     out.mkdir(parents=True, exist_ok=True)
-    config = {**_LLAMA_COMMON, **SHAPES[shape]}
     config_bytes = json.dumps(config, indent=2, sort_keys=True).encode()
     cfg_path = out / "config.json"
     if cfg_path.exists() and cfg_path.read_bytes() == config_bytes and (out / "tokenizer.json").exists():
@@ -214,7 +378,8 @@ def word_prompt(ids: list[int]) -> str:
 
 
 def resolve_model(name_or_path: str, models_root: str | Path = "results/models") -> str:
-    """A shape name ("tiny", "llama-3.1-8b") becomes a written config-only model; a path stays as is."""
+    """A shape name (a key of SHAPES, e.g. "qwen3-30b-a3b") becomes a written config-only model; a path
+    stays as is."""
     if name_or_path in SHAPES:
         return str(write_model_dir(Path(models_root) / name_or_path, name_or_path).resolve())
     return name_or_path

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from experiments.model_dir import resolve_model
+from experiments.model_dir import SHAPES, resolve_model
 from experiments.provenance import vllm_version
 from launch.server import has_nvidia_gpu
 from launch.supervise import stop_run_dir
@@ -27,7 +27,7 @@ def add_server_args(p: argparse.ArgumentParser) -> None:
         "--model",
         default=None,
         help="model path, or a shape to write as a config-only model with dummy weights: "
-        "'tiny' (CPU default) or 'llama-3.1-8b' (GPU default)",
+        f"{', '.join(SHAPES)} (default: tiny on CPU, llama-3.1-8b on GPU)",
     )
     p.add_argument(
         "--max-model-len", type=int, default=None, help="context length (default 2048 CPU, 4096 GPU)"

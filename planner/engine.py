@@ -103,6 +103,7 @@ class Engine:
         "db",
         "dc",
         "dd",
+        "decode_batch_s",
         "decode_dw",
         "dynamic_j",
         "fast_forward",
@@ -156,6 +157,8 @@ class Engine:
         self.fast_forward = fast_forward  # False: one event per step (tests check both agree)
         self.pa, self.pb, self.pc = profile.prefill.fit.coefficients
         self.da, self.db, self.dc, self.dd = profile.decode.terms
+        # A decode-only step's batch-size part (with an MoE model's experts-touched term), per batch size.
+        self.decode_batch_s = [profile.decode.batch_s(b) for b in range(limits.max_num_seqs + 1)]
         self.hold = role == PREFILL and profile.kv_transfer.prefill_hold  # see the module docstring
         # steps scheduled one ahead (module docstring); a P/D pair's loop is in its measured KV terms
         self.ahead = role == MIXED and profile.loop.async_scheduling
@@ -290,7 +293,7 @@ class Engine:
         elif self.held:  # nothing else to run: one short step that only reports the finished sends
             self.r_d0, self.r_k, self.r_slope, self.r_dw = HOLD_RELEASE_S, 1, 0.0, 0.0
         elif batch:
-            self.r_d0 = self.da + self.db * batch + self.dc * self.ctx + self.dd * batch * batch
+            self.r_d0 = self.da + self.dc * self.ctx + self.decode_batch_s[batch]
             late = waiting and queued[waiting[0]] > cutoff  # joins the next step: a run of one
             self.r_k = heap[0][0] - self.steps if self.fast_forward and not late else 1
             self.r_slope, self.r_dw = self.dc * batch, self.decode_dw[batch]

@@ -19,6 +19,7 @@ on the prefill GPU is the median of prefill leg - the same prompt alone on a pla
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -91,3 +92,18 @@ def fit_kv_transfer(
     # A zero per-token cost means length does not matter: a bandwidth too high to count (JSON-safe).
     bandwidth = bytes_per_token / per_token if per_token > 0 else 1e18
     return KvTransferModel(fit.coefficient("latency_s"), bytes_per_token, bandwidth, source, fit)
+
+
+def carried_kv(measured: KvTransferModel, bytes_per_token: float, origin: str) -> KvTransferModel:
+    """Another model's measured KV side (fixed latency, bandwidth, prefill side) at `bytes_per_token`:
+    for a model no P/D pair has run, the transfer then scales with its own KV size."""
+    ratio = bytes_per_token / measured.bytes_per_token
+    return replace(
+        measured,
+        bytes_per_token=bytes_per_token,
+        source=f"carried from {origin} ({measured.source}), not measured on this model: fixed costs as "
+        f"there, KV {bytes_per_token:.0f} B/token ({ratio:.2f}x its {measured.bytes_per_token:.0f})",
+        fit=None,
+        prefill_overhead_source=f"carried from {origin}: {measured.prefill_overhead_source}",
+        prefill_hold_source=f"carried from {origin}: {measured.prefill_hold_source}",
+    )

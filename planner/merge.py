@@ -135,12 +135,19 @@ def merge_profiles(paths: list[Path], pd_result: Path | None = None, command: st
         base.power.reason,
         base.kv_points,
         frontend,
+        base.decode.routing,
     )
     if pd_result is None:
         note = f"KV side as in {paths[0]}, derived against its own models (redo with --pd-result)"
         return replace(merged, provenance=replace(provenance, notes=f"{provenance.notes}; {note}"))
-    kv, points = kv_model_from_pd(pd_result, list(merged.decode_points), merged.kv_transfer.bytes_per_token,
-                                  merged.frontend, merged.client_prefill_s)  # fmt: skip
+    kv, points = kv_model_from_pd(
+        pd_result,
+        list(merged.decode_points),
+        merged.kv_transfer.bytes_per_token,
+        merged.frontend,
+        merged.client_prefill_s,
+        merged.decode.routing,
+    )
     note = f"KV side derived from {pd_result} against the merged models"
     provenance = replace(provenance, notes=f"{provenance.notes}; {note}")
     return replace(merged, kv_transfer=kv, kv_points=tuple(points), provenance=provenance)

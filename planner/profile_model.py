@@ -8,7 +8,15 @@ they came from (GPU, clocks, model, vLLM version, engine limits). The simulator 
   chunk of n tokens at offset o adds n*(o + n) pairs, which keeps chunked prefills consistent;
 - decode step time = a + b*batch + c*context_sum + d*batch^2 (context_sum: total tokens the batch
   attends over; the batch^2 term is the step's growth past batch ~128 on H200: 8.6 ms at 128, 16.1 ms
-  at 256 for 512-token contexts; schema-2 profiles have no d);
+  at 256 for 512-token contexts; schema-2 profiles have no d), plus, for a mixture-of-experts model,
+  e*experts_touched(batch): a decode step reads the weights of every expert any of its tokens is routed
+  to, so its cost follows the number of distinct experts the batch touches per layer, E*(1-(1-k/E)^B)
+  for E experts, k per token and B sequences under uniform routing (8 at B=1, 83 at 16, 127.6 of 128 at
+  64 for Qwen3-30B-A3B). That count rises steeply, then saturates: a concave curve no non-negative
+  a + b*B + d*B^2 can follow. Real routers are skewed, so fewer are touched than this; the fitted e
+  absorbs a constant share of that, not its shape (dummy weights route near-uniformly);
+  a step with prefill work touches (nearly) every expert already, so decodes riding along in it add no
+  experts term (planner/engine.py), and the prefill fit's intercept carries the experts' weights;
 - KV transfer time = latency + prompt_tokens * bytes_per_token / bandwidth, plus the connector's own
   time on the prefill GPU per request (`prefill_overhead_s`, engine time there);
 - API-server time per request = latency + per_token * prompt_tokens: tokenizing and input processing
@@ -30,16 +38,22 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from experiments.model_dir import MoeRouting
 from planner.fits import Fit, fit_nonnegative
 
 # 2: API-server time and the connector's prefill-side time (version 1 reads as zero); 3: decode batch^2
-# term and the API-server points (version 2 reads with d = 0 and no points); 4: the serving loop (async
-# scheduling, API-server time per streamed chunk; older versions read as synchronous with no lag)
-SCHEMA_VERSION = 4
-READABLE_VERSIONS = (1, 2, 3, 4)
+# term and the API-server points (version 2 reads with d = 0 and no points); 4: either the serving loop
+# (async scheduling, API-server time per streamed chunk) or the MoE decode term (decode.moe and the
+# experts_touched feature), written by two lines of work; 5: both. Each is read by its key: a file
+# without one reads as synchronous scheduling with no lag, or as a dense model.
+SCHEMA_VERSION = 5
+READABLE_VERSIONS = (1, 2, 3, 4, 5)
 PROFILE_KIND = "planner-profile"
 PREFILL_FEATURES = ("steps", "tokens", "attention_pairs")
 DECODE_FEATURES = ("step", "batch", "context_sum", "batch_sq")
+MOE_FEATURE = "experts_touched"
 DECODE_POWER_FEATURES = ("watts", "ln_batch")
 DEFAULT_BLOCK_SIZE = 16  # vLLM's default KV block size on GPU and CPU
 
@@ -170,19 +184,52 @@ class PrefillModel:
         return self.fit.predict(prefill_features(prompt_tokens, budget))
 
 
+def experts_touched(batch: float | np.ndarray, routing: MoeRouting) -> float | np.ndarray:
+    """Expected distinct experts per layer a batch of `batch` tokens is routed to (uniform routing: each
+    token picks `per_token` distinct experts of `experts`, independently of the others)."""
+    e, k = routing.experts, routing.per_token
+    return e * (1.0 - (1.0 - k / e) ** np.asarray(batch, dtype=float))
+
+
 @dataclass(frozen=True)
 class DecodeModel:
     fit: Fit
+    routing: MoeRouting | None = None  # a mixture-of-experts model's routing (adds the experts term)
+
+    def _coef(self, feature: str) -> float:
+        return self.fit.coefficient(feature) if feature in self.fit.features else 0.0
 
     @property
     def terms(self) -> tuple[float, float, float, float]:
         """(a, b, c, d) of a + b*batch + c*context_sum + d*batch^2; d = 0 in a schema-2 fit."""
-        a, b, c, *d = self.fit.coefficients
-        return a, b, c, (d[0] if d else 0.0)
+        a, b, c, d = (self._coef(f) for f in DECODE_FEATURES)
+        return a, b, c, d
+
+    @property
+    def expert_s(self) -> float:
+        """e: seconds per expert touched per layer (0 for a dense model)."""
+        return self._coef(MOE_FEATURE) if self.routing else 0.0
+
+    def batch_s(self, batch: int) -> float:
+        """The part of a decode step that depends on the batch size alone: b*B + d*B^2 + e*touched(B)."""
+        _, b, _, d = self.terms
+        moe = self.expert_s * float(experts_touched(batch, self.routing)) if self.routing else 0.0
+        return b * batch + d * batch * batch + moe
 
     def step_s(self, batch: int, context_sum: float) -> float:
-        a, b, c, d = self.terms
-        return a + b * batch + c * context_sum + d * batch * batch
+        a, _, c, _ = self.terms
+        return a + c * context_sum + self.batch_s(batch)
+
+    def token_floor_s(self, max_batch: float) -> float:
+        """A lower bound on a decode step's fixed share per token, min over batches B <= max_batch of
+        (a + e*touched(B))/B + d*B (the b and c terms are paid per token at any batch)."""
+        a, _, _, d = self.terms
+        if not self.routing:
+            best = min(max_batch, max(1.0, math.sqrt(a / d))) if d > 0 else max_batch
+            return a / best + d * best
+        bs = np.arange(1, math.ceil(max_batch) + 1, dtype=float)
+        per_token = (a + self.expert_s * experts_touched(bs, self.routing)) / bs + d * bs
+        return float(np.min(per_token))
 
 
 @dataclass(frozen=True)
@@ -290,7 +337,7 @@ class Profile:
             f"  engine: max_num_batched_tokens {self.engine.max_num_batched_tokens}, max_num_seqs "
             f"{self.engine.max_num_seqs}, KV {self.engine.kv_capacity_tokens} tokens",
             f"  prefill step s = {self.prefill.fit.describe()}",
-            f"  decode step s = {self.decode.fit.describe()}",
+            f"  decode step s = {self.decode.fit.describe()}" + _moe_text(self.decode.routing),
             f"  KV transfer: {1e3 * self.kv_transfer.latency_s:.2f} ms + "
             f"{self.kv_transfer.bytes_per_token:.0f} B/token at "
             f"{self.kv_transfer.bandwidth_bytes_per_s / 1e9:.0f} GB/s ({self.kv_transfer.source}); "
@@ -329,9 +376,10 @@ class Profile:
                 "points": [asdict(p) for p in self.prefill_points],
             },
             "decode": {
-                "model": "step_s = a + b*batch + c*context_sum + d*batch^2",
+                "model": "step_s = a + b*batch + c*context_sum + d*batch^2 [+ e*experts_touched(batch)]",
                 "fit": self.decode.fit.to_dict(),
                 "points": [asdict(p) for p in self.decode_points],
+                "moe": asdict(self.decode.routing) if self.decode.routing else None,
             },
             "kv_transfer": {
                 "model": "transfer_s = latency_s + prompt_tokens * bytes_per_token / bandwidth_bytes_per_s",
@@ -383,7 +431,9 @@ class Profile:
                 provenance=Provenance(**{**data["provenance"], "clocks": clocks}),
                 engine=EngineLimits(**data["engine"]),
                 prefill=PrefillModel(Fit.from_dict(pre["fit"])),
-                decode=DecodeModel(Fit.from_dict(dec["fit"])),
+                decode=DecodeModel(
+                    Fit.from_dict(dec["fit"]), MoeRouting(**dec["moe"]) if dec.get("moe") else None
+                ),
                 kv_transfer=KvTransferModel(
                     latency_s=float(kv["latency_s"]),
                     bytes_per_token=float(kv["bytes_per_token"]),
@@ -426,6 +476,13 @@ class Profile:
         return out
 
 
+def _moe_text(routing: MoeRouting | None) -> str:
+    if routing is None:
+        return ""
+    e, k = routing.experts, routing.per_token
+    return f"; MoE: experts_touched = {e}*(1-(1-{k}/{e})^batch) per layer"
+
+
 def _frontend(data: dict[str, Any] | None) -> FrontendModel:
     if not data:
         return FrontendModel(source="schema 1 profile: not measured")
@@ -464,11 +521,17 @@ def fit_prefill(
     return PrefillModel(fit_nonnegative(PREFILL_FEATURES, rows, engine, relative=True))
 
 
-def fit_decode(points: Sequence[DecodePoint]) -> DecodeModel:
-    """Step time over batch and context; the batch^2 term only with enough points (>= 4) to fit it."""
+def fit_decode(points: Sequence[DecodePoint], routing: MoeRouting | None = None) -> DecodeModel:
+    """Step time over batch and context; the batch^2 term only with enough points (>= 4) to fit it; for
+    an MoE model (`routing`) the experts-touched term too (with >= 5 points)."""
     features = DECODE_FEATURES if len(points) >= len(DECODE_FEATURES) else DECODE_FEATURES[:3]
     rows = [(1.0, float(p.batch), p.context_sum, float(p.batch) ** 2)[: len(features)] for p in points]
-    return DecodeModel(fit_nonnegative(features, rows, [p.step_s for p in points], relative=True))
+    moe = routing if len(points) > len(DECODE_FEATURES) else None
+    if moe:
+        features = (*features, MOE_FEATURE)
+        rows = [(*r, float(experts_touched(p.batch, moe))) for r, p in zip(rows, points, strict=True)]
+    fit = fit_nonnegative(features, rows, [p.step_s for p in points], relative=True)
+    return DecodeModel(fit, moe)
 
 
 def fit_power(points: Sequence[PowerPoint], reason: str | None = None) -> PowerModel:
@@ -504,14 +567,15 @@ def build_profile(
     power_reason: str | None = None,
     kv_points: Sequence[KvPoint] = (),
     frontend: FrontendModel | None = None,
+    routing: MoeRouting | None = None,
 ) -> Profile:
-    """Fit every model from raw points and keep the points."""
+    """Fit every model from raw points and keep the points (`routing`: an MoE model's, see fit_decode)."""
     frontend = frontend or FrontendModel()
     return Profile(
         provenance=provenance,
         engine=engine,
         prefill=fit_prefill(prefill_points, engine.max_num_batched_tokens, frontend),
-        decode=fit_decode(decode_points),
+        decode=fit_decode(decode_points, routing),
         kv_transfer=kv_transfer,
         power=fit_power(power_points, power_reason),
         prefill_points=tuple(prefill_points),

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import re
 import socket
 import statistics
@@ -40,6 +39,7 @@ from analysis.prefill_inflation import HELD_MS, MIN_PAIRS, OverlapEvidence, over
 from analysis.runs import runs_from_results
 from experiments import server_metrics
 from experiments.client import KEEPALIVE_S
+from experiments.model_dir import MoeRouting, moe_routing, read_config, shape_from_config
 from experiments.schema import RunResult
 from planner.fits import FitError, fit_nonnegative
 from planner.kv_transfer import (
@@ -127,6 +127,11 @@ def add_profile_parser(sub: Any) -> None:
         default=None,
         help="KV bytes per token (default: from the model's config.json, else Llama-3.1-8B bf16)",
     )
+    p.add_argument(
+        "--kv-cache-dtype",
+        default=None,
+        help="the server's vLLM --kv-cache-dtype, e.g. fp8 (default: auto, the model's dtype)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--timeout", type=float, default=600.0, help="seconds per request")
 
@@ -161,15 +166,19 @@ def engine_limits(args: argparse.Namespace, info: ServerInfo, gpu_memory: int | 
 
 
 def kv_bytes_per_token(args: argparse.Namespace, model: str) -> float:
+    """--kv-bytes-per-token, else the model's config.json (a local directory: the testbed serves
+    config-only models by path) at --kv-cache-dtype, else Llama-3.1-8B in bf16."""
     if args.kv_bytes_per_token:
         return float(args.kv_bytes_per_token)
-    cfg = Path(model) / "config.json"
-    if cfg.is_file():  # a local model directory (the testbed serves config-only models by path)
-        c = json.loads(cfg.read_text())
-        heads = c.get("num_key_value_heads") or c["num_attention_heads"]
-        head_dim = c.get("head_dim") or c["hidden_size"] // c["num_attention_heads"]
-        return 2.0 * c["num_hidden_layers"] * heads * head_dim * 2  # K and V, bf16
+    if (config := read_config(model)) is not None:
+        return float(shape_from_config(config, model, args.kv_cache_dtype).bytes_per_token)
     return float(LLAMA_8B_KV_BYTES_PER_TOKEN)
+
+
+def routing_of(model: str) -> MoeRouting | None:
+    """An MoE model's expert routing from its config.json (None: dense, or no config here)."""
+    config = read_config(model)
+    return moe_routing(config) if config is not None else None
 
 
 def log(message: str) -> None:
@@ -345,11 +354,12 @@ def _kv_model(
     bytes_per_token: float,
     frontend: FrontendModel,
     alone_s: Callable[[int], float],
+    routing: MoeRouting | None = None,
 ) -> tuple[KvTransferModel, list[KvPoint]]:
     """`alone_s(n)`: a prompt of n tokens alone on a plain instance (API server + prefill steps)."""
     if args.pd_result is None:
         return default_kv_transfer(bytes_per_token), []
-    return kv_model_from_pd(args.pd_result, decode, bytes_per_token, frontend, alone_s)
+    return kv_model_from_pd(args.pd_result, decode, bytes_per_token, frontend, alone_s, routing)
 
 
 def kv_model_from_pd(
@@ -358,8 +368,10 @@ def kv_model_from_pd(
     bytes_per_token: float,
     frontend: FrontendModel,
     alone_s: Callable[[int], float],
+    routing: MoeRouting | None = None,
 ) -> tuple[KvTransferModel, list[KvPoint]]:
-    """The KV transfer model and the prefill side from a measured P/D run's stage timings."""
+    """The KV transfer model and the prefill side from a measured P/D run's stage timings (`routing`: an
+    MoE model's, for its decode fit)."""
     result = RunResult.load(pd_result)
     run = measured_from(result, pd_result)
     if not run.setup.disaggregated:
@@ -369,7 +381,7 @@ def kv_model_from_pd(
     points = kv_points_from_stages(
         run.prompt_tokens[ok].astype(int).tolist(),
         (run.decode_first_chunk_ms[ok] / 1e3).tolist(),
-        fit_decode(decode),
+        fit_decode(decode, routing),
         mean_batch,
         frontend,
     )
@@ -446,7 +458,10 @@ async def measure(args: argparse.Namespace) -> Profile:
     def alone_s(n: int) -> float:
         return frontend.delay_s(n) + prefill_model.request_s(n, limits.max_num_batched_tokens)
 
-    kv, kv_points = _kv_model(args, decode, kv_bytes_per_token(args, info.model), frontend, alone_s)
+    routing = routing_of(info.model)
+    if routing:
+        log(f"MoE: {routing.experts} experts, {routing.per_token} per token: decode fit adds experts_touched")
+    kv, kv_points = _kv_model(args, decode, kv_bytes_per_token(args, info.model), frontend, alone_s, routing)
     notes = "power from the simulated NVML backend: NOT real watts" if power.simulated else ""
     provenance = Provenance(
         source="measured",
@@ -461,7 +476,8 @@ async def measure(args: argparse.Namespace) -> Profile:
         command=" ".join(sys.argv),
         notes=notes,
     )
-    return build_profile(provenance, limits, prefill, decode, kv, watts, power.reason, kv_points, frontend)
+    return build_profile(provenance, limits, prefill, decode, kv, watts, power.reason, kv_points, frontend,
+                         routing_of(info.model))  # fmt: skip
 
 
 def cmd_profile(args: argparse.Namespace) -> int:

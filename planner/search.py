@@ -10,7 +10,8 @@ draw scaled (gamma gaps scale with 1/rate), so attainment moves smoothly with th
 Upper bound (never below the true capacity, so pruning with it is safe): an instance cannot beat its
 cheapest way to do the work. Per request, prefill costs at least a*L/budget (the step intercept shared
 by a full budget) + b*L + c*L^2/2 (the attention pairs of any chunking of L tokens are >= L^2/2), and
-each output token on a decode instance at least min over batches B of a/B + d*B, plus b + c*L (B up to
+each output token on a decode instance at least min over batches B of a/B + d*B (+ e*touched(B)/B for an
+MoE model's experts term), plus b + c*L (B up to
 max_batch, or where the batch^2 term d makes larger batches dearer); on an aggregated instance
 decode tokens ride prefill steps at b + c*L. Under a per-request policy (planner/routing.py) a
 decode instance does the local requests' whole work at that aggregated cost: threshold splits a known
@@ -95,7 +96,7 @@ class SetupResult:
 def capacity_bound(profile: Profile, setup: Setup, workload: Workload, limits: EngineLimits) -> float:
     """Requests/s no simulation of this setup can exceed (see the module docstring)."""
     pa, pb, pc = profile.prefill.fit.coefficients
-    da, db, dc, dd = profile.decode.terms
+    _, db, dc, _ = profile.decode.terms
     L = workload.prompt_tokens.astype(float)
     out = workload.output_tokens.astype(float)
     blocks = np.ceil((L + out) / limits.block_size)
@@ -104,9 +105,9 @@ def capacity_bound(profile: Profile, setup: Setup, workload: Workload, limits: E
     per_mixed = per_prefill + (out - 1) * (db + dc * L)
     if not setup.disaggregated:
         return setup.n_decode / float(np.mean(per_mixed))
-    # A step of batch B costs each token da/B + dd*B + ...: least at B = sqrt(da/dd), within limits.
-    best_b = min(max_batch, max(1.0, math.sqrt(da / dd))) if dd > 0 else max_batch
-    per_decode = out * (da / best_b + dd * best_b + db + dc * L)
+    # A step of batch B costs each token da/B + dd*B (+ an MoE model's experts term / B) + db + dc*L:
+    # its least share per token within the limits (planner/profile_model.py DecodeModel).
+    per_decode = out * (profile.decode.token_floor_s(max_batch) + db + dc * L)
     route = parse_route(setup.route)
     if route.kind != "split":  # split requests' decodes may ride a local prompt's prefill steps
         per_decode = out * (db + dc * L)
@@ -287,18 +288,23 @@ def search_grid(
     policy: str = "round_robin",
     limits: EngineLimits | None = None,
     progress: Callable[[str], None] | None = None,
+    setups_of: Callable[[int], Sequence[Setup]] | None = None,
+    workload_of: Callable[[int], Workload] | None = None,
 ) -> list[dict[int, list[SetupResult]]]:
     """`search` for every SLO of `slos` (one result per SLO, in order), each setup's runs shared.
 
-    A setup is skipped once its capacity bound cannot reach the best few at any of the SLOs."""
+    A setup is skipped once its capacity bound cannot reach the best few at any of the SLOs.
+    `setups_of(gpus)`: the setups to consider (default: every one, `candidate_setups`);
+    `workload_of(gpus)`: the workload simulated (default: `workload_for(spec, gpus, cfg)`)."""
     limits = limits or profile.engine
     cfgs = [dataclasses.replace(cfg, slo=dict(slo)) for slo in slos]
     found: list[dict[int, list[SetupResult]]] = [{} for _ in cfgs]
     for gpus in gpu_counts:
         t0 = time.perf_counter()
-        workload = workload_for(spec, gpus, cfg)
+        workload = workload_of(gpus) if workload_of else workload_for(spec, gpus, cfg)
+        setups = setups_of(gpus) if setups_of else candidate_setups(gpus, policy)
         cands = sorted(
-            ((capacity_bound(profile, s, workload, limits), s) for s in candidate_setups(gpus, policy)),
+            ((capacity_bound(profile, s, workload, limits), s) for s in setups),
             key=lambda bs: -bs[0],
         )
         results: list[list[SetupResult]] = [[] for _ in cfgs]

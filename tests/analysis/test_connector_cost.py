@@ -143,6 +143,7 @@ def test_model_shape_from_config_or_known_or_missing(tmp_path: Path) -> None:
         2 * 28 * 4 * 128 * 2,
     )
     assert KNOWN_SHAPES["llama-3.1-8b"].bytes_per_token == 131072
+    assert KNOWN_SHAPES["llama-3.1-70b-fp8"].bytes_per_token == 2 * 80 * 8 * 128 * 2  # bf16 KV
     result = RunResult.load(PD16)
     result.metadata.model = result.metadata.config.model = "/models/unknown-model"
     for inst in result.metadata.serving_setup.instances:  # type: ignore[union-attr]

@@ -1,0 +1,301 @@
+"""`python -m planner break-even`: where prefill/decode disaggregation pays, per model, workload, SLO and
+GPU count, predicted from one-instance profiles.
+
+For every model (a profile), workload (prefill-heavy 2048 -> 256, decode-heavy 512 -> 1024, the Azure
+and Mooncake conversation traces' lengths at Poisson rates of our choosing), SLO of the grid and GPU
+count: the best disaggregated setup (every xPyD ratio with x + y = GPUs, the profile's KV connector)
+against the best aggregated one (N replicas behind the proxy, or one instance: per GPU they are the same
+hardware), both by goodput per GPU at the SLO (planner/search.py: the highest rate with >= 90% of
+requests meeting it). Per kW: goodput over the setup's mean power at that rate (all its GPUs, idle
+included), the best of each family's few best by goodput. Margin = P/D / aggregated - 1.
+
+Requests longer than `max_model_len` (prompt + output; the served context) are skipped and counted,
+never clipped; the count is in the result.
+
+    python -m planner break-even --profile llama-3.1-8b=results/profiles/h200-8b-nixl.json \
+        --out results/planner/break-even
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from planner.profile_model import Profile
+from planner.search import SearchConfig, SetupResult, search_grid, workload_for
+from planner.setups import Setup
+from planner.validate import slo_label
+from planner.workload import Workload, WorkloadSpec, from_specs
+
+GPU_COUNTS = (2, 4, 8)
+TRACES = Path(__file__).resolve().parents[1].parent / "shared" / "traces"  # ../shared/traces of the checkout
+DEFAULT_MAX_MODEL_LEN = 32768  # the shortest native context of the four shapes (Qwen2.5-32B)
+# The issue's four model classes (experiments/model_dir.py shapes): a map without one of them says so.
+MAP_MODELS = ("llama-3.1-8b", "qwen2.5-32b", "llama-3.1-70b-fp8", "qwen3-30b-a3b")
+
+
+@dataclass(frozen=True)
+class MapWorkload:
+    name: str
+    spec: WorkloadSpec
+
+    def describe(self) -> str:
+        return self.spec.describe()
+
+
+def default_workloads(traces: Path = TRACES) -> list[MapWorkload]:
+    """The issue's four: two fixed shapes and the two conversation traces (lengths only; rates ours)."""
+    return [
+        MapWorkload("prefill-heavy", WorkloadSpec(kind="random", input_len=2048, output_len=256)),
+        MapWorkload("decode-heavy", WorkloadSpec(kind="random", input_len=512, output_len=1024)),
+        MapWorkload("azure-conv", WorkloadSpec(kind="trace", dataset=str(traces / "azure_conv_2023.csv"))),
+        MapWorkload(
+            "mooncake-conv", WorkloadSpec(kind="trace", dataset=str(traces / "mooncake_conversation.jsonl"))
+        ),
+    ]
+
+
+@dataclass(frozen=True)
+class Side:
+    """The best setup of one family (P/D or aggregated) at one cell."""
+
+    setup: str
+    gpus: int
+    sustained_rps: float
+    per_gpu: float  # req/s per GPU at the SLO
+    per_kw: float | None  # req/s per kW of the setup's mean power at that rate
+    j_per_request: float | None
+    note: str = ""
+
+    @classmethod
+    def of(cls, r: SetupResult) -> Side:
+        return cls(r.setup.name, r.setup.gpus, r.sustained_rps, r.goodput_per_gpu, per_kw(r), r.j_per_request,
+                   r.note)  # fmt: skip
+
+
+def per_kw(r: SetupResult) -> float | None:
+    """Sustained req/s per kW: the rate over the setup's mean power (static + dynamic) in that run."""
+    o = r.at_sustained
+    if o is None or r.sustained_rps <= 0:
+        return 0.0 if o is None else None
+    e = o.energy
+    if e.static_j is None or e.dynamic_j is None or e.duration_s <= 0:
+        return None
+    watts = (e.static_j + e.dynamic_j) / e.duration_s
+    return r.sustained_rps / (watts / 1e3)
+
+
+def _margin(pd: float | None, agg: float | None) -> float | None:
+    """P/D over aggregated - 1; +inf where only P/D sustains the SLO, None where neither does."""
+    if pd is None or agg is None:
+        return None
+    if agg <= 0:
+        return None if pd <= 0 else float("inf")
+    return pd / agg - 1
+
+
+@dataclass(frozen=True)
+class Cell:
+    model: str
+    workload: str
+    gpus: int
+    slo: dict[str, float]
+    pd: Side  # best by goodput per GPU
+    agg: Side
+    pd_kw: Side  # best by req/s per kW (may be another setup)
+    agg_kw: Side
+
+    @property
+    def margin_gpu(self) -> float | None:
+        return _margin(self.pd.per_gpu, self.agg.per_gpu)
+
+    @property
+    def margin_kw(self) -> float | None:
+        return _margin(self.pd_kw.per_kw, self.agg_kw.per_kw)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **dataclasses.asdict(self),
+            "slo_label": slo_label(self.slo),
+            "margin_gpu": self.margin_gpu,
+            "margin_kw": self.margin_kw,
+        }
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    name: str
+    profile: Profile
+    path: str
+
+
+@dataclass
+class BreakEven:
+    models: list[ModelInput]
+    workloads: list[MapWorkload]
+    slos: list[dict[str, float]]
+    gpus: list[int]
+    config: SearchConfig
+    max_model_len: int
+    cells: list[Cell] = field(default_factory=list)
+    skipped: dict[str, dict[str, int]] = field(default_factory=dict)  # model -> workload -> requests
+    wall_s: float = 0.0
+
+    def cells_of(self, model: str) -> list[Cell]:
+        return [c for c in self.cells if c.model == model]
+
+    def to_dict(self) -> dict[str, Any]:
+        cfg = dataclasses.asdict(self.config)
+        cfg.pop("slo")
+        return {
+            "kind": "planner-break-even",
+            "models": [
+                {
+                    "name": m.name,
+                    "profile": m.path,
+                    "provenance": dataclasses.asdict(m.profile.provenance),
+                    "description": m.profile.describe(),
+                }
+                for m in self.models
+            ],
+            "workloads": {w.name: dataclasses.asdict(w.spec) for w in self.workloads},
+            "slos": self.slos,
+            "gpus": self.gpus,
+            "search": cfg,
+            "max_model_len": self.max_model_len,
+            "skipped_requests": self.skipped,
+            "cells": [c.to_dict() for c in self.cells],
+            "wall_s": self.wall_s,
+        }
+
+
+def within_context(workload: Workload, max_len: int) -> tuple[Workload, int]:
+    """The workload without requests whose prompt + output exceed `max_len`, and how many were dropped."""
+    keep = (workload.prompt_tokens + workload.output_tokens) <= max_len
+    dropped = int(len(keep) - keep.sum())
+    if dropped == 0:
+        return workload, 0
+    if not keep.any():
+        raise ValueError(f"every request of {workload.spec.describe()} is longer than {max_len} tokens")
+    specs = [s for s, k in zip(workload.specs, keep, strict=True) if k]
+    return from_specs(dataclasses.replace(workload.spec, num_requests=len(specs)), specs), dropped
+
+
+def _aggregated(gpus: int) -> list[Setup]:
+    return [Setup(0, gpus)]
+
+
+def _disaggregated(gpus: int) -> list[Setup]:
+    return [Setup(x, gpus - x) for x in range(1, gpus)]
+
+
+def _best(results: Sequence[SetupResult], key: Callable[[Side], float | None]) -> Side:
+    sides = [Side.of(r) for r in results]
+    return max(sides, key=lambda s: (key(s) or 0.0, s.per_gpu))
+
+
+def _map_one(
+    m: ModelInput,
+    w: MapWorkload,
+    slos: Sequence[dict[str, float]],
+    gpus: Sequence[int],
+    cfg: SearchConfig,
+    max_len: int,
+    top: int,
+    progress: Callable[[str], None] | None,
+) -> tuple[list[Cell], int]:
+    """One model and workload: its cells and how many requests were longer than `max_len`."""
+    prof = m.profile
+    spec = dataclasses.replace(w.spec, seed=cfg.seed)
+    dropped: dict[int, int] = {}
+
+    def workload_of(n: int) -> Workload:
+        wl, dropped[n] = within_context(workload_for(spec, n, cfg), max_len)
+        return wl
+
+    def search(counts: Sequence[int], setups: Callable[[int], list[Setup]], k: int) -> list[Any]:
+        return search_grid(prof, counts, spec, cfg, list(slos), k, "round_robin", prof.engine, progress,
+                           setups, workload_of)  # fmt: skip
+
+    if progress:
+        progress(f"{m.name} / {w.name}: one instance, replicas and xPyD at {len(slos)} SLOs")
+    single, replicas, pd = (
+        search([1], _aggregated, 1),
+        search(gpus, _aggregated, 1),
+        search(gpus, _disaggregated, top),
+    )
+    cells = []
+    for i, slo in enumerate(slos):
+        for n in gpus:
+            agg_family, pd_family = single[i][1] + replicas[i][n], pd[i][n]
+            cells.append(
+                Cell(
+                    m.name,
+                    w.name,
+                    n,
+                    dict(slo),
+                    _best(pd_family, lambda s: s.per_gpu),
+                    _best(agg_family, lambda s: s.per_gpu),
+                    _best(pd_family, lambda s: s.per_kw),
+                    _best(agg_family, lambda s: s.per_kw),
+                )
+            )
+    return cells, max(dropped.values(), default=0)
+
+
+def break_even(
+    models: Sequence[ModelInput],
+    workloads: Sequence[MapWorkload],
+    slos: Sequence[dict[str, float]],
+    gpus: Sequence[int],
+    cfg: SearchConfig,
+    max_model_len: int = DEFAULT_MAX_MODEL_LEN,
+    top: int = 3,
+    progress: Callable[[str], None] | None = None,
+) -> BreakEven:
+    """Every cell of the map (see the module docstring); `top`: P/D setups kept per GPU count, of which
+    the best per kW is taken."""
+    t0 = time.perf_counter()
+    out = BreakEven(list(models), list(workloads), [dict(s) for s in slos], list(gpus), cfg, max_model_len)
+    for m in models:
+        max_len = min(max_model_len, m.profile.engine.kv_capacity_tokens)
+        out.skipped[m.name] = {}
+        for w in workloads:
+            cells, out.skipped[m.name][w.name] = _map_one(m, w, slos, gpus, cfg, max_len, top, progress)
+            out.cells += cells
+    out.wall_s = time.perf_counter() - t0
+    return out
+
+
+def flips(cells: Sequence[Cell], margin: Callable[[Cell], float | None]) -> list[str]:
+    """Where the sign of the margin changes between neighbouring SLO cells (tighter -> looser TPOT, then
+    TTFT), per workload and GPU count: 'azure-conv 4 GPUs: ttft<=500 tpot<=10 -> tpot<=15'."""
+    out = []
+    by: dict[tuple[str, int], list[Cell]] = {}
+    for c in cells:
+        by.setdefault((c.workload, c.gpus), []).append(c)
+    for (wl, n), group in by.items():
+        for key in ("tpot", "ttft"):
+            others = [k for k in group[0].slo if k != key]
+            lines: dict[tuple[float, ...], list[Cell]] = {}
+            for c in group:
+                lines.setdefault(tuple(c.slo[k] for k in others), []).append(c)
+            for line in lines.values():
+                line.sort(key=lambda c: c.slo.get(key, 0.0))
+                for a, b in itertools.pairwise(line):
+                    ma, mb = margin(a), margin(b)
+                    if ma is None or mb is None or np.sign(ma) == np.sign(mb):
+                        continue
+                    fixed = " ".join(f"{k}<={a.slo[k]:g}" for k in others)
+                    out.append(
+                        f"{wl} {n} GPUs, {fixed}: {key} {a.slo[key]:g} -> {b.slo[key]:g} ms "
+                        f"({'P/D' if mb > 0 else 'aggregated'} wins from there)"
+                    )
+    return out

@@ -1,0 +1,300 @@
+"""The break-even map as files: one table and one heatmap per model, a README with a paragraph per model,
+and the JSON of every cell; and the `python -m planner break-even` command that writes them."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from planner.break_even import (
+    DEFAULT_MAX_MODEL_LEN,
+    GPU_COUNTS,
+    MAP_MODELS,
+    TRACES,
+    BreakEven,
+    Cell,
+    MapWorkload,
+    ModelInput,
+    break_even,
+    default_workloads,
+    flips,
+)
+from planner.plots import save
+from planner.profile_model import Profile, load_profile
+from planner.search import SearchConfig
+from planner.validate import DEFAULT_SLO_GRID, slo_cells, slo_label
+from planner.validate_report import grid_text, slo_grid_arg
+
+CLIP = 1.0  # heatmap colours saturate at +-100%
+CLEAR = 0.15  # a margin beyond the 8B validation's rate tolerance (issue 13: sustained rate within 15%)
+
+
+def pct(m: float | None) -> str:
+    if m is None:
+        return "-"
+    if math.isinf(m):
+        return "P/D only"
+    return f"{100 * m:+.0f}%"
+
+
+def _num(v: float | None, fmt: str = ".2f") -> str:
+    return "-" if v is None else format(v, fmt)
+
+
+def table(cells: Sequence[Cell]) -> list[str]:
+    lines = [
+        "| workload | GPUs | SLO (ms) | best P/D | req/s/GPU | best aggregated | req/s/GPU | margin /GPU "
+        "| P/D req/s/kW | agg. req/s/kW | margin /kW | J/req P/D | J/req agg. |",
+        "|" + "---|" * 13,
+    ]
+    for c in cells:
+        lines.append(
+            f"| {c.workload} | {c.gpus} | {slo_label(c.slo)} | {c.pd.setup} | {c.pd.per_gpu:.2f} | "
+            f"{c.agg.setup} | {c.agg.per_gpu:.2f} | **{pct(c.margin_gpu)}** | "
+            f"{_num(c.pd_kw.per_kw)} ({c.pd_kw.setup}) | {_num(c.agg_kw.per_kw)} ({c.agg_kw.setup}) | "
+            f"**{pct(c.margin_kw)}** | {_num(c.pd.j_per_request, '.0f')} | "
+            f"{_num(c.agg.j_per_request, '.0f')} |"
+        )
+    return lines
+
+
+def heatmap(result: BreakEven, model: str) -> Figure:
+    """Margin per GPU and per kW: rows workload x GPUs, columns the SLO cells; green where P/D pays."""
+    cells = result.cells_of(model)
+    rows = [(w.name, n) for w in result.workloads for n in result.gpus]
+    cols = [slo_label(s) for s in result.slos]
+    fig = Figure(figsize=(max(9.0, 0.75 * len(cols) + 3), 1.2 + 0.42 * len(rows) * 2), layout="constrained")
+    axes = fig.subplots(2, 1)
+    for ax, (title, margin) in zip(
+        axes,
+        (("goodput per GPU", lambda c: c.margin_gpu), ("goodput per kW", lambda c: c.margin_kw)),
+        strict=True,
+    ):
+        grid = np.full((len(rows), len(cols)), np.nan)
+        for c in cells:
+            m = margin(c)
+            if m is not None:
+                grid[rows.index((c.workload, c.gpus)), cols.index(slo_label(c.slo))] = max(
+                    -CLIP, min(CLIP, m)
+                )
+        im = ax.imshow(grid, cmap="RdYlGn", vmin=-CLIP, vmax=CLIP, aspect="auto")
+        for c in cells:
+            i, j = rows.index((c.workload, c.gpus)), cols.index(slo_label(c.slo))
+            m = margin(c)
+            ax.text(j, i, "n/a" if m is None else ("P/D" if math.isinf(m) else f"{100 * m:+.0f}"),
+                    ha="center", va="center", fontsize=6.5)  # fmt: skip
+        ax.set_xticks(range(len(cols)), [c.replace(" ", "\n") for c in cols], fontsize=6.5)
+        ax.set_yticks(range(len(rows)), [f"{w} x{n}" for w, n in rows], fontsize=7)
+        ax.set_title(f"{model}: P/D margin over the best aggregated setup, {title} (%)", fontsize=9)
+        fig.colorbar(im, ax=ax, shrink=0.8, format=lambda v, _: f"{100 * v:+.0f}%")
+    return fig
+
+
+def _compact(labels: Sequence[str], total: int) -> str:
+    return "every SLO" if len(labels) == total else ", ".join(labels)
+
+
+def paragraph(result: BreakEven, model: str) -> list[str]:
+    """From which workload, GPU count and SLO P/D pays for this model, and at what energy."""
+    cells = result.cells_of(model)
+    n_slo = len(result.slos)
+    lines: list[str] = []
+    for w in result.workloads:
+        parts = []
+        for n in result.gpus:
+            mine = [c for c in cells if c.workload == w.name and c.gpus == n]
+            wins = [c for c in mine if (c.margin_gpu or 0) > 0]
+            if not wins:
+                best = max(mine, key=lambda c: c.margin_gpu if c.margin_gpu is not None else -9)
+                parts.append(f"{n} GPUs: never (closest {pct(best.margin_gpu)} at {slo_label(best.slo)})")
+                continue
+            top = max(wins, key=lambda c: c.margin_gpu or 0)
+            clear = sum(1 for c in wins if (c.margin_gpu or 0) > CLEAR)
+            je = f"{_num(top.pd.j_per_request, '.0f')} vs {_num(top.agg.j_per_request, '.0f')} J/request"
+            parts.append(
+                f"{n} GPUs: {len(wins)}/{n_slo} SLOs ({_compact([slo_label(c.slo) for c in wins], n_slo)}; "
+                f"{clear} by more than {100 * CLEAR:.0f}%); "
+                f"best {top.pd.setup} {pct(top.margin_gpu)} per GPU at {slo_label(top.slo)}, {je}, "
+                f"{pct(top.margin_kw)} per kW"
+            )
+        lines.append(f"- **{w.name}** ({w.describe()}): " + "; ".join(parts) + ".")
+    kw_wins = sum(1 for c in cells if (c.margin_kw or 0) > 0)
+    lines.append(
+        f"- Per kW, P/D wins {kw_wins} of {len(cells)} cells. Where P/D wins per GPU but not per kW, the "
+        "extra throughput costs more energy per request than it saves in GPUs."
+    )
+    return lines
+
+
+def provenance_lines(m: ModelInput) -> list[str]:
+    p, prof = m.profile.provenance, m.profile
+    kv = prof.kv_transfer
+    return [
+        f"- **{m.name}**: `{m.path}`, {p.source} on {p.gpu or '?'} (vLLM {p.vllm_version or '?'}); "
+        f"prefill fit max error {100 * prof.prefill.fit.max_rel_error:.1f}%, decode "
+        f"{100 * prof.decode.fit.max_rel_error:.1f}%"
+        + (" (with the MoE experts term)" if prof.decode.routing else "")
+        + f"; KV side: {kv.source}.",
+    ]
+
+
+def readme(result: BreakEven, validation: dict[str, Any] | None, command: str) -> str:
+    c = result.config
+    names = [m.name for m in result.models]
+    grid = {k: tuple(sorted({s[k] for s in result.slos})) for k in result.slos[0]}
+    lines = ["# Where P/D pays: the break-even map", ""]
+    if missing := [m for m in MAP_MODELS if m not in names]:
+        lines += [
+            f"> **Partial map: {', '.join(names)} only.** No measured profile yet for {', '.join(missing)}; "
+            "their device runbook is in `disagg/campaigns/README.md`. Rerun the command below with every "
+            "profile once they exist.",
+            "",
+        ]
+    lines += [
+        f"Models: {', '.join(names)}. Predicted by the planner from one-instance profiles; of these setups "
+        "only the 8B's one instance, 2 replicas and 1P1D were ever measured (2 x H200, validation below). "
+        "Generated by:",
+        "",
+        "```",
+        command,
+        "```",
+        "",
+        f"For each model x workload x SLO x {'/'.join(map(str, result.gpus))} GPUs: the best disaggregated "
+        "setup (every xPyD with x + y = GPUs, the profile's KV connector, the proxy's round robin) against "
+        "the best aggregated one (N replicas or one instance), by goodput per GPU: the highest Poisson rate "
+        f"with >= {c.target:.0%} of requests meeting the SLO (bisection to {c.precision:.0%}; "
+        f"max({c.requests_per_gpu} x GPUs, {c.min_requests}) requests per simulated run, seed {c.seed}). "
+        "Per kW: that rate over the setup's predicted mean power (all its GPUs, idle included), the best "
+        'of each family\'s few best. Margin = P/D / aggregated - 1; "P/D only": only P/D meets the SLO; '
+        '"-": neither does. Trace workloads take the traces\' lengths (first rows) at our rates, not their '
+        f"arrival times. Requests longer than {result.max_model_len} tokens (prompt + output) are skipped: "
+        + "; ".join(
+            f"{m}: " + ", ".join(f"{w} {k}" for w, k in per.items() if k) for m, per in result.skipped.items()
+        )
+        + " (the most of any one run; none listed = none skipped).",
+        "",
+        f"SLO grid (ms): {grid_text(grid)}. "
+        f"Per model: `<model>/table.md` (every cell) and `<model>/heatmap.png`; every number in "
+        f"`break_even.json`. {result.wall_s:.0f} s to compute.",
+        "",
+        "## Per model: from which workload, GPU count and SLO P/D pays, and at what energy",
+        "",
+    ]
+    for m in result.models:
+        lines += [f"### {m.name}", "", *paragraph(result, m.name), ""]
+        if fl := flips(result.cells_of(m.name), lambda cell: cell.margin_gpu):
+            lines += ["Where it flips (per GPU):", "", *(f"- {f}" for f in fl[:12])]
+            lines += ([f"- ... {len(fl) - 12} more in `{m.name}/table.md`"] if len(fl) > 12 else []) + [""]
+    lines += ["## Uncertainty: what is measured and what is carried", ""]
+    for m in result.models:
+        lines += provenance_lines(m)
+    if validation:
+        counts = validation.get("counts", {})
+        j, r = counts.get("j_per_request", {}), counts.get("sustained_rate", {})
+        crit = validation.get("criteria", {})
+        lines += [
+            "",
+            f"The 8B profile's validation against measured 2 x H200 runs (`{validation.get('_path')}`): "
+            f"J per request within {100 * crit.get('j_per_request_within', 0.1):.0f}% in {j.get('pass')} of "
+            f"{sum(j.values())} runs; the SLO-sustaining rate within "
+            f"{100 * crit.get('sustained_rate_within', 0.15):.0f}% in {r.get('pass')} cells, missed in "
+            f"{r.get('miss')}, undetermined in {r.get('undetermined')}. Margins within that error are not "
+            "a verdict.",
+        ]
+    lines += [
+        "",
+        "Not modelled (planner README): link contention between KV transfers, prefix caching (the Mooncake "
+        "trace reuses prefixes), preemption, tensor parallelism, per-request P/D policies.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write(result: BreakEven, out: Path, validation: dict[str, Any] | None, command: str) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for m in result.models:
+        d = out / m.name
+        d.mkdir(exist_ok=True)
+        cells = result.cells_of(m.name)
+        body = [f"# {m.name}: P/D vs aggregated, every cell", "", "```", m.profile.describe(), "```", ""]
+        (d / "table.md").write_text("\n".join(body + table(cells)) + "\n")
+        save(heatmap(result, m.name), d / "heatmap.png")
+        written += [d / "table.md", d / "heatmap.png"]
+    doc = {**result.to_dict(), "command": command}
+    (out / "break_even.json").write_text(json.dumps(doc, indent=1, default=str) + "\n")
+    (out / "README.md").write_text(readme(result, validation, command))
+    return [*written, out / "break_even.json", out / "README.md"]
+
+
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _model_arg(text: str) -> tuple[str, Path]:
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"{text!r}: give NAME=PROFILE.json, e.g. llama-3.1-8b=h200-8b.json")
+    return name, Path(path)
+
+
+def add_break_even_parser(sub: Any) -> None:
+    p = sub.add_parser("break-even", help="where P/D pays: model x workload x SLO x GPUs, table + heatmap")
+    p.add_argument("--profile", type=_model_arg, action="append", required=True,
+                   help="NAME=PROFILE.json, one per model (repeatable)")  # fmt: skip
+    p.add_argument("--out", type=Path, required=True, help="folder for README.md, break_even.json, <model>/")
+    p.add_argument("--workloads", default="prefill-heavy,decode-heavy,azure-conv,mooncake-conv")
+    p.add_argument("--traces", type=Path, default=TRACES, help="folder of the shared traces")
+    p.add_argument("--gpus", default=",".join(map(str, GPU_COUNTS)), help="GPU counts, e.g. 2,4,8")
+    p.add_argument("--slo-grid", type=slo_grid_arg, default=DEFAULT_SLO_GRID,
+                   help=f"SLO bounds in ms (default {grid_text(DEFAULT_SLO_GRID)!r})")  # fmt: skip
+    p.add_argument("--max-model-len", type=int, default=DEFAULT_MAX_MODEL_LEN, help="longer requests skipped")
+    p.add_argument(
+        "--validation", type=Path, default=None, help="a validation.json of the 8B profile to quote"
+    )
+    p.add_argument("--target", type=float, default=0.9, help="SLO attainment that counts as sustained")
+    p.add_argument("--requests-per-gpu", type=int, default=300)
+    p.add_argument("--num-requests", type=int, default=2000, help="at least this many requests per run")
+    p.add_argument("--precision", type=float, default=0.02, help="relative precision of the sustained rate")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def select_workloads(names: str, traces: Path) -> list[MapWorkload]:
+    known = {w.name: w for w in default_workloads(traces)}
+    chosen = [n.strip() for n in names.split(",") if n.strip()]
+    unknown = [n for n in chosen if n not in known]
+    if unknown or not chosen:
+        raise ValueError(f"unknown workload(s) {unknown or names!r}; use {', '.join(known)}")
+    for n in chosen:
+        ds = known[n].spec.dataset
+        if ds and not Path(ds).is_file():
+            raise ValueError(f"trace {ds} not found; pass --traces DIR (the shared traces folder)")
+    return [known[n] for n in chosen]
+
+
+def cmd_break_even(args: argparse.Namespace, load: Callable[[str], Profile] = load_profile) -> int:
+    import sys
+
+    models = [ModelInput(name, load(str(path)), str(path)) for name, path in args.profile]
+    try:
+        gpus = [int(g) for g in args.gpus.split(",") if g.strip()]
+    except ValueError:
+        raise ValueError(f"--gpus {args.gpus!r}: give GPU counts, e.g. 2,4,8") from None
+    workloads = select_workloads(args.workloads, args.traces)
+    slos = slo_cells(args.slo_grid)
+    cfg = SearchConfig(slos[0], args.target, args.precision, "poisson", 1.0, args.seed, args.requests_per_gpu,
+                       args.num_requests)  # fmt: skip
+    validation = None
+    if args.validation:
+        validation = {**json.loads(args.validation.read_text()), "_path": str(args.validation)}
+    result = break_even(models, workloads, slos, gpus, cfg, args.max_model_len, progress=print)
+    command = " ".join(["python -m planner", *sys.argv[1:]])
+    for path in write(result, args.out, validation, command):
+        print(f"wrote {path}")
+    return 0
