@@ -25,6 +25,7 @@ from experiments.schema.energy import (
     GpuEnergy,
     MonitorGpu,
     MonitorInfo,
+    NodeClock,
     PowerTimeline,
     Scope,
 )
@@ -79,6 +80,7 @@ __all__ = [
     "InstanceSettings",
     "MonitorGpu",
     "MonitorInfo",
+    "NodeClock",
     "PowerTimeline",
     "Provenance",
     "Record",

@@ -48,8 +48,10 @@ class GpuEnergy:
     Times are when the counter was read (or seen to update); `method` says counter or integrated power.
     """
 
-    index: int
+    index: int  # NVML index; on a cluster run the GPU's position across nodes (node_index is NVML's)
     role: str = "serving"  # prefill | decode | serving | idle
+    node: str | None = None  # the Ray node it is on (cluster runs); None: the runner's host
+    node_index: int | None = None  # its NVML index on that node (cluster runs)
     energy_j: float | None = None
     method: str = ""
     start_epoch_ns: int | None = None
@@ -186,6 +188,24 @@ class MonitorInfo:
 
 
 @dataclass(slots=True, kw_only=True)
+class NodeClock:
+    """One node of a cluster run (--cluster): its monitor, and its clock's offset to the runner's.
+
+    Every epoch time the node reported (its GPUs' windows, timeline) was moved onto the runner's clock by
+    `clock_offset_ns` (node - runner), measured by round trips: the truth lies within +- `offset_bound_ns`.
+    """
+
+    node: str  # Ray node id
+    address: str | None = None
+    host: str | None = None
+    gpus: list[int] = field(default_factory=list)  # the section's indices of its GPUs
+    clock_offset_ns: int = 0
+    offset_bound_ns: int = 0
+    offset_rtt_ns: int = 0
+    power_csv: str | None = None  # on that node
+
+
+@dataclass(slots=True, kw_only=True)
 class EnergySection:
     """The result's `energy`: per-GPU windows with idle power, the monitor's account, a power timeline."""
 
@@ -198,6 +218,7 @@ class EnergySection:
     monitor: MonitorInfo | None = None
     timeline: PowerTimeline | None = None
     power_csv: str | None = None  # file name next to result.json
+    nodes: list[NodeClock] = field(default_factory=list)  # cluster runs: one per monitored node
 
     @classmethod
     def unavailable(cls, reason: str) -> EnergySection:
