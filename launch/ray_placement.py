@@ -193,7 +193,7 @@ def place(specs: list[tuple[str, ServerSpec]], run_dir: Path, options: PlaceOpti
             if not ready:
                 raise ClusterError(_unplaceable(spec.name, role, options, resources))
             placement = ray.get(ref)
-            _rehost(spec, placement, options)
+            rehost(spec, placement, options)
             servers.append(RayServer(spec, run_dir, actor, placement))
     except BaseException:
         for _, _, actor, _ in actors:
@@ -202,7 +202,7 @@ def place(specs: list[tuple[str, ServerSpec]], run_dir: Path, options: PlaceOpti
     return servers
 
 
-def _rehost(spec: ServerSpec, placement: Placement, options: PlaceOptions) -> None:
+def rehost(spec: ServerSpec, placement: Placement, options: PlaceOptions) -> None:
     """The spec as its node runs it: reachable address, KV endpoints on it, Ray's GPUs."""
     spec.host = placement.address
     spec.env["VLLM_HOST_IP"] = placement.address
