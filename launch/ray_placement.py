@@ -28,7 +28,6 @@ from experiments.ray_cluster import ClusterError, import_ray, live_nodes
 from launch.server import ManagedServer, ServerSpec, http_ok
 from launch.supervise import stop_requested
 
-PLACE_TIMEOUT_S = 120.0  # how long an actor may wait for a node with its resources
 CALL_TIMEOUT_S = 60.0
 # Runs between the actor and vLLM: vLLM gets SIGTERM when the actor's process dies (PR_SET_PDEATHSIG).
 _DEATH_GUARD = (
@@ -46,6 +45,7 @@ class PlaceOptions:
     cpus_per_instance: float = 1.0
     role_resources: dict[str, str] = field(default_factory=dict)  # role -> custom resource of its nodes
     env: dict[str, str] = field(default_factory=dict)  # for every instance (UCX_NET_DEVICES, ...)
+    place_timeout_s: float = 120.0  # how long an actor may wait for a node with its resources free
 
 
 @dataclass(frozen=True)
@@ -189,7 +189,7 @@ def place(specs: list[tuple[str, ServerSpec]], run_dir: Path, options: PlaceOpti
     servers = []
     try:
         for role, spec, actor, resources in actors:
-            ready, _ = ray.wait([ref := actor.where.remote()], timeout=PLACE_TIMEOUT_S)
+            ready, _ = ray.wait([ref := actor.where.remote()], timeout=options.place_timeout_s)
             if not ready:
                 raise ClusterError(_unplaceable(spec.name, role, options, resources))
             placement = ray.get(ref)
@@ -212,18 +212,25 @@ def rehost(spec: ServerSpec, placement: Placement, options: PlaceOptions) -> Non
     spec.gpu = ",".join(placement.gpus) if options.gpus_per_instance else None
 
 
+_NOT_SHOWN = {"memory", "object_store_memory", "node:__internal_head__"}
+
+
 def _unplaceable(name: str, role: str, options: PlaceOptions, resources: dict[str, float]) -> str:
     wants = f"{options.gpus_per_instance} GPU(s), {options.cpus_per_instance:g} CPU(s)"
     if resources:
-        wants += f" and the resource {next(iter(resources))!r} (--ray-{role}-resource)"
+        wants += f" and the resource {next(iter(resources))!r} (--ray-node-resource {role}=...)"
     have = "; ".join(
         f"{n.address} {n.node_id[:8]}: "
-        + ", ".join(f"{k}={v:g}" for k, v in sorted(n.resources.items()) if not k.startswith("node:"))
+        + ", ".join(
+            f"{k}={v:g}"
+            for k, v in sorted(n.resources.items())
+            if k not in _NOT_SHOWN and not k.startswith("node:")
+        )
         for n in live_nodes()
     )
     return (
-        f"no node took {name} within {PLACE_TIMEOUT_S:.0f} s: it needs {wants}, free; the cluster has {have} "
-        "(other instances of this run hold some); free them or ask for less (--ray-cpus, --num-prefill...)"
+        f"no node took {name} within {options.place_timeout_s:g} s: it needs {wants} free; the nodes have "
+        f"{have} in all (this run's other instances hold some); free some or ask for less (--ray-cpus, ...)"
     )
 
 
