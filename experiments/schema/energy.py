@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from experiments.schema.base import computed
+from experiments.schema.base import OMIT_EMPTY, computed
 
 Scope = Literal["all_gpus", "serving_gpus"]
 SCOPES: tuple[Scope, ...] = ("all_gpus", "serving_gpus")
@@ -50,8 +50,8 @@ class GpuEnergy:
 
     index: int  # NVML index; on a cluster run the GPU's position across nodes (node_index is NVML's)
     role: str = "serving"  # prefill | decode | serving | idle
-    node: str | None = None  # the Ray node it is on (cluster runs); None: the runner's host
-    node_index: int | None = None  # its NVML index on that node (cluster runs)
+    node: str | None = field(default=None, metadata=OMIT_EMPTY)  # its Ray node (cluster runs only)
+    node_index: int | None = field(default=None, metadata=OMIT_EMPTY)  # its NVML index on that node
     energy_j: float | None = None
     method: str = ""
     start_epoch_ns: int | None = None
@@ -218,7 +218,7 @@ class EnergySection:
     monitor: MonitorInfo | None = None
     timeline: PowerTimeline | None = None
     power_csv: str | None = None  # file name next to result.json
-    nodes: list[NodeClock] = field(default_factory=list)  # cluster runs: one per monitored node
+    nodes: list[NodeClock] = field(default_factory=list, metadata=OMIT_EMPTY)  # cluster runs: per node
 
     @classmethod
     def unavailable(cls, reason: str) -> EnergySection:
