@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments.ray_cluster import ClusterError, import_ray, live_nodes
-from launch.server import ManagedServer, ServerSpec, http_ok
+from launch.server import ManagedServer, ServerError, ServerSpec, http_ok
 from launch.supervise import stop_requested
 
 CALL_TIMEOUT_S = 60.0
@@ -130,8 +130,6 @@ class RayServer:
         return ray.get(getattr(self.actor, method).remote(*args), timeout=timeout)
 
     def start(self) -> None:
-        from launch.server import ServerError
-
         if http_ok(self.spec.url + "/health", timeout=1.0):
             raise ServerError(f"{self.spec.url} already serves a healthy server; stop it or pick another")
         self.pid = self._call("start", self.spec)

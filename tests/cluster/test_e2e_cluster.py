@@ -66,10 +66,17 @@ def _placed_processes(plan: dict) -> list[psutil.Process]:
     return procs
 
 
+def _running(p: psutil.Process) -> bool:
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def _assert_all_gone(procs: list[psutil.Process], timeout_s: float = 60) -> None:
     deadline = time.monotonic() + timeout_s
     while True:
-        left = [p for p in procs if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        left = [p for p in procs if _running(p)]
         if not left or time.monotonic() > deadline:
             break
         time.sleep(0.5)

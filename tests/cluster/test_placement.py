@@ -30,9 +30,16 @@ def driver(ray_cluster: VirtualCluster) -> Iterator[VirtualCluster]:
         ray.shutdown()
 
 
+def _running(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def _gone(pid: int, timeout_s: float = 30) -> bool:
     deadline = time.monotonic() + timeout_s
-    while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+    while _running(pid):
         if time.monotonic() > deadline:
             return False
         time.sleep(0.2)
