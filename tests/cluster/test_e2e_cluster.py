@@ -83,8 +83,9 @@ def _assert_all_gone(procs: list[psutil.Process], timeout_s: float = 60) -> None
     assert not left, [f"{p.pid} {' '.join(p.cmdline()[:4])}" for p in left]
 
 
-def _run(mode: str, endpoint: str, out: Path, name: str, metrics: str = "") -> RunResult:
-    args = ["run_experiment.py", "--mode", mode, "--endpoint", endpoint, "--num-requests", "8"]
+def _run(mode: str, endpoint: str, run_dir: Path, out: Path, name: str, metrics: str = "") -> RunResult:
+    args = ["run_experiment.py", "--mode", mode, "--endpoint", endpoint, "--launch-plan", str(run_dir)]
+    args += ["--num-requests", "8"]
     args += [
         "--input-len",
         "200",
@@ -136,7 +137,7 @@ def test_1p1d_on_two_nodes_moves_kv_and_names_every_node(
         assert p["url"] == f"http://{p['node_address']}:{p_port}" and p["log"].endswith("prefill0.log")
         assert plan["cluster"]["address"] == ray_cluster.address
         procs = _placed_processes(plan)
-        res = _run("disagg", f"http://127.0.0.1:{proxy}", results, "pd", f"{p['url']},{d['url']}")
+        res = _run("disagg", f"http://127.0.0.1:{proxy}", run_dir, results, "pd", f"{p['url']},{d['url']}")
         stop = subprocess.Popen([sys.executable, "-m", "disagg", "stop", str(run_dir)], cwd=ROOT)
         assert launcher.wait(120) == 0
         assert stop.wait(120) == 0
@@ -163,7 +164,7 @@ def test_replicas_on_two_nodes_stop_on_ctrl_c_and_compare_with_1p1d(
     args = ["--passthrough", "--proxy-port", str(proxy), "--prefill-port", str(p_port)]
     with launched(ray_cluster, [*args, "--decode-port", str(d_port)], run_dir) as launcher:
         procs = _placed_processes(json.loads((run_dir / "launch.json").read_text()))
-        res = _run("passthrough", f"http://127.0.0.1:{proxy}", results, "replicas")
+        res = _run("passthrough", f"http://127.0.0.1:{proxy}", run_dir, results, "replicas")
         launcher.send_signal(signal.SIGINT)  # Ctrl-C
         assert launcher.wait(120) == 130
     _assert_all_gone(procs)
