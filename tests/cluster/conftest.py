@@ -20,7 +20,7 @@ class VirtualCluster:
     nodes: dict[str, str]  # "a"/"b" -> Ray node id
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # not idling beside the rest of the suite (2 cores, timing tests)
 def ray_cluster() -> Iterator[VirtualCluster]:
     import ray
     from ray.cluster_utils import Cluster
