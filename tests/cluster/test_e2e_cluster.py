@@ -5,6 +5,7 @@ Ctrl-C), each leaving no process behind, and both read by the same analysis."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
@@ -64,6 +65,14 @@ def _placed_processes(plan: dict) -> list[psutil.Process]:
             procs += [p, *p.children(recursive=True)]
     assert len(procs) >= 2 + 2 * 2, f"expected the actors, both vLLM servers and their engines: {procs}"
     return procs
+
+
+def _existing(pids: list[int]) -> list[psutil.Process]:
+    out = []
+    for pid in pids:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            out.append(psutil.Process(pid))
+    return out
 
 
 def _running(p: psutil.Process) -> bool:
@@ -180,3 +189,34 @@ def test_replicas_on_two_nodes_stop_on_ctrl_c_and_compare_with_1p1d(
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = (report / "report.md").read_text()
     assert "energy, all GPUs (J)" in text and "1P1D example" in text and "2 replicas" in text
+
+
+def test_one_instance_placed_by_the_single_launcher_that_dies_is_reported_from_its_node(
+    ray_cluster: VirtualCluster, tiny_model: str, tmp_path: Path
+) -> None:
+    """`python -m traditional --cluster`: the instance goes to the node its resource names; when vLLM
+    exits on its own (here: a flag it does not know), the launcher says so with the log's tail, read
+    through the actor, exits 1 and leaves nothing behind."""
+    run_dir = tmp_path / "run"
+    cmd = [
+        sys.executable,
+        "-m",
+        "traditional",
+        "--cpu",
+        "--cluster",
+        ray_cluster.address,
+        "--model",
+        tiny_model,
+    ]
+    cmd += ["--run-dir", str(run_dir), "--port", str(free_port()), "--ray-node-resource", "serving=node_b"]
+    proc = subprocess.run(
+        [*cmd, "--", "--no-such-flag"], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    plan = json.loads((run_dir / "launch.json").read_text())
+    (entry,) = plan["instances"]
+    assert entry["node"] == ray_cluster.nodes["b"] and plan["endpoint"] == entry["url"]
+    assert f"server -> node {entry['node_address']} ({entry['node'][:8]}" in proc.stdout
+    assert "error: server on :" in proc.stderr and "exited with code 2" in proc.stderr
+    assert "--no-such-flag" in proc.stderr  # vLLM's own complaint, from the log on node b
+    _assert_all_gone(_existing([entry["actor_pid"]]))
