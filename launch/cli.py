@@ -134,7 +134,8 @@ def point_current(pointer: Path, run_dir: Path) -> None:
 
 
 def stop_command(argv: list[str], pointer: Path, prog: str) -> int:
-    """`PROG stop [RUN_DIR]`: stop the run in RUN_DIR (default: the one `pointer` names). Exit 0 or 2."""
+    """`PROG stop [RUN_DIR]`: stop the run in RUN_DIR (default: the one `pointer` names). Exit 0, or 2 on
+    a bad RUN_DIR, or 1 when a --cluster launcher outlives the request."""
     if len(argv) > 1:
         print(f"usage: {prog} stop [RUN_DIR]", file=sys.stderr)
         return 2
@@ -151,7 +152,13 @@ def stop_command(argv: list[str], pointer: Path, prog: str) -> int:
     stopped = stop_run_dir(target)
     driver = _cluster_driver(Path(target))
     if driver is not None:  # --cluster: the launcher stops its instances through Ray on the request
-        wait_exit(driver, STOP_GRACE_S * 3)
+        if not wait_exit(driver, STOP_GRACE_S * 3):
+            print(
+                f"error: the cluster launcher (pid {driver}) is still running {STOP_GRACE_S * 3:.0f} s after "
+                "the stop request; press Ctrl-C in its shell (it stops its instances through Ray)",
+                file=sys.stderr,
+            )
+            return 1
         stopped.append(f"the cluster launcher (pid {driver})")
     print("stopped: " + (", ".join(stopped) or "nothing (no pid files left)"))
     return 0
