@@ -105,7 +105,8 @@ def plan(args: argparse.Namespace, extra: list[str]) -> DisaggPlan:
         connector = "passthrough"
     run_dir = (args.run_dir or default_run_dir("disagg")).resolve()
     p_gpus, d_gpus = _ids(args.prefill_gpus), _ids(args.decode_gpus)
-    if gpu and (len(p_gpus) < args.num_prefill or len(d_gpus) < args.num_decode):
+    placed = bool(getattr(args, "cluster", None))  # Ray gives each instance its GPUs
+    if gpu and not placed and (len(p_gpus) < args.num_prefill or len(d_gpus) < args.num_decode):
         raise ValueError(
             f"give one GPU per instance: --prefill-gpus needs {args.num_prefill} ids, "
             f"--decode-gpus {args.num_decode}"
@@ -151,7 +152,7 @@ def plan(args: argparse.Namespace, extra: list[str]) -> DisaggPlan:
     return DisaggPlan(
         prefill=specs["prefill"],
         decode=specs["decode"],
-        proxy=_proxy_command(args, connector, specs, run_dir),
+        proxy=proxy_command(args, connector, specs, run_dir),
         run_dir=run_dir,
         connector=connector,
         connector_options=connector_options(connector, p2p=p2p, nixl=nixl, storage_path=storage),
@@ -159,13 +160,13 @@ def plan(args: argparse.Namespace, extra: list[str]) -> DisaggPlan:
     )
 
 
-def _proxy_command(
+def proxy_command(
     args: argparse.Namespace, connector: str, specs: dict[str, list[ServerSpec]], run_dir: Path
 ) -> list[str]:
     def backends(role: str) -> str:
         """P2P NCCL backends carry their KV address: URL@ip:kv_port."""
         return ",".join(
-            s.url + (f"@{LOOPBACK}:{s.kv_transfer_config['kv_port']}" if connector == "p2p_nccl" else "")
+            s.url + (f"@{s.host}:{s.kv_transfer_config['kv_port']}" if connector == "p2p_nccl" else "")
             for s in specs[role]
             if s.kv_transfer_config is not None
         )

@@ -137,6 +137,16 @@ def _workload(
     return trace_specs(selection, tokenizer, seed), warm, selection.info
 
 
+def _energy_meter(cfg: RunConfig, setup: ServingSetup, csv_path: Path) -> EnergyMeter:
+    """The monitor here, or with a setup placed through Ray one on each of its nodes (the GPUs its
+    instances hold there, not --gpu-ids)."""
+    if setup.cluster is None:
+        return EnergyMeter(cfg.gpu_ids, cfg.gpu_roles, cfg.monitor_interval_s, cfg.monitor_backend, csv_path)
+    from experiments.cluster_energy import ClusterEnergyMeter
+
+    return ClusterEnergyMeter(setup, cfg.monitor_interval_s, cfg.monitor_backend, csv_path)
+
+
 def _run_dir(cfg: RunConfig) -> Path:
     name = cfg.run_name or "-".join(p for p in (time.strftime("%Y%m%d-%H%M%S"), cfg.mode, cfg.tag) if p)
     run_dir = cfg.output_dir / name
@@ -307,9 +317,7 @@ def run(cfg: RunConfig, argv: list[str]) -> Path:
         trace=trace,
     )
     writer = ResultWriter(run_dir, meta)
-    meter = EnergyMeter(
-        cfg.gpu_ids, cfg.gpu_roles, cfg.monitor_interval_s, cfg.monitor_backend, run_dir / "power.csv"
-    )
+    meter = _energy_meter(cfg, setup, run_dir / "power.csv")
     before = server_metrics.snapshot_all(cfg.server_metrics_urls)
     progress = LiveProgress(len(specs), n_warm)
     status: Status = "complete"

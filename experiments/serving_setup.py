@@ -154,6 +154,8 @@ def _instance(entry: dict[str, Any], role: str, plan_dir: Path | None, version: 
         role=role,
         url=url,
         gpu=None if gpu is None else str(gpu),
+        node=entry.get("node"),
+        node_address=entry.get("node_address"),
         vllm_version=engine.get("vllm_version") or version,
         kv_transfer_config=json.loads(args["kv_transfer_config"]) if "kv_transfer_config" in args else None,
         settings=_settings(key),
@@ -181,6 +183,7 @@ def from_plan(plan: dict[str, Any], plan_path: Path, endpoint: str) -> ServingSe
     ep = _norm(endpoint)
     plan_ep = _norm(plan.get("endpoint") or "")
     instances = [_instance(e, role, plan_dir, version) for role, e in entries]
+    cluster = (plan.get("cluster") or {}).get("address")
     if ep != plan_ep:
         hit = [i for i in instances if _norm(i.url or "") == ep]
         if not hit:
@@ -188,22 +191,25 @@ def from_plan(plan: dict[str, Any], plan_path: Path, endpoint: str) -> ServingSe
         # One instance of a launched group driven directly: the others stay idle (and are listed).
         hit[0].role = "serving"
         idle = [str(i.name) for i in instances if i is not hit[0]]
-        return _describe("single", None, [hit[0]], plan_path, version, idle=idle)
-    if connector in (None, "single"):
+        setup = _describe("single", None, [hit[0]], plan_path, version, idle=idle)
+    elif connector in (None, "single"):
         kind = "single" if len(instances) == 1 else "replicas"
-        return _describe(kind, None, instances, plan_path, version)
-    if connector == "passthrough":
-        return _describe("replicas", None, instances, plan_path, version, select=_select(plan))
-    return _describe(
-        "xpyd",
-        connector,
-        instances,
-        plan_path,
-        version,
-        select=_select(plan),
-        options=plan.get("connector_options"),
-        policy=_proxy_flag(plan, "--policy") or "split",
-    )
+        setup = _describe(kind, None, instances, plan_path, version)
+    elif connector == "passthrough":
+        setup = _describe("replicas", None, instances, plan_path, version, select=_select(plan))
+    else:
+        setup = _describe(
+            "xpyd",
+            connector,
+            instances,
+            plan_path,
+            version,
+            select=_select(plan),
+            options=plan.get("connector_options"),
+            policy=_proxy_flag(plan, "--policy") or "split",
+        )
+    setup.cluster = cluster
+    return setup
 
 
 def _proxy_flag(plan: dict[str, Any], flag: str) -> str | None:
@@ -229,7 +235,8 @@ def _describe(
 ) -> ServingSetup:
     n_p = sum(1 for i in instances if i.role == "prefill")
     n_d = sum(1 for i in instances if i.role == "decode")
-    gpus = sorted({i.gpu for i in instances if i.gpu is not None})
+    # Across nodes (--cluster) GPU 0 of one node is not GPU 0 of another: name the node too.
+    gpus = sorted({f"{i.node[:8]}/{i.gpu}" if i.node else i.gpu for i in instances if i.gpu is not None})
     versions = sorted({i.vllm_version for i in instances if i.vllm_version}) or ([version] if version else [])
     if kind == "xpyd":
         if options is None and instances:

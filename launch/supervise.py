@@ -112,11 +112,20 @@ def stop_run_dir(run_dir: str | Path) -> list[str]:
             signal_group(pid, signal.SIGINT)
     deadline = time.monotonic() + STOP_GRACE_S
     for pid_file, pid in pids.items():
-        while _pid_alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.2)
+        wait_exit(pid, deadline - time.monotonic())
         signal_group(pid, signal.SIGKILL)  # what outlived the grace time, and leftover workers
         pid_file.unlink(missing_ok=True)
     return [f"{f.stem} (pid {pid})" for f, pid in pids.items()]
+
+
+def wait_exit(pid: int, timeout_s: float) -> bool:
+    """Wait up to `timeout_s` for process `pid` to end; True if it did."""
+    deadline = time.monotonic() + timeout_s
+    while _pid_alive(pid):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.2)
+    return True
 
 
 def _read_pid(pid_file: Path) -> int | None:

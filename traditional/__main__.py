@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 from experiments.cli_errors import OneLineErrorParser
+from experiments.ray_cluster import ClusterError
 from launch.cli import (
     add_server_args,
     default_run_dir,
     point_current,
+    refuse_off_cluster,
     resolve_common,
     split_vllm_args,
     stop_command,
@@ -37,7 +40,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=8000, help="HTTP port of the server")
     p.add_argument("--gpu", default="0", help="GPU id(s) for CUDA_VISIBLE_DEVICES (ignored on CPU)")
     args = p.parse_args(argv)
-    gpu, model, max_len = resolve_common(args)
+    if (refusal := refuse_off_cluster(args)) is not None:
+        print(f"error: {refusal}", file=sys.stderr)
+        return 2
+    try:
+        gpu, model, max_len = resolve_common(args)
+    except ClusterError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     run_dir = (args.run_dir or default_run_dir("traditional")).resolve()
     spec = ServerSpec(
         model=model,
@@ -50,15 +60,40 @@ def main(argv: list[str] | None = None) -> int:
         block_size=args.kv_block_size,
         extra_args=extra,
     )
-    server = ManagedServer(spec, run_dir)
-    version = write_plan(
-        run_dir, {"instances": [{**spec.to_dict(), "role": "serving"}], "endpoint": spec.url}
-    )
+    try:
+        server, launch_json = _server(args, spec, run_dir)
+    except ClusterError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    version = write_plan(run_dir, launch_json)
     point_current(CURRENT, run_dir)
-    where = f"GPU {args.gpu}" if gpu else "CPU"
+    where = f"GPU {spec.gpu}" if gpu else "CPU"
     print(f"starting vLLM {version or '(not installed)'} ({where}) model={model} port={args.port}")
     print(f"  run_dir={run_dir}")
-    return run_group([server], run_dir, args.timeout, args.detach, f"{PROG} stop {run_dir}")
+    try:
+        return run_group([server], run_dir, args.timeout, args.detach, f"{PROG} stop {run_dir}")
+    finally:
+        if args.cluster:
+            from launch.ray_placement import shutdown
+
+            shutdown()
+
+
+def _server(args: Any, spec: ServerSpec, run_dir: Path) -> tuple[Any, dict[str, Any]]:
+    """The instance as a local process, or with --cluster as a Ray actor on a node with its GPUs; and
+    the launch plan."""
+    if not args.cluster:
+        return ManagedServer(spec, run_dir), _plan(spec)
+    from launch.ray_placement import describe, place, place_options, plan_with_placements
+
+    gpus = 0 if spec.gpu is None else len(spec.gpu.split(","))
+    (server,) = place([("serving", spec)], run_dir, place_options(args, gpus))
+    print(f"placed on the Ray cluster {args.cluster}:\n{describe([server])}")
+    return server, plan_with_placements(_plan(spec), [server], args.cluster)
+
+
+def _plan(spec: ServerSpec) -> dict[str, Any]:
+    return {"instances": [{**spec.to_dict(), "role": "serving"}], "endpoint": spec.url}
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ from experiments.schema.energy import (
     GpuEnergy,
     MonitorGpu,
     MonitorInfo,
+    NodeClock,
     PowerTimeline,
     Scope,
 )
@@ -97,6 +98,7 @@ __all__ = [
     "InstanceSettings",
     "MonitorGpu",
     "MonitorInfo",
+    "NodeClock",
     "PathStats",
     "PhaseTotals",
     "PowerFit",

@@ -59,6 +59,14 @@ def json_names(cls: type) -> tuple[str, ...]:
 
 
 _SCALARS = (str, int, bool, type(None))
+# Field metadata of what only some runs have (a cluster run's nodes): written only when set, so that the
+# results of every other run keep their shape. Read back as the default when absent.
+OMIT_EMPTY = {"omit_empty": True}
+
+
+@cache
+def _omit_empty_names(cls: type) -> frozenset[str]:
+    return frozenset(f.name for f in fields(cls) if f.metadata.get("omit_empty"))
 
 
 def to_builtins(obj: Any) -> Any:
@@ -71,8 +79,11 @@ def to_builtins(obj: Any) -> Any:
         return _float(obj)
     if is_dataclass(obj) and not isinstance(obj, type):
         out = {}
+        sparse = _omit_empty_names(kind)
         for name in json_names(kind):
             value = getattr(obj, name)
+            if name in sparse and (value is None or value == []):
+                continue
             out[name] = value if type(value) in _SCALARS else to_builtins(value)
         return out
     if isinstance(obj, dict):

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from experiments.schema.attribution import EnergyAttribution
-from experiments.schema.base import computed
+from experiments.schema.base import OMIT_EMPTY, computed
 from experiments.schema.host import HostEnergy
 
 Scope = Literal["all_gpus", "serving_gpus"]
@@ -51,8 +51,10 @@ class GpuEnergy:
     Times are when the counter was read (or seen to update); `method` says counter or integrated power.
     """
 
-    index: int
+    index: int  # NVML index; on a cluster run the GPU's position across nodes (node_index is NVML's)
     role: str = "serving"  # prefill | decode | serving | idle
+    node: str | None = field(default=None, metadata=OMIT_EMPTY)  # its Ray node (cluster runs only)
+    node_index: int | None = field(default=None, metadata=OMIT_EMPTY)  # its NVML index on that node
     energy_j: float | None = None
     method: str = ""
     start_epoch_ns: int | None = None
@@ -189,6 +191,24 @@ class MonitorInfo:
 
 
 @dataclass(slots=True, kw_only=True)
+class NodeClock:
+    """One node of a cluster run (--cluster): its monitor, and its clock's offset to the runner's.
+
+    Every epoch time the node reported (its GPUs' windows, timeline) was moved onto the runner's clock by
+    `clock_offset_ns` (node - runner), measured by round trips: the truth lies within +- `offset_bound_ns`.
+    """
+
+    node: str  # Ray node id
+    address: str | None = None
+    host: str | None = None
+    gpus: list[int] = field(default_factory=list)  # the section's indices of its GPUs
+    clock_offset_ns: int = 0
+    offset_bound_ns: int = 0
+    offset_rtt_ns: int = 0
+    power_csv: str | None = None  # on that node
+
+
+@dataclass(slots=True, kw_only=True)
 class EnergySection:
     """The result's `energy`: per-GPU windows with idle power, the monitor's account, a power timeline."""
 
@@ -203,6 +223,7 @@ class EnergySection:
     power_csv: str | None = None  # file name next to result.json
     attribution: EnergyAttribution | None = None  # idle / per request and phase (experiments.attribution)
     host: HostEnergy | None = None  # the host's CPU package and DRAM (RAPL), beside the GPUs, never in them
+    nodes: list[NodeClock] = field(default_factory=list, metadata=OMIT_EMPTY)  # cluster runs: per node
 
     @classmethod
     def unavailable(cls, reason: str) -> EnergySection:

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from experiments.schema.base import OMIT_EMPTY
+
 SetupKind = Literal["single", "replicas", "xpyd", "unknown"]
 Scalar = str | int | float | bool | None
 
@@ -35,6 +37,8 @@ class Instance:
     role: str = "serving"  # prefill | decode | serving
     url: str | None = None
     gpu: str | None = None  # CUDA_VISIBLE_DEVICES of the instance
+    node: str | None = field(default=None, metadata=OMIT_EMPTY)  # Ray node id (--cluster runs only)
+    node_address: str | None = field(default=None, metadata=OMIT_EMPTY)  # that node's reachable address
     vllm_version: str | None = None
     kv_transfer_config: dict[str, Any] | None = None
     settings: InstanceSettings = field(default_factory=InstanceSettings)
@@ -62,6 +66,7 @@ class ServingSetup:
     instances: list[Instance] = field(default_factory=list)
     idle_instances: list[str] = field(default_factory=list)  # launched but not driven
     source: str | None = None  # where this came from (launch plan, proxy /setup, the server)
+    cluster: str | None = field(default=None, metadata=OMIT_EMPTY)  # the Ray cluster (--cluster runs only)
     server_reported: dict[str, Any] | None = None  # the endpoint's /version and /v1/models
     proxy_setup: dict[str, Any] | None = None  # the proxy's GET /setup, when that was the source
 
