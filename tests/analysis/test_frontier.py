@@ -13,7 +13,7 @@ import pytest
 from analysis.frontier import Capacity, Frontier, SloGrid, build_frontier, capacity, verdict
 from analysis.runs import CompareError, load_runs
 from analysis.setup_sweeps import MixedSetups
-from analysis.synthetic_sweeps import (
+from bench.synthetic_sweeps import (
     FAST,
     ONE,
     PD,

@@ -94,8 +94,8 @@ def test_plot_cli_writes_pngs_and_report(power_csv: tuple[Path, float], tmp_path
 
 def test_validate_gpu_script_on_the_simulator(tmp_path: Path) -> None:
     out = tmp_path / "validate.json"
-    cmd = [sys.executable, "monitor/validate_gpu.py", "--backend", "sim", "--seconds", "2", "--warmup", "1.2",
-           "--probe", "0.5", "--interval", "0.05", "--json", str(out)]  # fmt: skip
+    cmd = [sys.executable, "-m", "bench.validate_gpu", "--backend", "sim", "--seconds", "2",
+           "--warmup", "1.2", "--probe", "0.5", "--interval", "0.05", "--json", str(out)]  # fmt: skip
     result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
@@ -116,7 +116,7 @@ def test_bench_script_prints_numbers(tmp_path: Path) -> None:
     cmd = [
         sys.executable,
         "-m",
-        "monitor.bench_monitor",
+        "bench.bench_monitor",
         "--backend",
         "sim",
         "--seconds",
