@@ -21,7 +21,6 @@ from experiments.schema.records import CANCELLED
 from experiments.workloads import RequestSpec
 
 TIMING_PREFIX = b": proxy-timing "
-TIMING_HEADER = "x-proxy-timing"
 _MAX_ERROR_CHARS = 500
 
 

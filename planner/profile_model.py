@@ -7,8 +7,8 @@ they came from (GPU, clocks, model, vLLM version, engine limits). The simulator 
   alone in one step has steps = 1, tokens = N, attention_pairs = N^2 (so this is a + b*N + c*N^2); a
   chunk of n tokens at offset o adds n*(o + n) pairs, which keeps chunked prefills consistent;
 - decode step time = a + b*batch + c*context_sum + d*batch^2 (context_sum: total tokens the batch
-  attends over; the batch^2 term is the step's growth past batch ~128 on H200: 8.6 ms at 128, 16.1 ms
-  at 256 for 512-token contexts; schema-2 profiles have no d);
+  attends over; the batch^2 term is the step's growth past a large batch (results/profiles/ shows it
+  on H200); schema-2 profiles have no d);
 - KV transfer time = latency + prompt_tokens * bytes_per_token / bandwidth, plus the connector's own
   time on the prefill GPU per request (`prefill_overhead_s`, engine time there);
 - API-server time per request = latency + per_token * prompt_tokens: tokenizing and input processing

@@ -111,14 +111,6 @@ def workload_for(spec: WorkloadSpec, gpus: int, cfg: SearchConfig) -> Workload:
     return build_workload(dataclasses.replace(spec, num_requests=n))
 
 
-def run_at(
-    profile: Profile, setup: Setup, workload: Workload, rate: float, cfg: SearchConfig, limits: EngineLimits
-) -> Outcome:
-    arrivals = workload.arrivals(cfg.arrival, rate, cfg.burstiness, cfg.seed)
-    run = simulate(profile, setup, workload.prompt_tokens, workload.output_tokens, arrivals, limits, rate)
-    return summarize(run, profile.power, cfg.slo)
-
-
 @dataclass(frozen=True)
 class CachedRun:
     metrics: dict[str, np.ndarray]

