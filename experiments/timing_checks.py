@@ -9,7 +9,11 @@ was at most 0.93 ms.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
 
 from experiments.schema import Record, Summary
 
@@ -58,23 +62,52 @@ def client_timing_warnings(summary: Summary, capped: bool = False) -> list[str]:
 STEADY_ARRIVALS_IN_E2E = 3.0
 
 
+@dataclass(frozen=True)
+class Ramp:
+    """A run whose arrivals lasted under STEADY_ARRIVALS_IN_E2E mean E2Es: a ramp, not its load."""
+
+    window_s: float  # first to last arrival
+    e2e_s: float  # mean E2E latency
+    requests: int
+
+    @property
+    def rate(self) -> float | None:
+        """Arrivals per second over the window (None when every request arrived at once)."""
+        return (self.requests - 1) / self.window_s if self.window_s > 0 else None
+
+    @property
+    def requests_needed(self) -> int | None:
+        """Requests at this rate whose arrivals would last STEADY_ARRIVALS_IN_E2E mean E2Es."""
+        return math.ceil(STEADY_ARRIVALS_IN_E2E * self.e2e_s * self.rate) + 1 if self.rate else None
+
+    def warning(self) -> str:
+        in_flight = self.rate * self.e2e_s if self.rate else float(self.requests)
+        need = self.requests_needed
+        more = f"; at this rate about {need} requests would last long enough" if need else ""
+        return (
+            f"not a steady state: arrivals lasted {self.window_s:.1f} s, under {STEADY_ARRIVALS_IN_E2E:g} "
+            f"mean E2E latencies ({self.e2e_s:.1f} s each); about {in_flight:.0f} requests are in flight at "
+            f"once at this load against {self.requests} in the run, so queues and batches never settle and "
+            f"latency and SLO attainment are a ramp's, not this load's (optimistic past saturation){more}"
+        )
+
+
+def find_ramp(arrival_s: Sequence[float] | np.ndarray, e2el_ms: Sequence[float] | np.ndarray) -> Ramp | None:
+    """The one steady-state check, for measured and simulated runs alike: a Ramp when the arrivals (s, any
+    origin) lasted under STEADY_ARRIVALS_IN_E2E times the mean of `e2el_ms`; None for a steady state or
+    fewer than two requests."""
+    arrivals = np.asarray(arrival_s, dtype=float)
+    if len(arrivals) < 2:
+        return None
+    window_s = float(arrivals.max() - arrivals.min())
+    e2e_s = float(np.nanmean(np.asarray(e2el_ms, dtype=float))) / 1e3
+    if not e2e_s > 0 or window_s >= STEADY_ARRIVALS_IN_E2E * e2e_s:
+        return None
+    return Ramp(window_s, e2e_s, len(arrivals))
+
+
 def steady_state_warning(records: Sequence[Record]) -> str | None:
-    """A warning when the measured arrivals lasted under STEADY_ARRIVALS_IN_E2E mean E2E latencies."""
+    """`find_ramp` over the successful records (sent time and E2E), as a warning."""
     ok = [r for r in records if r.succeeded and r.sent_mono_ns is not None and r.e2el_ms is not None]
-    if len(ok) < 2:
-        return None
-    sent = [r.sent_mono_ns for r in ok]
-    window_s = (max(sent) - min(sent)) / 1e9  # type: ignore[type-var, operator]
-    e2e_s = sum(r.e2el_ms for r in ok) / len(ok) / 1e3  # type: ignore[misc]
-    if e2e_s <= 0 or window_s >= STEADY_ARRIVALS_IN_E2E * e2e_s:
-        return None
-    rate = (len(ok) - 1) / window_s if window_s > 0 else None  # arrivals per second
-    in_flight = rate * e2e_s if rate else float(len(ok))
-    need = int(STEADY_ARRIVALS_IN_E2E * e2e_s * rate) + 1 if rate else None
-    more = f"; at this rate about {need} requests would last long enough" if need else ""
-    return (
-        f"not a steady state: arrivals lasted {window_s:.1f} s, under {STEADY_ARRIVALS_IN_E2E:g} mean E2E "
-        f"latencies ({e2e_s:.1f} s each); about {in_flight:.0f} requests are in flight at once at this "
-        f"load against {len(ok)} in the run, so queues and batches never settle and latency and SLO "
-        f"attainment are a ramp's, not this load's (optimistic past saturation){more}"
-    )
+    found = find_ramp([r.sent_mono_ns / 1e9 for r in ok], [r.e2el_ms for r in ok])  # type: ignore[operator,misc]
+    return found.warning() if found else None

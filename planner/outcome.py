@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 
 from experiments.schema import Distribution, to_builtins
-from experiments.timing_checks import STEADY_ARRIVALS_IN_E2E
 from planner.profile_model import PowerModel
 from planner.simulate import SimRun
 
@@ -153,30 +152,4 @@ def summarize(
         e2el_ms=_distribution(m["e2el_ms"]),
         utilization={role: float(np.mean(v)) for role, v in busy.items()},
         energy=estimate_energy(run, power, window_s),
-    )
-
-
-def ramp(arrival_s: np.ndarray, e2el_ms: np.ndarray) -> tuple[float, float] | None:
-    """(arrival window s, mean E2E s) when arrivals lasted under STEADY_ARRIVALS_IN_E2E mean E2Es: the run
-    is a ramp, its latency and attainment optimistic past saturation (the runner's check,
-    experiments/timing_checks); None for a steady state."""
-    if len(arrival_s) < 2:
-        return None
-    window_s = float(arrival_s.max() - arrival_s.min())
-    e2e_s = float(np.nanmean(e2el_ms)) / 1e3
-    if not e2e_s > 0 or window_s >= STEADY_ARRIVALS_IN_E2E * e2e_s:
-        return None
-    return window_s, e2e_s
-
-
-def ramp_note(arrival_s: np.ndarray, e2el_ms: np.ndarray) -> str | None:
-    """What `ramp` finds, as a note with the requests that would last long enough."""
-    if (found := ramp(arrival_s, e2el_ms)) is None:
-        return None
-    window_s, e2e_s = found
-    need = int(np.ceil(len(arrival_s) * STEADY_ARRIVALS_IN_E2E * e2e_s / max(window_s, 1e-9)))
-    return (
-        f"not a steady state: arrivals lasted {window_s:.1f} s, under {STEADY_ARRIVALS_IN_E2E:g} mean E2Es "
-        f"({e2e_s:.1f} s each), so this is a ramp, optimistic past saturation; about {need} requests would "
-        "last long enough"
     )

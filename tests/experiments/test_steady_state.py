@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from experiments.schema import Record
-from experiments.timing_checks import steady_state_warning
+from experiments.timing_checks import Ramp, find_ramp, steady_state_warning
 
 S = 1_000_000_000
 
@@ -30,3 +32,19 @@ def test_arrivals_lasting_three_lifetimes_are_fine() -> None:
     assert steady_state_warning(_runs(31, 1.0, 10.0)) is None  # exactly 30 s = 3 x 10 s
     assert steady_state_warning(_runs(30, 1.0, 10.0)) is not None  # 29 s: just short
     assert steady_state_warning(_runs(1, 1.0, 10.0)) is None  # nothing to judge
+
+
+def test_simulated_arrivals_go_through_the_same_check() -> None:
+    # The planner passes arrival seconds and E2E ms as arrays: 30 arrivals 1 s apart lasting 10 s each
+    # span 29 s < 3 x 10 s; 31 at that rate would span 30 s.
+    found = find_ramp(np.arange(30.0), np.full(30, 10_000.0))
+    assert found == Ramp(window_s=29.0, e2e_s=10.0, requests=30)
+    assert found.rate == 1.0 and found.requests_needed == 31
+    assert find_ramp(np.arange(31.0), np.full(31, 10_000.0)) is None
+    # Everything at once: no rate, so no count to suggest; all 5 are in flight together.
+    burst = find_ramp(np.zeros(5), np.full(5, 1_000.0))
+    assert (
+        burst is not None
+        and burst.requests_needed is None
+        and "about 5 requests are in flight" in burst.warning()
+    )
