@@ -23,6 +23,8 @@ import numpy as np
 from analysis.comparability import hardware, model_name
 from analysis.runs import CompareError, Run
 from analysis.setup_sweeps import by_setup, check_sweep_setups, one_shape, shape_text
+from experiments.metrics import slo_arrays
+from experiments.slo import slo_met
 from experiments.timing_checks import STEADY_ARRIVALS_IN_E2E, steady_state_warning
 
 DEFAULT_TTFT_MS: tuple[float, ...] = (250.0, 500.0, 1000.0, 2000.0)
@@ -171,25 +173,15 @@ class Frontier:
     excluded: list[tuple[Run, str]] = field(default_factory=list)
 
 
-def _request_arrays(run: Run) -> tuple[np.ndarray, np.ndarray]:
-    """TTFT and TPOT (ms) of every measured request: NaN for failed, TPOT 0 for one output token."""
-    measured = run.result.measured()
-    ttft = np.array([np.nan if (v := r.ttft_ms) is None else v for r in measured], dtype=float)
-    tpot = np.array(
-        [np.nan if not r.succeeded else (r.tpot_ms or 0.0) for r in measured],
-        dtype=float,
-    )
-    return ttft, tpot
-
-
-def attainment_table(ttft: np.ndarray, tpot: np.ndarray, grid: SloGrid) -> np.ndarray:
-    """[i, j] = share of requests with TTFT <= ttft_ms[i] and TPOT <= tpot_ms[j] (NaN never meets)."""
-    if ttft.size == 0:
-        return np.full((len(grid.ttft_ms), len(grid.tpot_ms)), np.nan)
-    with np.errstate(invalid="ignore"):
-        ok_ttft = ttft[:, None] <= np.asarray(grid.ttft_ms)[None, :]
-        ok_tpot = tpot[:, None] <= np.asarray(grid.tpot_ms)[None, :]
-    return (ok_ttft[:, :, None] & ok_tpot[:, None, :]).mean(axis=0)
+def attainment_table(metrics: dict[str, np.ndarray], grid: SloGrid) -> np.ndarray:
+    """[i, j] = share of requests meeting TTFT <= ttft_ms[i] and TPOT <= tpot_ms[j] (`slo_met`; `metrics`:
+    `slo_arrays` of every measured request, so a failed one misses)."""
+    table = np.full((len(grid.ttft_ms), len(grid.tpot_ms)), np.nan)
+    if metrics["ttft_ms"].size:
+        for i, ttft in enumerate(grid.ttft_ms):
+            for j, tpot in enumerate(grid.tpot_ms):
+                table[i, j] = slo_met(metrics, {"ttft": ttft, "tpot": tpot}).mean()
+    return table
 
 
 def _sum(values: list[float | None]) -> float | None:
@@ -197,17 +189,16 @@ def _sum(values: list[float | None]) -> float | None:
 
 
 def rate_point(rate: float, runs: list[Run], grid: SloGrid) -> RatePoint:
-    arrays = [_request_arrays(r) for r in runs]
-    ttft = np.concatenate([a[0] for a in arrays])
-    tpot = np.concatenate([a[1] for a in arrays])
+    arrays = [slo_arrays(r.result.measured()) for r in runs]
+    metrics = {k: np.concatenate([a[k] for a in arrays]) for k in arrays[0]}
     totals = [r.totals("all_gpus") for r in runs]
     achieved = [r.summary.request_throughput for r in runs]
     powers = [t.avg_power_w if t is not None else None for t in totals]
     return RatePoint(
         rate=rate,
         runs=runs,
-        attainment=attainment_table(ttft, tpot, grid),
-        measured=int(ttft.size),
+        attainment=attainment_table(metrics, grid),
+        measured=int(metrics["ttft_ms"].size),
         achieved_rps=None if None in achieved else float(np.mean(achieved)),  # type: ignore[arg-type]
         avg_power_w=None if None in powers else float(np.mean(powers)),  # type: ignore[arg-type]
         energy_j=_sum([t.energy_j if t is not None else None for t in totals]),

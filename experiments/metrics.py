@@ -16,9 +16,9 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 
 from experiments.schema import STAGE_KEYS, Distribution, Record, StageSummary, Summary
+from experiments.slo import SLO_METRIC, check_slo, slo_met
 
 NS_PER_S = 1_000_000_000
-SLO_METRIC = {"ttft": "ttft_ms", "tpot": "tpot_ms", "e2e": "e2el_ms", "e2el": "e2el_ms"}
 
 
 def successes(records: Iterable[Record]) -> list[Record]:
@@ -27,28 +27,20 @@ def successes(records: Iterable[Record]) -> list[Record]:
     return [r for r in records if r.measured and r.succeeded]
 
 
-def check_slo(slo: Mapping[str, float]) -> None:
-    for key, value in slo.items():
-        if key not in SLO_METRIC:
-            raise ValueError(f"unknown SLO {key!r}; use ttft, tpot or e2e (milliseconds)")
-        if not value > 0:
-            raise ValueError(f"SLO {key} must be a positive number of milliseconds, got {value!r}")
+def slo_arrays(records: Sequence[Record]) -> dict[str, np.ndarray]:
+    """The metrics an SLO bounds, one entry per record, as `experiments.slo.slo_met` reads them: NaN
+    where a record has none, and a NaN TTFT for a request that failed (it misses every SLO)."""
+
+    def value(r: Record, field: str) -> float:
+        v = getattr(r, field)
+        return np.nan if v is None or (field == "ttft_ms" and not r.succeeded) else float(v)
+
+    return {f: np.array([value(r, f) for r in records], dtype=float) for f in SLO_METRIC.values()}
 
 
 def meets_slo(record: Record, slo: Mapping[str, float]) -> bool:
-    """Whether one request succeeded and meets every SLO in `slo` (ms).
-
-    A request without a TPOT (one output token) passes the TPOT SLO, as in vLLM.
-    """
-    if not record.succeeded:
-        return False
-    for key, limit in slo.items():
-        value = getattr(record, SLO_METRIC[key])
-        if value is None and key == "tpot":
-            value = 0.0
-        if value is None or value > limit:
-            return False
-    return True
+    """Whether one request succeeded and meets every SLO in `slo` (ms): `slo_met` on one record."""
+    return bool(slo_met(slo_arrays([record]), slo)[0])
 
 
 def _coalesced(good: Sequence[Record]) -> int:
@@ -94,7 +86,7 @@ def compute_summary(records: Iterable[Record], slo: Mapping[str, float] | None =
         duration_s=duration_s,
         total_input_tokens=sum(r.input_tokens or 0 for r in good),
         total_output_tokens=sum(r.output_tokens or 0 for r in good),
-        good_requests=sum(meets_slo(r, slo) for r in good) if slo else None,
+        good_requests=int(slo_met(slo_arrays(good), slo).sum()) if slo else None,
         slo=slo or None,
         errors=dict(Counter(str(r.failure)[:200] for r in failed)),
         ttft_ms=Distribution.of(present("ttft_ms")),

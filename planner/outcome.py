@@ -23,10 +23,9 @@ from typing import Any
 import numpy as np
 
 from experiments.schema import Distribution, to_builtins
+from experiments.slo import slo_met
 from planner.profile_model import PowerModel
 from planner.simulate import SimRun
-
-_SLO_ARRAY = {"ttft": "ttft_ms", "tpot": "tpot_ms", "e2e": "e2el_ms"}
 
 
 def request_metrics(run: SimRun) -> dict[str, np.ndarray]:
@@ -37,19 +36,6 @@ def request_metrics(run: SimRun) -> dict[str, np.ndarray]:
     with np.errstate(divide="ignore", invalid="ignore"):
         tpot = np.where(steps > 0, (e2el - ttft) / np.maximum(steps, 1), np.nan)
     return {"ttft_ms": ttft, "tpot_ms": tpot, "e2el_ms": e2el}
-
-
-def slo_met(metrics: Mapping[str, np.ndarray], slo: Mapping[str, float]) -> np.ndarray:
-    """Per request: meets every limit in `slo` (ms, keys of experiments.slo.parse_slo)."""
-    ok = np.ones(len(metrics["ttft_ms"]), dtype=bool)
-    for key, limit in slo.items():
-        if key not in _SLO_ARRAY:
-            raise ValueError(f"unknown SLO {key!r}; use ttft, tpot or e2e (milliseconds)")
-        values = metrics[_SLO_ARRAY[key]]
-        if key == "tpot":
-            values = np.nan_to_num(values, nan=0.0)
-        ok &= values <= limit
-    return ok
 
 
 @dataclass(frozen=True)

@@ -27,8 +27,9 @@ from typing import Any
 import numpy as np
 
 from experiments.schema import Distribution, SchemaError, to_builtins
+from experiments.slo import slo_met
 from planner.measured import MeasuredResultError, MeasuredRun, find_measured, load_measured
-from planner.outcome import Outcome, request_metrics, slo_met, summarize
+from planner.outcome import Outcome, request_metrics, summarize
 from planner.profile_model import EngineLimits, Profile
 from planner.simulate import SimulationError, simulate
 from planner.sustained import RateAgreement, SustainedRate, compare_rates, interpolate_sustained
