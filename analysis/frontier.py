@@ -6,8 +6,11 @@ Per rate point, SLO attainment = the share of measured requests (failed ones cou
 and TPOT are both within the bounds (a one-token request passes TPOT, as in vLLM). For one cell and
 attainment level L, the sustained rate is interpolated linearly between the last measured rate that meets
 L and the next one; "never met" when no rate meets it; ">= max rate" when the highest rate still does (a
-lower bound). Average power is that of all monitored GPUs (counter energy / window), interpolated the same
-way; per kW = sustained rate / (power / 1000).
+lower bound). Average power is interpolated the same way; per kW = sustained rate / (power / 1000).
+
+One GPU count for every figure: a setup is charged for the GPUs it serves on (`GPU_SCOPE`). Per GPU
+divides by the setup's GPUs, and per kW and the energy figures count those GPUs' counter energy and
+power; a GPU the host monitored but the setup left idle (GPU 1 beside one instance) is in neither.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from analysis.comparability import hardware, model_name
 from analysis.runs import CompareError, Run
 from analysis.setup_sweeps import by_setup, check_sweep_setups, one_shape, shape_text
 from experiments.metrics import slo_arrays
+from experiments.schema import Scope
 from experiments.slo import slo_met
 from experiments.timing_checks import STEADY_ARRIVALS_IN_E2E, steady_state_warning
 
@@ -33,6 +37,7 @@ DEFAULT_ATTAINMENT = 0.9
 EPS = 1e-12  # attainments are ratios of counts: equal to the level means meeting it
 Status = Literal["never met", "bracketed", "never saturated"]
 Metric = Literal["per_gpu", "per_kw"]
+GPU_SCOPE: Scope = "serving_gpus"  # the GPUs a setup is charged for, in every figure
 
 
 @dataclass(frozen=True)
@@ -84,8 +89,8 @@ class RatePoint:
     attainment: np.ndarray  # [ttft bound, tpot bound] -> share of measured requests
     measured: int
     achieved_rps: float | None
-    avg_power_w: float | None  # all monitored GPUs, mean over the pooled runs
-    energy_j: float | None  # all GPUs, summed over the pooled runs; static + dynamic
+    avg_power_w: float | None  # the setup's GPUs (GPU_SCOPE), mean over the pooled runs
+    energy_j: float | None  # the setup's GPUs, summed over the pooled runs; static + dynamic
     static_j: float | None
     dynamic_j: float | None
     completed: int
@@ -191,7 +196,7 @@ def _sum(values: list[float | None]) -> float | None:
 def rate_point(rate: float, runs: list[Run], grid: SloGrid) -> RatePoint:
     arrays = [slo_arrays(r.result.measured()) for r in runs]
     metrics = {k: np.concatenate([a[k] for a in arrays]) for k in arrays[0]}
-    totals = [r.totals("all_gpus") for r in runs]
+    totals = [r.totals(GPU_SCOPE) for r in runs]
     achieved = [r.summary.request_throughput for r in runs]
     powers = [t.avg_power_w if t is not None else None for t in totals]
     return RatePoint(
@@ -305,6 +310,10 @@ def build_frontier(
     for s in setups:
         if s.gpus_source != "recorded":
             notes.append(f"{s.name}: {s.num_gpus} GPU(s), {s.gpus_source} (no GPU count recorded)")
+        metered = {len(r.energy.scope(GPU_SCOPE)) for p in s.points for r in p.runs if r.totals(GPU_SCOPE)}
+        if metered - {s.num_gpus}:
+            counts = ", ".join(str(n) for n in sorted(metered))
+            notes.append(f"{s.name}: {s.num_gpus} GPU(s) per GPU, but power and energy metered on {counts}")
         if len(s.points) < 2:
             notes.append(f"{s.name}: one rate only ({s.points[0].rate:g} req/s), nothing to interpolate")
         powers = [p.avg_power_w for p in s.points]
