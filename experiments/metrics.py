@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 
 from experiments.schema import STAGE_KEYS, Distribution, Record, StageSummary, Summary
+from experiments.schema.records import chunk_counts
 from experiments.slo import SLO_METRIC, check_slo, slo_met
 
 NS_PER_S = 1_000_000_000
@@ -43,15 +44,6 @@ def meets_slo(record: Record, slo: Mapping[str, float]) -> bool:
     return bool(slo_met(slo_arrays([record]), slo)[0])
 
 
-def _coalesced(good: Sequence[Record]) -> int:
-    """Chunks that arrived in the same network read as the chunk before them (equal timestamps)."""
-    return sum(
-        int(np.count_nonzero(np.diff(np.asarray(r.chunk_mono_ns, dtype=np.int64)) == 0))
-        for r in good
-        if len(r.chunk_mono_ns) > 1
-    )
-
-
 def _pooled_itl_ms(good: Sequence[Record]) -> np.ndarray:
     gaps = [np.diff(np.asarray(r.chunk_mono_ns, dtype=np.int64)) for r in good if len(r.chunk_mono_ns) > 1]
     return np.concatenate(gaps) / 1e6 if gaps else np.zeros(0)
@@ -66,6 +58,7 @@ def compute_summary(records: Iterable[Record], slo: Mapping[str, float] | None =
     records = list(records)
     measured = [r for r in records if r.measured]
     good = [r for r in measured if r.succeeded]
+    chunks, coalesced = chunk_counts(good)
     failed = [r for r in measured if not r.succeeded and not r.cancelled]
 
     sends = [r.sent_mono_ns for r in measured if r.sent_mono_ns is not None]
@@ -96,8 +89,8 @@ def compute_summary(records: Iterable[Record], slo: Mapping[str, float] | None =
         tbt_max_ms=Distribution.of(present("tbt_max_ms")),
         e2el_ms=Distribution.of(present("e2el_ms")),
         send_lateness_ms=Distribution.of(present("send_lateness_ms", measured)),
-        chunks=sum(len(r.chunk_mono_ns) for r in good),
-        coalesced_chunks=_coalesced(good),
+        chunks=chunks,
+        coalesced_chunks=coalesced,
     )
 
 

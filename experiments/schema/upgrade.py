@@ -13,7 +13,8 @@
 
 2.0 -> 2.1 (fields added, all with defaults that hold for 2.0 files):
 - records: `cancelled` (in flight when the run was interrupted; 2.0 runs did not record those);
-- summaries: `cancelled`, `chunks`, `coalesced_chunks` (0: not counted);
+- summaries: `cancelled`, `chunks`, `coalesced_chunks` (0: not counted; `RunResult.load` counts them
+  from the records then, as for 2.1 files archived before the counts existed);
 - metadata: `tokenizer_source`; config: `defaults`.
 """
 
