@@ -26,10 +26,11 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from experiments.schema import SchemaError, convert, to_builtins
 from planner.fits import Fit, fit_nonnegative
 
 # 2: API-server time and the connector's prefill-side time (version 1 reads as zero); 3: decode batch^2
@@ -297,17 +298,17 @@ class Profile:
         return {
             "kind": PROFILE_KIND,
             "schema_version": self.schema_version,
-            "provenance": asdict(self.provenance),
-            "engine": asdict(self.engine),
+            "provenance": to_builtins(self.provenance),
+            "engine": to_builtins(self.engine),
             "prefill": {
                 "model": "step_s = a*steps + b*tokens + c*attention_pairs",
-                "fit": self.prefill.fit.to_dict(),
-                "points": [asdict(p) for p in self.prefill_points],
+                "fit": to_builtins(self.prefill.fit),
+                "points": to_builtins(self.prefill_points),
             },
             "decode": {
                 "model": "step_s = a + b*batch + c*context_sum + d*batch^2",
-                "fit": self.decode.fit.to_dict(),
-                "points": [asdict(p) for p in self.decode_points],
+                "fit": to_builtins(self.decode.fit),
+                "points": to_builtins(self.decode_points),
             },
             "kv_transfer": {
                 "model": "transfer_s = latency_s + prompt_tokens * bytes_per_token / bandwidth_bytes_per_s",
@@ -315,8 +316,8 @@ class Profile:
                 "bytes_per_token": kv.bytes_per_token,
                 "bandwidth_bytes_per_s": kv.bandwidth_bytes_per_s,
                 "source": kv.source,
-                "fit": kv.fit.to_dict() if kv.fit else None,
-                "points": [asdict(p) for p in self.kv_points],
+                "fit": to_builtins(kv.fit),
+                "points": to_builtins(self.kv_points),
                 "prefill_overhead_s": kv.prefill_overhead_s,
                 "prefill_overhead_source": kv.prefill_overhead_source,
                 "prefill_hold": kv.prefill_hold,
@@ -327,7 +328,7 @@ class Profile:
                 "latency_s": self.frontend.latency_s,
                 "per_token_s": self.frontend.per_token_s,
                 "source": self.frontend.source,
-                "fit": self.frontend.fit.to_dict() if self.frontend.fit else None,
+                "fit": to_builtins(self.frontend.fit),
                 "points": [{"prompt_tokens": n, "api_server_s": t} for n, t in self.frontend.points],
             },
             "power": {
@@ -336,8 +337,8 @@ class Profile:
                 "reason": pw.reason,
                 "idle_w": pw.idle_w,
                 "prefill_w": pw.prefill_w,
-                "decode_fit": pw.decode_fit.to_dict() if pw.decode_fit else None,
-                "points": [asdict(p) for p in self.power_points],
+                "decode_fit": to_builtins(pw.decode_fit),
+                "points": to_builtins(self.power_points),
             },
         }
 
@@ -353,18 +354,17 @@ class Profile:
             )
         try:
             pre, dec, kv, pw = data["prefill"], data["decode"], data["kv_transfer"], data["power"]
-            clocks = data["provenance"].get("clocks")
             return cls(
-                provenance=Provenance(**{**data["provenance"], "clocks": clocks}),
-                engine=EngineLimits(**data["engine"]),
-                prefill=PrefillModel(Fit.from_dict(pre["fit"])),
-                decode=DecodeModel(Fit.from_dict(dec["fit"])),
+                provenance=_typed(data["provenance"], Provenance, "provenance"),
+                engine=_typed(data["engine"], EngineLimits, "engine"),
+                prefill=PrefillModel(_typed(pre["fit"], Fit, "prefill.fit")),
+                decode=DecodeModel(_typed(dec["fit"], Fit, "decode.fit")),
                 kv_transfer=KvTransferModel(
                     latency_s=float(kv["latency_s"]),
                     bytes_per_token=float(kv["bytes_per_token"]),
                     bandwidth_bytes_per_s=float(kv["bandwidth_bytes_per_s"]),
                     source=str(kv["source"]),
-                    fit=Fit.from_dict(kv["fit"]) if kv.get("fit") else None,
+                    fit=_typed(kv.get("fit"), Fit | None, "kv_transfer.fit"),  # type: ignore[arg-type]
                     prefill_overhead_s=float(kv.get("prefill_overhead_s", 0.0)),
                     prefill_overhead_source=str(kv.get("prefill_overhead_source", "schema 1: not measured")),
                     prefill_hold=bool(kv.get("prefill_hold", False)),
@@ -374,16 +374,13 @@ class Profile:
                 power=PowerModel(
                     idle_w=pw["idle_w"],
                     prefill_w=pw["prefill_w"],
-                    decode_fit=Fit.from_dict(pw["decode_fit"]) if pw.get("decode_fit") else None,
+                    decode_fit=_typed(pw.get("decode_fit"), Fit | None, "power.decode_fit"),  # type: ignore[arg-type]
                     reason=pw.get("reason"),
                 ),
-                prefill_points=tuple(
-                    PrefillPoint(p["prompt_tokens"], p["latency_s"], tuple(p.get("samples", ())))
-                    for p in pre["points"]
-                ),
-                decode_points=tuple(DecodePoint(**p) for p in dec["points"]),
-                power_points=tuple(PowerPoint(**p) for p in pw["points"]),
-                kv_points=tuple(KvPoint(**p) for p in kv["points"]),
+                prefill_points=_typed(pre["points"], tuple[PrefillPoint, ...], "prefill.points"),
+                decode_points=_typed(dec["points"], tuple[DecodePoint, ...], "decode.points"),
+                power_points=_typed(pw["points"], tuple[PowerPoint, ...], "power.points"),
+                kv_points=_typed(kv["points"], tuple[KvPoint, ...], "kv_transfer.points"),
             )
         except (KeyError, TypeError) as exc:
             raise ProfileError(f"malformed profile: {exc!r}") from exc
@@ -400,6 +397,14 @@ class Profile:
         return out
 
 
+def _typed(data: Any, cls: Any, where: str) -> Any:
+    """A part of a profile file as its type: the schema's msgspec conversion (one way to read JSON)."""
+    try:
+        return convert(data, cls, f"profile {where}")
+    except SchemaError as exc:
+        raise ProfileError(str(exc)) from exc
+
+
 def _frontend(data: dict[str, Any] | None) -> FrontendModel:
     if not data:
         return FrontendModel(source="schema 1 profile: not measured")
@@ -407,7 +412,7 @@ def _frontend(data: dict[str, Any] | None) -> FrontendModel:
         float(data["latency_s"]),
         float(data["per_token_s"]),
         str(data["source"]),
-        Fit.from_dict(data["fit"]) if data.get("fit") else None,
+        _typed(data.get("fit"), Fit | None, "frontend.fit"),  # type: ignore[arg-type]
         tuple((int(p["prompt_tokens"]), float(p["api_server_s"])) for p in data.get("points", ())),
     )
 
