@@ -28,6 +28,7 @@ from analysis.runs import CompareError, Run
 from analysis.setup_sweeps import by_setup, check_sweep_setups, one_shape, shape_text
 from experiments.metrics import slo_arrays
 from experiments.schema import Scope
+from experiments.schema.run_warning import NOT_STEADY
 from experiments.slo import slo_met
 from experiments.timing_checks import STEADY_ARRIVALS_IN_E2E, steady_state_warning
 
@@ -290,6 +291,13 @@ def setup_sweep(name: str, runs: list[Run], grid: SloGrid) -> SetupSweep:
     return SetupSweep(name, runs[0].setup_kind, count, source, points)
 
 
+def _not_steady(run: Run) -> bool:
+    """The run's stored not_steady warning; runs written before the runner checked are checked now."""
+    return any(w.code == NOT_STEADY for w in run.result.warnings) or (
+        steady_state_warning(run.result.measured()) is not None
+    )
+
+
 def build_frontier(
     runs: Sequence[Run], grid: SloGrid | None = None, level: float = DEFAULT_ATTAINMENT, force: bool = False
 ) -> Frontier:
@@ -326,9 +334,7 @@ def build_frontier(
             cap[(s.name, i, j)] = c
             if c.non_monotone:
                 dips.append(grid.text(i, j))
-        transient = [
-            f"{p.rate:g}" for p in s.points if any(steady_state_warning(r.result.measured()) for r in p.runs)
-        ]
+        transient = [f"{p.rate:g}" for p in s.points if any(_not_steady(r) for r in p.runs)]
         if transient:
             notes.append(
                 f"{s.name}: not a steady state at {', '.join(transient)} req/s (arrivals shorter than "

@@ -28,11 +28,13 @@ from experiments.schema import (
     ResultWriter,
     RunConfig,
     RunMetadata,
+    RunWarning,
     ServerMetrics,
     ServingSetup,
     WorkloadConfig,
 )
 from experiments.schema.result import Status
+from experiments.schema.run_warning import PREFIX_CACHE
 from experiments.server_tokenizer import ServerTokenizer, TokenizerUnavailable, server_tokenizer
 from experiments.timing_checks import client_timing_warnings, steady_state_warning
 from experiments.workloads import (
@@ -192,7 +194,10 @@ def run_event_loop(main: Coroutine[Any, Any, None]) -> None:
         gc.unfreeze()
 
 
-def cache_warnings(workload: str, deltas: dict[str, dict[str, float]]) -> list[str]:
+PREFIX_CACHE_SHARE_MAX = 0.05  # share of a random workload's prompt tokens a server may serve from cache
+
+
+def cache_warnings(workload: str, deltas: dict[str, dict[str, float]]) -> list[RunWarning]:
     """Warnings when a server answered measured prompts from its prefix cache.
 
     Random and trace workloads should compute every prompt; reused prompts (e.g. the same --seed run twice
@@ -205,11 +210,17 @@ def cache_warnings(workload: str, deltas: dict[str, dict[str, float]]) -> list[s
     for url, d in deltas.items():
         hits = sum(v for k, v in d.items() if k.startswith("vllm:prefix_cache_hits"))
         queries = sum(v for k, v in d.items() if k.startswith("vllm:prefix_cache_queries"))
-        if queries and hits / queries > 0.05:
+        if queries and hits / queries > PREFIX_CACHE_SHARE_MAX:
             out.append(
-                f"{url} served {hits / queries:.0%} of prompt tokens from its local prefix cache: the "
-                "prompts were seen before on this server (same --seed as an earlier run?), so latency and "
-                "energy are not those of computing them; use a new --seed or restart the server"
+                RunWarning(
+                    code=PREFIX_CACHE,
+                    observed=hits / queries,
+                    threshold=PREFIX_CACHE_SHARE_MAX,
+                    message=f"{url} served {hits / queries:.0%} of prompt tokens from its local prefix "
+                    "cache: the prompts were seen before on this server (same --seed as an earlier run?), "
+                    "so latency and energy are not those of computing them; use a new --seed or restart "
+                    "the server",
+                )
             )
     return out
 

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from experiments.schema import Record, Summary
+from experiments.schema import Record, RunWarning, Summary
+from experiments.schema.run_warning import COALESCED_CHUNKS, NOT_STEADY, SEND_LATENESS
 
 # A coalesced chunk has the timestamp of the chunk before it: an ITL of exactly 0, and the gap before it
 # holds two decode steps. At 1% of chunks, 1% of the pooled gaps are zeros and as many are doubled, so
@@ -30,26 +31,36 @@ COALESCED_SHARE_MAX = 0.01
 SEND_LATENESS_P99_MAX_MS = 5.0
 
 
-def client_timing_warnings(summary: Summary, capped: bool = False) -> list[str]:
+def client_timing_warnings(summary: Summary, capped: bool = False) -> list[RunWarning]:
     """Warnings for `summary`; `capped`: a --max-concurrency cap delayed sends on purpose (no lateness
     warning then)."""
     out = []
     share = summary.coalesced_chunk_share
     if share is not None and share > COALESCED_SHARE_MAX:
         out.append(
-            f"{share:.1%} of text chunks ({summary.coalesced_chunks} of {summary.chunks}) arrived in the "
-            f"same network read as the chunk before them (above {COALESCED_SHARE_MAX:.0%}): their ITL is 0 "
-            "and the gap before them doubled, so ITL percentiles show read batching (the server flushing "
-            "bursts, or a client too busy to read), not decode steps; on a shared CPU host give the "
-            "client its own core"
+            RunWarning(
+                code=COALESCED_CHUNKS,
+                observed=share,
+                threshold=COALESCED_SHARE_MAX,
+                message=f"{share:.1%} of text chunks ({summary.coalesced_chunks} of {summary.chunks}) "
+                "arrived in the same network read as the chunk before them (above "
+                f"{COALESCED_SHARE_MAX:.0%}): their ITL is 0 and the gap before them doubled, so ITL "
+                "percentiles show read batching (the server flushing bursts, or a client too busy to read), "
+                "not decode steps; on a shared CPU host give the client its own core",
+            )
         )
     late = summary.send_lateness_ms.p99
     if not capped and late is not None and late > SEND_LATENESS_P99_MAX_MS:
         out.append(
-            f"send lateness p99 {late:.1f} ms (above {SEND_LATENESS_P99_MAX_MS:g} ms): the client sent "
-            "requests late against their schedule, so the offered load was not the one asked for and "
-            "TTFT misses the time requests waited in the client; run the client on a less loaded host "
-            "or lower the rate"
+            RunWarning(
+                code=SEND_LATENESS,
+                observed=late,
+                threshold=SEND_LATENESS_P99_MAX_MS,
+                message=f"send lateness p99 {late:.1f} ms (above {SEND_LATENESS_P99_MAX_MS:g} ms): the "
+                "client sent requests late against their schedule, so the offered load was not the one "
+                "asked for and TTFT misses the time requests waited in the client; run the client on a "
+                "less loaded host or lower the rate",
+            )
         )
     return out
 
@@ -80,6 +91,15 @@ class Ramp:
         """Requests at this rate whose arrivals would last STEADY_ARRIVALS_IN_E2E mean E2Es."""
         return math.ceil(STEADY_ARRIVALS_IN_E2E * self.e2e_s * self.rate) + 1 if self.rate else None
 
+    def as_warning(self) -> RunWarning:
+        """The warning a result stores: observed = the arrival window in mean E2Es."""
+        return RunWarning(
+            code=NOT_STEADY,
+            observed=self.window_s / self.e2e_s,
+            threshold=STEADY_ARRIVALS_IN_E2E,
+            message=self.warning(),
+        )
+
     def warning(self) -> str:
         in_flight = self.rate * self.e2e_s if self.rate else float(self.requests)
         need = self.requests_needed
@@ -106,8 +126,8 @@ def find_ramp(arrival_s: Sequence[float] | np.ndarray, e2el_ms: Sequence[float] 
     return Ramp(window_s, e2e_s, len(arrivals))
 
 
-def steady_state_warning(records: Sequence[Record]) -> str | None:
+def steady_state_warning(records: Sequence[Record]) -> RunWarning | None:
     """`find_ramp` over the successful records (sent time and E2E), as a warning."""
     ok = [r for r in records if r.succeeded and r.sent_mono_ns is not None and r.e2el_ms is not None]
     found = find_ramp([r.sent_mono_ns / 1e9 for r in ok], [r.e2el_ms for r in ok])  # type: ignore[operator,misc]
-    return found.warning() if found else None
+    return found.as_warning() if found else None

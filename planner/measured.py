@@ -18,7 +18,7 @@ import numpy as np
 
 from analysis.runs import find_results
 from experiments.arrivals import ArrivalConfig
-from experiments.schema import Record, RunResult, WorkloadConfig
+from experiments.schema import Record, RunResult, RunWarning, WorkloadConfig
 from planner.setups import POLICIES, Setup
 
 
@@ -62,6 +62,7 @@ class MeasuredRun:
     prefill_leg_ms: np.ndarray  # NaN where the record has no stage timing
     decode_first_chunk_ms: np.ndarray
     decode_total_ms: np.ndarray
+    warnings: tuple[RunWarning, ...] = ()  # the result's own (typed: filter on code)
 
 
 def _setup(res: RunResult, path: Path) -> Setup:
@@ -173,4 +174,5 @@ def measured_from(res: RunResult, run_dir: str | Path) -> MeasuredRun:
         prefill_leg_ms=_stage(ok, "prefill_ms"),
         decode_first_chunk_ms=_stage(ok, "decode_first_chunk_ms"),
         decode_total_ms=_stage(ok, "decode_total_ms"),
+        warnings=tuple(res.warnings),
     )

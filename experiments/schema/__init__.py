@@ -10,6 +10,7 @@ notebook, planner) goes through these types.
       stages: StageSummary         the proxy's TTFT split
       energy: EnergySection        per-GPU windows (GpuEnergy) with idle power; derived split and totals
       server_metrics: {url: ServerMetrics}
+      warnings: list[RunWarning]   code, message, observed, threshold
 
 Fields marked `computed` are derived: written to JSON for readers without our code (pandas, jq) and
 recomputed, never read back, on load.
@@ -53,6 +54,7 @@ from experiments.schema.run import (
     Sweep,
     WorkloadConfig,
 )
+from experiments.schema.run_warning import RunWarning
 from experiments.schema.setup import Instance, InstanceSettings, ServingSetup, SetupKind
 from experiments.schema.summary import STAGE_KEYS, Distribution, StageSummary, Summary
 from experiments.schema.upgrade import SCHEMA_VERSION
@@ -86,6 +88,7 @@ __all__ = [
     "RunConfig",
     "RunMetadata",
     "RunResult",
+    "RunWarning",
     "SchemaError",
     "Scope",
     "ServerMetrics",

@@ -29,6 +29,7 @@ from experiments.schema.chunk_codec import pack_chunk_times, unpack_chunk_times
 from experiments.schema.energy import SCOPES, EnergySection
 from experiments.schema.records import Record, chunk_counts
 from experiments.schema.run import RunMetadata, ServerMetrics
+from experiments.schema.run_warning import RunWarning
 from experiments.schema.summary import StageSummary, Summary
 from experiments.schema.upgrade import SCHEMA_VERSION, upgrade
 
@@ -49,7 +50,7 @@ class RunResult:
     stages: StageSummary | None = None  # the proxy's stage split (disaggregated runs)
     energy: EnergySection | None = None
     server_metrics: dict[str, ServerMetrics] = field(default_factory=dict)  # by server URL
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[RunWarning] = field(default_factory=list)  # typed: filter on `code`
     records: list[Record] = field(default_factory=list)
     path: Path | None = field(default=None, metadata={"json": False})  # result.json it was loaded from
 

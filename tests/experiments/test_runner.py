@@ -108,7 +108,8 @@ def test_a_sweep_records_its_place_in_every_run(model_dir: Path, tmp_path: Path)
 def test_reused_prompts_are_flagged() -> None:
     deltas = {"http://p": {f"{P}_queries_total{{}}": 1000.0, f"{P}_hits_total{{}}": 990.0}}
     (w,) = cache_warnings("random", deltas)
-    assert "http://p" in w and "99%" in w and "--seed" in w
+    assert (w.code, w.observed, w.threshold) == ("prefix_cache", 0.99, 0.05)
+    assert "http://p" in w.message and "99%" in w.message and "--seed" in w.message
 
 
 def test_fresh_prompts_and_transferred_kv_are_not_flagged() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from experiments.schema import Record
 from experiments.timing_checks import Ramp, find_ramp, steady_state_warning
@@ -24,7 +25,9 @@ def _runs(n: int, gap_s: float, e2e_s: float) -> list[Record]:
 def test_long_requests_at_a_high_rate_are_not_a_steady_state() -> None:
     # 200 requests at 12 req/s (16.6 s of arrivals) lasting 10 s each: ~120 in flight, a ramp.
     w = steady_state_warning(_runs(200, 1 / 12, 10.0))
-    assert w is not None and "not a steady state" in w and "120 requests are in flight" in w
+    assert w is not None and "not a steady state" in w.message and "120 requests are in flight" in w.message
+    # observed: the arrival window (199 gaps of 1/12 s) in mean E2Es (10 s); threshold 3
+    assert (w.code, w.threshold) == ("not_steady", 3.0) and w.observed == pytest.approx(199 / 12 / 10.0)
 
 
 def test_arrivals_lasting_three_lifetimes_are_fine() -> None:

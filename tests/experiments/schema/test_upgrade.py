@@ -127,3 +127,24 @@ def test_an_upgraded_result_saves_as_2_0_and_loads_the_same(tmp_path: Path) -> N
     again = RunResult.load(res.save(tmp_path / "copy"))
     assert orjson.loads((tmp_path / "copy" / "result.json").read_bytes())["schema_version"] == SCHEMA_VERSION
     assert again.to_dict() == res.to_dict()
+
+
+def test_free_text_warnings_of_a_2_1_result_load_typed(tmp_path: Path) -> None:
+    res = RunResult.load(COMMITTED[0])
+    doc = res.to_dict()
+    doc["schema_version"] = "2.1"
+    doc["warnings"] = [
+        "not a steady state: arrivals lasted 8.7 s, under 3 mean E2E latencies (3.3 s each); ...",
+        "send lateness p99 7.0 ms (above 5 ms): the client sent requests late ...",
+        "something else a newer runner said",
+    ]
+    (tmp_path / "result.json").write_bytes(orjson.dumps(doc, option=orjson.OPT_NON_STR_KEYS))
+    old = RunResult.load(tmp_path)
+    assert [(w.code, w.observed, w.threshold) for w in old.warnings] == [
+        ("not_steady", None, None),
+        ("send_lateness", None, None),
+        ("unclassified", None, None),
+    ]
+    assert [w.message for w in old.warnings] == doc["warnings"]
+    again = RunResult.load(old.save(tmp_path / "copy"))  # written as 2.2, read back the same
+    assert again.warnings == old.warnings
