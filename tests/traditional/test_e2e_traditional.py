@@ -72,7 +72,10 @@ def test_every_request_has_exact_token_counts(result) -> None:
     for r in res.records:
         assert r.succeeded, r.failure
         assert (r.prompt_tokens, r.completion_tokens) == (IN_LEN, OUT_LEN)
-        assert len(r.chunk_mono_ns) == OUT_LEN
+        # One text event per token, unless the server fell behind its client: vLLM then merges the
+        # pending tokens into one event (seen on 2 busy cores: 11 events for 12 tokens). The usage
+        # count above is exact either way.
+        assert 1 <= len(r.chunk_mono_ns) <= OUT_LEN
 
 
 def test_latencies_are_ordered_and_never_negative(result) -> None:
@@ -92,7 +95,7 @@ def test_latencies_are_ordered_and_never_negative(result) -> None:
     s = res.summary
     assert s is not None
     assert s.completed == N_REQUESTS and s.failed == 0 and s.good_requests == N_REQUESTS
-    assert s.itl_ms.count == N_REQUESTS * (OUT_LEN - 1)
+    assert s.itl_ms.count == sum(len(r.chunk_mono_ns) - 1 for r in res.records)  # every gap, pooled
 
 
 def test_client_ttft_agrees_with_server_histogram(result) -> None:
