@@ -6,8 +6,11 @@ Per rate point, SLO attainment = the share of measured requests (failed ones cou
 and TPOT are both within the bounds (a one-token request passes TPOT, as in vLLM). For one cell and
 attainment level L, the sustained rate is interpolated linearly between the last measured rate that meets
 L and the next one; "never met" when no rate meets it; ">= max rate" when the highest rate still does (a
-lower bound). Average power is that of all monitored GPUs (counter energy / window), interpolated the same
-way; per kW = sustained rate / (power / 1000).
+lower bound). Average power is interpolated the same way; per kW = sustained rate / (power / 1000).
+
+One GPU count for every figure: a setup is charged for the GPUs it serves on (`GPU_SCOPE`). Per GPU
+divides by the setup's GPUs, and per kW and the energy figures count those GPUs' counter energy and
+power; a GPU the host monitored but the setup left idle (GPU 1 beside one instance) is in neither.
 """
 
 from __future__ import annotations
@@ -23,6 +26,10 @@ import numpy as np
 from analysis.comparability import hardware, model_name
 from analysis.runs import CompareError, Run
 from analysis.setup_sweeps import by_setup, check_sweep_setups, one_shape, shape_text
+from experiments.metrics import slo_arrays
+from experiments.schema import Scope
+from experiments.schema.run_warning import NOT_STEADY
+from experiments.slo import slo_met
 from experiments.timing_checks import STEADY_ARRIVALS_IN_E2E, steady_state_warning
 
 DEFAULT_TTFT_MS: tuple[float, ...] = (250.0, 500.0, 1000.0, 2000.0)
@@ -31,6 +38,7 @@ DEFAULT_ATTAINMENT = 0.9
 EPS = 1e-12  # attainments are ratios of counts: equal to the level means meeting it
 Status = Literal["never met", "bracketed", "never saturated"]
 Metric = Literal["per_gpu", "per_kw"]
+GPU_SCOPE: Scope = "serving_gpus"  # the GPUs a setup is charged for, in every figure
 
 
 @dataclass(frozen=True)
@@ -83,8 +91,8 @@ class RatePoint:
     measured: int
     achieved_rps: float | None
     arrived_rps: float | None  # the realized arrival rate (mean over the pooled runs), beside the nominal
-    avg_power_w: float | None  # all monitored GPUs, mean over the pooled runs
-    energy_j: float | None  # all GPUs, summed over the pooled runs; static + dynamic
+    avg_power_w: float | None  # the setup's GPUs (GPU_SCOPE), mean over the pooled runs
+    energy_j: float | None  # the setup's GPUs, summed over the pooled runs; static + dynamic
     static_j: float | None
     dynamic_j: float | None
     completed: int
@@ -172,25 +180,15 @@ class Frontier:
     excluded: list[tuple[Run, str]] = field(default_factory=list)
 
 
-def _request_arrays(run: Run) -> tuple[np.ndarray, np.ndarray]:
-    """TTFT and TPOT (ms) of every measured request: NaN for failed, TPOT 0 for one output token."""
-    measured = run.result.measured()
-    ttft = np.array([np.nan if (v := r.ttft_ms) is None else v for r in measured], dtype=float)
-    tpot = np.array(
-        [np.nan if not r.succeeded else (r.tpot_ms or 0.0) for r in measured],
-        dtype=float,
-    )
-    return ttft, tpot
-
-
-def attainment_table(ttft: np.ndarray, tpot: np.ndarray, grid: SloGrid) -> np.ndarray:
-    """[i, j] = share of requests with TTFT <= ttft_ms[i] and TPOT <= tpot_ms[j] (NaN never meets)."""
-    if ttft.size == 0:
-        return np.full((len(grid.ttft_ms), len(grid.tpot_ms)), np.nan)
-    with np.errstate(invalid="ignore"):
-        ok_ttft = ttft[:, None] <= np.asarray(grid.ttft_ms)[None, :]
-        ok_tpot = tpot[:, None] <= np.asarray(grid.tpot_ms)[None, :]
-    return (ok_ttft[:, :, None] & ok_tpot[:, None, :]).mean(axis=0)
+def attainment_table(metrics: dict[str, np.ndarray], grid: SloGrid) -> np.ndarray:
+    """[i, j] = share of requests meeting TTFT <= ttft_ms[i] and TPOT <= tpot_ms[j] (`slo_met`; `metrics`:
+    `slo_arrays` of every measured request, so a failed one misses)."""
+    table = np.full((len(grid.ttft_ms), len(grid.tpot_ms)), np.nan)
+    if metrics["ttft_ms"].size:
+        for i, ttft in enumerate(grid.ttft_ms):
+            for j, tpot in enumerate(grid.tpot_ms):
+                table[i, j] = slo_met(metrics, {"ttft": ttft, "tpot": tpot}).mean()
+    return table
 
 
 def _sum(values: list[float | None]) -> float | None:
@@ -198,18 +196,17 @@ def _sum(values: list[float | None]) -> float | None:
 
 
 def rate_point(rate: float, runs: list[Run], grid: SloGrid) -> RatePoint:
-    arrays = [_request_arrays(r) for r in runs]
-    ttft = np.concatenate([a[0] for a in arrays])
-    tpot = np.concatenate([a[1] for a in arrays])
-    totals = [r.totals("all_gpus") for r in runs]
+    arrays = [slo_arrays(r.result.measured()) for r in runs]
+    metrics = {k: np.concatenate([a[k] for a in arrays]) for k in arrays[0]}
+    totals = [r.totals(GPU_SCOPE) for r in runs]
     achieved = [r.summary.request_throughput for r in runs]
     arrived = [r.summary.arrival_rate for r in runs]
     powers = [t.avg_power_w if t is not None else None for t in totals]
     return RatePoint(
         rate=rate,
         runs=runs,
-        attainment=attainment_table(ttft, tpot, grid),
-        measured=int(ttft.size),
+        attainment=attainment_table(metrics, grid),
+        measured=int(metrics["ttft_ms"].size),
         achieved_rps=None if None in achieved else float(np.mean(achieved)),  # type: ignore[arg-type]
         arrived_rps=None if None in arrived else float(np.mean(arrived)),  # type: ignore[arg-type]
         avg_power_w=None if None in powers else float(np.mean(powers)),  # type: ignore[arg-type]
@@ -297,6 +294,13 @@ def setup_sweep(name: str, runs: list[Run], grid: SloGrid) -> SetupSweep:
     return SetupSweep(name, runs[0].setup_kind, count, source, points)
 
 
+def _not_steady(run: Run) -> bool:
+    """The run's stored not_steady warning; runs written before the runner checked are checked now."""
+    return any(w.code == NOT_STEADY for w in run.result.warnings) or (
+        steady_state_warning(run.result.measured()) is not None
+    )
+
+
 def build_frontier(
     runs: Sequence[Run], grid: SloGrid | None = None, level: float = DEFAULT_ATTAINMENT, force: bool = False
 ) -> Frontier:
@@ -317,6 +321,10 @@ def build_frontier(
     for s in setups:
         if s.gpus_source != "recorded":
             notes.append(f"{s.name}: {s.num_gpus} GPU(s), {s.gpus_source} (no GPU count recorded)")
+        metered = {len(r.energy.scope(GPU_SCOPE)) for p in s.points for r in p.runs if r.totals(GPU_SCOPE)}
+        if metered - {s.num_gpus}:
+            counts = ", ".join(str(n) for n in sorted(metered))
+            notes.append(f"{s.name}: {s.num_gpus} GPU(s) per GPU, but power and energy metered on {counts}")
         if len(s.points) < 2:
             notes.append(f"{s.name}: one rate only ({s.points[0].rate:g} req/s), nothing to interpolate")
         powers = [p.avg_power_w for p in s.points]
@@ -329,9 +337,7 @@ def build_frontier(
             cap[(s.name, i, j)] = c
             if c.non_monotone:
                 dips.append(grid.text(i, j))
-        transient = [
-            f"{p.rate:g}" for p in s.points if any(steady_state_warning(r.result.measured()) for r in p.runs)
-        ]
+        transient = [f"{p.rate:g}" for p in s.points if any(_not_steady(r) for r in p.runs)]
         if transient:
             notes.append(
                 f"{s.name}: not a steady state at {', '.join(transient)} req/s (arrivals shorter than "

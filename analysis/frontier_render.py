@@ -118,7 +118,7 @@ def energy_rows(f: Frontier) -> tuple[list[str], list[list[str]]]:
         "setup",
         "offered (req/s)",
         "achieved (req/s)",
-        "avg power, all GPUs (W)",
+        "avg power, setup's GPUs (W)",
         "J/request",
         "static J/request",
         "dynamic J/request",
@@ -169,9 +169,9 @@ def render_frontier(
         f"within the cell's bounds. Per cell, each setup's sustained rate is the highest offered rate with "
         f"attainment ≥ {level}, interpolated linearly between the two bracketing measured rates (shown); "
         "'≥' marks a setup that still meets it at its highest rate (never saturated: a lower bound). "
-        "Per GPU divides by the setup's GPUs; per kW divides by the average power of all monitored GPUs "
-        "(an idle GPU included) over the measured window, interpolated the same way. The ratio is the "
-        "leader over the runner-up.",
+        "Every figure counts the setup's GPUs: per GPU divides by them, per kW by their average power "
+        "over the measured window (interpolated the same way), and energy is theirs (a monitored GPU the "
+        "setup left idle is in none). The ratio is the leader over the runner-up.",
         "",
     ]
     for metric in ("per_gpu", "per_kw"):
@@ -194,7 +194,7 @@ def render_frontier(
     )
     out += ["", "## SLO attainment per offered rate", "", "Columns: TTFT bound / TPOT bound (ms).", ""]
     out += md_table(*attainment_rows(f))
-    out += ["", "## Energy vs offered rate (all GPUs, static = idle power × window)", ""]
+    out += ["", "## Energy vs offered rate (the setup's GPUs, static = idle power × window)", ""]
     out += md_table(*energy_rows(f))
     out.append("")
     out += plots_and_notes(plots, [*f.notes, *plot_notes])

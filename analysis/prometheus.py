@@ -86,11 +86,6 @@ class Quantile:
     lower: float
     upper: float
 
-    @property
-    def coarse(self) -> bool:
-        """The bucket is wider than half the value: the number says little beyond its bucket."""
-        return self.upper - self.lower > 0.5 * abs(self.value) or math.isinf(self.upper)
-
     def scaled(self, factor: float) -> Quantile:
         return Quantile(self.value * factor, self.lower * factor, self.upper * factor)
 

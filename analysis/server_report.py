@@ -1,7 +1,6 @@
 """The server side of a comparison as markdown: vLLM's own view per instance, where TTFT goes from both
 sides, the decode side's first chunk and KV transfer cost, and the prefill instance beside independent
-ones. `server_sections` is report.md's section; `prefill_table_md` and `first_chunk_table_md` are tables
-for a results README.
+ones. `server_sections` is report.md's section.
 
     python -m analysis.server_report results/h200x2/frontier/prefill-heavy/*/*   # the sections, printed
 """
@@ -224,12 +223,6 @@ def nixl_rows(splits: Sequence[tuple[Run, FirstChunkSplit]]) -> list[list[str]]:
     return rows
 
 
-def first_chunk_table_md(runs: Sequence[Run]) -> str:
-    """The decode side's first-chunk split of the P/D runs, a markdown table (empty without P/D runs)."""
-    rows, _ = first_chunk_rows(first_chunk_splits(runs))
-    return "\n".join(md_table(FIRST_CHUNK_HEADER, rows)) if rows else ""
-
-
 PREFILL_HEADER = [
     "tokens in -> out",
     "rate (req/s)",
@@ -264,13 +257,6 @@ def _prefill_cells(r: PrefillRow) -> list[str]:
         e.interval if e is not None else "no records",
         *evidence,
     ]
-
-
-def prefill_table_md(runs: Sequence[Run]) -> str:
-    """The prefilling instances' own times beside the records' overlap evidence, by rate: a markdown table
-    for a results README (empty when no run has server metrics)."""
-    rows = prefill_rows(list(runs))
-    return "\n".join(md_table(PREFILL_HEADER, [_prefill_cells(r) for r in rows])) if rows else ""
 
 
 def server_sections(runs: Sequence[Run]) -> list[str]:

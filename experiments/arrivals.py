@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -116,23 +116,6 @@ class ArrivalConfig:
             raise ValueError(f"warmup must be an integer >= 0 (number of requests), got {self.warmup!r}")
         if not _is_count(self.seed, None):
             raise ValueError(f"seed must be an integer, got {self.seed!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-safe dict (an infinite rate is written as the string "inf")."""
-        out = asdict(self)
-        for key in ("rate", "burstiness"):
-            if isinstance(out[key], float) and math.isinf(out[key]):
-                out[key] = "inf"
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ArrivalConfig:
-        """Inverse of `to_dict`."""
-        fields = dict(data)
-        for key in ("rate", "burstiness"):
-            if fields.get(key) == "inf":
-                fields[key] = math.inf
-        return cls(**fields)
 
 
 def _is_count(value: Any, minimum: int | None) -> bool:

@@ -21,7 +21,6 @@ from experiments.schema.records import CANCELLED
 from experiments.workloads import RequestSpec
 
 TIMING_PREFIX = b": proxy-timing "
-TIMING_HEADER = "x-proxy-timing"
 _MAX_ERROR_CHARS = 500
 # Idle pooled connections are closed after this long, well before vLLM's uvicorn closes them (5 s, its
 # --timeout-keep-alive default; our proxy keeps them 75 s): a connection the server may be closing is never

@@ -12,7 +12,6 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -38,36 +37,17 @@ class Fit:
     rms_rel_error: float
     n_points: int
 
+    def __post_init__(self) -> None:
+        if len(self.features) != len(self.coefficients):
+            raise ValueError(
+                f"fit has {len(self.features)} features but {len(self.coefficients)} coefficients"
+            )
+
     def predict(self, values: Sequence[float]) -> float:
         return float(sum(c * v for c, v in zip(self.coefficients, values, strict=True)))
 
     def coefficient(self, feature: str) -> float:
         return self.coefficients[self.features.index(feature)]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "features": list(self.features),
-            "coefficients": list(self.coefficients),
-            "r2": self.r2,
-            "max_rel_error": self.max_rel_error,
-            "rms_rel_error": self.rms_rel_error,
-            "n_points": self.n_points,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Fit:
-        features = tuple(str(f) for f in data["features"])
-        coefficients = tuple(float(c) for c in data["coefficients"])
-        if len(features) != len(coefficients):
-            raise ValueError(f"fit has {len(features)} features but {len(coefficients)} coefficients")
-        return cls(
-            features=features,
-            coefficients=coefficients,
-            r2=float(data["r2"]),
-            max_rel_error=float(data["max_rel_error"]),
-            rms_rel_error=float(data["rms_rel_error"]),
-            n_points=int(data["n_points"]),
-        )
 
     def describe(self) -> str:
         terms = " + ".join(f"{c:.4g}*{f}" for f, c in zip(self.features, self.coefficients, strict=True))

@@ -16,10 +16,11 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 
 from experiments.schema import STAGE_KEYS, Distribution, PathStats, Record, StageSummary, Summary
+from experiments.schema.records import chunk_counts
 from experiments.schema.summary import send_span_s
+from experiments.slo import SLO_METRIC, check_slo, slo_met
 
 NS_PER_S = 1_000_000_000
-SLO_METRIC = {"ttft": "ttft_ms", "tpot": "tpot_ms", "e2e": "e2el_ms", "e2el": "e2el_ms"}
 
 
 def successes(records: Iterable[Record]) -> list[Record]:
@@ -28,37 +29,20 @@ def successes(records: Iterable[Record]) -> list[Record]:
     return [r for r in records if r.measured and r.succeeded]
 
 
-def check_slo(slo: Mapping[str, float]) -> None:
-    for key, value in slo.items():
-        if key not in SLO_METRIC:
-            raise ValueError(f"unknown SLO {key!r}; use ttft, tpot or e2e (milliseconds)")
-        if not value > 0:
-            raise ValueError(f"SLO {key} must be a positive number of milliseconds, got {value!r}")
+def slo_arrays(records: Sequence[Record]) -> dict[str, np.ndarray]:
+    """The metrics an SLO bounds, one entry per record, as `experiments.slo.slo_met` reads them: NaN
+    where a record has none, and a NaN TTFT for a request that failed (it misses every SLO)."""
+
+    def value(r: Record, field: str) -> float:
+        v = getattr(r, field)
+        return np.nan if v is None or (field == "ttft_ms" and not r.succeeded) else float(v)
+
+    return {f: np.array([value(r, f) for r in records], dtype=float) for f in SLO_METRIC.values()}
 
 
 def meets_slo(record: Record, slo: Mapping[str, float]) -> bool:
-    """Whether one request succeeded and meets every SLO in `slo` (ms).
-
-    A request without a TPOT (one output token) passes the TPOT SLO, as in vLLM.
-    """
-    if not record.succeeded:
-        return False
-    for key, limit in slo.items():
-        value = getattr(record, SLO_METRIC[key])
-        if value is None and key == "tpot":
-            value = 0.0
-        if value is None or value > limit:
-            return False
-    return True
-
-
-def _coalesced(good: Sequence[Record]) -> int:
-    """Chunks that arrived in the same network read as the chunk before them (equal timestamps)."""
-    return sum(
-        int(np.count_nonzero(np.diff(np.asarray(r.chunk_mono_ns, dtype=np.int64)) == 0))
-        for r in good
-        if len(r.chunk_mono_ns) > 1
-    )
+    """Whether one request succeeded and meets every SLO in `slo` (ms): `slo_met` on one record."""
+    return bool(slo_met(slo_arrays([record]), slo)[0])
 
 
 def _pooled_itl_ms(good: Sequence[Record]) -> np.ndarray:
@@ -75,6 +59,7 @@ def compute_summary(records: Iterable[Record], slo: Mapping[str, float] | None =
     records = list(records)
     measured = [r for r in records if r.measured]
     good = [r for r in measured if r.succeeded]
+    chunks, coalesced = chunk_counts(good)
     failed = [r for r in measured if not r.succeeded and not r.cancelled]
 
     sends = [r.sent_mono_ns for r in measured if r.sent_mono_ns is not None]
@@ -97,7 +82,7 @@ def compute_summary(records: Iterable[Record], slo: Mapping[str, float] | None =
         send_span_s=send_span_s(sends),
         total_input_tokens=sum(r.input_tokens or 0 for r in good),
         total_output_tokens=sum(r.output_tokens or 0 for r in good),
-        good_requests=sum(meets_slo(r, slo) for r in good) if slo else None,
+        good_requests=int(slo_met(slo_arrays(good), slo).sum()) if slo else None,
         slo=slo or None,
         errors=dict(Counter(str(r.failure)[:200] for r in failed)),
         ttft_ms=Distribution.of(present("ttft_ms")),
@@ -107,8 +92,8 @@ def compute_summary(records: Iterable[Record], slo: Mapping[str, float] | None =
         tbt_max_ms=Distribution.of(present("tbt_max_ms")),
         e2el_ms=Distribution.of(present("e2el_ms")),
         send_lateness_ms=Distribution.of(present("send_lateness_ms", measured)),
-        chunks=sum(len(r.chunk_mono_ns) for r in good),
-        coalesced_chunks=_coalesced(good),
+        chunks=chunks,
+        coalesced_chunks=coalesced,
     )
 
 

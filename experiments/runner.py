@@ -30,12 +30,14 @@ from experiments.schema import (
     ResultWriter,
     RunConfig,
     RunMetadata,
+    RunWarning,
     ServerMetrics,
     ServingSetup,
     TraceInfo,
     WorkloadConfig,
 )
 from experiments.schema.result import Status
+from experiments.schema.run_warning import ATTRIBUTION, PREFIX_CACHE
 from experiments.server_tokenizer import ServerTokenizer, TokenizerUnavailable, server_tokenizer
 from experiments.timing_checks import client_timing_warnings, steady_state_warning
 from experiments.traces import TraceReplay, select_trace, trace_specs
@@ -242,9 +244,12 @@ def run_event_loop(main: Coroutine[Any, Any, None]) -> None:
         gc.unfreeze()
 
 
+PREFIX_CACHE_SHARE_MAX = 0.05  # share of prompt tokens a server may serve from cache beyond the workload's
+
+
 def cache_warnings(
     workload: str, servers: dict[str, ServerMetrics], expected_reuse: float | None = None
-) -> list[str]:
+) -> list[RunWarning]:
     """Warnings when a server answered measured prompts from its prefix cache beyond what the workload
     itself reuses.
 
@@ -255,16 +260,22 @@ def cache_warnings(
     """
     if workload not in ("random", "trace"):
         return []
-    allowed = (expected_reuse or 0.0) + 0.05
+    allowed = (expected_reuse or 0.0) + PREFIX_CACHE_SHARE_MAX
     out = []
     for url, m in servers.items():
         rate = m.prefix_cache_hit_rate if m.error is None else None
         if rate is not None and rate > allowed:
             within = f" (the trace itself reuses {expected_reuse:.0%})" if expected_reuse else ""
             out.append(
-                f"{url} served {rate:.0%} of prompt tokens from its local prefix cache{within}: the "
-                "prompts were seen before on this server (same --seed as an earlier run?), so latency and "
-                "energy are not those of computing them; use a new --seed or restart the server"
+                RunWarning(
+                    code=PREFIX_CACHE,
+                    observed=rate,
+                    threshold=allowed,
+                    message=f"{url} served {rate:.0%} of prompt tokens from its local prefix cache{within}: "
+                    "the prompts were seen before on this server (same --seed as an earlier run?), so "
+                    "latency and energy are not those of computing them; use a new --seed or restart the "
+                    "server",
+                )
             )
     return out
 
@@ -349,7 +360,7 @@ def run(cfg: RunConfig, argv: list[str]) -> Path:
     if cfg.arrival.kind != "closed" and (steady := steady_state_warning(result.measured())):
         result.warnings.append(steady)
     if attribution_warning:
-        result.warnings.append(attribution_warning)
+        result.warnings.append(RunWarning(code=ATTRIBUTION, message=attribution_warning))
     for w in result.warnings:
         print(f"warning: {w}", file=sys.stderr)
     path = writer.finish(status, error)

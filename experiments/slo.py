@@ -1,11 +1,18 @@
-"""Service-level objectives for goodput: "ttft=200,tpot=50,e2e=2000" (milliseconds)."""
+"""Service-level objectives: "ttft=200,tpot=50,e2e=2000" (milliseconds), their keys, and the one test
+of a request against them (`slo_met`), which the runner's goodput, the frontier and the planner share.
+"""
 
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
+
+import numpy as np
 
 SLO_KEYS: tuple[str, ...] = ("ttft", "tpot", "e2e")
+# The per-request metric each SLO key bounds (the names of experiments.schema.Record's fields).
+SLO_METRIC: dict[str, str] = {"ttft": "ttft_ms", "tpot": "tpot_ms", "e2e": "e2el_ms"}
 _ALIASES = {"e2el": "e2e"}
 _SEPARATORS = re.compile(r"[,\s]+")
 _SPACED_EQUALS = re.compile(r"\s*([=:])\s*")
@@ -41,3 +48,35 @@ def parse_slo(text: str) -> dict[str, float]:
             raise ValueError(f"SLO {name} given twice (at {part!r})")
         slo[name] = value
     return slo
+
+
+def _key(key: str) -> str:
+    name = _ALIASES.get(key, key)
+    if name not in SLO_KEYS:
+        raise ValueError(f"unknown SLO {key!r}; use ttft, tpot or e2e (milliseconds)")
+    return name
+
+
+def check_slo(slo: Mapping[str, float]) -> None:
+    """Raise ValueError for an unknown key or a limit that is not a positive number of ms."""
+    for key, value in slo.items():
+        _key(key)
+        if not value > 0:
+            raise ValueError(f"SLO {key} must be a positive number of milliseconds, got {value!r}")
+
+
+def slo_met(metrics: Mapping[str, np.ndarray], slo: Mapping[str, float]) -> np.ndarray:
+    """Per request: whether it meets every limit in `slo` (ms). `metrics` holds one array per metric the
+    SLO bounds (`SLO_METRIC`: ttft_ms, tpot_ms, e2el_ms), one entry per request. A NaN TPOT (one output
+    token, no TPOT) passes the TPOT limit, as in vLLM; any other NaN misses, so a failed request is
+    given a NaN TTFT. With no limit, every request meets it."""
+    n = len(next(iter(metrics.values()))) if metrics else 0
+    ok = np.ones(n, dtype=bool)
+    for key, limit in slo.items():
+        name = _key(key)
+        values = np.asarray(metrics[SLO_METRIC[name]], dtype=float)
+        if name == "tpot":
+            values = np.nan_to_num(values, nan=0.0)
+        with np.errstate(invalid="ignore"):
+            ok &= values <= limit
+    return ok

@@ -15,7 +15,7 @@ from monitor.alignment import AlignSettings
 from monitor.backends import GpuBackend, open_backend
 from monitor.counter_schedule import CounterSchedule, wrap_safe_period_s
 from monitor.energy import WindowResult, integrate_between
-from monitor.export import monitor_summary, power_timeline, read_latency_stats
+from monitor.export import monitor_summary, power_timeline
 from monitor.fields import READ_NAMES
 from monitor.sampler import MIN_INTERVAL_S, Sampler, read_gpu_info
 from monitor.store import Samples
@@ -194,10 +194,6 @@ class PowerMonitor:
     def timeline(self, max_points: int = 500) -> dict[str, Any]:
         """Power per GPU over time, averaged into at most `max_points` time bins (for result JSON)."""
         return power_timeline(self.samples(), self.gpu_ids, self.interval_s, max_points)
-
-    def latency_stats(self) -> dict[str, dict[str, float | int | None]]:
-        """NVML read latency per read (successful reads only): mean, p50, p99, max in microseconds."""
-        return read_latency_stats(self.samples())
 
     def to_json(self) -> dict[str, Any]:
         """Everything a result file needs about this monitor, as a JSON-serializable dict."""

@@ -32,9 +32,10 @@ from typing import Any
 from experiments.cli_errors import OneLineErrorParser
 from experiments.schema import OVERLENGTH_POLICIES
 from experiments.slo import parse_slo
+from experiments.timing_checks import find_ramp
 from experiments.traces import describe_trace
 from planner import plots
-from planner.outcome import Outcome, ramp_note, request_metrics, summarize
+from planner.outcome import Outcome, request_metrics, summarize
 from planner.profile_model import EngineLimits, Profile, ProfileError, load_profile
 from planner.search import SearchConfig, search
 from planner.setups import POLICIES, parse_setup
@@ -298,8 +299,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             out = summarize(run, prof.power, args.slo, metrics=metrics)
             outs.append(out)
             print(_row(out))
-            if note := ramp_note(arrivals, metrics["e2el_ms"]):
-                print(f"  {setup.name} at {'the trace' if rate is None else f'{rate:g} req/s'}: {note}")
+            if found := find_ramp(arrivals, metrics["e2el_ms"]):
+                at = "the trace" if rate is None else f"{rate:g} req/s"
+                print(f"  {setup.name} at {at}: {found.warning()}")
     if args.slo:
         for name, outs in series.items():
             ok = [

@@ -3,9 +3,8 @@
 Default (no P/D result): the bytes one token's KV takes for the Llama-3.1-8B shape in bf16 (2 (K and
 V) x 32 layers x 8 KV heads x 128 head dim x 2 bytes = 131,072 B; 268 MB per 2048-token request), moved
 at ~300 GB/s, a conservative effective rate for one NVLink 4 direction on H100/H200 (450 GB/s nominal),
-with no fixed latency. The measured 2 x H200 pair (results/h200x2/README.md, P2P NCCL GET) spent
-~28 ms in "decode first chunk" of which ~6 ms is one decode step: its per-layer round trips cost far
-more than the bytes, so give `--pd-result` whenever a pair has been measured.
+with no fixed latency. A real connector's per-layer round trips can cost far more than the bytes
+(results/h200x2/README.md), so give `--pd-result` whenever a pair has been measured.
 
 From a P/D result: per request, transfer = decode_first_chunk - the decode instance's API-server time
 (the profile's frontend model) - (half a decode step of waiting for the next step boundary + one

@@ -18,7 +18,7 @@ import numpy as np
 
 from analysis.runs import find_results
 from experiments.arrivals import ArrivalConfig
-from experiments.schema import Record, RunResult, WorkloadConfig
+from experiments.schema import Record, RunResult, RunWarning, WorkloadConfig
 from planner.setups import POLICIES, Setup
 
 
@@ -63,6 +63,7 @@ class MeasuredRun:
     decode_first_chunk_ms: np.ndarray
     decode_total_ms: np.ndarray
     chunk_cost_s: float | None = None  # the API server's time per streamed chunk (see stream_chunk_cost_s)
+    warnings: tuple[RunWarning, ...] = ()  # the result's own (typed: filter on code)
 
 
 def _setup(res: RunResult, path: Path) -> Setup:
@@ -200,4 +201,5 @@ def measured_from(res: RunResult, run_dir: str | Path) -> MeasuredRun:
         decode_first_chunk_ms=_stage(ok, "decode_first_chunk_ms"),
         decode_total_ms=_stage(ok, "decode_total_ms"),
         chunk_cost_s=stream_chunk_cost_s(ok),
+        warnings=tuple(res.warnings),
     )

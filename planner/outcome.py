@@ -23,11 +23,9 @@ from typing import Any
 import numpy as np
 
 from experiments.schema import Distribution, to_builtins
-from experiments.timing_checks import STEADY_ARRIVALS_IN_E2E
+from experiments.slo import slo_met
 from planner.profile_model import PowerModel
 from planner.simulate import SimRun
-
-_SLO_ARRAY = {"ttft": "ttft_ms", "tpot": "tpot_ms", "e2e": "e2el_ms"}
 
 
 def request_metrics(run: SimRun) -> dict[str, np.ndarray]:
@@ -38,19 +36,6 @@ def request_metrics(run: SimRun) -> dict[str, np.ndarray]:
     with np.errstate(divide="ignore", invalid="ignore"):
         tpot = np.where(steps > 0, (e2el - ttft) / np.maximum(steps, 1), np.nan)
     return {"ttft_ms": ttft, "tpot_ms": tpot, "e2el_ms": e2el}
-
-
-def slo_met(metrics: Mapping[str, np.ndarray], slo: Mapping[str, float]) -> np.ndarray:
-    """Per request: meets every limit in `slo` (ms, keys of experiments.slo.parse_slo)."""
-    ok = np.ones(len(metrics["ttft_ms"]), dtype=bool)
-    for key, limit in slo.items():
-        if key not in _SLO_ARRAY:
-            raise ValueError(f"unknown SLO {key!r}; use ttft, tpot or e2e (milliseconds)")
-        values = metrics[_SLO_ARRAY[key]]
-        if key == "tpot":
-            values = np.nan_to_num(values, nan=0.0)
-        ok &= values <= limit
-    return ok
 
 
 @dataclass(frozen=True)
@@ -155,30 +140,4 @@ def summarize(
         utilization={role: float(np.mean(v)) for role, v in busy.items()},
         energy=estimate_energy(run, power, window_s),
         local_share=float(np.mean(run.local)) if run.setup.disaggregated and run.local is not None else None,
-    )
-
-
-def ramp(arrival_s: np.ndarray, e2el_ms: np.ndarray) -> tuple[float, float] | None:
-    """(arrival window s, mean E2E s) when arrivals lasted under STEADY_ARRIVALS_IN_E2E mean E2Es: the run
-    is a ramp, its latency and attainment optimistic past saturation (the runner's check,
-    experiments/timing_checks); None for a steady state."""
-    if len(arrival_s) < 2:
-        return None
-    window_s = float(arrival_s.max() - arrival_s.min())
-    e2e_s = float(np.nanmean(e2el_ms)) / 1e3
-    if not e2e_s > 0 or window_s >= STEADY_ARRIVALS_IN_E2E * e2e_s:
-        return None
-    return window_s, e2e_s
-
-
-def ramp_note(arrival_s: np.ndarray, e2el_ms: np.ndarray) -> str | None:
-    """What `ramp` finds, as a note with the requests that would last long enough."""
-    if (found := ramp(arrival_s, e2el_ms)) is None:
-        return None
-    window_s, e2e_s = found
-    need = int(np.ceil(len(arrival_s) * STEADY_ARRIVALS_IN_E2E * e2e_s / max(window_s, 1e-9)))
-    return (
-        f"not a steady state: arrivals lasted {window_s:.1f} s, under {STEADY_ARRIVALS_IN_E2E:g} mean E2Es "
-        f"({e2e_s:.1f} s each), so this is a ramp, optimistic past saturation; about {need} requests would "
-        "last long enough"
     )

@@ -1,4 +1,4 @@
-"""`python -m planner predict`: the predictions issue 13 asks to commit before the hardware exists.
+"""`python -m planner predict`: predictions committed before the hardware that would judge them exists.
 
 For both workload shapes of the 2 x H200 frontier campaign (prefill-heavy 2048 -> 256, decode-heavy
 512 -> 1024) and every SLO of a grid: 1P3D, 2P2D, 3P1D and four replicas on 4 GPUs, and the best few
@@ -205,9 +205,7 @@ def markdown(p: Predictions) -> str:
 
 
 def add_predict_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser(
-        "predict", help="issue 13's predictions: 4-GPU xPyD ratios and the best on 8/16/64 GPUs"
-    )
+    p = sub.add_parser("predict", help="predictions: 4-GPU xPyD ratios and the best on 8/16/64 GPUs")
     p.add_argument(
         "--profile", required=True, help="profile JSON (python -m planner profile), or 'illustrative'"
     )

@@ -7,16 +7,16 @@ they came from (GPU, clocks, model, vLLM version, engine limits). The simulator 
   alone in one step has steps = 1, tokens = N, attention_pairs = N^2 (so this is a + b*N + c*N^2); a
   chunk of n tokens at offset o adds n*(o + n) pairs, which keeps chunked prefills consistent;
 - decode step time = a + b*batch + c*context_sum + d*batch^2 (context_sum: total tokens the batch
-  attends over; the batch^2 term is the step's growth past batch ~128 on H200: 8.6 ms at 128, 16.1 ms
-  at 256 for 512-token contexts; schema-2 profiles have no d), plus, for a mixture-of-experts model,
+  attends over; the batch^2 term is the step's growth past a large batch (results/profiles/ shows it
+  on H200); schema-2 profiles have no d), plus, for a mixture-of-experts model,
   e*experts_touched(batch): a decode step reads the weights of every expert any of its tokens is routed
   to, so its cost follows the number of distinct experts the batch touches per layer, E*(1-(1-k/E)^B)
-  for E experts, k per token and B sequences under uniform routing (8 at B=1, 83 at 16, 127.6 of 128 at
-  64 for Qwen3-30B-A3B). That count rises steeply, then saturates: a concave curve no non-negative
-  a + b*B + d*B^2 can follow. Real routers are skewed, so fewer are touched than this; the fitted e
-  absorbs a constant share of that, not its shape (dummy weights route near-uniformly);
-  a step with prefill work touches (nearly) every expert already, so decodes riding along in it add no
-  experts term (planner/engine.py), and the prefill fit's intercept carries the experts' weights;
+  for E experts, k per token and B sequences under uniform routing. That count rises steeply, then
+  saturates: a concave curve no non-negative a + b*B + d*B^2 can follow. Real routers are skewed, so
+  fewer are touched than this; the fitted e absorbs a constant share of that, not its shape (dummy
+  weights route near-uniformly); a step with prefill work touches (nearly) every expert already, so
+  decodes riding along in it add no experts term (planner/engine.py), and the prefill fit's intercept
+  carries the experts' weights;
 - KV transfer time = latency + prompt_tokens * bytes_per_token / bandwidth, plus the connector's own
   time on the prefill GPU per request (`prefill_overhead_s`, engine time there);
 - API-server time per request = latency + per_token * prompt_tokens: tokenizing and input processing
@@ -34,13 +34,14 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from experiments.model_dir import MoeRouting
+from experiments.schema import SchemaError, convert, to_builtins
 from planner.fits import Fit, fit_nonnegative
 
 # 2: API-server time and the connector's prefill-side time (version 1 reads as zero); 3: decode batch^2
@@ -368,18 +369,18 @@ class Profile:
         return {
             "kind": PROFILE_KIND,
             "schema_version": self.schema_version,
-            "provenance": asdict(self.provenance),
-            "engine": asdict(self.engine),
+            "provenance": to_builtins(self.provenance),
+            "engine": to_builtins(self.engine),
             "prefill": {
                 "model": "step_s = a*steps + b*tokens + c*attention_pairs",
-                "fit": self.prefill.fit.to_dict(),
-                "points": [asdict(p) for p in self.prefill_points],
+                "fit": to_builtins(self.prefill.fit),
+                "points": to_builtins(self.prefill_points),
             },
             "decode": {
                 "model": "step_s = a + b*batch + c*context_sum + d*batch^2 [+ e*experts_touched(batch)]",
-                "fit": self.decode.fit.to_dict(),
-                "points": [asdict(p) for p in self.decode_points],
-                "moe": asdict(self.decode.routing) if self.decode.routing else None,
+                "fit": to_builtins(self.decode.fit),
+                "points": to_builtins(self.decode_points),
+                "moe": to_builtins(self.decode.routing) if self.decode.routing else None,
             },
             "kv_transfer": {
                 "model": "transfer_s = latency_s + prompt_tokens * bytes_per_token / bandwidth_bytes_per_s",
@@ -387,8 +388,8 @@ class Profile:
                 "bytes_per_token": kv.bytes_per_token,
                 "bandwidth_bytes_per_s": kv.bandwidth_bytes_per_s,
                 "source": kv.source,
-                "fit": kv.fit.to_dict() if kv.fit else None,
-                "points": [asdict(p) for p in self.kv_points],
+                "fit": to_builtins(kv.fit),
+                "points": to_builtins(self.kv_points),
                 "prefill_overhead_s": kv.prefill_overhead_s,
                 "prefill_overhead_source": kv.prefill_overhead_source,
                 "prefill_hold": kv.prefill_hold,
@@ -399,18 +400,18 @@ class Profile:
                 "latency_s": self.frontend.latency_s,
                 "per_token_s": self.frontend.per_token_s,
                 "source": self.frontend.source,
-                "fit": self.frontend.fit.to_dict() if self.frontend.fit else None,
+                "fit": to_builtins(self.frontend.fit),
                 "points": [{"prompt_tokens": n, "api_server_s": t} for n, t in self.frontend.points],
             },
-            "serving_loop": asdict(self.loop),
+            "serving_loop": to_builtins(self.loop),
             "power": {
                 "model": "decode_w = p0 + p1*ln(batch), at least idle_w",
                 "available": pw.available,
                 "reason": pw.reason,
                 "idle_w": pw.idle_w,
                 "prefill_w": pw.prefill_w,
-                "decode_fit": pw.decode_fit.to_dict() if pw.decode_fit else None,
-                "points": [asdict(p) for p in self.power_points],
+                "decode_fit": to_builtins(pw.decode_fit),
+                "points": to_builtins(self.power_points),
             },
         }
 
@@ -426,40 +427,37 @@ class Profile:
             )
         try:
             pre, dec, kv, pw = data["prefill"], data["decode"], data["kv_transfer"], data["power"]
-            clocks = data["provenance"].get("clocks")
             return cls(
-                provenance=Provenance(**{**data["provenance"], "clocks": clocks}),
-                engine=EngineLimits(**data["engine"]),
-                prefill=PrefillModel(Fit.from_dict(pre["fit"])),
+                provenance=_typed(data["provenance"], Provenance, "provenance"),
+                engine=_typed(data["engine"], EngineLimits, "engine"),
+                prefill=PrefillModel(_typed(pre["fit"], Fit, "prefill.fit")),
                 decode=DecodeModel(
-                    Fit.from_dict(dec["fit"]), MoeRouting(**dec["moe"]) if dec.get("moe") else None
+                    _typed(dec["fit"], Fit, "decode.fit"),
+                    _typed(dec["moe"], MoeRouting, "decode.moe") if dec.get("moe") else None,
                 ),
                 kv_transfer=KvTransferModel(
                     latency_s=float(kv["latency_s"]),
                     bytes_per_token=float(kv["bytes_per_token"]),
                     bandwidth_bytes_per_s=float(kv["bandwidth_bytes_per_s"]),
                     source=str(kv["source"]),
-                    fit=Fit.from_dict(kv["fit"]) if kv.get("fit") else None,
+                    fit=_typed(kv.get("fit"), Fit | None, "kv_transfer.fit"),  # type: ignore[arg-type]
                     prefill_overhead_s=float(kv.get("prefill_overhead_s", 0.0)),
                     prefill_overhead_source=str(kv.get("prefill_overhead_source", "schema 1: not measured")),
                     prefill_hold=bool(kv.get("prefill_hold", False)),
                     prefill_hold_source=str(kv.get("prefill_hold_source", "not in this profile: no hold")),
                 ),
                 frontend=_frontend(data.get("frontend")),
-                loop=ServingLoopModel(**data.get("serving_loop") or {}),
+                loop=_typed(data.get("serving_loop") or {}, ServingLoopModel, "serving_loop"),
                 power=PowerModel(
                     idle_w=pw["idle_w"],
                     prefill_w=pw["prefill_w"],
-                    decode_fit=Fit.from_dict(pw["decode_fit"]) if pw.get("decode_fit") else None,
+                    decode_fit=_typed(pw.get("decode_fit"), Fit | None, "power.decode_fit"),  # type: ignore[arg-type]
                     reason=pw.get("reason"),
                 ),
-                prefill_points=tuple(
-                    PrefillPoint(p["prompt_tokens"], p["latency_s"], tuple(p.get("samples", ())))
-                    for p in pre["points"]
-                ),
-                decode_points=tuple(DecodePoint(**p) for p in dec["points"]),
-                power_points=tuple(PowerPoint(**p) for p in pw["points"]),
-                kv_points=tuple(KvPoint(**p) for p in kv["points"]),
+                prefill_points=_typed(pre["points"], tuple[PrefillPoint, ...], "prefill.points"),
+                decode_points=_typed(dec["points"], tuple[DecodePoint, ...], "decode.points"),
+                power_points=_typed(pw["points"], tuple[PowerPoint, ...], "power.points"),
+                kv_points=_typed(kv["points"], tuple[KvPoint, ...], "kv_transfer.points"),
             )
         except (KeyError, TypeError) as exc:
             raise ProfileError(f"malformed profile: {exc!r}") from exc
@@ -483,6 +481,14 @@ def _moe_text(routing: MoeRouting | None) -> str:
     return f"; MoE: experts_touched = {e}*(1-(1-{k}/{e})^batch) per layer"
 
 
+def _typed(data: Any, cls: Any, where: str) -> Any:
+    """A part of a profile file as its type: the schema's msgspec conversion (one way to read JSON)."""
+    try:
+        return convert(data, cls, f"profile {where}")
+    except SchemaError as exc:
+        raise ProfileError(str(exc)) from exc
+
+
 def _frontend(data: dict[str, Any] | None) -> FrontendModel:
     if not data:
         return FrontendModel(source="schema 1 profile: not measured")
@@ -490,7 +496,7 @@ def _frontend(data: dict[str, Any] | None) -> FrontendModel:
         float(data["latency_s"]),
         float(data["per_token_s"]),
         str(data["source"]),
-        Fit.from_dict(data["fit"]) if data.get("fit") else None,
+        _typed(data.get("fit"), Fit | None, "frontend.fit"),  # type: ignore[arg-type]
         tuple((int(p["prompt_tokens"]), float(p["api_server_s"])) for p in data.get("points", ())),
     )
 

@@ -31,8 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from experiments.timing_checks import STEADY_ARRIVALS_IN_E2E
-from planner.outcome import Outcome, ramp, request_metrics, summarize, with_slo
+from experiments.timing_checks import STEADY_ARRIVALS_IN_E2E, Ramp, find_ramp
+from planner.outcome import Outcome, request_metrics, summarize, with_slo
 from planner.profile_model import EngineLimits, Profile
 from planner.routing import parse_route
 from planner.setups import Setup, candidate_setups
@@ -153,19 +153,11 @@ def workload_for(spec: WorkloadSpec, gpus: int, cfg: SearchConfig) -> Workload:
     return build_workload(dataclasses.replace(spec, num_requests=n))
 
 
-def run_at(
-    profile: Profile, setup: Setup, workload: Workload, rate: float, cfg: SearchConfig, limits: EngineLimits
-) -> Outcome:
-    arrivals = workload.arrivals(cfg.arrival, rate, cfg.burstiness, cfg.seed)
-    run = simulate(profile, setup, workload.prompt_tokens, workload.output_tokens, arrivals, limits, rate)
-    return summarize(run, profile.power, cfg.slo)
-
-
 @dataclass(frozen=True)
 class CachedRun:
     metrics: dict[str, np.ndarray]
     outcome: Outcome  # without an SLO
-    ramp: tuple[float, float] | None  # (arrival window s, mean E2E s) of a run too short for its load
+    ramp: Ramp | None  # a run too short for its load
     repeats: int = 1  # the workload's repeats in this run
 
     @property
@@ -207,7 +199,7 @@ class RunCache:
         )
         metrics = request_metrics(run)
         outcome = summarize(run, self.profile.power, None, metrics=metrics)
-        return CachedRun(metrics, outcome, ramp(arrivals, metrics["e2el_ms"]), repeats)
+        return CachedRun(metrics, outcome, find_ramp(arrivals, metrics["e2el_ms"]), repeats)
 
     def at(self, rate: float, slo: dict[str, float]) -> Outcome:
         if rate not in self.runs:
@@ -216,8 +208,8 @@ class RunCache:
         out = with_slo(cached.outcome, cached.metrics, slo)
         while not cached.steady and out.attainment is not None and out.attainment >= self.cfg.target:
             assert cached.ramp is not None
-            window_s, e2e_s = cached.ramp
-            need = math.ceil(1.2 * STEADY_ARRIVALS_IN_E2E * e2e_s / window_s * cached.repeats)
+            ramp = cached.ramp
+            need = math.ceil(1.2 * STEADY_ARRIVALS_IN_E2E * ramp.e2e_s / ramp.window_s * cached.repeats)
             repeats = min(MAX_REPEATS, max(need, 2 * cached.repeats))
             cached = self.runs[rate] = self._run(rate, repeats)
             out = with_slo(cached.outcome, cached.metrics, slo)

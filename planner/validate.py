@@ -27,15 +27,19 @@ from typing import Any
 import numpy as np
 
 from experiments.schema import Distribution, SchemaError, to_builtins
+from experiments.schema.run_warning import COALESCED_CHUNKS, NOT_STEADY, PREFIX_CACHE, SEND_LATENESS
+from experiments.slo import slo_met
 from planner.measured import MeasuredResultError, MeasuredRun, find_measured, load_measured
-from planner.outcome import Outcome, request_metrics, slo_met, summarize
+from planner.outcome import Outcome, request_metrics, summarize
 from planner.profile_model import EngineLimits, Profile
 from planner.simulate import SimulationError, simulate
 from planner.sustained import RateAgreement, SustainedRate, compare_rates, interpolate_sustained
 from planner.workload import fixed_lengths
 
-# Issue 10's frontier grid: TTFT bound x TPOT bound (ms).
+# The frontier campaign's grid: TTFT bound x TPOT bound (ms).
 DEFAULT_SLO_GRID: dict[str, tuple[float, ...]] = {"ttft": (250, 500, 1000, 2000), "tpot": (10, 15, 25, 50)}
+# Warnings of a measured run that make it a weaker judge of a prediction (see experiments.schema).
+JUDGE_WARNINGS = (NOT_STEADY, COALESCED_CHUNKS, SEND_LATENESS, PREFIX_CACHE)
 ARRIVAL_MATCH_S = 1e-3  # regenerated vs recorded schedule: larger gaps are noted
 
 
@@ -257,6 +261,13 @@ def compare_point(
     failed = m.measured_requests - len(m.ttft_ms)
     if failed:
         notes.append(f"{failed} measured request(s) failed: they miss every SLO")
+    notes += [
+        f"the measured run warns {w.code}"
+        + ("" if w.observed is None else f" ({w.observed:.3g} against {w.threshold:g})")
+        + ": the measurement, not the simulator, may be off here"
+        for w in m.warnings
+        if w.code in JUDGE_WARNINGS
+    ]
     return PointComparison(
         shape=shape,
         setup=m.setup.name,

@@ -160,7 +160,7 @@ def markdown(v: Validation, grid: dict[str, tuple[float, ...]]) -> str:
         "interpolated between the two bracketing rates of the same sweep on both sides "
         "(planner/sustained.py); failed requests miss every SLO.",
         "",
-        f"Criteria (issue 13): sustained rate within {v.rate_tolerance:.0%} of measured; J per request "
+        f"Criteria: sustained rate within {v.rate_tolerance:.0%} of measured; J per request "
         f"within {v.j_tolerance:.0%}. SLO grid: {grid_text(grid)} (ms), every combination.",
         "",
         "## Summary",

@@ -1,4 +1,5 @@
-"""Disaggregated-serving proxy: a Quart app that splits each request into a prefill and a decode leg.
+"""Disaggregated-serving proxy: splits each request into a prefill and a decode leg (an ASGI handler in
+front of a Quart app, which serves the other routes).
 
 Public API: `create_app(ProxyConfig) -> Quart`, `ProxyConfig`, `InstanceSpec`, `parse_instances`,
 `running_app` (serve in-process on an ephemeral port), `resolve_connector`. CLI: `python -m proxy`.

@@ -1,4 +1,4 @@
-"""The Quart app: splits each OpenAI request into a prefill leg and a decode leg.
+"""The Quart app around the proxy: its routes, and the ASGI handler that splits each generation request.
 
 Endpoints: POST /v1/completions and POST /v1/chat/completions (the hot path, served from ASGI by
 proxy/handler.py in front of Quart), GET /v1/models, /health, /metrics, /instances, /setup. Every

@@ -7,17 +7,17 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("experiments", "analysis", "launch", "disagg", "traditional", "proxy", "fake_upstream", "monitor",
-            "planner", "demo")  # fmt: skip
-# Who may import whom (first-party). experiments is the base every wing builds on; the fake upstream
-# serves tests and benchmarks of the proxy and the client; only the planner and the demo build on
-# analysis, and nothing imports planner or demo.
+            "planner", "demo", "bench")  # fmt: skip
+# Who may import whom (first-party). experiments is the base every wing builds on; only the planner and
+# the demo build on analysis, and nothing imports planner, demo or bench (the benchmarks, the soak and the
+# GPU validation script: tools beside the packages, which may use any of them).
 ALLOWED = {
-    "experiments": {"monitor", "fake_upstream"},
+    "experiments": {"monitor"},
     "analysis": {"experiments"},
     "launch": {"experiments"},
     "disagg": {"experiments", "launch"},
     "traditional": {"experiments", "launch"},
-    "proxy": {"fake_upstream"},
+    "proxy": set(),
     "fake_upstream": set(),
     "monitor": set(),
     "planner": {
@@ -26,6 +26,7 @@ ALLOWED = {
         "analysis",
     },  # comes last in the data flow: reads what analysis finds
     "demo": {"experiments", "analysis", "launch", "disagg", "traditional"},  # drives the whole pipeline
+    "bench": set(PACKAGES) - {"bench"},
 }
 MAX_LINES = 600
 

@@ -76,7 +76,7 @@ main)
   [ -n "${P2P_CHANNELS:-}" ] && pair_args+=(--nccl-num-channels "$P2P_CHANNELS")
   if start_pair main "${pair_args[@]}"; then
     # Monitor check during real load: counter vs integrated instant power, sample rate, read latency.
-    $PY -m monitor.validate_gpu --backend nvml --gpu-ids 0,1 --interval 0.1 --seconds 40 \
+    $PY -m bench.validate_gpu --backend nvml --gpu-ids 0,1 --interval 0.1 --seconds 40 \
         --json "$RES/monitor_validation.json" > "$RES/monitor_validation.txt" 2>&1 &
     experiment disagg 4 "$N_MAIN" rate4 --server-metrics "$P_URL,$D_URL"
     wait
@@ -92,7 +92,7 @@ main)
     fi
     $PY -m traditional stop "$RUNS/traditional" >/dev/null
   fi
-  $PY -m monitor.bench_monitor --backend nvml --gpu-ids 0,1 --seconds 5 > "$RES/bench_monitor_nvml.txt" 2>&1
+  $PY -m bench.bench_monitor --backend nvml --gpu-ids 0,1 --seconds 5 > "$RES/bench_monitor_nvml.txt" 2>&1
   cat "$RES/monitor_validation.txt" "$RES/bench_monitor_nvml.txt" 2>/dev/null | tail -n 40
   ;;
 *) echo "unknown mode $MODE"; exit 2 ;;

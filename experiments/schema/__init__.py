@@ -12,6 +12,7 @@ notebook, planner) goes through these types.
         attribution: EnergyAttribution   idle / per request and phase (records' `energy`: RequestEnergy)
         host: HostEnergy           CPU package and DRAM (RAPL), beside the GPUs
       server_metrics: {url: ServerMetrics}
+      warnings: list[RunWarning]   code, message, observed, threshold
 
 Fields marked `computed` are derived: written to JSON for readers without our code (pandas, jq) and
 recomputed, never read back, on load.
@@ -67,6 +68,7 @@ from experiments.schema.run import (
     TraceInfo,
     WorkloadConfig,
 )
+from experiments.schema.run_warning import RunWarning
 from experiments.schema.setup import Instance, InstanceSettings, ServingSetup, SetupKind
 from experiments.schema.summary import STAGE_KEYS, Distribution, PathStats, StageSummary, Summary
 from experiments.schema.upgrade import SCHEMA_VERSION
@@ -111,6 +113,7 @@ __all__ = [
     "RunConfig",
     "RunMetadata",
     "RunResult",
+    "RunWarning",
     "SchemaError",
     "Scope",
     "ServerMetrics",

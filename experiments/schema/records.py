@@ -188,3 +188,15 @@ class Record:
     def send_lateness_ms(self) -> float | None:
         """How late the client sent the request against its schedule (None when not scheduled)."""
         return _ms(self.sent_mono_ns, self.scheduled_mono_ns)
+
+
+def chunk_counts(records: list[Record]) -> tuple[int, int]:
+    """(text chunks, coalesced chunks) of `records`: a coalesced chunk arrived in the same network read as
+    the chunk before it (an equal timestamp). The summary's `chunks` and `coalesced_chunks`."""
+    chunks = sum(len(r.chunk_mono_ns) for r in records)
+    coalesced = sum(
+        int(np.count_nonzero(np.diff(np.asarray(r.chunk_mono_ns, dtype=np.int64)) == 0))
+        for r in records
+        if len(r.chunk_mono_ns) > 1
+    )
+    return chunks, coalesced

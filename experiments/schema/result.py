@@ -27,8 +27,9 @@ import orjson
 from experiments.schema.base import SchemaError, computed, convert, dumps, to_builtins
 from experiments.schema.chunk_codec import pack_chunk_times, unpack_chunk_times
 from experiments.schema.energy import SCOPES, EnergySection
-from experiments.schema.records import Record
+from experiments.schema.records import Record, chunk_counts
 from experiments.schema.run import RunMetadata, ServerMetrics
+from experiments.schema.run_warning import RunWarning
 from experiments.schema.summary import StageSummary, Summary, send_span_s
 from experiments.schema.upgrade import SCHEMA_VERSION, upgrade
 
@@ -49,7 +50,7 @@ class RunResult:
     stages: StageSummary | None = None  # the proxy's stage split (disaggregated runs)
     energy: EnergySection | None = None
     server_metrics: dict[str, ServerMetrics] = field(default_factory=dict)  # by server URL
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[RunWarning] = field(default_factory=list)  # typed: filter on `code`
     records: list[Record] = field(default_factory=list)
     path: Path | None = field(default=None, metadata={"json": False})  # result.json it was loaded from
 
@@ -148,9 +149,22 @@ class RunResult:
                 doc["records"] = on_disk
         result = convert(doc, cls, str(result_path))
         result.path = result_path
+        _count_chunks(result)
         if result.summary is not None and result.summary.send_span_s is None:  # written before the field
             result.summary.send_span_s = send_span_s(r.sent_mono_ns for r in result.records if r.measured)
         return result
+
+
+def _count_chunks(result: RunResult) -> None:
+    """Count the summary's chunks from the records where the file did not: 1.0 and 2.0 files, and runs
+    archived as 2.1 before the counts existed (they store 0 for both). A summary whose successful
+    requests carry chunk times cannot have 0 chunks, so 0 with chunk times present means "not counted"."""
+    s = result.summary
+    if s is None or s.chunks:
+        return
+    chunks, coalesced = chunk_counts(result.successes())
+    if chunks:
+        s.chunks, s.coalesced_chunks = chunks, coalesced
 
 
 def result_file(path: str | Path) -> Path:

@@ -13,8 +13,13 @@
 
 2.0 -> 2.1 (fields added, all with defaults that hold for 2.0 files):
 - records: `cancelled` (in flight when the run was interrupted; 2.0 runs did not record those);
-- summaries: `cancelled`, `chunks`, `coalesced_chunks` (0: not counted);
+- summaries: `cancelled`, `chunks`, `coalesced_chunks` (0: not counted; `RunResult.load` counts them
+  from the records then, as for 2.1 files archived before the counts existed);
 - metadata: `tokenizer_source`; config: `defaults`.
+
+2.1 -> 2.2:
+- warnings are typed (`RunWarning`: code, message, observed, threshold); an older free-text warning
+  becomes one with its code read from the text and no values.
 """
 
 from __future__ import annotations
@@ -22,9 +27,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from experiments.schema.base import SchemaError
+from experiments.schema.base import SchemaError, to_builtins
+from experiments.schema.run_warning import classify
 
-SCHEMA_VERSION = "2.1"
+SCHEMA_VERSION = "2.2"
 
 Doc = dict[str, Any]
 
@@ -101,8 +107,14 @@ def from_2_0(doc: Doc) -> Doc:
     return {**doc, "schema_version": "2.1"}
 
 
+def from_2_1(doc: Doc) -> Doc:
+    """A 2.1 document as 2.2: free-text warnings become typed ones."""
+    warnings = [to_builtins(classify(w)) if isinstance(w, str) else w for w in doc.get("warnings") or []]
+    return {**doc, "schema_version": "2.2", "warnings": warnings}
+
+
 # version -> the step that takes a document of that version one version up
-STEPS: dict[str, Callable[[Doc], Doc]] = {"1.0": from_1_0, "2.0": from_2_0}
+STEPS: dict[str, Callable[[Doc], Doc]] = {"1.0": from_1_0, "2.0": from_2_0, "2.1": from_2_1}
 
 
 def upgrade(doc: Doc, where: str) -> Doc:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from analysis.connector_cost import (
@@ -21,14 +22,13 @@ from analysis.runs import NA, Run, runs_from_results
 from experiments import server_metrics
 from experiments.schema import RunResult, ServerMetrics
 
-REPO = Path(__file__).resolve().parents[2]
-PD16 = REPO / "results" / "h200x2" / "frontier" / "prefill-heavy" / "pd" / "20261129-203629-disagg-rate16"
+RUNS = Path(__file__).resolve().parents[1] / "fixtures" / "h200x2"  # copies of committed runs
+PD16 = RUNS / "20261129-203629-disagg-rate16"
 FIXTURES = Path(__file__).with_name("fixtures")
 NIXL_DECODE_TEXT = FIXTURES / "nixl_metrics_h200_decode.txt"
 NIXL_PREFILL_TEXT = FIXTURES / "nixl_metrics_h200_prefill.txt"
-CONNECTORS = REPO / "results" / "h200x2" / "connectors"
-NIXL16 = CONNECTORS / "prefill-heavy" / "pd-nixl" / "20261130-013010-disagg-rate16"
-NIXL_PUSH = CONNECTORS / "push" / "prefill-heavy" / "pd-nixl" / "20261130-014631-disagg-rate12"
+NIXL16 = RUNS / "20261130-013010-disagg-rate16"
+NIXL_PUSH = RUNS / "push-20261130-014631-disagg-rate12"
 NIXL_KV_BYTES = 2048 * 131072  # NIXL moves whole blocks: 128 of 16 tokens, 8B shape
 DECODE_URL = "http://127.0.0.1:8200"
 PREFILL_URL = "http://127.0.0.1:8100"
@@ -39,19 +39,32 @@ def load(result: RunResult) -> Run:
     return runs_from_results([result])[0]
 
 
+def raw_mean(result: RunResult, url: str, histogram: str, scale: float = 1000.0) -> float:
+    """Mean of a histogram from the stored counter deltas: scale x sum / count (ms by default)."""
+    deltas = result.server_metrics[url].deltas
+    return scale * deltas[f"vllm:{histogram}_sum{{}}"] / deltas[f"vllm:{histogram}_count{{}}"]
+
+
+def first_chunk_ms(result: RunResult) -> float:
+    """The proxy's decode send -> first chunk, mean over the successful records."""
+    return float(np.mean([r.stages.decode_first_chunk_ms for r in result.successes() if r.stages]))
+
+
 def test_p2p_nccl_bytes_are_computed_and_the_transfer_inferred() -> None:
-    run = load(RunResult.load(PD16))
-    split = first_chunk_split(run)
+    result = RunResult.load(PD16)
+    split = first_chunk_split(load(result))
     assert split is not None and split.connector == "p2p_nccl" and split.nixl is None
     assert split.kv_bytes_per_request == pytest.approx(KV_BYTES)  # 268 MB
     assert split.bytes_source.startswith(COMPUTED) and "known Llama-3.1-8B shape" in split.bytes_source
-    # the load sits inside D's first step: D prefill 13.55 ms - one decode step (D's mean gap 6.92 ms)
+    # the load sits inside D's first step: D's prefill time (13.55 ms) - one decode step (D's mean ITL)
     assert split.transfer_source == INFERRED
-    assert split.kv_transfer_ms == pytest.approx(13.545 - 6.918, abs=2e-3)
-    assert split.first_step_ms == pytest.approx(6.918, abs=1e-3)
-    assert split.gbps == pytest.approx(KV_BYTES / 6.627e-3 / 1e9, rel=1e-3)  # ~40 GB/s
-    assert split.d_queue_ms == pytest.approx(0.0103, abs=1e-4)
-    assert split.outside_d_ms == pytest.approx(39.21 - 32.73, abs=0.01)
+    step = raw_mean(result, DECODE_URL, "inter_token_latency_seconds")
+    transfer = raw_mean(result, DECODE_URL, "request_prefill_time_seconds") - step
+    assert split.kv_transfer_ms == pytest.approx(transfer) and split.first_step_ms == pytest.approx(step)
+    assert split.gbps == pytest.approx(KV_BYTES / (transfer / 1e3) / 1e9)  # ~40 GB/s
+    assert split.d_queue_ms == pytest.approx(raw_mean(result, DECODE_URL, "request_queue_time_seconds"))
+    d_ttft = raw_mean(result, DECODE_URL, "time_to_first_token_seconds")
+    assert split.outside_d_ms == pytest.approx(first_chunk_ms(result) - d_ttft)
     assert any("exports no transfer metrics" in n for n in split.notes)
 
 
@@ -77,16 +90,19 @@ def test_nixl_series_parsed_from_a_real_metrics_text() -> None:
 
 def test_nixl_split_measures_the_transfer_inside_the_decode_queue() -> None:
     """A real 1P1D NIXL run (16 req/s, a block pool scattered by the earlier points: 4096 descriptors)."""
-    split = first_chunk_split(load(RunResult.load(NIXL16)))
+    result = RunResult.load(NIXL16)
+    split = first_chunk_split(load(result))
     assert split is not None and split.connector == "nixl" and split.nixl is not None
     assert split.transfer_source.startswith("measured") and split.bytes_source.startswith("measured")
-    assert split.kv_transfer_ms == pytest.approx(23.681, abs=1e-3)
+    transfer = raw_mean(result, DECODE_URL, "nixl_xfer_time_seconds")  # NIXL's own: 4.831 s / 204
+    assert split.kv_transfer_ms == pytest.approx(transfer) == pytest.approx(23.681, abs=1e-3)
     assert split.kv_bytes_per_request == pytest.approx(NIXL_KV_BYTES)
-    assert split.d_queue_ms == pytest.approx(38.582, abs=1e-3)
-    assert split.queue_beside_transfer_ms == pytest.approx(38.582 - 23.681, abs=1e-3)
-    assert split.first_step_ms == pytest.approx(15.727, abs=1e-3)
-    assert split.first_chunk_ms == pytest.approx(75.075, abs=1e-3)
-    assert split.nixl.descriptors == 4096 and split.nixl.transfers == 204
+    queue = raw_mean(result, DECODE_URL, "request_queue_time_seconds")
+    assert split.d_queue_ms == pytest.approx(queue)
+    assert split.queue_beside_transfer_ms == pytest.approx(queue - transfer)
+    assert split.first_step_ms == pytest.approx(raw_mean(result, DECODE_URL, "request_prefill_time_seconds"))
+    assert split.first_chunk_ms == pytest.approx(first_chunk_ms(result))
+    assert split.nixl.descriptors == 835584 / 204 == 4096 and split.nixl.transfers == 204
     assert split.scatter == pytest.approx(1.0)  # 32 layers x 128 blocks, no two adjacent
     unknown = RunResult.load(NIXL16)
     for inst in unknown.metadata.serving_setup.instances:  # type: ignore[union-attr]
@@ -106,9 +122,10 @@ def test_nixl_push_transfers_are_read_from_the_prefill_side() -> None:
     assert not any("nixl_xfer" in k for k in result.server_metrics[DECODE_URL].deltas)
     split = first_chunk_split(load(result))
     assert split is not None and split.nixl is not None and split.nixl.transfers == 204
-    assert split.kv_transfer_ms == pytest.approx(20.131, abs=1e-3)
-    assert split.nixl.descriptors == pytest.approx(34.35, abs=0.01)
-    assert split.scatter == pytest.approx(34.35 / 4096, abs=1e-4)  # a fresh pool: nearly contiguous
+    assert split.kv_transfer_ms == pytest.approx(raw_mean(result, PREFILL_URL, "nixl_xfer_time_seconds"))
+    descriptors = raw_mean(result, PREFILL_URL, "nixl_num_descriptors", scale=1.0)
+    assert split.nixl.descriptors == pytest.approx(descriptors) == pytest.approx(34.35, abs=0.01)
+    assert split.scatter == pytest.approx(descriptors / 4096)  # a fresh pool: nearly contiguous
     assert any("prefill side (push" in n for n in split.notes)
     # The same telemetry on D (pull) is read from D, and P's zero series are not taken for it
     deltas = server_metrics.delta({}, server_metrics.parse(NIXL_DECODE_TEXT.read_text()))

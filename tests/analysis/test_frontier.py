@@ -13,7 +13,7 @@ import pytest
 from analysis.frontier import Capacity, Frontier, SloGrid, build_frontier, capacity, verdict
 from analysis.runs import CompareError, load_runs
 from analysis.setup_sweeps import MixedSetups
-from analysis.synthetic_sweeps import (
+from bench.synthetic_sweeps import (
     FAST,
     ONE,
     PD,
@@ -50,9 +50,11 @@ def test_interpolates_between_the_bracketing_rates(sweep_dir: Path) -> None:
     assert one.status == "bracketed"
     assert one.low == (4.0, 1.0) and one.high == pytest.approx((6.0, 0.7))
     assert one.rate == pytest.approx(4 + 2 / 3, abs=1e-12)
-    assert one.power_w == pytest.approx(400 + 200 / 3, abs=1e-9)  # 400 W and 600 W, the same fraction
+    # The runs draw 400 W and 600 W over both GPUs, half on each; one instance is charged for GPU 0 only
+    # (GPU 1 idle), in per kW as in per GPU: 200 W and 300 W, interpolated at the same fraction.
+    assert one.power_w == pytest.approx(200 + 100 / 3, abs=1e-9)
     assert one.per_gpu == pytest.approx(4 + 2 / 3, abs=1e-12)  # one GPU
-    assert one.per_kw == pytest.approx(10.0, abs=1e-9)
+    assert one.per_kw == pytest.approx(20.0, abs=1e-9)
     rep = cap(f, REPLICAS, TIGHT)  # 100% at 8, 80% at 12: 8 + 0.5 * 4 = 10 req/s on 2 GPUs
     assert rep.rate == pytest.approx(10.0, abs=1e-12) and rep.per_gpu == pytest.approx(5.0, abs=1e-12)
     assert rep.power_w == pytest.approx(950.0) and rep.per_kw == pytest.approx(10 / 0.95, abs=1e-9)
@@ -66,7 +68,7 @@ def test_never_met_and_never_saturated(sweep_dir: Path) -> None:
     one = cap(f, ONE, LOOSE)  # 9 of 10 at 8 req/s (one failed request counts as a miss): exactly 90% meets
     assert one.status == "never saturated" and one.lower_bound
     assert one.rate == 8.0 and one.low == (8.0, 0.9) and one.high is None
-    assert one.per_kw == pytest.approx(8 / 0.7)
+    assert one.per_kw == pytest.approx(8 / 0.35)  # 700 W over both GPUs, 350 W on GPU 0
     rep = cap(f, REPLICAS, LOOSE)
     assert rep.status == "never saturated" and rep.per_gpu == 6.0 and rep.per_kw == pytest.approx(12.0)
 
@@ -76,9 +78,9 @@ def test_winner_and_ratio_per_gpu_and_per_kw(sweep_dir: Path) -> None:
     v = f.verdicts[("per_gpu", *TIGHT)]
     assert (v.leader, v.runner_up, v.qualifier) == (REPLICAS, ONE, "exact")
     assert v.ratio == pytest.approx(5 / (4 + 2 / 3), abs=1e-12)
-    v = f.verdicts[("per_kw", *TIGHT)]
-    assert (v.leader, v.runner_up, v.qualifier) == (REPLICAS, ONE, "exact")
-    assert v.ratio == pytest.approx(1 / 0.95, abs=1e-9)
+    v = f.verdicts[("per_kw", *TIGHT)]  # 20 req/s per kW against 10 / 0.95
+    assert (v.leader, v.runner_up, v.qualifier) == (ONE, REPLICAS, "exact")
+    assert v.ratio == pytest.approx(20 * 0.95 / 10, abs=1e-9)
     v = f.verdicts[("per_gpu", *LOOSE)]  # 1 instance >= 8 per GPU, 2 replicas >= 6: both lower bounds
     assert (v.leader, v.runner_up, v.qualifier) == (ONE, REPLICAS, "unknown")
     assert v.ratio == pytest.approx(4 / 3)
@@ -106,10 +108,11 @@ def test_energy_per_request_and_token_split(sweep_dir: Path) -> None:
     f = frontier_of(sweep_dir)
     one = next(s for s in f.setups if s.name == ONE)
     p2, p8 = one.points[0], one.points[-1]
-    assert p2.per("energy_j", "request") == pytest.approx(300.0)  # 300 W x 10 s over 10 requests
-    assert p2.per("static_j", "request") == pytest.approx(75.0)  # idle = a quarter
-    assert p2.per("dynamic_j", "request") == pytest.approx(225.0)
-    assert p8.completed == 9 and p8.per("energy_j", "token") == pytest.approx(7000 / 99)
+    # GPU 0's half of 300 W x 10 s over 10 requests (GPU 1 idle, not the setup's)
+    assert p2.per("energy_j", "request") == pytest.approx(150.0)
+    assert p2.per("static_j", "request") == pytest.approx(37.5)  # idle = a quarter
+    assert p2.per("dynamic_j", "request") == pytest.approx(112.5)
+    assert p8.completed == 9 and p8.per("energy_j", "token") == pytest.approx(3500 / 99)
 
 
 def test_mixed_setup_sweep_is_refused_or_left_out_with_force(tmp_path: Path) -> None:
@@ -168,7 +171,7 @@ def test_cli_frontier_writes_markdown_and_plots(sweep_dir: Path, tmp_path: Path)
     proc = cli("--frontier", sweep_dir, "--output-dir", out, "--slo-grid", "ttft=500,1000:tpot=25,50")
     assert proc.returncode == 0, proc.stderr
     md = (out / "frontier.md").read_text()
-    assert "| 500 | 25 | 1 instance | 4.67 | 4.67 | 10.00 | 4 req/s: 100.0% → 6 req/s: 70.0% | 466.7 |" in md
+    assert "| 500 | 25 | 1 instance | 4.67 | 4.67 | 20.00 | 4 req/s: 100.0% → 6 req/s: 70.0% | 233.3 |" in md
     assert (
         "| 500 | 25 | 1P1D p2p_nccl GET | never met | never met | never met | lowest rate 4 req/s: 50.0% |"
         in md
@@ -182,7 +185,7 @@ def test_cli_frontier_writes_markdown_and_plots(sweep_dir: Path, tmp_path: Path)
         "| TTFT ≤ 1000 ms | **2 replicas** ×1.07 (5.00 vs 4.67, 1 instance) "
         "| **1 instance**? (≥8.00 vs ≥6.00, 2 replicas; neither saturated) |"
     ) in md
-    assert "| 1 instance | 2 | 2.13 | 300.0 | 300.0 | 75.00 | 225.0 | 27.27 |" in md  # energy table
+    assert "| 1 instance | 2 | 2.13 | 150.0 | 150.0 | 37.50 | 112.5 | 13.64 |" in md  # energy table, GPU 0
     for stem in ("frontier_winners", "frontier_capacity", "frontier_attainment", "frontier_energy"):
         assert (out / f"{stem}.png").stat().st_size > 5000, stem
         assert f"]({stem}.png)" in md

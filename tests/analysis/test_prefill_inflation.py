@@ -19,12 +19,39 @@ from analysis.prefill_inflation import (
 from analysis.runs import Run, runs_from_results
 from experiments.schema import RunResult
 
-FRONTIER = Path(__file__).resolve().parents[2] / "results" / "h200x2" / "frontier" / "prefill-heavy"
+RUNS = Path(__file__).resolve().parents[1] / "fixtures" / "h200x2"  # copies of committed runs
 AT_4 = {
-    "pd": FRONTIER / "pd" / "20261129-203423-disagg-rate4",
-    "single": FRONTIER / "single" / "20261129-204307-traditional-rate4",
-    "replicas": FRONTIER / "replicas" / "20261129-202607-passthrough-rate4",
+    "pd": RUNS / "20261129-203423-disagg-rate4",
+    "single": RUNS / "20261129-204307-traditional-rate4",
+    "replicas": RUNS / "20261129-202607-passthrough-rate4",
 }
+
+
+P = "http://127.0.0.1:8100"  # the pair's prefill instance
+
+
+def brute_force(intervals: list[tuple[int, int]]) -> tuple[float, float, list[float]]:
+    """From raw (start, end) ns stamps, pair by pair: the share of intervals that overlap another, the
+    median of those that overlap none (ms), and the signed end gaps (later end - earlier end, ms) of the
+    pairs that overlap each other and nothing else and started more than 5 ms apart (closer starts
+    likely shared one engine step)."""
+    iv = sorted(intervals)
+    others = [
+        {j for j, (b0, b1) in enumerate(iv) if j != i and a0 < b1 and b0 < a1}
+        for i, (a0, a1) in enumerate(iv)
+    ]
+    share = sum(bool(o) for o in others) / len(iv)
+    solo = float(np.median([(a1 - a0) / 1e6 for (a0, a1), o in zip(iv, others, strict=True) if not o]))
+    gaps = [(iv[j][1] - iv[i][1]) / 1e6 for i, o in enumerate(others) if len(o) == 1
+            for j in o if j > i and others[j] == {i} and (iv[j][0] - iv[i][0]) / 1e6 > 5.0]  # fmt: skip
+    return share, solo, gaps
+
+
+def raw_prefill_ms(result: RunResult, urls: tuple[str, ...]) -> float:
+    """vLLM's mean prefill time over the instances at `urls`, from the stored counter deltas."""
+    key = "vllm:request_prefill_time_seconds_{}{{}}"
+    deltas = [result.server_metrics[u].deltas for u in urls]
+    return 1000 * sum(d[key.format("sum")] for d in deltas) / sum(d[key.format("count")] for d in deltas)
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +72,18 @@ def test_overlapping_prefills_end_together_on_p_only(runs: dict[str, Run]) -> No
     assert pd is not None and single is not None
     assert pd.interval == "proxy prefill leg" and single.interval == "client TTFT"
     assert pd.count == single.count == 200
+    # The same evidence, brute force from the raw stamps: the proxy's prefill leg on P, the client's
+    # send -> first token on one instance.
+    ok = [r for r in runs["pd"].result.successes() if r.stages]
+    share, solo, gaps = brute_force(
+        [(r.stages.t_prefill_start_mono_ns, r.stages.t_prefill_end_mono_ns) for r in ok]
+    )  # type: ignore[union-attr,misc]
+    assert (pd.overlapped_share, pd.solo_median_ms, pd.pairs) == pytest.approx((share, solo, len(gaps)))
+    assert pd.pair_end_gap_ms == pytest.approx(float(np.median(gaps)))
+    ok = runs["single"].result.successes()
+    share, solo, gaps = brute_force([(r.sent_mono_ns, r.first_token_mono_ns) for r in ok])  # type: ignore[misc]
+    assert (single.overlapped_share, single.solo_median_ms) == pytest.approx((share, solo))
+    assert single.pair_end_gap_ms == pytest.approx(float(np.median(gaps)))
     # a prefill alone costs the same on both (~66 ms) ...
     assert pd.solo_median_ms == pytest.approx(67.0, abs=1.0)
     assert single.solo_median_ms == pytest.approx(66.2, abs=1.0)
@@ -58,8 +97,13 @@ def test_rows_and_the_explanation(runs: dict[str, Run]) -> None:
     rows = prefill_rows(list(runs.values()))
     assert [(r.kind, r.instances) for r in rows] == [("single", 1), ("replicas", 2), ("xpyd", 1)]
     pd = rows[2]
-    assert pd.rate == 4.0 and pd.prefill_ms == pytest.approx(75.79, abs=0.01)
-    assert rows[1].prefill_ms == pytest.approx(50.04, abs=0.01)  # pooled over both replicas
+    assert pd.rate == 4.0 and pd.prefill_ms == pytest.approx(raw_prefill_ms(runs["pd"].result, (P,)))
+    # pooled over both replicas: both sums over both counts
+    both = tuple(runs["replicas"].result.server_metrics)
+    assert len(both) == 2 and rows[1].prefill_ms == pytest.approx(
+        raw_prefill_ms(runs["replicas"].result, both)
+    )
+    assert (pd.prefill_ms, rows[1].prefill_ms) == pytest.approx((75.79, 50.04), abs=0.01)  # as the text says
     text = explanation(rows)
     assert text is not None
     # the replicas saw 3 overlapping pairs at 4 req/s, too few: the single instance is the reference

@@ -8,13 +8,7 @@ from pathlib import Path
 from analysis.prometheus import Quantile
 from analysis.render import render_markdown
 from analysis.runs import NA, load_runs
-from analysis.server_report import (
-    first_chunk_table_md,
-    fmt_cell,
-    main,
-    prefill_table_md,
-    server_sections,
-)
+from analysis.server_report import fmt_cell, main, server_sections
 from analysis.tables import compare_results
 from tests.analysis.golden import DIS, TRAD
 
@@ -55,17 +49,9 @@ def test_no_server_metrics_no_section() -> None:
     runs = load_runs([TRAD, DIS])
     assert server_sections(runs) == []
     assert "## vLLM's own view" not in render_markdown(compare_results([TRAD, DIS]))
-    assert prefill_table_md(runs) == "" and first_chunk_table_md(runs) == ""
 
 
-def test_readme_tables_and_cli(capsys) -> None:  # type: ignore[no-untyped-def]
-    runs = load_runs([SINGLE4, PD4])
-    table = prefill_table_md(runs).splitlines()
-    assert table[0].startswith(
-        "| tokens in -> out | rate (req/s) | run | prefilling instances | prefill mean (ms, vLLM) |"
-    )
-    assert len(table) == 4 and table[3].startswith(f"| 2048 -> 256 | 4 | {PD_LABEL} | 1 | 75.79 |")
-    assert first_chunk_table_md(runs).count("\n") == 2  # header, rule, one P/D run
+def test_cli(capsys) -> None:  # type: ignore[no-untyped-def]
     assert main([str(SINGLE4), str(PD4)]) == 0
     assert "## Where TTFT goes, from both sides" in capsys.readouterr().out
     assert main([str(FRONTIER / "no-such-run")]) == 2

@@ -1,4 +1,4 @@
-"""`./start_disaggregated_servers.sh stop` against a launcher held in the foreground (issue 12 item 13).
+"""`./start_disaggregated_servers.sh stop` against a launcher held in the foreground.
 
 Real processes: the launcher, two fake vLLM servers (tests/traditional/fake_vllm) and the real proxy.
 """

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
@@ -108,21 +107,6 @@ def test_arrival_offsets_validation(kwargs: dict, message: str) -> None:
 def test_arrival_config_validation(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         ArrivalConfig(**kwargs)
-
-
-def test_arrival_config_to_dict_is_json_safe_and_round_trips() -> None:
-    cfg = ArrivalConfig(kind="gamma", rate=math.inf, burstiness=0.5, max_concurrency=8, warmup=2, seed=3)
-    data = cfg.to_dict()
-    assert data == {
-        "kind": "gamma",
-        "rate": "inf",
-        "burstiness": 0.5,
-        "concurrency": None,
-        "max_concurrency": 8,
-        "warmup": 2,
-        "seed": 3,
-    }
-    assert ArrivalConfig.from_dict(json.loads(json.dumps(data))) == cfg
 
 
 def specs(n: int, arrivals: list[float | None] | None = None) -> list[RequestSpec]:

@@ -119,14 +119,19 @@ def test_reused_prompts_are_flagged() -> None:
     servers = _servers({"http://p": {f"{P}_queries_total{{}}": 1000.0, f"{P}_hits_total{{}}": 990.0}})
     assert servers["http://p"].prefix_cache_hit_rate == 0.99
     (w,) = cache_warnings("random", servers)
-    assert "http://p" in w and "99%" in w and "--seed" in w
+    assert (w.code, w.observed, w.threshold) == ("prefix_cache", 0.99, 0.05)
+    assert "http://p" in w.message and "99%" in w.message and "--seed" in w.message
 
 
 def test_a_traces_own_prefix_reuse_is_expected_but_not_more() -> None:
     servers = _servers({"http://p": {f"{P}_queries_total{{}}": 1000.0, f"{P}_hits_total{{}}": 400.0}})
     assert cache_warnings("trace", servers, expected_reuse=0.38) == []  # 40% hits, 38% reused: within 5 pts
     (w,) = cache_warnings("trace", servers, expected_reuse=0.30)
-    assert "40%" in w and "the trace itself reuses 30%" in w
+    assert (
+        "40%" in w.message
+        and "the trace itself reuses 30%" in w.message
+        and w.threshold == pytest.approx(0.35)
+    )
     assert cache_warnings("trace", servers) != []  # a trace without hash ids reuses nothing
 
 

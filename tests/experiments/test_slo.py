@@ -1,10 +1,11 @@
-"""SLO strings: good and bad cases."""
+"""SLO strings (good and bad cases) and the one SLO test."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from experiments.slo import parse_slo
+from experiments.slo import parse_slo, slo_met
 
 
 @pytest.mark.parametrize(
@@ -43,3 +44,17 @@ def test_bad(text: str, message: str) -> None:
     with pytest.raises(ValueError, match=message) as info:
         parse_slo(text)
     assert "\n" not in str(info.value)
+
+
+def test_slo_met_is_the_one_test_with_vllms_rules() -> None:
+    nan = float("nan")
+    metrics = {
+        "ttft_ms": np.array([100.0, 250.0, 251.0, nan, 100.0]),  # the 4th failed: a NaN TTFT misses
+        "tpot_ms": np.array([10.0, nan, 5.0, 5.0, 10.5]),  # the 2nd had one output token: passes TPOT
+        "e2el_ms": np.array([2000.0, 250.0, 1000.0, nan, 3000.0]),
+    }
+    assert slo_met(metrics, {"ttft": 250, "tpot": 10}).tolist() == [True, True, False, False, False]
+    assert slo_met(metrics, {"e2el": 2000}).tolist() == [True, True, True, False, False]  # the alias
+    assert slo_met(metrics, {}).all()
+    with pytest.raises(ValueError, match="unknown SLO 'itl'"):
+        slo_met(metrics, {"itl": 5})

@@ -31,14 +31,20 @@ def test_a_few_coalesced_chunks_pass_and_more_warn() -> None:
     at_limit = int(1000 * COALESCED_SHARE_MAX)
     assert client_timing_warnings(summary(coalesced=at_limit)) == []
     (w,) = client_timing_warnings(summary(coalesced=at_limit + 1))
-    assert f"({at_limit + 1} of 1000)" in w and "read batching" in w
+    assert (w.code, w.observed, w.threshold) == (
+        "coalesced_chunks",
+        (at_limit + 1) / 1000,
+        COALESCED_SHARE_MAX,
+    )
+    assert f"({at_limit + 1} of 1000)" in w.message and "read batching" in w.message
     assert client_timing_warnings(summary(chunks=0)) == []
 
 
 def test_late_sends_warn_unless_a_concurrency_cap_held_them() -> None:
     assert client_timing_warnings(summary(late_p99=SEND_LATENESS_P99_MAX_MS)) == []
     (w,) = client_timing_warnings(summary(late_p99=SEND_LATENESS_P99_MAX_MS + 2))
-    assert "send lateness p99 7.0 ms" in w and "offered load" in w
+    assert (w.code, w.observed, w.threshold) == ("send_lateness", 7.0, 5.0)
+    assert "send lateness p99 7.0 ms" in w.message and "offered load" in w.message
     assert client_timing_warnings(summary(late_p99=50.0), capped=True) == []
     assert client_timing_warnings(summary(late_p99=None)) == []  # closed loop: no schedule
 
@@ -63,8 +69,10 @@ def test_a_run_whose_chunks_arrive_in_pairs_says_so(tmp_path: Path) -> None:
     assert s.coalesced_chunk_share is not None and s.coalesced_chunk_share >= 0.5
     doc = orjson.loads((tmp_path / "runs" / "pairs" / "result.json").read_bytes())
     assert doc["summary"]["coalesced_chunk_share"] == s.coalesced_chunk_share  # for readers without us
-    coalesced = [w for w in res.warnings if "same network read" in w]
-    assert len(coalesced) == 1 and "warning: " + coalesced[0] in proc.stderr
+    coalesced = [w for w in res.warnings if w.code == "coalesced_chunks"]
+    assert len(coalesced) == 1 and "same network read" in coalesced[0].message
+    assert coalesced[0].observed == s.coalesced_chunk_share and coalesced[0].threshold == 0.01
+    assert "warning: " + coalesced[0].message in proc.stderr
 
     report = render_markdown(compare_results([tmp_path / "runs" / "pairs"]))
-    assert coalesced[0] in report
+    assert coalesced[0].message in report

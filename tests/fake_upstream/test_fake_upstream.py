@@ -111,7 +111,6 @@ def test_fast_engine_streams_the_same_wire_format() -> None:
                     assert (await resp.json())["data"][0]["id"] == "bench"
 
         run(scenario())
-        assert server.cpu_s() >= 0
     finally:
         server.stop()
 

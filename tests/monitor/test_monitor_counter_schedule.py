@@ -71,9 +71,15 @@ def test_monitor_reads_the_counter_sparsely_and_windows_stay_exact() -> None:
         assert read[0] and read[-1]  # first and last sample
         gaps_s = np.diff(s.monotonic_ns[read][:-1]) / 1e9  # GPU g's first period is (g + 1) / 2 of one
         assert len(gaps_s) >= 2 and gaps_s[0] > 0.2 * (g + 1) and (gaps_s[1:] > 0.4).all()
-        assert read.sum() <= len(s) / 10
+        # The first sample's read, one at the end of the shortened (staggered) first period, then at most
+        # one per 0.5 s period (a stall restarts it, never bursts), and the last sample's.
+        span_s = (s.monotonic_ns[-1] - s.monotonic_ns[0]) / 1e9
+        assert read.sum() <= span_s / 0.5 + 3
         w = window.gpus[g]
         assert w.complete, w.note
-        assert w.energy_j == pytest.approx((200.0 + 100 * g) * w.duration_s, rel=0.005)
+        # Constant power: the energy misses power x duration by at most power x the stated uncertainty.
+        assert w.boundary_uncertainty_s is not None, w.note
+        power = 200.0 + 100 * g
+        assert abs(w.energy_j - power * w.duration_s) <= power * w.boundary_uncertainty_s + 0.002
     n_reads = sum(int((~np.isnan(s.value(g, "energy_mj"))).sum()) for g in (0, 1))
     assert summary["read_latency_us"]["energy"]["n"] == n_reads

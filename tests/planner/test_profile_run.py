@@ -43,7 +43,7 @@ def test_profile_of_a_server_without_nvml(tmp_path: Path) -> None:
     assert prof.provenance.model == "fake-model" and prof.provenance.vllm_version == "fake-0.1"
     assert not prof.power.available and "--monitor none" in (prof.power.reason or "")
     assert "default" in prof.kv_transfer.source
-    assert prof.prefill.fit.n_points == 3 and prof.prefill.fit.max_rel_error >= 0
+    assert prof.prefill.fit.n_points == 3
     # the fake's histograms say 4 ms of every TTFT is its API server: split off the prefill fit
     assert prof.frontend.delay_s(1024) == pytest.approx(FRONTEND_S, abs=1e-4)
     assert "TTFT - queue - prefill" in prof.frontend.source

@@ -7,17 +7,18 @@ import dataclasses
 import pytest
 
 from planner.fits import Fit
+from planner.outcome import summarize
 from planner.profile_model import DecodeModel, KvTransferModel, PrefillModel, Profile
 from planner.search import (
     RunCache,
     SearchConfig,
     capacity_bound,
-    run_at,
     search,
     search_grid,
     sustained_rate,
 )
 from planner.setups import Setup, candidate_setups
+from planner.simulate import simulate
 from planner.workload import WorkloadSpec, build_workload, fixed_lengths
 from tests.planner.profiles import make_profile
 
@@ -73,7 +74,10 @@ def test_no_setup_completes_requests_faster_than_its_capacity_bound(
     cfg = SearchConfig({"ttft": 2000.0, "tpot": 100.0})
     for setup in candidate_setups(4):
         bound = capacity_bound(prof, setup, wl, prof.engine)
-        overload = run_at(prof, setup, wl, 1.5 * bound, cfg, prof.engine)
+        rate = 1.5 * bound
+        arrivals = wl.arrivals(cfg.arrival, rate, cfg.burstiness, cfg.seed)
+        run = simulate(prof, setup, wl.prompt_tokens, wl.output_tokens, arrivals, prof.engine, rate)
+        overload = summarize(run, prof.power, cfg.slo)
         assert overload.throughput_rps <= bound
         assert overload.throughput_rps > tight * bound  # and the bound is not loose by far
         res = sustained_rate(prof, setup, wl, cfg)

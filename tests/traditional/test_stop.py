@@ -1,4 +1,4 @@
-"""`python -m traditional stop` against a launcher held in the foreground (issue 12 item 13).
+"""`python -m traditional stop` against a launcher held in the foreground.
 
 Real processes: the launcher, and a fake vLLM server (tests/traditional/fake_vllm) that answers /health.
 """

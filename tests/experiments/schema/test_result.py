@@ -3,6 +3,7 @@ per-request energy over the summary's count, bad inputs."""
 
 from __future__ import annotations
 
+import lzma
 import subprocess
 import sys
 import textwrap
@@ -259,3 +260,28 @@ def test_missing_path_is_file_not_found(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="no result at"):
         RunResult.load(tmp_path / "empty")
+
+
+def test_chunk_counts_missing_from_the_file_are_counted_on_load(tmp_path: Path) -> None:
+    # A file that stores chunks = coalesced_chunks = 0 (written before the counts existed). Measured and
+    # successful: A (3 chunks) and B (2); the warm-up and the failed request do not count. A fourth,
+    # successful request D whose second chunk came in the same read as its first: 2 chunks, 1 coalesced.
+    coalesced = rec(3, 200, [210, 210], 215)
+    writer = ResultWriter(tmp_path / "run", metadata())
+    for r in [*records(), coalesced]:
+        writer.append(r)
+    writer.result.summary = compute_summary(writer.records)
+    writer.result.summary.chunks = writer.result.summary.coalesced_chunks = 0
+    path = writer.finish()
+    assert orjson.loads(path.read_bytes())["summary"]["chunks"] == 0
+    s = RunResult.load(path).summary
+    assert s is not None and (s.chunks, s.coalesced_chunks) == (3 + 2 + 2, 1)
+
+
+def test_an_archived_run_without_chunk_counts_reads_back_counted() -> None:
+    # Committed 2.1 archive that stores chunks = 0: 200 measured requests of 256 output tokens, one chunk
+    # per token, all successful.
+    path = REPO / "results/h200x2/frontier/prefill-heavy/pd/20261129-203423-disagg-rate4/result.json.xz"
+    assert orjson.loads(lzma.decompress(path.read_bytes()))["summary"]["chunks"] == 0
+    s = RunResult.load(path).summary
+    assert s is not None and s.completed == 200 and s.chunks == 200 * 256

@@ -107,7 +107,7 @@ def test_what_moved_from_1_0_to_2_0() -> None:
     assert upgrade(current, "current doc") is current  # the current version passes through
 
 
-def test_a_2_0_result_loads_as_2_1_with_nothing_cancelled_or_counted(tmp_path: Path) -> None:
+def test_a_2_0_result_loads_as_2_1_with_nothing_cancelled_and_its_chunks_counted(tmp_path: Path) -> None:
     res = RunResult.load(COMMITTED[0])
     doc = res.to_dict()
     doc["schema_version"] = "2.0"
@@ -117,8 +117,10 @@ def test_a_2_0_result_loads_as_2_1_with_nothing_cancelled_or_counted(tmp_path: P
         del rec["cancelled"]
     (tmp_path / "result.json").write_bytes(orjson.dumps(doc, option=orjson.OPT_NON_STR_KEYS))
     old = RunResult.load(tmp_path)
-    assert old.summary is not None and (old.summary.cancelled, old.summary.chunks) == (0, 0)
-    assert old.summary.coalesced_chunk_share is None
+    # 2.0 did not count chunks: the load counts them from the records (measured, successful ones).
+    chunks = sum(len(r["chunk_mono_ns"]) for r in doc["records"] if r["measured"] and r["succeeded"])
+    assert chunks > 0
+    assert old.summary is not None and (old.summary.cancelled, old.summary.chunks) == (0, chunks)
     assert not any(r.cancelled for r in old.records) and len(old.records) == len(res.records)
 
 
@@ -127,3 +129,24 @@ def test_an_upgraded_result_saves_as_2_0_and_loads_the_same(tmp_path: Path) -> N
     again = RunResult.load(res.save(tmp_path / "copy"))
     assert orjson.loads((tmp_path / "copy" / "result.json").read_bytes())["schema_version"] == SCHEMA_VERSION
     assert again.to_dict() == res.to_dict()
+
+
+def test_free_text_warnings_of_a_2_1_result_load_typed(tmp_path: Path) -> None:
+    res = RunResult.load(COMMITTED[0])
+    doc = res.to_dict()
+    doc["schema_version"] = "2.1"
+    doc["warnings"] = [
+        "not a steady state: arrivals lasted 8.7 s, under 3 mean E2E latencies (3.3 s each); ...",
+        "send lateness p99 7.0 ms (above 5 ms): the client sent requests late ...",
+        "something else a newer runner said",
+    ]
+    (tmp_path / "result.json").write_bytes(orjson.dumps(doc, option=orjson.OPT_NON_STR_KEYS))
+    old = RunResult.load(tmp_path)
+    assert [(w.code, w.observed, w.threshold) for w in old.warnings] == [
+        ("not_steady", None, None),
+        ("send_lateness", None, None),
+        ("unclassified", None, None),
+    ]
+    assert [w.message for w in old.warnings] == doc["warnings"]
+    again = RunResult.load(old.save(tmp_path / "copy"))  # written as 2.2, read back the same
+    assert again.warnings == old.warnings

@@ -1,7 +1,7 @@
 """Validate NVML energy accounting on a GPU host (read-only: never sets anything on the GPU).
 
 Run it while a real load (e.g. vLLM serving) keeps the GPUs busy:
-    python -m monitor.validate_gpu --backend nvml --gpu-ids 0,1 --seconds 60 --json validate.json
+    python -m bench.validate_gpu --backend nvml --gpu-ids 0,1 --seconds 60 --json validate.json
 Per GPU it compares the energy counter's delta with the integral of sampled instant power and of
 nvmlDeviceGetPowerUsage over the same interval (target: |difference| < 2%), checks the achieved sample
 fraction (target >= 95%), and records NVML read latency per field, GPU name, driver, clocks, power limit.
@@ -182,7 +182,7 @@ def print_report(r: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m monitor.validate_gpu", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m bench.validate_gpu", description=__doc__.splitlines()[0])
     p.add_argument("--backend", choices=("auto", "nvml", "sim"), default="auto")
     p.add_argument("--gpu-ids", default="0,1", help="NVML indices (default 0,1)")
     p.add_argument("--interval", type=float, default=0.1, help="sampling interval in s (default 0.1)")

@@ -1,6 +1,6 @@
 """Planner speed: 100,000 simulated requests of one setup (target < 10 s) and a 64-GPU search (< 2 min).
 
-    python -m planner.bench_planner [--requests 100000] [--gpus 64] [--profile illustrative|FILE]
+    python -m bench.bench_planner [--requests 100000] [--gpus 64] [--profile illustrative|FILE]
 
 Pinned to one core where the OS allows it. Drawing the workload's lengths through the runner's
 generators is timed apart from the simulation (it is paid once per workload and cached).
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from experiments.bench_util import pin_one_core
+from bench.util import pin_one_core
 from experiments.cli_errors import OneLineErrorParser
 from planner.illustrative import illustrative_profile
 from planner.outcome import summarize
@@ -25,7 +25,7 @@ SLO = {"ttft": 500.0, "tpot": 25.0}
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = OneLineErrorParser(prog="python -m planner.bench_planner", description=__doc__.split("\n\n")[0])
+    p = OneLineErrorParser(prog="python -m bench.bench_planner", description=__doc__.split("\n\n")[0])
     p.add_argument("--requests", type=int, default=100_000)
     p.add_argument("--gpus", type=int, default=64)
     p.add_argument("--profile", default="illustrative")

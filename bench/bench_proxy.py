@@ -1,6 +1,6 @@
 """Benchmark: latency the proxy adds over calling the decode server directly, and chunks/s it forwards.
 
-    python -m proxy.bench_proxy [--chunks 64] [--concurrency 1,64,512] [--repeat 3] [--json out.json]
+    python -m bench.bench_proxy [--chunks 64] [--concurrency 1,64,512] [--repeat 3] [--json out.json]
 
 One local fake upstream (`fake_upstream.FakeUpstream`, playing both roles: a non-streamed request gets
 one JSON answer at once, a streamed one N SSE events) and the client share one event loop in this

@@ -1,6 +1,6 @@
 """Soak: hold many concurrent streams through the real proxy for minutes; print errors and the proxy's RSS.
 
-    nice python -m proxy.soak [--streams 512] [--minutes 10] [--tokens 64] [--chunk-interval 0.05]
+    nice python -m bench.soak [--streams 512] [--minutes 10] [--tokens 64] [--chunk-interval 0.05]
 
 Starts the local fake upstream (`python -m fake_upstream`, one process playing prefill and decode) and
 the proxy (`python -m proxy --connector example`, both on loopback), then keeps `--streams` streamed

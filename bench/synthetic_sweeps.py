@@ -1,5 +1,5 @@
 """Synthetic rate sweeps through the real schema (RunResult, Record, EnergySection, ServingSetup), for the
-frontier tests and analysis/bench_frontier.py.
+frontier tests and bench/bench_frontier.py.
 
 A request is given as (TTFT ms, TPOT ms), or None for a failed one; every successful request streams
 OUTPUT_TOKENS tokens, one chunk each, TPOT apart, so its TPOT is exactly the one given. A run's power is

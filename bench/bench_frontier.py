@@ -1,9 +1,9 @@
 """Frontier analysis speed: 100 runs x 300 records (4 setups x 25 rates, 256 output tokens per request),
 from result files on disk to frontier.md and its plots, on one core. Target: < 10 s.
 
-    python -m analysis.bench_frontier [--runs 100] [--records 300] [--xz] [--no-plots]
+    python -m bench.bench_frontier [--runs 100] [--records 300] [--xz] [--no-plots]
 
-The synthetic sweeps (analysis/synthetic_sweeps.py) go through the real schema. --xz archives every
+The synthetic sweeps (bench/synthetic_sweeps.py) go through the real schema. --xz archives every
 run as result.json.xz first, as the committed campaign runs are.
 """
 
@@ -18,8 +18,8 @@ import numpy as np
 from analysis.frontier import SloGrid, build_frontier
 from analysis.frontier_render import write_frontier
 from analysis.runs import find_results, load_runs
-from analysis.synthetic_sweeps import ONE, PD, REPLICAS, Request, save_sweep, sweep_run
-from experiments.bench_util import pin_one_core
+from bench.synthetic_sweeps import ONE, PD, REPLICAS, Request, save_sweep, sweep_run
+from bench.util import pin_one_core
 from experiments.cli_errors import OneLineErrorParser
 from experiments.schema import archive_run
 
@@ -60,7 +60,7 @@ def make_runs(root: Path, runs: int, records: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = OneLineErrorParser(prog="python -m analysis.bench_frontier", description=__doc__.split("\n\n")[0])
+    p = OneLineErrorParser(prog="python -m bench.bench_frontier", description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", type=int, default=100)
     p.add_argument("--records", type=int, default=300)
     p.add_argument("--xz", action="store_true", help="archive the runs (result.json.xz) before timing")

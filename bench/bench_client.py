@@ -8,9 +8,9 @@ and client CPU per request in closed loop with many users, and (b) send lateness
 with Python's GC as is, frozen (`gc.freeze()` + higher thresholds) or off during the run. Target:
 >= 1000 req/s with p99 send lateness < 2 ms.
 
-    python -m experiments.bench_client                 # everything, ~6 minutes
-    python -m experiments.bench_client --loop uvloop --gc off --rates 100,500,1000,2000 --itl-ms 0
-    python -m experiments.bench_client --profile --itl-ms 10   # cProfile of the client, closed loop
+    python -m bench.bench_client                 # everything, ~6 minutes
+    python -m bench.bench_client --loop uvloop --gc off --rates 100,500,1000,2000 --itl-ms 0
+    python -m bench.bench_client --profile --itl-ms 10   # cProfile of the client, closed loop
 
 Numbers are only as good as the machine is quiet: the press/steal column says how much other processes and
 the hypervisor took from the cores during each run, and "timer p99" is the lateness floor with no HTTP.

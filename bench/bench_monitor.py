@@ -1,7 +1,7 @@
 """Benchmark of the power sampler: CPU share of a core, power samples achieved, counter vs integrated energy.
 
-python -m monitor.bench_monitor --backend sim --seconds 10            # here (no GPU)
-python -m monitor.bench_monitor --backend nvml --seconds 30 --csv     # on the GPU host
+python -m bench.bench_monitor --backend sim --seconds 10            # here (no GPU)
+python -m bench.bench_monitor --backend nvml --seconds 30 --csv     # on the GPU host
 
 Per interval it samples for --seconds inside one energy window and prints: the sampling thread's CPU
 time as a share of one core, the share of power samples that arrived, how often and at what cost the
@@ -120,7 +120,7 @@ def print_result(r: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m monitor.bench_monitor", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m bench.bench_monitor", description=__doc__.splitlines()[0])
     p.add_argument("--backend", choices=("auto", "nvml", "sim"), default="sim")
     p.add_argument("--gpu-ids", default="0,1", help="NVML indices (default 0,1)")
     p.add_argument("--intervals", default="0.1,0.01", help="sampling intervals in s (default 0.1,0.01)")
