@@ -27,8 +27,9 @@ from typing import Any
 
 from experiments.schema import RunResult
 from experiments.shapes import SHAPES, Shape
+from experiments.timing_checks import find_ramp
 from planner.measured import find_measured, load_measured
-from planner.outcome import ramp_note, request_metrics, summarize
+from planner.outcome import request_metrics, summarize
 from planner.profile_model import Profile
 from planner.setups import parse_setup
 from planner.simulate import simulate
@@ -103,7 +104,7 @@ def predict_point(
             metrics, (e.j_per_request, e.static_j_per_request, e.dynamic_j_per_request), out.throughput_rps
         ),
         prefix_hit_rate=sum(hits) / len(hits) if hits else None,
-        note=ramp_note(arrivals, metrics["e2el_ms"]),
+        note=ramp.as_warning().message if (ramp := find_ramp(arrivals, metrics["e2el_ms"])) else None,
     )
 
 
