@@ -12,7 +12,8 @@ arrival; xPyD picks a prefill and a decode instance at arrival, releases the pre
 its prompt is done, moves the KV (profile's transfer time, no link contention), then queues the
 request on the decode instance. Each instance a request enters first holds it in its API server for
 the profile's frontend time (tokenizing, input processing: beside the GPU, so it delays the request
-without occupying the engine). No network or proxy time is added beyond what the profile measured.
+without occupying the engine), stretched while that instance streams (Engine.stream_share). No
+network or proxy time is added beyond what the profile measured.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ class SimRun:
     prefill_end_s: np.ndarray  # the prompt's last step ended (aggregated: = first token)
     kv_ready_s: np.ndarray  # KV at the decode instance (NaN when aggregated)
     scheduled_s: np.ndarray  # first admitted into a step (xPyD: on the prefill instance)
+    queued_s: np.ndarray  # reached the engine it last waited on (aggregated: after its API server)
     instances: list[InstanceStats] = field(default_factory=list)
     events: int = 0
     wall_s: float = 0.0
@@ -156,7 +158,8 @@ def simulate(
                 for rid in eng.handoff:
                     p_sel.release(eng.index)
                     n_prompt = reqs.prompt[rid]  # KV moved, then the decode instance's API server
-                    ready = t + kv_base + kv_per_token * n_prompt + fe_base + fe_per_token * n_prompt
+                    api = (fe_base + fe_per_token * n_prompt) / (1.0 - decode[decode_of[rid]].stream_share(t))
+                    ready = t + kv_base + kv_per_token * n_prompt + api
                     kv_ready[rid] = ready
                     seq += 1
                     heappush(heap, (ready, seq, _KV, rid, 0))
@@ -172,11 +175,11 @@ def simulate(
             decode_of[rid] = d_sel.acquire()
             if p_sel is not None:
                 prefill_of[rid] = p_sel.acquire()
-            if delayed:
+            if delayed:  # the API server of the instance it enters, slowed by that instance's streaming
+                first = prefill[prefill_of[rid]] if prefill else decode[decode_of[rid]]
+                api = (fe_base + fe_per_token * reqs.prompt[rid]) / (1.0 - first.stream_share(arrivals[rid]))
                 seq += 1
-                heappush(
-                    heap, (arrivals[rid] + fe_base + fe_per_token * reqs.prompt[rid], seq, _ENTER, rid, 0)
-                )
+                heappush(heap, (arrivals[rid] + api, seq, _ENTER, rid, 0))
                 continue
             if p_sel is not None:
                 eng = prefill[prefill_of[rid]]
@@ -206,6 +209,7 @@ def simulate(
         prefill_end_s=np.array(reqs.prefill_end),
         kv_ready_s=np.array(kv_ready),
         scheduled_s=np.array(reqs.scheduled),
+        queued_s=np.array(reqs.queued),
         instances=stats,
         events=events,
         wall_s=time.perf_counter() - wall0,
