@@ -17,6 +17,7 @@ from planner.measured import OUTPUT_GROUP, load_measured, output_cost_s
 from planner.profile_model import FrontendModel, Profile, ServingLoopModel, load_profile
 from planner.setups import parse_setup
 from planner.simulate import simulate
+from planner.ttft_parts import error_table, summary_table
 from tests.planner.profiles import make_profile
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -166,3 +167,37 @@ def test_planner_loop_sets_the_serving_loop_from_runs(tmp_path: Path) -> None:
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert proc.returncode == 1 and proc.stderr.startswith("error: no measured run under")
+
+
+def point(run: str, setup: str, measured: float, predicted: float, j_error: float | None) -> dict:
+    figures = ("ttft_p50_ms", "ttft_p99_ms", "tpot_p50_ms")
+    return {
+        "run": run, "shape": run.split("/")[0], "setup": setup, "rate": 8.0, "j_error": j_error,
+        "measured": dict.fromkeys(figures, measured), "predicted": dict.fromkeys(figures, predicted),
+    }  # fmt: skip
+
+
+def test_the_before_after_tables_show_each_error_and_the_median_by_group() -> None:
+    """Errors by hand: (80 - 100) / 100 = -20%, (110 - 100) / 100 = +10%, 95 -> -5%, 99 -> -1%."""
+    before = {
+        "points": [
+            point("a/single/r1", "single", 100, 80, -0.02),
+            point("a/single/r2", "single", 100, 110, 0.0),
+        ]
+    }
+    after = {
+        "points": [
+            point("a/single/r1", "single", 100, 95, 0.01),
+            point("a/single/r2", "single", 100, 99, None),
+        ]
+    }
+    rows = error_table(before, after)
+    assert (
+        rows[2]
+        == "| a/single/r1 | single | 8 | 100.0 | -20% -> -5% | -20% -> -5% | -20% -> -5% | -2.0% -> +1.0% |"
+    )
+    assert rows[3].endswith("| +10% -> -1% | +0.0% -> - |")
+    # medians of |-20%|, |+10%| = 15% before; of |-5%|, |-1%| = 3% after; J: |-2%|, 0 -> 1%; |+1%| -> 1%
+    assert (
+        summary_table(before, after)[2] == "| a | single | 2 | 15% -> 3% | 15% -> 3% | 15% -> 3% | 1% -> 1% |"
+    )
