@@ -140,7 +140,7 @@ class Engine:
         self.hold = role == PREFILL and profile.kv_transfer.prefill_hold  # see the module docstring
         # steps scheduled one ahead (module docstring); a P/D pair's loop is in its measured KV terms
         self.ahead = role == MIXED and profile.loop.async_scheduling
-        self.lag = profile.loop.per_output_s  # API server s per streamed chunk of a step
+        self.lag = profile.loop.per_output_s  # API-server s per output of a step
         self.last_end, self.last_step = -1.0, 0.0  # the last run's end and its last step's start
         self.budget = limits.max_num_batched_tokens
         self.max_seqs = limits.max_num_seqs
