@@ -134,17 +134,23 @@ MIN_GROUPS = 20  # fewer full groups say little: the run's batches stayed under 
 
 
 def output_cost_s(records: list[Record]) -> float | None:
-    """The API server's time per output of a step, from the client's chunk times of every stream.
+    """The API server's time per output of a step, from a run's chunk times (output_group_cost_s)."""
+    return output_group_cost_s(
+        [np.asarray(r.chunk_mono_ns, dtype=np.int64) for r in records if r.chunk_mono_ns]
+    )
+
+
+def output_group_cost_s(streams_ns: list[np.ndarray]) -> float | None:
+    """The API server's time per output of a step, from every stream's chunk arrival times (ns).
 
     vLLM's API server handles a step's outputs in groups of OUTPUT_GROUP: it processes a group, then
     writes its chunks one stream after another, then takes the next group. Pooled over streams, chunks
     arrive in bursts, one per group; a full burst followed closely by the next one of the same step
     spans one group's processing and writing, so (next start - start) / OUTPUT_GROUP is the time per
     output. The median over such bursts; None with fewer than MIN_GROUPS (batches under 128 streams)."""
-    times = [np.asarray(r.chunk_mono_ns, dtype=np.int64) for r in records if r.chunk_mono_ns]
-    if not times:
+    if not streams_ns:
         return None
-    t = np.sort(np.concatenate(times))
+    t = np.sort(np.concatenate(streams_ns))
     cut = np.flatnonzero(np.diff(t) > STEP_GAP_NS) + 1
     starts, ends = np.r_[0, cut], np.r_[cut, len(t)]
     full = (ends - starts)[:-1] == OUTPUT_GROUP

@@ -505,6 +505,7 @@ def build_profile(
     power_reason: str | None = None,
     kv_points: Sequence[KvPoint] = (),
     frontend: FrontendModel | None = None,
+    loop: ServingLoopModel | None = None,
 ) -> Profile:
     """Fit every model from raw points and keep the points."""
     frontend = frontend or FrontendModel()
@@ -520,4 +521,5 @@ def build_profile(
         power_points=tuple(power_points),
         kv_points=tuple(kv_points),
         frontend=frontend,
+        loop=loop or ServingLoopModel(),
     )

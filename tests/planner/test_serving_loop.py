@@ -14,11 +14,15 @@ import pytest
 
 from experiments.schema import Record
 from planner.measured import OUTPUT_GROUP, load_measured, output_cost_s
+from planner.merge import merge_profiles
+from planner.probe import Stream
 from planner.profile_model import FrontendModel, Profile, ServingLoopModel, load_profile
+from planner.profile_run import probe_output_cost_s, probe_serving_loop
 from planner.setups import parse_setup
 from planner.simulate import simulate
 from planner.ttft_parts import error_table, summary_table
 from tests.planner.profiles import make_profile
+from tests.planner.test_merge import run as merge_run
 
 ROOT = Path(__file__).resolve().parents[2]
 GROUPED_RUN = ROOT / "results/h200x2/frontier/decode-heavy/single/20261129-234855-traditional-rate16"
@@ -201,3 +205,22 @@ def test_the_before_after_tables_show_each_error_and_the_median_by_group() -> No
     assert (
         summary_table(before, after)[2] == "| a | single | 2 | 15% -> 3% | 15% -> 3% | 15% -> 3% | 1% -> 1% |"
     )
+
+
+def test_the_profile_probe_times_the_api_server_from_a_decode_batch_over_128_streams() -> None:
+    """A decode batch's chunk times (perf_counter s) give the same 40 us per output as a run's records."""
+    streams = [Stream([t / 1e9 for t in r.chunk_mono_ns]) for r in grouped_records(200)]
+    assert probe_output_cost_s(streams) == pytest.approx(40e-6, rel=1e-6)
+    loop = probe_serving_loop([40e-6, 50e-6, 44e-6])
+    assert loop.async_scheduling and loop.per_output_s == pytest.approx(44e-6) and "3 batches" in loop.source
+    empty = probe_serving_loop([])  # no batch over 128 streams: synchronous, no API-server load
+    assert (empty.async_scheduling, empty.per_output_s) == (False, 0.0) and "planner loop" in empty.source
+
+
+def test_a_merge_keeps_the_serving_loop_a_profile_run_probed(tmp_path: Path) -> None:
+    probed = ServingLoopModel(True, 44e-6, "decode probe")
+    small = merge_run((256, 1024, 2048), (1, 4), "t1")
+    large = dataclasses.replace(merge_run((4096, 8192, 16384), (128, 256), "t2"), loop=probed)
+    merged = merge_profiles([large.save(tmp_path / "b.json"), small.save(tmp_path / "a.json")])
+    assert merged.loop == probed
+    assert merge_profiles([small.save(tmp_path / "a.json")]).loop == ServingLoopModel()
