@@ -10,7 +10,7 @@ ttft-parts`: predict setups from a profile, prove them against measured runs, or
     python -m planner profile --endpoint http://127.0.0.1:8000 --output profile.json
     python -m planner kv --profile P --pd-result RUN --output P2   (the KV side, from another P/D run)
     python -m planner merge P1 P2 --output P [--pd-result RUN]      (one profile from two profile runs)
-    python -m planner loop --profile P --measured DIR --output P2  (async scheduling, API-server s/chunk)
+    python -m planner loop --profile P --measured DIR --output P2  (async scheduling, API-server s/output)
     python -m planner ttft-parts --profile P --measured DIR --before V0 --after V1 --out MD
     python -m planner break-even --profile NAME=P [...] --out DIR    (where P/D pays, per model)
 

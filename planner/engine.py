@@ -26,9 +26,11 @@ nothing else to run, step k+1 is a release step of HOLD_RELEASE_S. The prefill s
 The serving loop (profile `loop`, results/h200x2/frontier/planner-validation/ttft-model.md): with async
 scheduling vLLM's engine core composes step k+1 when step k starts, so on a mixed instance that was
 running work a request that reached it after step k started joins step k+2 (an idle engine takes it at
-once; P/D roles keep their measured KV terms, which hold that loop). The API server then streams a
-step's chunks one after another, the step's first tokens last: a first token reaches the client
-per_output_s x (the step's outputs) after the step ends.
+once; P/D roles keep their measured KV terms, which hold that loop). The API server then handles a
+step's outputs one stream after another, the step's first tokens last: a first token reaches the
+client per_output_s x (the step's outputs) after the step ends. Request intake shares that one loop:
+its API-server time is stretched by 1 / (1 - share), the share the instance's streaming takes at the
+request's arrival (processor sharing on one core; `stream_share`).
 
 Fast-forward: between changes of the batch (an admission, a finish) decode steps are identical but for
 the context growing by one token per sequence, so step j of a run lasts d0 + c*batch*j and k steps last
@@ -53,6 +55,9 @@ IDLE = -1.0  # start_run/enqueue: nothing to schedule
 # The step that releases held prompts when nothing else runs: overlapping pairs on a 0.23 P2P NCCL
 # prefill instance ended 0.3-0.5 ms apart (results/h200x2/frontier, prefill-heavy 1P1D at 4-16 req/s).
 HOLD_RELEASE_S = 0.0004
+# The API server's share that streaming may take in the intake stretch 1 / (1 - share): below 1, so an
+# overloaded server slows intake 20x instead of stopping it (the simulator has no API-server queue).
+STREAM_SHARE_MAX = 0.95
 
 
 class Requests:
@@ -162,7 +167,7 @@ class Engine:
         self.hold = role == PREFILL and profile.kv_transfer.prefill_hold  # see the module docstring
         # steps scheduled one ahead (module docstring); a P/D pair's loop is in its measured KV terms
         self.ahead = role == MIXED and profile.loop.async_scheduling
-        self.lag = profile.loop.per_output_s  # API server s per streamed chunk of a step
+        self.lag = profile.loop.per_output_s  # API-server s per output of a step
         self.last_end, self.last_step = -1.0, 0.0  # the last run's end and its last step's start
         self.budget = limits.max_num_batched_tokens
         self.max_seqs = limits.max_num_seqs
@@ -196,6 +201,16 @@ class Engine:
         self.busy_s, self.dynamic_j = 0.0, 0.0
         self.n_steps, self.admitted, self.max_batch = 0, 0, 0
         self.tokens = 0  # output tokens produced (the prefill role's single token is not output)
+
+    def stream_share(self, now: float) -> float:
+        """The share of its API server's loop this instance's streaming takes at `now`: per_output_s x
+        the outputs per second of the step in progress; 0 when idle."""
+        if not self.busy or not self.lag:
+            return 0.0
+        step = self.r_d0
+        if self.r_k > 1:  # a run of decode steps: the one in progress (the same with fast_forward off)
+            step += self.r_slope * min(self._steps_within(now - self.r_start), self.r_k - 1)
+        return min(STREAM_SHARE_MAX, self.lag * (self.r_b + len(self.r_prefilled)) / step)
 
     def blocks_for(self, rid: int) -> int:
         """KV blocks reserved for a request: prompt + output (prefill role: prompt + its one token)."""

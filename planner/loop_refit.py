@@ -5,9 +5,10 @@ Two things stand between an engine step and the client that a one-instance profi
 - async scheduling: vLLM's engine core composes step k+1 while step k runs (its default since async
   scheduling was turned on by default; `--sync` for a server run with it off), so a request that reaches
   it mid-step joins the step after next (the default since vllm-project/vllm#27614);
-- the API server's time per streamed chunk: the median, over the runs, of each run's chunk bursts
-  (`planner.measured.stream_chunk_cost_s`): a step's chunks leave one stream after another.
-Both come from the runs' chunk times, never from their TTFTs. Everything else in the profile is kept.
+- the API server's time per output of a step: the median, over the runs that batched more than 128
+  streams, of their output-group period (`planner.measured.output_cost_s`): a step's outputs are
+  processed and written one stream after another, in groups of 128.
+The cost comes from the runs' chunk times, never from their TTFTs. Everything else in the profile is kept.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from planner.profile_model import ProfileError, ServingLoopModel, load_profile
 
 
 def add_loop_parser(sub: Any) -> None:
-    p = sub.add_parser("loop", help="set a profile's serving loop: async scheduling, API-server s per chunk",
+    p = sub.add_parser("loop", help="set a profile's serving loop: async scheduling, API-server s per output",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("--profile", type=Path, required=True, help="measured profile JSON")
     p.add_argument("--measured", type=Path, required=True, help="folder of measured runs with chunk times")
@@ -33,19 +34,20 @@ def add_loop_parser(sub: Any) -> None:
 
 
 def serving_loop_from(runs: list[Path], async_scheduling: bool, label: str) -> ServingLoopModel:
-    """The median per-chunk time over the runs that have chunk bursts."""
-    costs = [c for c in (load_measured(r).chunk_cost_s for r in runs) if c is not None]
+    """The median time per output over the runs whose steps streamed to more than 128 clients."""
+    costs = [c for c in (load_measured(r).output_cost_s for r in runs) if c is not None]
     if not costs:
         raise ProfileError(
-            f"no run under {label} has bursts of streamed chunks to time; give runs with >= 16 "
-            "concurrent streams (e.g. results/h200x2/frontier)"
+            f"no run under {label} streamed to more than 128 clients at once, so no output group can be "
+            "timed; give runs at higher load (e.g. results/h200x2/frontier)"
         )
     cost = float(np.median(costs))
     mode = "async" if async_scheduling else "synchronous"
     source = (
         f"{mode} scheduling (vLLM's default since vllm-project/vllm#27614; --sync when off); "
-        f"{1e6 * cost:.1f} us per chunk: median over {len(costs)} runs under {label} of their chunk "
-        f"bursts (range {1e6 * min(costs):.1f}-{1e6 * max(costs):.1f} us), by `python -m planner loop`"
+        f"{1e6 * cost:.1f} us per output: median over {len(costs)} runs under {label} of their output "
+        f"groups' period / 128 (range {1e6 * min(costs):.1f}-{1e6 * max(costs):.1f} us), by "
+        "`python -m planner loop`"
     )
     return ServingLoopModel(async_scheduling, cost, source)
 

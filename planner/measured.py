@@ -62,7 +62,7 @@ class MeasuredRun:
     prefill_leg_ms: np.ndarray  # NaN where the record has no stage timing
     decode_first_chunk_ms: np.ndarray
     decode_total_ms: np.ndarray
-    chunk_cost_s: float | None = None  # the API server's time per streamed chunk (see stream_chunk_cost_s)
+    output_cost_s: float | None = None  # the API server's time per output of a step (see output_cost_s)
     warnings: tuple[RunWarning, ...] = ()  # the result's own (typed: filter on code)
 
 
@@ -127,29 +127,40 @@ def _energy_lead_s(res: RunResult) -> float | None:
     return (min(scheduled) - window.start_monotonic_ns) / 1e9
 
 
-STEP_GAP_NS = 500_000  # chunks of one step reach the client < 0.5 ms apart; steps are >= 4 ms apart
-MIN_BURST = 16  # bursts of fewer chunks say little about the per-chunk time
+STEP_GAP_NS = 500_000  # a step's chunks reach the client < 0.5 ms apart; its output groups ~1-2 ms apart
+OUTPUT_GROUP = 128  # vLLM's API server takes a step's outputs 128 at a time (VLLM_V1_OUTPUT_PROC_CHUNK_SIZE)
+GROUP_GAP_NS = 3_000_000  # the next group of one step follows within 3 ms (measured 0.8-1.9 ms); the
+# next step's burst follows a full one later: a 128-stream decode step takes >= 8 ms on H200
+MIN_GROUPS = 20  # fewer full groups say little: the run's batches stayed under 128 streams
 
 
-def stream_chunk_cost_s(records: list[Record]) -> float | None:
-    """The API server's time per streamed chunk, from the client's chunk times of every stream.
+def output_cost_s(records: list[Record]) -> float | None:
+    """The API server's time per output of a step, from a run's chunk times (output_group_cost_s)."""
+    return output_group_cost_s(
+        [np.asarray(r.chunk_mono_ns, dtype=np.int64) for r in records if r.chunk_mono_ns]
+    )
 
-    A step's chunks leave vLLM's API server one stream after another (in groups of up to 128, its
-    output-processing chunk), so pooled over streams they arrive in bursts; a burst of n chunks over
-    span s costs s / (n - 1) per chunk. The median over bursts of >= MIN_BURST chunks; None without
-    such bursts (too few concurrent streams)."""
-    times = [np.asarray(r.chunk_mono_ns, dtype=np.int64) for r in records if r.chunk_mono_ns]
-    if not times:
+
+def output_group_cost_s(streams_ns: list[np.ndarray]) -> float | None:
+    """The API server's time per output of a step, from every stream's chunk arrival times (ns).
+
+    vLLM's API server handles a step's outputs in groups of OUTPUT_GROUP: it processes a group, then
+    writes its chunks one stream after another, then takes the next group. Pooled over streams, chunks
+    arrive in bursts, one per group; a full burst followed closely by the next one of the same step
+    spans one group's processing and writing, so (next start - start) / OUTPUT_GROUP is the time per
+    output. The median over such bursts; None with fewer than MIN_GROUPS (batches under 128 streams)."""
+    if not streams_ns:
         return None
-    t = np.sort(np.concatenate(times))
+    t = np.sort(np.concatenate(streams_ns))
     cut = np.flatnonzero(np.diff(t) > STEP_GAP_NS) + 1
     starts, ends = np.r_[0, cut], np.r_[cut, len(t)]
-    sizes = ends - starts
-    big = sizes >= MIN_BURST
-    if not big.any():
+    full = (ends - starts)[:-1] == OUTPUT_GROUP
+    close = t[starts[1:]] - t[ends[:-1] - 1] < GROUP_GAP_NS
+    pick = full & close
+    if pick.sum() < MIN_GROUPS:
         return None
-    spans = (t[ends[big] - 1] - t[starts[big]]) / 1e9
-    return float(np.median(spans / (sizes[big] - 1)))
+    periods = (t[starts[1:]] - t[starts[:-1]])[pick] / 1e9
+    return float(np.median(periods)) / OUTPUT_GROUP
 
 
 def find_measured(root: str | Path) -> list[Path]:
@@ -200,6 +211,6 @@ def measured_from(res: RunResult, run_dir: str | Path) -> MeasuredRun:
         prefill_leg_ms=_stage(ok, "prefill_ms"),
         decode_first_chunk_ms=_stage(ok, "decode_first_chunk_ms"),
         decode_total_ms=_stage(ok, "decode_total_ms"),
-        chunk_cost_s=stream_chunk_cost_s(ok),
+        output_cost_s=output_cost_s(ok),
         warnings=tuple(res.warnings),
     )

@@ -136,6 +136,7 @@ def merge_profiles(paths: list[Path], pd_result: Path | None = None, command: st
         base.kv_points,
         frontend,
         base.decode.routing,
+        next((prof.loop for _, prof in profiles if prof.loop.per_output_s), None),  # a run that probed it
     )
     if pd_result is None:
         note = f"KV side as in {paths[0]}, derived against its own models (redo with --pd-result)"

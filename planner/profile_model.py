@@ -46,9 +46,9 @@ from planner.fits import Fit, fit_nonnegative
 
 # 2: API-server time and the connector's prefill-side time (version 1 reads as zero); 3: decode batch^2
 # term and the API-server points (version 2 reads with d = 0 and no points); 4: either the serving loop
-# (async scheduling, API-server time per streamed chunk) or the MoE decode term (decode.moe and the
+# (async scheduling, API-server time per streamed output) or the MoE decode term (decode.moe and the
 # experts_touched feature), written by two lines of work; 5: both. Each is read by its key: a file
-# without one reads as synchronous scheduling with no lag, or as a dense model.
+# without one reads as synchronous scheduling with no API-server load, or as a dense model.
 SCHEMA_VERSION = 5
 READABLE_VERSIONS = (1, 2, 3, 4, 5)
 PROFILE_KIND = "planner-profile"
@@ -276,9 +276,10 @@ class FrontendModel:
 class ServingLoopModel:
     """How vLLM's two loops stand between an engine step and the client (planner/engine.py):
     `async_scheduling`: the engine core schedules step k+1 while step k runs (vLLM's default since
-    async scheduling was turned on by default), so a request that reaches it during step k joins step
-    k+2; `per_output_s`: the API server's time per streamed output chunk, spent one stream after the
-    other, a step's new requests last, so a first token leaves per_output_s x the step's outputs late."""
+    vllm-project/vllm#27614), so a request that reaches it during step k joins step k+2;
+    `per_output_s`: the API server's time per output of a step, spent one stream after the other, a
+    step's new requests last, so a first token leaves per_output_s x the step's outputs late, and
+    request intake gets the share of its one event loop that streaming leaves."""
 
     async_scheduling: bool = False
     per_output_s: float = 0.0
@@ -350,7 +351,7 @@ class Profile:
         lp = self.loop
         lines.append(
             f"  serving loop: {'async' if lp.async_scheduling else 'synchronous'} scheduling, "
-            f"{1e6 * lp.per_output_s:.1f} us per streamed chunk ({lp.source})"
+            f"{1e6 * lp.per_output_s:.1f} us per streamed output ({lp.source})"
         )
         pw = self.power
         if pw.available:
@@ -574,6 +575,7 @@ def build_profile(
     kv_points: Sequence[KvPoint] = (),
     frontend: FrontendModel | None = None,
     routing: MoeRouting | None = None,
+    loop: ServingLoopModel | None = None,
 ) -> Profile:
     """Fit every model from raw points and keep the points (`routing`: an MoE model's, see fit_decode)."""
     frontend = frontend or FrontendModel()
@@ -589,4 +591,5 @@ def build_profile(
         power_points=tuple(power_points),
         kv_points=tuple(kv_points),
         frontend=frontend,
+        loop=loop or ServingLoopModel(),
     )

@@ -49,11 +49,12 @@ from planner.kv_transfer import (
     kv_points_from_stages,
     prefill_overhead_s,
 )
-from planner.measured import MeasuredRun, measured_from
+from planner.measured import OUTPUT_GROUP, MeasuredRun, measured_from, output_group_cost_s
 from planner.power_probe import PowerProbe
 from planner.probe import (
     ProbeError,
     ServerInfo,
+    Stream,
     decode_batch,
     prefill_once,
     server_info,
@@ -70,6 +71,7 @@ from planner.profile_model import (
     PrefillPoint,
     Profile,
     Provenance,
+    ServingLoopModel,
     build_profile,
     fit_decode,
     fit_prefill,
@@ -311,9 +313,11 @@ async def _measure_decode(
     args: argparse.Namespace,
     rng: np.random.Generator,
     power: PowerProbe,
-) -> tuple[list[DecodePoint], list[PowerPoint]]:
+) -> tuple[list[DecodePoint], list[PowerPoint], list[float]]:
+    """Decode points, their power, and the API server's time per output of each batch over 128 streams."""
     points: list[DecodePoint] = []
     watts: list[PowerPoint] = []
+    costs: list[float] = []
     model_len = info.max_model_len or 1 << 30
     for batch in args.decode_batches:
         for ctx in args.decode_contexts:
@@ -342,10 +346,34 @@ async def _measure_decode(
                     break
                 points.append(DecodePoint(batch, mean_ctx, step, n_gaps))
                 watts += got
+                if batch > OUTPUT_GROUP and (cost := probe_output_cost_s(streams)) is not None:
+                    costs.append(cost)
+                    log(f"  decode B={batch:>4}: API server {1e6 * cost:.1f} us per output (output groups)")
                 extra = f", {got[0].watts:.0f} W" if got else ""
                 log(f"  decode B={batch:>4} C={prompt:>6}: step {1e3 * step:7.2f} ms ({n_gaps} gaps){extra}")
                 break
-    return points, watts
+    return points, watts, costs
+
+
+def probe_output_cost_s(streams: list[Stream]) -> float | None:
+    """The API server's time per output from a decode batch's chunk times (perf_counter s)."""
+    return output_group_cost_s([(np.asarray(s.chunks) * 1e9).astype(np.int64) for s in streams if s.chunks])
+
+
+def probe_serving_loop(costs: list[float]) -> ServingLoopModel:
+    """Async scheduling (vLLM's default) with the probe's median time per output; none measured (no batch
+    over 128 streams): the synchronous default, to be set with `python -m planner loop`."""
+    if not costs:
+        return ServingLoopModel(
+            source="not measured: no decode batch over 128 streams; `python -m planner loop`"
+        )
+    cost = float(np.median(costs))
+    return ServingLoopModel(
+        True,
+        cost,
+        f"async scheduling (vLLM's default since vllm-project/vllm#27614); {1e6 * cost:.1f} us per output: "
+        f"median of the decode probe's {len(costs)} batches over 128 streams (output groups' period / 128)",
+    )
 
 
 def _kv_model(
@@ -449,7 +477,7 @@ async def measure(args: argparse.Namespace) -> Profile:
             prefill, frontend = await _measure_prefill(session, base, info, args, rng)
             if pw := await _prefill_power(session, base, info, limits, args, rng, power):
                 watts.append(pw)
-            decode, decode_watts = await _measure_decode(session, base, info, limits, args, rng, power)
+            decode, decode_watts, costs = await _measure_decode(session, base, info, limits, args, rng, power)
             watts += decode_watts
     finally:
         power.close()
@@ -476,8 +504,11 @@ async def measure(args: argparse.Namespace) -> Profile:
         command=" ".join(sys.argv),
         notes=notes,
     )
-    return build_profile(provenance, limits, prefill, decode, kv, watts, power.reason, kv_points, frontend,
-                         routing_of(info.model))  # fmt: skip
+    loop = probe_serving_loop(costs)
+    return build_profile(
+        provenance, limits, prefill, decode, kv, watts, power.reason, kv_points, frontend,
+        routing_of(info.model), loop,
+    )  # fmt: skip
 
 
 def cmd_profile(args: argparse.Namespace) -> int:

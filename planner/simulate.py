@@ -16,7 +16,8 @@ request prefills there as on a mixed instance; `load` reads the prefill tokens i
 instance (from pick until its prompt is done) and the picked decode instance's outstanding requests.
 Each instance a request enters first holds it in its API server for
 the profile's frontend time (tokenizing, input processing: beside the GPU, so it delays the request
-without occupying the engine). No network or proxy time is added beyond what the profile measured.
+without occupying the engine), stretched while that instance streams (Engine.stream_share). No
+network or proxy time is added beyond what the profile measured.
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ class SimRun:
     prefill_end_s: np.ndarray  # the prompt's last step ended (aggregated: = first token)
     kv_ready_s: np.ndarray  # KV at the decode instance (NaN when aggregated or local)
     scheduled_s: np.ndarray  # first admitted into a step (xPyD: on the prefill instance)
+    queued_s: np.ndarray  # reached the engine it last waited on (aggregated: after its API server)
     local: np.ndarray | None = None  # per request: served by its decode instance alone (a policy's path)
     instances: list[InstanceStats] = field(default_factory=list)
     events: int = 0
@@ -181,7 +183,8 @@ def simulate(
                     p_sel.release(eng.index)
                     p_tokens[eng.index] -= reqs.prompt[rid]
                     n_prompt = reqs.prompt[rid]  # KV moved, then the decode instance's API server
-                    ready = t + kv_base + kv_per_token * n_prompt + fe_base + fe_per_token * n_prompt
+                    api = (fe_base + fe_per_token * n_prompt) / (1.0 - decode[decode_of[rid]].stream_share(t))
+                    ready = t + kv_base + kv_per_token * n_prompt + api
                     kv_ready[rid] = ready
                     seq += 1
                     heappush(heap, (ready, seq, _KV, rid, 0))
@@ -203,9 +206,13 @@ def simulate(
                     p_tokens[x] += reqs.prompt[rid]
                 else:
                     local[rid] = True
-            if delayed:  # one API server per instance, one request at a time (its event loop): FIFO
+            if delayed:
+                # The API server of the instance it enters: one event loop, so one request at a time
+                # (FIFO) and slowed by that instance's streaming share of the loop.
                 pos = first_decode + decode_of[rid] if local[rid] else prefill_of[rid]
-                entered = max(arrivals[rid], fe_free[pos]) + fe_base + fe_per_token * reqs.prompt[rid]
+                first = engines[pos]
+                api = (fe_base + fe_per_token * reqs.prompt[rid]) / (1.0 - first.stream_share(arrivals[rid]))
+                entered = max(arrivals[rid], fe_free[pos]) + api
                 fe_free[pos] = entered
                 seq += 1
                 heappush(heap, (entered, seq, _ENTER, rid, 0))
@@ -248,6 +255,7 @@ def simulate(
         prefill_end_s=np.array(reqs.prefill_end),
         kv_ready_s=np.array(kv_ready),
         scheduled_s=np.array(reqs.scheduled),
+        queued_s=np.array(reqs.queued),
         local=np.array(local, dtype=bool),
         instances=stats,
         events=events,

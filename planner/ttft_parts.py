@@ -71,8 +71,8 @@ def _sim_parts(profile: Profile, run_dir: Path, res: RunResult) -> SimParts:
     limits, _ = run_limits(profile, m)
     arrivals, _ = replay_arrivals(m)
     sim = simulate(profile, m.setup, m.sent_prompt_tokens, m.sent_output_tokens, arrivals, limits, m.rate)
-    api = np.array([profile.frontend.delay_s(n) for n in sim.prompt_tokens])
-    lag = sim.first_token_s - sim.prefill_end_s  # aggregated: the step ended, then its chunks
+    api = sim.queued_s - sim.arrival_s  # aggregated: the API server, stretched while it streams
+    lag = sim.first_token_s - sim.prefill_end_s  # the step ended, then its chunks
     ttft = sim.first_token_s - sim.arrival_s
     ms = 1e3
     return SimParts(ttft.mean() * ms, api.mean() * ms, (ttft - api - lag).mean() * ms, lag.mean() * ms)

@@ -135,7 +135,7 @@ def test_the_committed_h200_profile_is_the_merge_of_its_two_runs(tmp_path: Path)
     assert merged.prefill.fit.max_rel_error < 0.05 and merged.decode.fit.max_rel_error < 0.06
     assert merged.kv_transfer.prefill_hold and str(PD_RUN.name) in merged.kv_transfer.source
     doc = json.loads((tmp_path / "m.json").read_text())
-    assert doc["schema_version"] == 3 and doc["decode"]["fit"]["features"][-1] == "batch_sq"
+    assert doc["schema_version"] == 5 and doc["decode"]["fit"]["features"][-1] == "batch_sq"
 
 
 def test_a_schema_2_profile_reads_with_no_batch_squared_term() -> None:
