@@ -4,12 +4,18 @@ simulated monitors run their clock PLANTED_SKEW_NS ahead (monitor.node's test-on
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
 
 from monitor.node import SIM_CLOCK_SKEW_ENV
+
+# Every virtual node, driver and the servers they place on loopback (Ray's single-host mode): test traffic
+# stays on 127.0.0.1, never on the host's own network address. Set before Ray starts, inherited by the
+# launcher and runner processes the tests start.
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 
 PLANTED_SKEW_NS = 1_750_000_000  # node b's clock 1.75 s ahead of the runner's
 
