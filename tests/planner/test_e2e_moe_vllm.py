@@ -49,7 +49,7 @@ def test_the_moe_profile_fits_the_experts_term_from_the_served_config(server: st
     assert prof.decode.fit.features[-1] == MOE_FEATURE and 5 <= len(prof.decode_points) <= 10
     # 2 (K, V) x 2 layers x 2 KV heads x 32 head dim x 2 bytes, from the served config.
     assert prof.kv_transfer.bytes_per_token == 2 * 2 * 2 * 32 * 2
-    assert prof.schema_version == 4 and "MoE: experts_touched = 8*(1-(1-2/8)^batch)" in prof.describe()
+    assert prof.schema_version == 5 and "MoE: experts_touched = 8*(1-(1-2/8)^batch)" in prof.describe()
     # The MoE profile drives the simulator: 8 requests decoding together step at its decode model.
     run = simulate(prof, parse_setup("1P1D"), np.full(8, 64), np.full(8, 9), np.zeros(8))
     assert np.all(run.end_s > run.first_token_s) and np.all(np.isfinite(run.end_s))
