@@ -25,7 +25,7 @@ _MAX_ERROR_CHARS = 500
 # Idle pooled connections are closed after this long, well before vLLM's uvicorn closes them (5 s, its
 # --timeout-keep-alive default; our proxy keeps them 75 s): a connection the server may be closing is never
 # sent on. The race it closes: a request sent as the server's keep-alive timer fires fails with
-# ServerDisconnectedError before any response byte (seen once in 500 requests of a bursty trace).
+# ServerDisconnectedError before any response byte (seen on a bursty trace with idle gaps).
 KEEPALIVE_S = 2.0
 # Failures that mean the connection died under a request the server never answered (no response byte):
 # retried once, on a new connection, and counted in the record's `retries`.

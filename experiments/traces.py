@@ -360,11 +360,16 @@ def describe_trace(info: TraceInfo, arrival: str) -> str:
     reuse = (
         f"; prefix reuse {info.prefix_reuse:.0%} of prompt tokens" if info.prefix_reuse is not None else ""
     )
-    limit = f"max_model_len {info.max_model_len}" if info.max_model_len else "the served context"
+    if info.max_model_len:
+        fit = (
+            f"rows longer than max_model_len {info.max_model_len}: {info.overlength} ({info.clipped} "
+            f"clipped, {info.skipped} skipped)"
+        )
+    else:
+        fit = f"rows longer than the served context: {info.overlength} (its limit is read at run time)"
     return (
         f"{speed}; {info.requests} rows from row {info.first_row} ({info.start_s:.0f}-{end:.0f} s of trace "
-        f"time); rows longer than {limit}: {info.overlength} ({info.clipped} clipped, {info.skipped} "
-        f"skipped){reuse}"
+        f"time); {fit}{reuse}"
     )
 
 
