@@ -28,7 +28,7 @@ from typing import Any
 from experiments.schema import RunResult
 from experiments.shapes import SHAPES, Shape
 from experiments.timing_checks import find_ramp
-from planner.measured import find_measured, load_measured
+from planner.measured import find_measured, measured_from
 from planner.outcome import request_metrics, summarize
 from planner.profile_model import Profile
 from planner.setups import parse_setup
@@ -212,8 +212,8 @@ def compare_rows(doc: dict[str, Any], measured_root: Path) -> list[dict[str, Any
         key = (parts[-3], parts[-2], rate)  # <shape>/<setup>/<run>: the campaign's setup names
         if key not in predicted:
             continue
-        m = load_measured(run_dir)
         res = RunResult.load(run_dir)
+        m = measured_from(res, run_dir)
         s = res.summary
         mm = {"ttft_ms": m.ttft_ms, "tpot_ms": m.tpot_ms, "e2el_ms": m.e2el_ms}
         meas = figures(
