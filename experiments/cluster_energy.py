@@ -54,7 +54,9 @@ class _Node:
 
 
 def node_gpus(setup: ServingSetup, backend: str) -> list[_Node]:
-    """The nodes that hold the setup's instances and their GPUs, numbered across nodes."""
+    """The nodes that hold the setup's instances and their GPUs, numbered across nodes in the order the
+    setup first names each node (a node's own GPUs by NVML index): the same run numbers its GPUs the same
+    way on every cluster, whatever ids Ray draws for the nodes."""
     nodes: dict[str, _Node] = {}
     for inst in setup.instances:
         if inst.node is None:
@@ -64,7 +66,7 @@ def node_gpus(setup: ServingSetup, backend: str) -> list[_Node]:
         if not ids and backend == "sim":  # a CPU instance stands for one simulated GPU
             ids = [len(node.gpus)]
         node.gpus += [(g, inst.role, -1) for g in ids]
-    ordered = sorted(nodes.values(), key=lambda n: (n.address or "", n.node_id))
+    ordered = list(nodes.values())  # the setup's order (prefill before decode), not the node ids'
     k = 0
     for node in ordered:
         node.gpus = [(g, role, (k := k + 1) - 1) for g, role, _ in sorted(node.gpus)]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from experiments.cluster_energy import ClusterEnergyMeter
+from experiments.cluster_energy import ClusterEnergyMeter, node_gpus
 from experiments.schema import Instance, ServingSetup
 from tests.cluster.conftest import PLANTED_SKEW_NS, VirtualCluster
 
@@ -26,6 +26,23 @@ def _setup(cluster: VirtualCluster) -> ServingSetup:
             Instance(name="decode1", role="decode", node=b, node_address="10.0.0.2"),
         ],
     )
+
+
+def test_gpus_are_numbered_in_the_setups_order_whatever_ids_ray_draws() -> None:
+    """Two nodes on one address (a loopback cluster) whose ids sort against the setup: the prefill's node
+    still holds GPU 0, so a run's GPU numbering does not change with the ids Ray draws."""
+    setup = ServingSetup(
+        kind="xpyd",
+        instances=[
+            Instance(name="prefill0", role="prefill", node="ff", node_address="127.0.0.1"),
+            Instance(name="decode0", role="decode", node="00", node_address="127.0.0.1", gpu="3,1"),
+        ],
+    )
+    nodes = node_gpus(setup, "sim")
+    assert [(n.node_id, n.gpus) for n in nodes] == [
+        ("ff", [(0, "prefill", 0)]),
+        ("00", [(1, "decode", 1), (3, "decode", 2)]),
+    ]
 
 
 def test_each_node_is_monitored_on_the_runners_clock(ray_cluster: VirtualCluster, tmp_path: Path) -> None:
