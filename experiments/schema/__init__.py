@@ -14,6 +14,9 @@ notebook, planner) goes through these types.
       server_metrics: {url: ServerMetrics}
       warnings: list[RunWarning]   code, message, observed, threshold
 
+    vocabulary                     modes, setup kinds, GPU roles per mode, labels, campaign setup names
+                                   and planner forms (single, replicas:N, xPyD): parsed and printed there
+
 Fields marked `computed` are derived: written to JSON for readers without our code (pandas, jq) and
 recomputed, never read back, on load.
 """
@@ -54,7 +57,6 @@ from experiments.schema.result import (
     result_file,
 )
 from experiments.schema.run import (
-    MODES,
     OVERLENGTH_POLICIES,
     WORKLOADS,
     ClockAnchor,
@@ -69,21 +71,53 @@ from experiments.schema.run import (
     WorkloadConfig,
 )
 from experiments.schema.run_warning import RunWarning
-from experiments.schema.setup import Instance, InstanceSettings, ServingSetup, SetupKind
+from experiments.schema.setup import Instance, InstanceSettings, ServingSetup
 from experiments.schema.summary import STAGE_KEYS, Distribution, PathStats, StageSummary, Summary
 from experiments.schema.upgrade import SCHEMA_VERSION
+from experiments.schema.vocabulary import (
+    AGGREGATED_KINDS,
+    BASELINE_KIND,
+    CAMPAIGN_SETUPS,
+    KINDS,
+    MODE_SPECS,
+    MODES,
+    SERVING_ROLES,
+    CampaignSetup,
+    Mode,
+    ModeSpec,
+    SetupForm,
+    SetupKind,
+    VocabularyError,
+    form_of_roles,
+    gpu_roles_of_mode,
+    kind_of_mode,
+    kind_rank,
+    mode_of_kind,
+    parse_campaign_setups,
+    parse_form,
+    parse_kind,
+    parse_mode,
+    setup_label,
+)
 
 __all__ = [
+    "AGGREGATED_KINDS",
     "ARCHIVE_FILE",
+    "BASELINE_KIND",
+    "CAMPAIGN_SETUPS",
+    "KINDS",
     "MODES",
+    "MODE_SPECS",
     "OVERLENGTH_POLICIES",
     "PHASES",
     "RECORDS_FILE",
     "RESULT_FILE",
     "SCHEMA_VERSION",
     "SCOPES",
+    "SERVING_ROLES",
     "STAGE_KEYS",
     "WORKLOADS",
+    "CampaignSetup",
     "ClockAnchor",
     "Distribution",
     "EnergyAttribution",
@@ -98,6 +132,8 @@ __all__ = [
     "HostEnergy",
     "Instance",
     "InstanceSettings",
+    "Mode",
+    "ModeSpec",
     "MonitorGpu",
     "MonitorInfo",
     "NodeClock",
@@ -118,19 +154,31 @@ __all__ = [
     "Scope",
     "ServerMetrics",
     "ServingSetup",
+    "SetupForm",
     "SetupKind",
     "StageSummary",
     "StageTimes",
     "Summary",
     "Sweep",
     "TraceInfo",
+    "VocabularyError",
     "WorkloadConfig",
     "archive_run",
     "computed",
     "convert",
     "dumps",
+    "form_of_roles",
+    "gpu_roles_of_mode",
+    "kind_of_mode",
+    "kind_rank",
+    "mode_of_kind",
+    "parse_campaign_setups",
+    "parse_form",
+    "parse_kind",
+    "parse_mode",
     "read_records_file",
     "record_line",
     "result_file",
+    "setup_label",
     "to_builtins",
 ]

@@ -10,8 +10,8 @@ from typing import Any
 from experiments.arrivals import ArrivalConfig
 from experiments.schema.base import computed
 from experiments.schema.setup import ServingSetup
+from experiments.schema.vocabulary import Mode, SetupKind, kind_of_mode
 
-MODES: tuple[str, ...] = ("traditional", "disagg", "passthrough")
 WORKLOADS: tuple[str, ...] = ("random", "fixed", "sharegpt", "trace")
 # What a trace replay does with a request longer than the served context: cut its prompt, or leave it out.
 OVERLENGTH_POLICIES: tuple[str, ...] = ("clip", "skip")
@@ -79,7 +79,7 @@ class Sweep:
 class RunConfig:
     """Everything the runner was told: target, workload, arrivals, SLOs, monitoring, output."""
 
-    mode: str
+    mode: Mode
     endpoint: str
     workload: WorkloadConfig
     arrival: ArrivalConfig
@@ -163,7 +163,7 @@ class Provenance:
 class RunMetadata(Provenance):
     """Provenance plus what was driven: mode, endpoint, model, serving setup, config."""
 
-    mode: str
+    mode: Mode
     endpoint: str
     config: RunConfig
     model: str | None = None
@@ -184,6 +184,11 @@ class RunMetadata(Provenance):
     def setup_name(self) -> str:
         """The serving setup's label, or the mode for results that did not record it."""
         return self.serving_setup.name if self.serving_setup is not None else self.mode
+
+    @property
+    def setup_kind(self) -> SetupKind:
+        """The serving setup's kind, or its mode's for results that did not record a setup."""
+        return self.serving_setup.kind if self.serving_setup is not None else kind_of_mode(self.mode)
 
 
 @dataclass(slots=True, kw_only=True)

@@ -3,17 +3,17 @@
 kind: "single" (one vLLM instance), "replicas" (independent instances behind the pass-through proxy),
 "xpyd" (x prefill and y decode instances behind our P/D proxy with a KV connector), "unknown" (the
 proxy said something else). The label names the setup in reports: "1 instance", "2 replicas",
-"1P1D p2p_nccl GET".
+"1P1D p2p_nccl GET". Kinds, labels and forms are spelled in experiments.schema.vocabulary.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from experiments.schema.base import OMIT_EMPTY
+from experiments.schema.vocabulary import SetupForm, SetupKind, form_of
 
-SetupKind = Literal["single", "replicas", "xpyd", "unknown"]
 Scalar = str | int | float | bool | None
 
 
@@ -74,6 +74,11 @@ class ServingSetup:
     def name(self) -> str:
         """The setup's name in reports (its label, else its kind)."""
         return self.label or self.kind
+
+    @property
+    def form(self) -> SetupForm | None:
+        """Its planner form (1P1D, replicas:2, single); None when its counts do not tell."""
+        return form_of(self.kind, self.num_instances, self.num_prefill, self.num_decode)
 
     def role(self, role: str) -> list[Instance]:
         return [i for i in self.instances if i.role == role]
