@@ -40,17 +40,12 @@ from experiments.schema import (
     Summary,
     Sweep,
     WorkloadConfig,
+    gpu_roles_of_mode,
 )
 from experiments.slo import parse_slo
 from experiments.traces import TraceReplay, describe_trace, is_trace_file, select_trace
 from experiments.vllm_result import default_file_name, save_vllm_result
 from experiments.workloads import WorkloadError
-
-DEFAULT_ROLES = {
-    "disagg": ("prefill", "decode"),
-    "traditional": ("serving", "idle"),
-    "passthrough": ("serving", "serving"),
-}
 
 
 def _length(text: str) -> int | tuple[int, int]:
@@ -458,7 +453,7 @@ def config_from_args(args: argparse.Namespace, rate: float | None, sweep: Sweep 
     )
     if args.num_requests < 1:
         raise ExperimentError(f"--num-requests must be >= 1, got {args.num_requests}")
-    roles_text = args.gpu_roles.split(",") if args.gpu_roles else DEFAULT_ROLES[args.mode]
+    roles_text = args.gpu_roles.split(",") if args.gpu_roles else gpu_roles_of_mode(args.mode)
     roles = dict(zip(args.gpu_ids, roles_text, strict=False))
     tag = args.tag
     if sweep is not None:

@@ -18,8 +18,8 @@ from analysis.runs import NA, Run, is_sweep
 from analysis.tables import Comparison, sweep_rows
 from experiments.schema import GpuEnergy
 
-# By setup kind (results without a recorded setup: traditional = single, disagg = xpyd, passthrough =
-# replicas), so the colours of old and new reports agree.
+# By setup kind (`Run.setup_kind`: a result without a recorded setup takes its mode's), so the colours of
+# old and new reports agree.
 KIND_COLORS = {"single": "tab:blue", "xpyd": "tab:orange", "replicas": "tab:green"}
 GPU_COLORS = ("tab:purple", "tab:red", "tab:cyan", "tab:olive", "tab:brown", "tab:pink", "tab:gray")
 DPI = 110

@@ -21,13 +21,14 @@ import numpy as np
 
 from analysis.runs import Run
 from analysis.server_view import pooled_mean, role_views
-from experiments.schema import Record
+from experiments.schema import AGGREGATED_KINDS, Record
 
 SAME_STEP_MS = 5.0  # pairs whose starts are closer than this likely shared one engine step
 MIN_PAIRS = 5  # overlapping pairs needed before their end gap is read
 HELD_MS = 5.0  # an end gap under this: the pair ended together
 INFLATED = 1.2  # P's mean prefill time over an independent instance's above this: inflated
-INTERVAL_OF_KIND = {"xpyd": "proxy prefill leg", "single": "client TTFT", "replicas": "client TTFT"}
+# Rows by setup kind: the independent instances (single, replicas), then the P/D pair they explain.
+ROW_ORDER = (*AGGREGATED_KINDS, "xpyd")
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,7 @@ def overlap_evidence(run: Run) -> OverlapEvidence | None:
         total += float(np.sum(end - start))
         pairs += [p for p in isolated_pairs(iv) if p[0] > SAME_STEP_MS]
     return OverlapEvidence(
-        interval=INTERVAL_OF_KIND.get(run.setup_kind, "client TTFT"),
+        interval="proxy prefill leg" if run.setup_kind == "xpyd" else "client TTFT",
         count=count,
         mean_ms=total / count,
         overlapped_share=overlapped / count,
@@ -154,11 +155,16 @@ def _length(n: int | tuple[int, int]) -> str:
 
 def prefill_rows(runs: list[Run]) -> list[PrefillRow]:
     """Rows of every run that has them, by workload, rate, then setup kind (single, replicas, P/D)."""
-    order = {"single": 0, "replicas": 1, "xpyd": 2}
     rows = [row for run in runs if (row := prefill_row(run)) is not None]
+    order = {kind: i for i, kind in enumerate(ROW_ORDER)}
     return sorted(
         rows,
-        key=lambda r: (r.workload, r.rate if r.rate is not None else math.inf, order.get(r.kind, 3), r.label),
+        key=lambda r: (
+            r.workload,
+            r.rate if r.rate is not None else math.inf,
+            order.get(r.kind, len(order)),
+            r.label,
+        ),
     )
 
 

@@ -18,6 +18,7 @@ from experiments.metrics import compute_summary, stage_summary
 from experiments.schema import (
     ARCHIVE_FILE,
     RESULT_FILE,
+    SERVING_ROLES,
     EnergySection,
     EnergyTotals,
     GpuEnergy,
@@ -25,17 +26,16 @@ from experiments.schema import (
     RunMetadata,
     RunResult,
     Scope,
+    SetupKind,
     StageSummary,
     Summary,
+    kind_of_mode,
+    kind_rank,
     result_file,
 )
 
-# Setup kinds in report order; the first present is the baseline. Results without a recorded setup map
-# their mode: traditional = one instance, disagg = x prefill + y decode, passthrough = replicas.
-KIND_ORDER = ("single", "xpyd", "replicas")
-KIND_OF_MODE = {"traditional": "single", "disagg": "xpyd", "passthrough": "replicas"}
-BASELINE_KIND = "single"
-SERVING_ROLES = ("serving", "prefill", "decode")
+# Runs sort by setup kind (experiments.schema.vocabulary: single, xpyd, replicas; the first present is
+# the baseline); results without a recorded setup take their mode's kind.
 Load = tuple[str, float | None]
 
 
@@ -95,9 +95,8 @@ class Run:
         return self.metadata.setup_name
 
     @property
-    def setup_kind(self) -> str:
-        setup = self.metadata.serving_setup
-        return setup.kind if setup is not None else KIND_OF_MODE.get(self.mode, self.mode)
+    def setup_kind(self) -> SetupKind:
+        return self.metadata.setup_kind
 
     def gpu_count(self) -> tuple[int | None, str]:
         """(GPUs the setup serves with, where that number comes from); None when nothing tells.
@@ -110,8 +109,8 @@ class Run:
             return setup.num_gpus, "recorded"
         if setup is not None and setup.gpus:
             return len(setup.gpus), "the setup's GPU list"
-        if self.mode == "traditional":
-            return 1, "mode traditional: 1 serving GPU"
+        if kind_of_mode(self.mode) == "single":
+            return 1, f"mode {self.mode}: 1 serving GPU"
         roles = list(self.config.gpu_roles.values()) or [g.role for g in self.gpus]
         serving = sum(1 for role in roles if role in SERVING_ROLES)
         if serving:
@@ -227,8 +226,7 @@ def runs_from_results(results: Iterable[RunResult], slo: dict[str, float] | None
 
 
 def _run_order(run: Run) -> tuple[object, ...]:
-    kind = run.setup_kind
-    rank = KIND_ORDER.index(kind) if kind in KIND_ORDER else len(KIND_ORDER)
+    rank = kind_rank(run.setup_kind)
     load_kind, value = run.load
     return (rank, run.setup_name, load_kind, math.inf if value is None else value, run.start_epoch_ns)
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from analysis.comparability import check_comparable
 from analysis.phase_energy import attribution_of, host_of
-from analysis.runs import BASELINE_KIND, NA, Run, is_sweep, load_runs
-from experiments.schema import EnergyAttribution
+from analysis.runs import NA, Run, is_sweep, load_runs
+from experiments.schema import BASELINE_KIND, EnergyAttribution
 
 LATENCIES = (("TTFT", "ttft_ms"), ("TPOT", "tpot_ms"), ("ITL", "itl_ms"), ("E2E", "e2el_ms"))
 LATENCY_PERCENTILES = ("p50", "p90", "p99")

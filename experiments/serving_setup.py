@@ -22,7 +22,16 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from experiments.schema import Instance, InstanceSettings, SchemaError, ServingSetup, SetupKind, convert
+from experiments.schema import (
+    Instance,
+    InstanceSettings,
+    SchemaError,
+    ServingSetup,
+    SetupKind,
+    convert,
+    parse_kind,
+    setup_label,
+)
 
 POINTERS = (Path("results/runs/.current-disagg"), Path("results/runs/.current-traditional"))
 PLAN_FILE = "launch.json"
@@ -238,19 +247,20 @@ def _describe(
     # Across nodes (--cluster) GPU 0 of one node is not GPU 0 of another: name the node too.
     gpus = sorted({f"{i.node[:8]}/{i.gpu}" if i.node else i.gpu for i in instances if i.gpu is not None})
     versions = sorted({i.vllm_version for i in instances if i.vllm_version}) or ([version] if version else [])
-    if kind == "xpyd":
-        if options is None and instances:
-            kv = next((i.kv_transfer_config for i in instances if i.kv_transfer_config), None) or {}
-            options = kv.get("kv_connector_extra_config")
-        send = (options or {}).get("send_type")
-        push = (options or {}).get("mode") == "push"  # NIXL push (WRITE); pull is the default
-        label = f"{n_p}P{n_d}D {connector}" + (f" {send}" if send else "") + (" push" if push else "")
-        if policy not in (None, "split"):
-            label += f" {policy}"
-    elif kind == "replicas":
-        label = f"{len(instances)} replicas"
-    else:
-        label = "1 instance"
+    if kind == "xpyd" and options is None and instances:
+        kv = next((i.kv_transfer_config for i in instances if i.kv_transfer_config), None) or {}
+        options = kv.get("kv_connector_extra_config")
+    opts = (options or {}) if kind == "xpyd" else {}
+    label = setup_label(
+        kind,
+        len(instances),
+        n_prefill=n_p,
+        n_decode=n_d,
+        connector=connector,
+        send_type=opts.get("send_type"),
+        push=opts.get("mode") == "push",  # NIXL push (WRITE); pull is the default
+        policy=policy,
+    )
     return ServingSetup(
         kind=kind,
         label=label,
@@ -310,7 +320,7 @@ def describe(endpoint: str, launch_plan: Path | None = None) -> ServingSetup:
         live = proxy.get("proxy")
         policy = live.get("policy") if isinstance(live, dict) else None
         return ServingSetup(
-            kind=kind if kind in ("single", "replicas", "xpyd") else "unknown",
+            kind=parse_kind(kind),
             label=proxy.get("label"),
             policy=policy if isinstance(policy, str) else None,
             source="proxy /setup",
