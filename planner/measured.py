@@ -18,7 +18,7 @@ import numpy as np
 
 from analysis.runs import find_results
 from experiments.arrivals import ArrivalConfig
-from experiments.schema import Record, RunResult, RunWarning, WorkloadConfig
+from experiments.schema import Record, RunResult, RunWarning, WorkloadConfig, form_of_roles
 from planner.setups import POLICIES, Setup
 
 
@@ -67,21 +67,20 @@ class MeasuredRun:
 
 
 def _setup(res: RunResult, path: Path) -> Setup:
-    """From the recorded serving setup when there is one, else from the mode and GPU roles (schema 1.0)."""
+    """From the recorded serving setup when it tells the counts, else from the mode and GPU roles
+    (schema 1.0): experiments.schema.vocabulary's forms."""
     meta = res.metadata
     ss = meta.serving_setup
-    policy = ss.select if ss is not None and ss.select in POLICIES else "round_robin"
-    if ss is not None and ss.kind == "xpyd" and ss.num_prefill and ss.num_decode:
-        return Setup(ss.num_prefill, ss.num_decode, policy)
-    if ss is not None and ss.kind in ("single", "replicas") and ss.num_instances:
-        return Setup(0, ss.num_instances, policy)
+    if ss is not None and ss.form is not None:
+        policy = ss.select if ss.select in POLICIES else "round_robin"
+        return Setup(ss.form.n_prefill, ss.form.n_decode, policy)
     roles = {str(k): v for k, v in meta.config.gpu_roles.items()}
-    counts = {r: sum(1 for v in roles.values() if v == r) for r in ("prefill", "decode", "serving")}
-    if meta.mode == "disagg" and counts["prefill"] and counts["decode"]:
-        return Setup(counts["prefill"], counts["decode"])
-    if meta.mode in ("traditional", "passthrough") and counts["serving"]:
-        return Setup(0, counts["serving"])
-    raise MeasuredResultError(f"{path}: cannot tell the setup from mode {meta.mode!r} and GPU roles {roles}")
+    form = form_of_roles(meta.mode, roles.values())
+    if form is None:
+        raise MeasuredResultError(
+            f"{path}: cannot tell the setup from mode {meta.mode!r} and GPU roles {roles}"
+        )
+    return Setup(form.n_prefill, form.n_decode)
 
 
 def _stage(records: list[Record], key: str) -> np.ndarray:

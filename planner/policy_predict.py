@@ -25,6 +25,7 @@ from typing import Any
 
 from analysis.frontier import SloGrid, build_frontier
 from analysis.runs import find_results, load_runs
+from experiments.schema import AGGREGATED_KINDS, CAMPAIGN_SETUPS, parse_form
 from planner.profile_model import Profile
 from planner.search import RunCache, SearchConfig, SetupResult, sustained_rate, workload_for
 from planner.setups import parse_setup
@@ -45,7 +46,9 @@ POLICIES = (
     "load:2048:128",
     "load:8192:256",
 )
-MEASURED_NAMES = {"single": "1 instance", "replicas:2": "2 replicas"}  # the frontier's setup labels
+MEASURED_NAMES = {name: parse_form(name).label() for name in BASELINES}  # the frontier's setup labels
+# The campaign's result folders of those setups (single, replicas).
+MEASURED_DIRS = tuple(s.name for s in CAMPAIGN_SETUPS.values() if s.kind in AGGREGATED_KINDS)
 
 
 @dataclass(frozen=True)
@@ -125,7 +128,7 @@ def measured_rates(root: Path, grid: dict[str, tuple[float, ...]]) -> dict[tuple
     out: dict[tuple[str, str, str], tuple] = {}
     sgrid = SloGrid(tuple(grid["ttft"]), tuple(grid["tpot"]))
     for shape in SHAPES:
-        paths = [p for sub in ("single", "replicas") for p in find_results(root / shape / sub)]
+        paths = [p for sub in MEASURED_DIRS for p in find_results(root / shape / sub)]
         if not paths:
             continue
         frontier = build_frontier(load_runs(paths), sgrid, 0.9)

@@ -1,15 +1,17 @@
-"""Serving setups the planner compares: one instance, N replicas, and xPyD (one GPU per instance)."""
+"""Serving setups the planner compares: one instance, N replicas, and xPyD (one GPU per instance).
+
+Their names ("single", "replicas:N", "xPyD") are the schema's setup forms (experiments.schema.vocabulary);
+a planner setup adds the proxy's selection policy and, for xPyD, its per-request path policy.
+"""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
+from experiments.schema import SetupForm, parse_form
 from planner.routing import SPLIT, parse_route
 
 POLICIES = ("round_robin", "least_outstanding")  # the proxy's selection policies (proxy/config.py)
-_XPYD = re.compile(r"^(\d+)p(\d+)d$")
-_REPLICAS = re.compile(r"^replicas:(\d+)$")
 
 
 @dataclass(frozen=True)
@@ -24,8 +26,7 @@ class Setup:
     route: str = SPLIT
 
     def __post_init__(self) -> None:
-        if self.n_prefill < 0 or self.n_decode < 1:
-            raise ValueError(f"a setup needs >= 1 decode (or aggregated) instance, got {self}")
+        SetupForm(self.n_prefill, self.n_decode)  # VocabularyError (a ValueError) for impossible counts
         if self.policy not in POLICIES:
             raise ValueError(f"unknown selection policy {self.policy!r}; use {' or '.join(POLICIES)}")
         object.__setattr__(self, "route", parse_route(self.route).name)  # one spelling per rule
@@ -41,29 +42,23 @@ class Setup:
         return self.n_prefill + self.n_decode
 
     @property
+    def form(self) -> SetupForm:
+        return SetupForm(self.n_prefill, self.n_decode)
+
+    @property
     def name(self) -> str:
-        if self.disaggregated:
-            pd = f"{self.n_prefill}P{self.n_decode}D"
-            return pd if self.route == SPLIT else f"{pd} {self.route}"
-        return "single" if self.n_decode == 1 else f"replicas:{self.n_decode}"
+        """The form's name ("single", "replicas:N", "xPyD"), then a route other than split: "1P1D local"."""
+        return self.form.name if self.route == SPLIT else f"{self.form.name} {self.route}"
 
 
 def parse_setup(text: str, policy: str = "round_robin") -> Setup:
     """ "single", "replicas:N" or "xPyD" (e.g. 1P1D, 2p6d), an xPyD optionally followed by its per-request
     policy after a slash or a space: "1P1D/threshold:1024", "2P2D load"."""
-    t, _, route = text.strip().lower().replace("/", " ").partition(" ")
-    if route.strip():
-        m = _XPYD.match(t)
-        if m is None:
-            raise ValueError(f"setup {text!r}: a per-request policy needs an xPyD setup such as 1P1D")
-        return Setup(int(m.group(1)), int(m.group(2)), policy, route.strip())
-    if t == "single":
-        return Setup(0, 1, policy)
-    if m := _REPLICAS.match(t):
-        return Setup(0, int(m.group(1)), policy)
-    if m := _XPYD.match(t):
-        return Setup(int(m.group(1)), int(m.group(2)), policy)
-    raise ValueError(f"unknown setup {text!r}; write single, replicas:N or xPyD such as 1P1D or 2P6D")
+    head, _, route = text.strip().replace("/", " ").partition(" ")
+    form = parse_form(head)
+    if route.strip() and not form.n_prefill:
+        raise ValueError(f"setup {text!r}: a per-request policy needs an xPyD setup such as 1P1D")
+    return Setup(form.n_prefill, form.n_decode, policy, route.strip().lower() or SPLIT)
 
 
 def candidate_setups(gpus: int, policy: str = "round_robin") -> list[Setup]:

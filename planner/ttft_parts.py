@@ -81,7 +81,7 @@ def _sim_parts(profile: Profile, run_dir: Path, res: RunResult) -> SimParts:
 def parts_row(profile: Profile, run_dir: Path, root: Path) -> PartsRow | None:
     """The row of one aggregated run; None for a P/D run."""
     res = RunResult.load(run_dir)
-    if res.metadata.mode == "disagg":
+    if res.metadata.setup_kind == "xpyd":
         return None
     views = [v for v in instance_views(res) if v.error is None]
     ttft, queue, prefill = (pooled_mean(views, k) for k in ("ttft", "queue", "prefill"))
