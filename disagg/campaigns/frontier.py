@@ -24,12 +24,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from experiments.cli_errors import OneLineErrorParser
-from experiments.schema import RunResult
+from experiments.schema import (
+    CAMPAIGN_SETUPS,
+    CampaignSetup,
+    RunResult,
+    VocabularyError,
+    parse_campaign_setups,
+)
 from experiments.shapes import SHAPES, Shape
 
 
 @dataclass(frozen=True)
 class Setup:
+    """How the campaign launches, drives and stops one of the vocabulary's campaign setups."""
+
     name: str
     launcher: tuple[str, ...]  # python -m ... arguments; --run-dir/--model/--detach are added
     stop: str  # python -m <stop> stop RUN_DIR
@@ -40,24 +48,21 @@ class Setup:
 
 
 P, D, PROXY = "http://127.0.0.1:8100", "http://127.0.0.1:8200", "http://127.0.0.1:8000"
-SETUPS = {
-    "single": Setup(
-        "single",
-        ("traditional", "--gpu", "0", "--port", "8100"),
-        "traditional",
-        P,
-        "traditional",
-        "serving,idle",
-        P,
-    ),
-    "replicas": Setup(
-        "replicas", ("disagg", "--passthrough"), "disagg", PROXY, "passthrough", "serving,serving", f"{P},{D}"
-    ),
-    "pd": Setup("pd", ("disagg",), "disagg", PROXY, "disagg", "prefill,decode", f"{P},{D}"),
-    "pd-nixl": Setup(
-        "pd-nixl", ("disagg", "--connector", "nixl"), "disagg", PROXY, "disagg", "prefill,decode", f"{P},{D}"
-    ),
-}
+
+
+def recipe(setup: CampaignSetup) -> Setup:
+    """One instance on GPU 0 at P's port (GPU 1 idle), or the P/D launcher's two instances behind the
+    proxy: split by the setup's connector (disagg), or as replicas (passthrough)."""
+    roles = ",".join(setup.gpu_roles)
+    if setup.kind == "single":
+        launcher = ("traditional", "--gpu", "0", "--port", "8100")
+        return Setup(setup.name, launcher, "traditional", P, setup.mode, roles, P)
+    launcher = ("disagg", "--passthrough") if setup.kind == "replicas" else ("disagg",)
+    launcher += ("--connector", setup.connector) if setup.connector else ()
+    return Setup(setup.name, launcher, "disagg", PROXY, setup.mode, roles, f"{P},{D}")
+
+
+SETUPS = {name: recipe(setup) for name, setup in CAMPAIGN_SETUPS.items()}
 LAUNCH_EST_S = 150.0
 
 
@@ -253,11 +258,14 @@ def _interrupt(*_: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        setups = [SETUPS[s] for s in args.setups.split(",") if s]
+        setups = [SETUPS[s.name] for s in parse_campaign_setups(args.setups)]
         shapes = [SHAPES[s] for s in args.shapes.split(",") if s]
         args.rates = tuple(float(r) for r in args.rates.split(",")) if args.rates else None
     except KeyError as exc:
-        print(f"error: unknown setup or shape {exc}", file=sys.stderr)
+        print(f"error: unknown shape {exc}; choose from {', '.join(SHAPES)}", file=sys.stderr)
+        return 2
+    except VocabularyError as exc:
+        print(f"error: --setups: {exc}", file=sys.stderr)
         return 2
     except ValueError as exc:
         print(f"error: --rates: {exc}", file=sys.stderr)
