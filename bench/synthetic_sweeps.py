@@ -28,6 +28,8 @@ from experiments.schema import (
     ServingSetup,
     Sweep,
     WorkloadConfig,
+    gpu_roles_of_mode,
+    mode_of_kind,
 )
 
 MS = 1_000_000
@@ -92,12 +94,6 @@ SETUPS: dict[str, ServingSetup] = {
         instances=[_instance("prefill0", "prefill", "0"), _instance("decode0", "decode", "1")],
     ),
 }
-MODE = {ONE: "traditional", REPLICAS: "passthrough", PD: "disagg"}
-ROLES = {
-    "traditional": {0: "serving", 1: "idle"},
-    "passthrough": {0: "serving", 1: "serving"},
-    "disagg": {0: "prefill", 1: "decode"},
-}
 
 
 def _record(index: int, sent_ns: int, request: Request, tokens: int = OUTPUT_TOKENS) -> Record:
@@ -138,7 +134,7 @@ def _energy(mode: str, power_w: float) -> EnergySection:
             avg_power_w=power_w / 2,
             idle_power_w=IDLE_SHARE * power_w / 2,
         )
-        for gpu, role in ROLES[mode].items()
+        for gpu, role in enumerate(gpu_roles_of_mode(mode))
     ]
     return EnergySection(available=True, method="energy_counter", gpus=gpus)
 
@@ -159,7 +155,7 @@ def sweep_run(
 
     `record_setup=False` makes an old result (no serving setup: the GPU count comes from mode and roles).
     """
-    mode = MODE[setup]
+    mode = mode_of_kind(SETUPS[setup].kind)
     seed = round(rate * 1000)  # fresh prompts per rate, the same at one rate across setups
     start = (1_000_000 + 3600 * order) * S
     records = [_record(i, start + round(i / rate * S), req, output_tokens) for i, req in enumerate(requests)]
@@ -175,7 +171,7 @@ def sweep_run(
         ),
         arrival=ArrivalConfig(kind="poisson", rate=rate, seed=seed),
         gpu_ids=[0, 1],
-        gpu_roles=dict(ROLES[mode]),
+        gpu_roles=dict(enumerate(gpu_roles_of_mode(mode))),
         sweep=None if sweep_id is None else Sweep(id=sweep_id, rate=rate),
     )
     metadata = RunMetadata(

@@ -15,12 +15,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from experiments.schema import RunResult
+from experiments.schema import RunResult, kind_of_mode
 
 # vLLM's counter of prompt tokens whose KV came through the KV connector (read from --server-metrics).
 KV_IN_METRIC = 'vllm:prompt_tokens_by_source_total{source="external_kv_transfer"}'
-# Modes whose endpoint is our proxy (one more process on the cores).
-PROXY_MODES = ("disagg", "passthrough")
+# Setup kinds whose endpoint is our proxy (one more process on the cores).
+PROXY_KINDS = ("xpyd", "replicas")
 HEADLINE = "A CPU run shows the pipeline, not performance."
 
 
@@ -69,9 +69,9 @@ def _n(instances: int) -> str:
 def sharing(result: RunResult) -> Sharing:
     setup = result.metadata.serving_setup
     if setup is not None and setup.num_instances:
-        return Sharing(setup.name, setup.num_instances, setup.kind in ("xpyd", "replicas"))
+        return Sharing(setup.name, setup.num_instances, setup.kind in PROXY_KINDS)
     servers = len(result.server_metrics) or None  # older results: one metrics URL per instance
-    return Sharing(result.metadata.setup_name, servers, result.metadata.mode in PROXY_MODES)
+    return Sharing(result.metadata.setup_name, servers, kind_of_mode(result.metadata.mode) in PROXY_KINDS)
 
 
 def cpu_caveat(
@@ -111,8 +111,7 @@ def cpu_caveat(
 
 
 def _is_pd(result: RunResult) -> bool:
-    setup = result.metadata.serving_setup
-    return setup.kind == "xpyd" if setup is not None else result.metadata.mode == "disagg"
+    return result.metadata.setup_kind == "xpyd"
 
 
 def _spread(results: Sequence[RunResult]) -> str:

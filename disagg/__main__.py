@@ -13,6 +13,7 @@ from typing import Any
 from disagg.cli import build_parser
 from disagg.plan import DisaggPlan, plan, proxy_command
 from experiments.ray_cluster import ClusterError
+from experiments.schema import SetupForm
 from launch.cli import point_current, refuse_off_cluster, split_vllm_args, stop_command, write_plan
 from launch.server import ManagedServer, ServerSpec
 from launch.supervise import run_group
@@ -42,8 +43,9 @@ def main(argv: list[str] | None = None) -> int:
         ServerSpec(model="-", port=args.proxy_port, name="proxy", command_override=run.proxy), run.run_dir
     )
     where = "CPU" if run.prefill[0].gpu is None else f"GPUs P={args.prefill_gpus} D={args.decode_gpus}"
+    form = SetupForm(len(run.prefill), len(run.decode))
     print(
-        f"starting {len(run.prefill)}P{len(run.decode)}D ({where}) vLLM {version or '(not installed)'} "
+        f"starting {form} ({where}) vLLM {version or '(not installed)'} "
         f"connector={run.connector} {run.connector_options or ''}\n  run_dir={run.run_dir}"
     )
     hint = f"{PROG} stop {run.run_dir}"
