@@ -12,7 +12,7 @@ import pytest
 
 from experiments import server_metrics
 from experiments.model_dir import word_prompt
-from experiments.schema import RunResult
+from experiments.schema import RunResult, SetupForm
 from tests.conftest import free_port, launched, run_cli
 
 pytestmark = pytest.mark.vllm
@@ -123,3 +123,16 @@ def test_run_experiment_disagg_records_stage_timings(pair: Pair, tmp_path: Path)
         decode_delta.get('vllm:prompt_tokens_by_source_total{source="external_kv_transfer"}', 0) >= 12 * 128
     )
     assert (pair.run_dir / "proxy_stages.jsonl").exists()
+    # The setup in the schema vocabulary, read from the launcher's plan.
+    meta = res.metadata
+    setup = meta.serving_setup
+    assert setup is not None and (setup.kind, setup.label, setup.form) == (
+        "xpyd",
+        "1P1D example",
+        SetupForm(1, 1),
+    )
+    assert (meta.mode, meta.setup_kind, meta.config.gpu_roles) == (
+        "disagg",
+        "xpyd",
+        {0: "prefill", 1: "decode"},
+    )

@@ -10,7 +10,7 @@ import pytest
 
 from analysis.prometheus import histogram
 from experiments import server_metrics
-from experiments.schema import RunResult
+from experiments.schema import RunResult, SetupForm
 from tests.conftest import free_port, launched, run_cli
 
 pytestmark = pytest.mark.vllm
@@ -127,6 +127,13 @@ def test_result_says_how_it_was_obtained(result) -> None:
     res, _ = result
     meta = res.metadata
     assert meta.mode == "traditional" and meta.versions["vllm_client_side"]
+    setup = meta.serving_setup  # in the schema vocabulary: the mode's kind, GPU roles and label
+    assert setup is not None and (setup.kind, setup.label, setup.form) == (
+        "single",
+        "1 instance",
+        SetupForm(0, 1),
+    )
+    assert meta.config.gpu_roles == {0: "serving", 1: "idle"}
     assert meta.config.workload.input_len == IN_LEN and meta.config.arrival.rate == 6
     assert res.energy is not None and res.energy.available is False
     assert res.energy.reason is not None and "NVML" in res.energy.reason
