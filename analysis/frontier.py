@@ -264,7 +264,10 @@ def capacity(
 ) -> Capacity:
     """The sustained rate at `level` (`sustained_rate`), with the power at it interpolated alike;
     `powers` go with `points`, one each."""
-    s = sustained_rate(points, level)
+    try:
+        s = sustained_rate(points, level)
+    except ValueError as exc:  # two nominal rates that arrived at the same realized rate
+        raise CompareError(f"{exc}; keep one run per realized rate (or rerun one at a new rate)") from exc
     power = None
     if s.passing is not None:
         p0 = powers[points.index(s.passing)]

@@ -91,7 +91,8 @@ def sustained_rate(points: Sequence[SweepPoint], level: float = 0.9) -> Sustaine
         raise ValueError("a sweep needs at least one rate")
     pts = sorted(points, key=lambda p: p.rate)
     if len({p.rate for p in pts}) != len(pts):
-        raise ValueError(f"an offered rate appears twice in {[p.rate for p in pts]}: pool repeats first")
+        rates = ", ".join(f"{p.text()}" for p in pts)
+        raise ValueError(f"an offered rate appears twice on the axis ({rates}): pool repeats of a rate first")
     nominal_axis = not all(p.realized for p in pts)
     ok = [p.attainment >= level - EPS for p in pts]
     if not any(ok):

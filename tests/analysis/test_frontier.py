@@ -156,6 +156,15 @@ def test_the_rate_axis_is_the_realized_offered_rate(tmp_path: Path) -> None:
     )
 
 
+def test_two_rates_that_arrived_at_one_realized_rate_are_a_one_line_error(tmp_path: Path) -> None:
+    runs = golden_runs()
+    four = next(r for r in runs if r.metadata.config.offered_rate == 4 and r.metadata.mode == "traditional")
+    arriving_at(four, 6.0)  # one instance's "4" now arrived at 6 req/s, as its "6" did
+    save_sweep(tmp_path, runs)
+    with pytest.raises(CompareError, match="appears twice on the axis"):
+        frontier_of(tmp_path)
+
+
 def test_energy_per_request_and_token_split(sweep_dir: Path) -> None:
     f = frontier_of(sweep_dir)
     one = next(s for s in f.setups if s.name == ONE)
