@@ -244,6 +244,8 @@ def markdown(v: Validation, grid: dict[str, tuple[float, ...]]) -> str:
         )
     notes = [f"- {p.run}: {n}" for p in v.points for n in p.notes]
     notes += [f"- skipped {s.run}: {s.reason}" for s in v.skipped]
+    nominal = dict.fromkeys(f"{x.shape} / {x.setup}" for x in v.rates if x.measured.nominal_axis)
+    notes += [f"- {n}: a run recorded no realized arrival rate; its nominal rate stands in" for n in nominal]
     if notes:
         lines += ["## Notes", "", *notes, ""]
     return "\n".join(lines)

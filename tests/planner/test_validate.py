@@ -19,6 +19,7 @@ from experiments.schema import RunResult
 from planner.measured import load_measured
 from planner.setups import Setup
 from planner.validate import DEFAULT_SLO_GRID, parse_slo_grid, slo_cells, slo_label, validate
+from planner.validate_report import markdown
 from tests.planner.measured_runs import fail_requests, scale_energy, write_run
 from tests.planner.profiles import make_profile
 
@@ -110,6 +111,21 @@ def test_the_frontier_and_the_validation_measure_one_sustained_rate(sweeps: Path
     assert single.rates == (2, 6, 10, 14)  # rate 10's two runs are one point
     # the axis is the rate the Poisson samples arrived at, not the nominal
     assert all(abs(a - n) > 1e-3 for a, n in zip(single.offered, single.rates, strict=True))
+
+
+def test_a_run_without_a_realized_rate_stands_at_its_nominal_rate(sweeps: Path, tmp_path: Path) -> None:
+    root = tmp_path / "m"
+    shutil.copytree(sweeps / "short" / "single", root / "short" / "single")
+    shutil.rmtree(root / "short" / "single" / "rate14")
+    one = write_run(root / "short" / "single" / "rate14", PROFILE, Setup(0, 1), 14, n=1, seed=103)
+    assert RunResult.load(one).summary.arrival_rate is None  # one send: no span, no realized rate
+    v = validate(PROFILE, root, [{"ttft": 1000.0, "tpot": 50.0}])
+    (c,) = v.rates
+    assert c.rates == (2, 6, 10, 14) and c.offered[-1] == 14  # the nominal stands in for rate 14 alone
+    assert all(abs(a - n) > 1e-3 for a, n in zip(c.offered[:-1], c.rates[:-1], strict=True))
+    assert c.measured.nominal_axis and c.predicted.nominal_axis
+    md = markdown(v, {"ttft": (1000.0,), "tpot": (50.0,)})
+    assert "short / single: a run recorded no realized arrival rate; its nominal rate stands in" in md
 
 
 def test_a_closed_loop_run_is_listed_as_skipped(sweeps: Path, tmp_path: Path) -> None:
