@@ -7,6 +7,7 @@ One concern per module, in the order the data flows:
     render         report.md and the terminal tables
     plots          the report's figures
     setup_sweeps   which runs form one setup's rate sweep (one workload shape); sweeps mixing setups refused
+    sustained      the one sustained-rate rule (highest rate meeting a level, realized offered-rate axis)
     frontier       SLO attainment per rate, sustained rate per SLO cell per GPU and per kW, winners
     frontier_render / frontier_plots   frontier.md and its figures
 The server side (vLLM's own /metrics deltas), rendered into report.md by server_report:

@@ -4,9 +4,12 @@ GPU; Splitwise's gains at equal power).
 
 Per rate point, SLO attainment = the share of measured requests (failed ones count as misses) whose TTFT
 and TPOT are both within the bounds (a one-token request passes TPOT, as in vLLM). For one cell and
-attainment level L, the sustained rate is interpolated linearly between the last measured rate that meets
-L and the next one; "never met" when no rate meets it; ">= max rate" when the highest rate still does (a
-lower bound). Average power is interpolated the same way; per kW = sustained rate / (power / 1000).
+attainment level L, the sustained rate is `analysis.sustained.sustained_rate`, the one rule the planner's
+validation uses too: the highest measured rate meeting L, interpolated linearly toward the next rate above
+it; "never met" when no rate meets it; ">= max rate" when the highest rate still does (a lower bound).
+The rate axis is the realized offered rate (each run's `summary.arrival_rate`, averaged over the repeats
+of one nominal rate; the nominal where a run recorded none, noted). Average power is interpolated the
+same way; per kW = sustained rate / (power / 1000).
 
 One GPU count for every figure: a setup is charged for the GPUs it serves on (`GPU_SCOPE`). Per GPU
 divides by the setup's GPUs, and per kW and the energy figures count those GPUs' counter energy and
@@ -26,6 +29,7 @@ import numpy as np
 from analysis.comparability import hardware, model_name
 from analysis.runs import CompareError, Run
 from analysis.setup_sweeps import by_setup, check_sweep_setups, one_shape, shape_text
+from analysis.sustained import SustainedRate, SweepPoint, offered_rate, sustained_rate
 from experiments.metrics import slo_arrays
 from experiments.schema import Scope
 from experiments.schema.run_warning import NOT_STEADY
@@ -35,7 +39,6 @@ from experiments.timing_checks import STEADY_ARRIVALS_IN_E2E, steady_state_warni
 DEFAULT_TTFT_MS: tuple[float, ...] = (250.0, 500.0, 1000.0, 2000.0)
 DEFAULT_TPOT_MS: tuple[float, ...] = (10.0, 15.0, 25.0, 50.0)
 DEFAULT_ATTAINMENT = 0.9
-EPS = 1e-12  # attainments are ratios of counts: equal to the level means meeting it
 Status = Literal["never met", "bracketed", "never saturated"]
 Metric = Literal["per_gpu", "per_kw"]
 GPU_SCOPE: Scope = "serving_gpus"  # the GPUs a setup is charged for, in every figure
@@ -91,6 +94,7 @@ class RatePoint:
     measured: int
     achieved_rps: float | None
     arrived_rps: float | None  # the realized arrival rate (mean over the pooled runs), beside the nominal
+    offered_rps: float  # the sustained-rate axis: arrived_rps, or the nominal rate where a run has none
     avg_power_w: float | None  # the setup's GPUs (GPU_SCOPE), mean over the pooled runs
     energy_j: float | None  # the setup's GPUs, summed over the pooled runs; static + dynamic
     static_j: float | None
@@ -104,18 +108,48 @@ class RatePoint:
         count = self.completed if denominator == "request" else self.output_tokens
         return value / count if value is not None and count else None
 
+    @property
+    def realized(self) -> bool:
+        return self.arrived_rps is not None
+
+    def sweep_point(self, i: int, j: int) -> SweepPoint:
+        """This point at SLO cell (i, j), on the realized offered-rate axis."""
+        return SweepPoint(self.rate, self.offered_rps, float(self.attainment[i, j]), self.realized)
+
+
+STATUS: dict[str, Status] = {"below": "never met", "interpolated": "bracketed", "at_least": "never saturated"}
+
 
 @dataclass
 class Capacity:
-    """The highest rate one setup sustains at one SLO cell, and the measured points around it."""
+    """The highest rate one setup sustains at one SLO cell (`sustained_rate`), its power and GPUs."""
 
-    status: Status
-    rate: float | None  # interpolated; the highest measured rate (a lower bound) when never saturated
-    low: tuple[float, float] | None  # (rate, attainment) of the last rate meeting the level
-    high: tuple[float, float] | None  # (rate, attainment) of the next rate (the lowest when never met)
+    sustained: SustainedRate
     power_w: float | None
     num_gpus: int
-    non_monotone: bool = False  # a lower rate misses the level although a higher one meets it
+
+    @property
+    def status(self) -> Status:
+        return STATUS[self.sustained.bound]
+
+    @property
+    def rate(self) -> float | None:
+        """Interpolated; the highest measured rate (a lower bound) when never saturated; None: never met."""
+        return None if self.sustained.bound == "below" else self.sustained.rate
+
+    @property
+    def low(self) -> SweepPoint | None:
+        """The highest point meeting the level."""
+        return self.sustained.passing
+
+    @property
+    def high(self) -> SweepPoint | None:
+        """The next point above it (the lowest point when never met)."""
+        return self.sustained.failing
+
+    @property
+    def non_monotone(self) -> bool:
+        return self.sustained.non_monotone
 
     @property
     def lower_bound(self) -> bool:
@@ -163,7 +197,13 @@ class SetupSweep:
 
     @property
     def rates(self) -> list[float]:
+        """The nominal rates (labels)."""
         return [p.rate for p in self.points]
+
+    @property
+    def offered(self) -> list[float]:
+        """The sustained-rate axis: each point's realized offered rate (nominal where none is known)."""
+        return [p.offered_rps for p in self.points]
 
 
 @dataclass
@@ -200,7 +240,7 @@ def rate_point(rate: float, runs: list[Run], grid: SloGrid) -> RatePoint:
     metrics = {k: np.concatenate([a[k] for a in arrays]) for k in arrays[0]}
     totals = [r.totals(GPU_SCOPE) for r in runs]
     achieved = [r.summary.request_throughput for r in runs]
-    arrived = [r.summary.arrival_rate for r in runs]
+    offered, realized = offered_rate(rate, [r.summary.arrival_rate for r in runs])
     powers = [t.avg_power_w if t is not None else None for t in totals]
     return RatePoint(
         rate=rate,
@@ -208,7 +248,8 @@ def rate_point(rate: float, runs: list[Run], grid: SloGrid) -> RatePoint:
         attainment=attainment_table(metrics, grid),
         measured=int(metrics["ttft_ms"].size),
         achieved_rps=None if None in achieved else float(np.mean(achieved)),  # type: ignore[arg-type]
-        arrived_rps=None if None in arrived else float(np.mean(arrived)),  # type: ignore[arg-type]
+        arrived_rps=offered if realized else None,
+        offered_rps=offered,
         avg_power_w=None if None in powers else float(np.mean(powers)),  # type: ignore[arg-type]
         energy_j=_sum([t.energy_j if t is not None else None for t in totals]),
         static_j=_sum([t.static_j if t is not None else None for t in totals]),
@@ -219,25 +260,23 @@ def rate_point(rate: float, runs: list[Run], grid: SloGrid) -> RatePoint:
 
 
 def capacity(
-    rates: Sequence[float], att: Sequence[float], powers: Sequence[float | None], level: float, num_gpus: int
+    points: Sequence[SweepPoint], powers: Sequence[float | None], level: float, num_gpus: int
 ) -> Capacity:
-    """The highest sustained rate at `level` over points sorted by rate (see the module docstring)."""
-    ok = [a >= level - EPS for a in att]
-    if not any(ok):
-        return Capacity("never met", None, None, (rates[0], att[0]), None, num_gpus)
-    k = max(i for i, good in enumerate(ok) if good)
-    non_monotone = not all(ok[: k + 1])
-    if k == len(rates) - 1:
-        return Capacity(
-            "never saturated", rates[k], (rates[k], att[k]), None, powers[k], num_gpus, non_monotone
-        )
-    frac = (att[k] - level) / (att[k] - att[k + 1])
-    rate = rates[k] + frac * (rates[k + 1] - rates[k])
-    p0, p1 = powers[k], powers[k + 1]
-    power = None if p0 is None or p1 is None else p0 + frac * (p1 - p0)
-    return Capacity(
-        "bracketed", rate, (rates[k], att[k]), (rates[k + 1], att[k + 1]), power, num_gpus, non_monotone
-    )
+    """The sustained rate at `level` (`sustained_rate`), with the power at it interpolated alike;
+    `powers` go with `points`, one each."""
+    try:
+        s = sustained_rate(points, level)
+    except ValueError as exc:  # two nominal rates that arrived at the same realized rate
+        raise CompareError(f"{exc}; keep one run per realized rate (or rerun one at a new rate)") from exc
+    power = None
+    if s.passing is not None:
+        p0 = powers[points.index(s.passing)]
+        p1 = None if s.failing is None else powers[points.index(s.failing)]
+        if s.failing is None:
+            power = p0
+        elif p0 is not None and p1 is not None:
+            power = p0 + s.fraction * (p1 - p0)
+    return Capacity(s, power, num_gpus)
 
 
 def verdict(values: dict[str, tuple[float | None, bool]]) -> Verdict:
@@ -331,9 +370,14 @@ def build_frontier(
         dips = []
         if None in powers:
             notes.append(f"{s.name}: no measured power at some rates, per-kW values n/a there")
+        nominal = [f"{p.rate:g}" for p in s.points if not p.realized]
+        if nominal:
+            notes.append(
+                f"{s.name}: no realized arrival rate recorded at {', '.join(nominal)} req/s: those points "
+                "stand at their nominal rate on the offered-rate axis"
+            )
         for i, j in grid.cells:
-            att = [float(p.attainment[i, j]) for p in s.points]
-            c = capacity(s.rates, att, powers, level, s.num_gpus)
+            c = capacity([p.sweep_point(i, j) for p in s.points], powers, level, s.num_gpus)
             cap[(s.name, i, j)] = c
             if c.non_monotone:
                 dips.append(grid.text(i, j))

@@ -34,7 +34,7 @@ def attainment_figure(f: Frontier) -> Figure:
         ax = axes[i, j]
         for s in f.setups:
             att = [100 * float(p.attainment[i, j]) for p in s.points]
-            ax.plot(s.rates, att, "o-", color=col[s.name], markersize=3, linewidth=1.2, label=s.name)
+            ax.plot(s.offered, att, "o-", color=col[s.name], markersize=3, linewidth=1.2, label=s.name)
             c = f.capacity[(s.name, i, j)]
             if c.status == "bracketed" and c.rate is not None:
                 ax.plot(c.rate, 100 * f.level, "*", color=col[s.name], markersize=10, markeredgecolor="black")
@@ -44,7 +44,7 @@ def attainment_figure(f: Frontier) -> Figure:
         ax.grid(alpha=0.3)
         ax.tick_params(labelsize="small")
     for ax in axes[-1, :]:
-        ax.set_xlabel("offered rate (req/s)", fontsize="small")
+        ax.set_xlabel("offered rate, arrived (req/s)", fontsize="small")
     for ax in axes[:, 0]:
         ax.set_ylabel("attainment (%)", fontsize="small")
     handles, labels = axes[0, 0].get_legend_handles_labels()
@@ -174,14 +174,14 @@ def energy_figure(f: Frontier) -> Figure | str:
             ):
                 y = [p.per(part, denominator) for p in s.points]
                 ax.plot(
-                    s.rates,
+                    s.offered,
                     [np.nan if v is None else v for v in y],
                     style,
                     color=col[s.name],
                     markersize=4,
                     label=f"{s.name} {what}",
                 )
-        ax.set_xlabel("offered rate (req/s)")
+        ax.set_xlabel("offered rate, arrived (req/s)")
         ax.set_title(title, fontsize="medium")
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)

@@ -11,6 +11,7 @@ from typing import Any
 from analysis.comparability import serving_stack
 from analysis.frontier import Capacity, Frontier, Metric, Verdict
 from analysis.markdown import fmt, md_table, plots_and_notes
+from analysis.sustained import SweepPoint
 
 FRONTIER_FILE = "frontier.md"
 METRIC_TITLE: dict[Metric, str] = {
@@ -23,15 +24,20 @@ def pct(share: float) -> str:
     return "n/a" if math.isnan(share) else f"{100 * share:.1f}%"
 
 
+def point_text(p: SweepPoint) -> str:
+    """'16 (14.7) req/s: 95.0%': the nominal rate, the realized one (the axis), the attainment."""
+    return f"{p.text()} req/s: {pct(p.attainment)}"
+
+
 def bracket_text(c: Capacity) -> str:
     """The measured rates around the sustained rate, with their attainments."""
     if c.status == "never met":
         assert c.high is not None
-        return f"lowest rate {c.high[0]:g} req/s: {pct(c.high[1])}"
+        return f"lowest rate {point_text(c.high)}"
     assert c.low is not None
     if c.high is None:
-        return f"{c.low[0]:g} req/s: {pct(c.low[1])} (highest rate measured)"
-    return f"{c.low[0]:g} req/s: {pct(c.low[1])} → {c.high[0]:g} req/s: {pct(c.high[1])}"
+        return f"{point_text(c.low)} (highest rate measured)"
+    return f"{point_text(c.low)} → {point_text(c.high)}"
 
 
 def value_text(c: Capacity, metric: Metric | None = None) -> str:
@@ -166,9 +172,13 @@ def render_frontier(
     out += [
         "",
         f"SLO attainment = share of measured requests (failed ones count as misses) with TTFT and TPOT both "
-        f"within the cell's bounds. Per cell, each setup's sustained rate is the highest offered rate with "
-        f"attainment ≥ {level}, interpolated linearly between the two bracketing measured rates (shown); "
-        "'≥' marks a setup that still meets it at its highest rate (never saturated: a lower bound). "
+        f"within the cell's bounds. Per cell, each setup's sustained rate is the highest measured offered "
+        f"rate with attainment ≥ {level}, interpolated linearly toward the next measured rate above it "
+        "(both shown; a rate that meets the level again above a miss counts, and the notes name such "
+        "dips); '≥' marks a setup that still meets it at its highest rate (never saturated: a lower "
+        "bound). The rate axis is the realized offered rate: the rate the requests arrived at (each "
+        "run's `summary.arrival_rate`, mean over repeats), shown in brackets after the nominal rate "
+        "asked for; a run that recorded none stands at its nominal rate (noted). "
         "Every figure counts the setup's GPUs: per GPU divides by them, per kW by their average power "
         "over the measured window (interpolated the same way), and energy is theirs (a monitored GPU the "
         "setup left idle is in none). The ratio is the leader over the runner-up.",

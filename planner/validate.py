@@ -9,10 +9,15 @@ Energy is compared over the window the run was metered over (it opens before the
 Per run: TTFT / TPOT p50 and p99, SLO attainment at each SLO of a grid, J per request (static +
 dynamic, serving GPUs: a single instance's idle neighbour is not counted, as the simulator has one
 GPU), measured against predicted, with the J-per-request criterion (default within 10%) marked. Per
-setup, shape and SLO: the SLO-sustaining rate of the measured and of the simulated sweep, both from
-planner/sustained.py over the same rates, with the rate criterion (default within 15%). Failed
-requests count as missing every SLO. Nothing is dropped: misses and runs that cannot be replayed are
-listed with the reason.
+setup, shape and SLO: the SLO-sustaining rate of the measured and of the simulated sweep, both by
+`analysis.sustained.sustained_rate` (the rule the frontier uses) over the same points, with the rate
+criterion (default within 15%, planner/sustained.py). The points are the sweep's nominal rates, repeats
+pooled as in the frontier (attainment over all their requests), placed on the REALIZED offered-rate
+axis: the mean `summary.arrival_rate` of the measured runs at that rate (the nominal where a run recorded
+none, noted). The predicted side stands on the same axis: its replay sends the same arrival offsets
+(checked against the recorded schedule), so its realized rate is the measured run's. So the measured
+sustained rate is the frontier's for the same runs. Failed requests count as missing every SLO.
+Nothing is dropped: misses and runs that cannot be replayed are listed with the reason.
 """
 
 from __future__ import annotations
@@ -26,14 +31,16 @@ from typing import Any
 
 import numpy as np
 
-from experiments.schema import Distribution, SchemaError, to_builtins
+from analysis.sustained import SustainedRate, SweepPoint, offered_rate, sustained_rate
+from experiments.metrics import compute_summary
+from experiments.schema import Distribution, RunResult, SchemaError, to_builtins
 from experiments.schema.run_warning import COALESCED_CHUNKS, NOT_STEADY, PREFIX_CACHE, SEND_LATENESS
 from experiments.slo import slo_met
-from planner.measured import MeasuredResultError, MeasuredRun, find_measured, load_measured
+from planner.measured import MeasuredResultError, MeasuredRun, find_measured, measured_from
 from planner.outcome import Outcome, request_metrics, summarize
 from planner.profile_model import EngineLimits, Profile
 from planner.simulate import SimulationError, simulate
-from planner.sustained import RateAgreement, SustainedRate, compare_rates, interpolate_sustained
+from planner.sustained import RateAgreement, compare_rates
 from planner.workload import fixed_lengths
 
 # The frontier campaign's grid: TTFT bound x TPOT bound (ms).
@@ -115,17 +122,19 @@ class PointComparison:
     j_error: float | None  # (predicted - measured) / measured
     j_pass: bool | None  # None: no energy on one side
     notes: tuple[str, ...] = ()
+    arrived_rps: float | None = None  # the rate the measured run's requests arrived at (summary.arrival_rate)
 
 
 @dataclass(frozen=True)
 class RateComparison:
-    """The SLO-sustaining rate of one setup's sweep, measured and predicted over the same rates."""
+    """The SLO-sustaining rate of one setup's sweep, measured and predicted over the same points."""
 
     shape: str
     setup: str
     gpus: int
     slo: dict[str, float]
-    rates: tuple[float, ...]
+    rates: tuple[float, ...]  # nominal (the labels)
+    offered: tuple[float, ...]  # the axis: realized offered rates (nominal where none), by nominal rate
     measured: SustainedRate
     predicted: SustainedRate
     agreement: RateAgreement
@@ -234,7 +243,13 @@ def _measured_metrics(m: MeasuredRun) -> dict[str, np.ndarray]:
 
 
 def compare_point(
-    profile: Profile, m: MeasuredRun, shape: str, run: str, slos: Sequence[Mapping[str, float]], j_tol: float
+    profile: Profile,
+    m: MeasuredRun,
+    shape: str,
+    run: str,
+    slos: Sequence[Mapping[str, float]],
+    j_tol: float,
+    arrived_rps: float | None = None,
 ) -> PointComparison:
     limits, notes = run_limits(profile, m)
     arrivals, arrival_notes = replay_arrivals(m)
@@ -281,7 +296,24 @@ def compare_point(
         j_error=j_err,
         j_pass=None if j_err is None else abs(j_err) <= j_tol,
         notes=tuple(notes + arrival_notes),
+        arrived_rps=arrived_rps,
     )
+
+
+def sweep_points(pts: Sequence[PointComparison], label: str) -> tuple[list[SweepPoint], list[SweepPoint]]:
+    """The measured and the predicted sweep at one SLO: one point per nominal rate, repeats pooled
+    (attainment over all their requests), on the realized offered-rate axis of the measured runs."""
+    by_rate: dict[float, list[PointComparison]] = {}
+    for p in pts:
+        by_rate.setdefault(p.rate, []).append(p)
+    measured, predicted = [], []
+    for rate, reps in sorted(by_rate.items()):
+        axis, realized = offered_rate(rate, [p.arrived_rps for p in reps])
+        n = sum(p.requests for p in reps)
+        for side, out in ((0, measured), (1, predicted)):
+            att = sum(p.attainment[label][side] * p.requests for p in reps) / n
+            out.append(SweepPoint(rate, axis, att, realized))
+    return measured, predicted
 
 
 def compare_rates_of(
@@ -290,21 +322,25 @@ def compare_rates_of(
     """Per shape, setup and SLO: the sustained rate of the measured and the predicted sweep."""
     groups: dict[tuple[str, str], list[PointComparison]] = {}
     for p in points:
-        groups.setdefault((p.shape, p.setup), []).append(p)
+        if not np.isnan(p.rate):  # an unknown rate (a trace at its own pace) is no sweep point
+            groups.setdefault((p.shape, p.setup), []).append(p)
     out = []
     for (shape, setup), pts in groups.items():
-        pts = sorted(pts, key=lambda p: p.rate)
-        rates = [p.rate for p in pts]
-        if len(set(rates)) != len(rates) or any(np.isnan(rates)):
-            continue  # repeated or unknown rates: no single sweep (the points are still listed)
         for slo in slos:
-            label = slo_label(slo)
-            measured = interpolate_sustained(rates, [p.attainment[label][0] for p in pts], target)
-            predicted = interpolate_sustained(rates, [p.attainment[label][1] for p in pts], target)
-            agreement = compare_rates(measured, predicted, tol)
+            measured_pts, predicted_pts = sweep_points(pts, slo_label(slo))
+            measured = sustained_rate(measured_pts, target)
+            predicted = sustained_rate(predicted_pts, target)
             out.append(
                 RateComparison(
-                    shape, setup, pts[0].gpus, dict(slo), tuple(rates), measured, predicted, agreement
+                    shape,
+                    setup,
+                    pts[0].gpus,
+                    dict(slo),
+                    tuple(p.nominal for p in measured_pts),
+                    tuple(p.rate for p in measured_pts),
+                    measured,
+                    predicted,
+                    compare_rates(measured, predicted, tol),
                 )
             )
     return out
@@ -327,8 +363,10 @@ def validate(
     for run_dir in runs:
         rel = str(run_dir.relative_to(root))
         try:
-            m = load_measured(run_dir)
-            point = compare_point(profile, m, shape_of(run_dir, root, m), rel, slos, j_tolerance)
+            res = RunResult.load(run_dir)
+            m = measured_from(res, run_dir)
+            arrived = compute_summary(res.records).arrival_rate  # from the records, as the frontier reads it
+            point = compare_point(profile, m, shape_of(run_dir, root, m), rel, slos, j_tolerance, arrived)
         except (MeasuredResultError, SchemaError, SimulationError, FileNotFoundError) as exc:
             v.skipped.append(Skipped(rel, str(exc)))
             continue

@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 
 from analysis.frontier import Capacity, Frontier, SloGrid, build_frontier, capacity, verdict
+from analysis.frontier_render import render_frontier
 from analysis.runs import CompareError, load_runs
 from analysis.setup_sweeps import MixedSetups
+from analysis.sustained import SweepPoint
 from bench.synthetic_sweeps import (
     FAST,
     ONE,
@@ -22,6 +24,8 @@ from bench.synthetic_sweeps import (
     save_sweep,
     sweep_run,
 )
+from experiments.metrics import compute_summary
+from experiments.schema import RunResult
 from tests.analysis.golden import cli
 
 GRID = SloGrid(ttft_ms=(500.0, 1000.0), tpot_ms=(25.0, 50.0))
@@ -48,7 +52,9 @@ def test_interpolates_between_the_bracketing_rates(sweep_dir: Path) -> None:
     assert [s.name for s in f.setups] == [ONE, PD, REPLICAS]
     one = cap(f, ONE, TIGHT)  # attainment 100% at 4 req/s, 70% at 6: 4 + (1 - 0.9) / (1 - 0.7) * 2
     assert one.status == "bracketed"
-    assert one.low == (4.0, 1.0) and one.high == pytest.approx((6.0, 0.7))
+    # the golden runs send exactly 1/rate s apart: each arrives at its nominal rate, (10 - 1) / span
+    assert one.low == SweepPoint(4.0, 4.0, 1.0) and one.high is not None
+    assert (one.high.nominal, one.high.rate, one.high.attainment) == pytest.approx((6.0, 6.0, 0.7))
     assert one.rate == pytest.approx(4 + 2 / 3, abs=1e-12)
     # The runs draw 400 W and 600 W over both GPUs, half on each; one instance is charged for GPU 0 only
     # (GPU 1 idle), in per kW as in per GPU: 200 W and 300 W, interpolated at the same fraction.
@@ -63,11 +69,11 @@ def test_interpolates_between_the_bracketing_rates(sweep_dir: Path) -> None:
 def test_never_met_and_never_saturated(sweep_dir: Path) -> None:
     f = frontier_of(sweep_dir)
     pd = cap(f, PD, TIGHT)
-    assert pd.status == "never met" and pd.rate is None and pd.high == (4.0, 0.5)
+    assert pd.status == "never met" and pd.rate is None and pd.high == SweepPoint(4.0, 4.0, 0.5)
     assert pd.per_gpu == 0.0 and pd.per_kw == 0.0
     one = cap(f, ONE, LOOSE)  # 9 of 10 at 8 req/s (one failed request counts as a miss): exactly 90% meets
     assert one.status == "never saturated" and one.lower_bound
-    assert one.rate == 8.0 and one.low == (8.0, 0.9) and one.high is None
+    assert one.rate == 8.0 and one.low == SweepPoint(8.0, 8.0, 0.9) and one.high is None
     assert one.per_kw == pytest.approx(8 / 0.35)  # 700 W over both GPUs, 350 W on GPU 0
     rep = cap(f, REPLICAS, LOOSE)
     assert rep.status == "never saturated" and rep.per_gpu == 6.0 and rep.per_kw == pytest.approx(12.0)
@@ -98,10 +104,65 @@ def test_verdict_qualifiers() -> None:
 
 
 def test_capacity_takes_the_highest_rate_meeting_the_level() -> None:
-    c = capacity([1, 2, 3, 4], [0.95, 0.85, 0.92, 0.5], [100, 200, 300, 400], 0.9, 2)
+    pts = [SweepPoint(r, r, a) for r, a in zip([1, 2, 3, 4], [0.95, 0.85, 0.92, 0.5], strict=True)]
+    c = capacity(pts, [100, 200, 300, 400], 0.9, 2)
     assert c.status == "bracketed" and c.non_monotone
-    assert c.rate == pytest.approx(3 + (0.92 - 0.9) / (0.92 - 0.5))
-    assert c.per_gpu == pytest.approx(c.rate / 2)  # type: ignore[operator]
+    # 3 meets (92%) after 2 missed (85%): 3 + (0.92 - 0.9) / (0.92 - 0.5) * 1 = 3 + 1/21 = 3.047619...
+    assert c.rate == pytest.approx(3 + 1 / 21)
+    assert c.power_w == pytest.approx(300 + 100 / 21)  # the same fraction of the way from 300 to 400 W
+    assert c.per_gpu == pytest.approx((3 + 1 / 21) / 2)
+
+
+def arriving_at(run: RunResult, realized: float) -> RunResult:
+    """The run with its requests sent 1/`realized` s apart instead of 1/nominal (each request's TTFT and
+    chunk gaps kept): a Poisson sample that arrived off its nominal rate, as on the GPU host."""
+    first = run.records[0].sent_mono_ns
+    assert first is not None
+    for i, r in enumerate(run.records):
+        assert r.sent_mono_ns is not None
+        shift = first + round(i / realized * 1e9) - r.sent_mono_ns
+        for name in ("scheduled_mono_ns", "sent_mono_ns", "sent_epoch_ns", "first_byte_mono_ns",
+                     "first_token_mono_ns", "end_mono_ns", "end_epoch_ns"):  # fmt: skip
+            if getattr(r, name) is not None:
+                setattr(r, name, getattr(r, name) + shift)
+        r.chunk_mono_ns = [t + shift for t in r.chunk_mono_ns]
+    run.summary = compute_summary(run.records)
+    return run
+
+
+def test_the_rate_axis_is_the_realized_offered_rate(tmp_path: Path) -> None:
+    runs = golden_runs()
+    one = [r for r in runs if r.metadata.serving_setup and r.metadata.serving_setup.label == ONE]
+    at = {r.metadata.config.offered_rate: r for r in one}
+    arriving_at(at[4], 3.6)  # 10 requests over 9 / 3.6 = 2.5 s
+    arriving_at(at[6], 5.0)  # over 1.8 s
+    runs[runs.index(at[2])] = sweep_run(ONE, 2, [FAST], 300, order=0)  # one request: no realized rate
+    save_sweep(tmp_path, runs)
+    f = frontier_of(tmp_path)
+    c = cap(f, ONE, TIGHT)
+    # 100% at nominal 4 (arrived 3.6), 70% at nominal 6 (arrived 5): 3.6 + (1 - 0.9) / (1 - 0.7) * (5 - 3.6)
+    # = 3.6 + 1.4 / 3 = 4.0667 req/s; on the nominal axis it would be 4 + 2 / 3 = 4.667 (15% more)
+    assert c.rate == pytest.approx(3.6 + 1.4 / 3, abs=1e-9)
+    assert c.low is not None and (c.low.nominal, c.low.rate) == (4.0, pytest.approx(3.6, abs=1e-9))
+    assert c.power_w == pytest.approx(200 + 100 / 3, abs=1e-9)  # GPU 0: 200 -> 300 W, a third of the way
+    assert c.per_kw == pytest.approx((3.6 + 1.4 / 3) / (200 + 100 / 3) * 1000, abs=1e-6)
+    pts = next(s for s in f.setups if s.name == ONE).points
+    assert [p.offered_rps for p in pts] == pytest.approx([2.0, 3.6, 5.0, 8.0])
+    assert [p.arrived_rps is None for p in pts] == [True, False, False, False]
+    assert any("no realized arrival rate recorded at 2 req/s" in n for n in f.notes)
+    md = render_frontier(f)
+    assert (
+        "| 500 | 25 | 1 instance | 4.07 | 4.07 | 17.43 | 4 (3.6) req/s: 100.0% → 6 (5) req/s: 70.0% |" in md
+    )
+
+
+def test_two_rates_that_arrived_at_one_realized_rate_are_a_one_line_error(tmp_path: Path) -> None:
+    runs = golden_runs()
+    four = next(r for r in runs if r.metadata.config.offered_rate == 4 and r.metadata.mode == "traditional")
+    arriving_at(four, 6.0)  # one instance's "4" now arrived at 6 req/s, as its "6" did
+    save_sweep(tmp_path, runs)
+    with pytest.raises(CompareError, match="appears twice on the axis"):
+        frontier_of(tmp_path)
 
 
 def test_energy_per_request_and_token_split(sweep_dir: Path) -> None:
@@ -171,15 +232,19 @@ def test_cli_frontier_writes_markdown_and_plots(sweep_dir: Path, tmp_path: Path)
     proc = cli("--frontier", sweep_dir, "--output-dir", out, "--slo-grid", "ttft=500,1000:tpot=25,50")
     assert proc.returncode == 0, proc.stderr
     md = (out / "frontier.md").read_text()
-    assert "| 500 | 25 | 1 instance | 4.67 | 4.67 | 20.00 | 4 req/s: 100.0% → 6 req/s: 70.0% | 233.3 |" in md
     assert (
-        "| 500 | 25 | 1P1D p2p_nccl GET | never met | never met | never met | lowest rate 4 req/s: 50.0% |"
+        "| 500 | 25 | 1 instance | 4.67 | 4.67 | 20.00 | 4 (4) req/s: 100.0% → 6 (6) req/s: 70.0% | 233.3 |"
         in md
     )
     assert (
-        "| 1000 | 50 | 2 replicas | ≥ 12.00 | ≥ 6.00 | ≥ 12.00 | 12 req/s: 100.0% (highest rate measured) |"
-        in md
+        "| 500 | 25 | 1P1D p2p_nccl GET | never met | never met | never met "
+        "| lowest rate 4 (4) req/s: 50.0% |" in md
     )
+    assert (
+        "| 1000 | 50 | 2 replicas | ≥ 12.00 | ≥ 6.00 | ≥ 12.00 "
+        "| 12 (12) req/s: 100.0% (highest rate measured) |" in md
+    )
+    assert "The rate axis is the realized offered rate" in md
     assert "| TTFT ≤ 500 ms | **2 replicas** ×1.07 (5.00 vs 4.67, 1 instance) |" in md
     assert (
         "| TTFT ≤ 1000 ms | **2 replicas** ×1.07 (5.00 vs 4.67, 1 instance) "

@@ -1,4 +1,5 @@
-"""The SLO-sustaining rate of a sweep (interpolated between bracketing rates) and the rate criterion."""
+"""The rate criterion: a predicted sustained rate against a measured one, over the intervals they allow
+(the sustained rate itself: tests/analysis/test_sustained.py)."""
 
 from __future__ import annotations
 
@@ -6,34 +7,8 @@ import math
 
 import pytest
 
-from planner.sustained import SustainedRate, compare_rates, interpolate_sustained
-
-
-def test_interpolates_between_the_last_passing_and_the_first_failing_rate() -> None:
-    s = interpolate_sustained([12, 4, 8], [0.5, 1.0, 0.95], 0.9)  # any order
-    assert s.bound == "interpolated"
-    assert s.rate == pytest.approx(8 + (0.95 - 0.9) / (0.95 - 0.5) * 4)
-    assert (s.passing, s.failing) == ((8, 0.95), (12, 0.5))
-
-
-def test_every_rate_met_is_a_lower_bound_and_none_met_an_upper_bound() -> None:
-    up = interpolate_sustained([4, 8], [1.0, 0.9], 0.9)
-    assert (up.bound, up.rate, up.interval) == ("at_least", 8, (8, math.inf))
-    assert up.text() == ">= 8"
-    down = interpolate_sustained([4, 8], [0.2, 0.95], 0.9)
-    assert (down.bound, down.rate, down.interval) == ("below", 4, (0.0, 4))
-    assert down.text() == "< 4"
-
-
-def test_a_rate_that_meets_the_target_again_after_a_miss_does_not_count() -> None:
-    s = interpolate_sustained([4, 8, 12, 16], [1.0, 0.8, 0.95, 1.0], 0.9)
-    assert s.bound == "interpolated" and 4 < s.rate < 8
-
-
-@pytest.mark.parametrize(("rates", "att"), [([], []), ([4, 8], [1.0]), ([4, 4], [1.0, 0.5])])
-def test_bad_sweeps_are_refused(rates: list[float], att: list[float]) -> None:
-    with pytest.raises(ValueError):
-        interpolate_sustained(rates, att)
+from analysis.sustained import SustainedRate
+from planner.sustained import compare_rates
 
 
 def _at(rate: float) -> SustainedRate:

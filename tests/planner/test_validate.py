@@ -12,11 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from analysis.frontier import SloGrid, build_frontier
+from analysis.runs import find_results, load_runs
 from experiments.arrivals import ArrivalConfig
 from experiments.schema import RunResult
 from planner.measured import load_measured
 from planner.setups import Setup
-from planner.validate import DEFAULT_SLO_GRID, parse_slo_grid, slo_cells, validate
+from planner.validate import DEFAULT_SLO_GRID, parse_slo_grid, slo_cells, slo_label, validate
+from planner.validate_report import markdown
 from tests.planner.measured_runs import fail_requests, scale_energy, write_run
 from tests.planner.profiles import make_profile
 
@@ -78,6 +81,51 @@ def test_energy_off_by_20_percent_and_failed_requests_are_marked(sweeps: Path, t
     assert v.counts()["j_per_request"]["miss"] == 1
     assert by[2].attainment["ttft<=1000 tpot<=50"] == (pytest.approx(0.9), 1.0)
     assert "6 measured request(s) failed" in by[2].notes[0]
+
+
+def test_the_frontier_and_the_validation_measure_one_sustained_rate(sweeps: Path, tmp_path: Path) -> None:
+    """One rule, one axis: for the same runs the planner's measured sustained rate is the frontier's, with
+    a dip and a re-pass (1P1D at 6 req/s loses a third of its requests) and a repeated rate (pooled)."""
+    root = tmp_path / "m"
+    shutil.copytree(sweeps, root)
+    fail_requests(root / "short" / "1P1D" / "rate6", list(range(0, 60, 3)))  # 20 of 60: 66.7% at best
+    shutil.copytree(root / "short" / "single" / "rate10", root / "short" / "single" / "rate10-repeat")
+    v = validate(PROFILE, root, SLOS)
+    grid = SloGrid((300.0, 1000.0), (8.0, 50.0))
+    f = build_frontier(load_runs(find_results(root)), grid, 0.9)
+    folder = {s.name: s.points[0].runs[0].path.parent.parent.name for s in f.setups}  # setup -> folder
+    assert sorted(folder.values()) == ["1P1D", "single"]
+    seen = 0
+    for s in f.setups:
+        for i, j in grid.cells:
+            label = slo_label({"ttft": grid.ttft_ms[i], "tpot": grid.tpot_ms[j]})
+            pd = folder[s.name] == "1P1D"
+            planner = next(c for c in v.rates if c.slo_label == label and ("1P1D" in c.setup) == pd)
+            frontier = f.capacity[(s.name, i, j)].sustained
+            assert planner.measured == frontier, (s.name, label)
+            seen += 1
+    assert seen == 2 * len(SLOS) and len(v.rates) == 2 * len(SLOS)
+    # the cases that told the two apart before they shared the rule: a re-pass above a miss, a repeat
+    assert any(c.measured.non_monotone and c.measured.bound == "interpolated" for c in v.rates)
+    single = next(c for c in v.rates if c.setup == "single")
+    assert single.rates == (2, 6, 10, 14)  # rate 10's two runs are one point
+    # the axis is the rate the Poisson samples arrived at, not the nominal
+    assert all(abs(a - n) > 1e-3 for a, n in zip(single.offered, single.rates, strict=True))
+
+
+def test_a_run_without_a_realized_rate_stands_at_its_nominal_rate(sweeps: Path, tmp_path: Path) -> None:
+    root = tmp_path / "m"
+    shutil.copytree(sweeps / "short" / "single", root / "short" / "single")
+    shutil.rmtree(root / "short" / "single" / "rate14")
+    one = write_run(root / "short" / "single" / "rate14", PROFILE, Setup(0, 1), 14, n=1, seed=103)
+    assert RunResult.load(one).summary.arrival_rate is None  # one send: no span, no realized rate
+    v = validate(PROFILE, root, [{"ttft": 1000.0, "tpot": 50.0}])
+    (c,) = v.rates
+    assert c.rates == (2, 6, 10, 14) and c.offered[-1] == 14  # the nominal stands in for rate 14 alone
+    assert all(abs(a - n) > 1e-3 for a, n in zip(c.offered[:-1], c.rates[:-1], strict=True))
+    assert c.measured.nominal_axis and c.predicted.nominal_axis
+    md = markdown(v, {"ttft": (1000.0,), "tpot": (50.0,)})
+    assert "short / single: a run recorded no realized arrival rate; its nominal rate stands in" in md
 
 
 def test_a_closed_loop_run_is_listed_as_skipped(sweeps: Path, tmp_path: Path) -> None:
