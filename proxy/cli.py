@@ -11,13 +11,13 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
 
 from proxy.app import create_app
 from proxy.config import CONNECTORS, POLICIES, ConfigError, ProxyConfig, parse_instances
 from proxy.connectors import resolve_connector
 from proxy.server import SERVERS, bind_listen_socket, serve_app
 from proxy.setup_view import read_setup_file
+from testbed.cli_errors import OneLineErrorParser
 
 _EPILOG = """\
 Instance lists are comma-separated. An instance is its HTTP base URL, optionally followed by
@@ -28,13 +28,8 @@ Responses carry the stage timing: header x-proxy-timing (non-streaming) or the S
 """
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"error: {message} (see --help)\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = OneLineErrorParser(
         prog="python -m proxy",
         description="Disaggregated-serving proxy: splits each request into a prefill leg and a decode leg.",
         epilog=_EPILOG,
