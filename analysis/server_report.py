@@ -7,7 +7,6 @@ ones. `server_sections` is report.md's section.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 
@@ -18,6 +17,7 @@ from analysis.prometheus import Quantile
 from analysis.runs import NA, CompareError, Run, load_runs, short_reason
 from analysis.server_view import InstanceView, instance_views, missing_reason
 from analysis.ttft_sides import SideRow, ttft_sides
+from testbed.cli_errors import OneLineErrorParser
 
 Cell = float | Quantile | NA | None
 VIEW_TITLE = "## vLLM's own view (server /metrics over each run)"
@@ -304,7 +304,10 @@ def server_sections(runs: Sequence[Run]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Print the server-side sections for result directories.")
+    parser = OneLineErrorParser(
+        prog="python -m analysis.server_report",
+        description="Print the server-side sections for result directories.",
+    )
     parser.add_argument("results", nargs="+", help="result.json files or run directories")
     args = parser.parse_args(argv)
     try:

@@ -283,7 +283,13 @@ def _pct(x: float | None) -> str:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from testbed.cli_errors import OneLineErrorParser
+
+    p = OneLineErrorParser(
+        prog="python -m bench.bench_client",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--loop", choices=("asyncio", "uvloop", "both"), default="both")
     p.add_argument(
         "--gc",

@@ -13,7 +13,6 @@ bound of the sampler's own overhead), while the energy counter read costs what i
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
@@ -120,7 +119,9 @@ def print_result(r: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.bench_monitor", description=__doc__.splitlines()[0])
+    from testbed.cli_errors import OneLineErrorParser
+
+    p = OneLineErrorParser(prog="python -m bench.bench_monitor", description=__doc__.splitlines()[0])
     p.add_argument("--backend", choices=("auto", "nvml", "sim"), default="sim")
     p.add_argument("--gpu-ids", default="0,1", help="NVML indices (default 0,1)")
     p.add_argument("--intervals", default="0.1,0.01", help="sampling intervals in s (default 0.1,0.01)")

@@ -278,7 +278,9 @@ async def bench(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    from testbed.cli_errors import OneLineErrorParser
+
+    p = OneLineErrorParser(prog="python -m bench.bench_proxy", description=__doc__.split("\n\n")[0])
     p.add_argument("--chunks", type=int, default=64, help="SSE events per decode answer (default 64)")
     p.add_argument("--chunk-interval-ms", type=float, default=0.0, help="upstream pause between events")
     p.add_argument(

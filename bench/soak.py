@@ -196,7 +196,9 @@ def report(args: argparse.Namespace, tally: Tally, samples: list[Sample], warnin
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    from testbed.cli_errors import OneLineErrorParser
+
+    p = OneLineErrorParser(prog="python -m bench.soak", description=__doc__.split("\n\n")[0])
     p.add_argument("--streams", type=int, default=512, help="concurrent streams (default 512)")
     p.add_argument("--minutes", type=float, default=10.0, help="how long to hold them (default 10)")
     p.add_argument("--tokens", type=int, default=64, help="SSE chunks per stream (default 64)")

@@ -10,7 +10,6 @@ fraction (target >= 95%), and records NVML read latency per field, GPU name, dri
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -182,7 +181,9 @@ def print_report(r: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.validate_gpu", description=__doc__.splitlines()[0])
+    from testbed.cli_errors import OneLineErrorParser
+
+    p = OneLineErrorParser(prog="python -m bench.validate_gpu", description=__doc__.splitlines()[0])
     p.add_argument("--backend", choices=("auto", "nvml", "sim"), default="auto")
     p.add_argument("--gpu-ids", default="0,1", help="NVML indices (default 0,1)")
     p.add_argument("--interval", type=float, default=0.1, help="sampling interval in s (default 0.1)")

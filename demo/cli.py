@@ -22,6 +22,7 @@ from analysis.runs import CompareError
 from demo import cpu_caveat as caveat
 from demo.h200 import console_summary, render_h200x2
 from experiments.schema import RunResult
+from testbed.cli_errors import OneLineErrorParser
 
 ROOT = Path(__file__).resolve().parent.parent
 H200_DIR = "h200x2"
@@ -144,7 +145,7 @@ def h200_demo(out: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
+    p = OneLineErrorParser(
         prog="python -m demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument(

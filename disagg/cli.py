@@ -81,7 +81,12 @@ def _add_proxy_args(p: argparse.ArgumentParser) -> None:
         help="which path each request takes (python -m proxy --help; reference/proxy_protocol.md); "
         "threshold and load count prompt tokens with the served model's tokenizer (default split)",
     )
-    g.add_argument("--proxy-args", default="", help="extra proxy args, e.g. '--prefill-timeout 60'")
+    g.add_argument(
+        "--proxy-args",
+        default="",
+        help="extra proxy args (python -m proxy --help), e.g. '--prefill-timeout 60', or '--retries 0' for "
+        "a measured run in which a leg that failed fails its request instead of being retried",
+    )
 
 
 def _add_p2p_args(p: argparse.ArgumentParser) -> None:

@@ -1,13 +1,11 @@
-"""Argument parsing whose errors are one line (`error: ...`), as every testbed CLI promises."""
+"""The one-line error parser, re-exported where the experiments side has always imported it from.
+
+The class lives in testbed/cli_errors.py, at the bottom of the import graph, so that every CLI (the
+proxy, the monitor and the fake upstream included, which import nothing of experiments) uses it.
+"""
 
 from __future__ import annotations
 
-import argparse
-from typing import NoReturn
+from testbed.cli_errors import OneLineErrorParser
 
-
-class OneLineErrorParser(argparse.ArgumentParser):
-    """argparse without the usage block before an error: one line on stderr, exit status 2."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+__all__ = ["OneLineErrorParser"]

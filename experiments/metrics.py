@@ -17,7 +17,7 @@ import numpy as np
 
 from experiments.schema import STAGE_KEYS, Distribution, PathStats, Record, StageSummary, Summary
 from experiments.schema.records import chunk_counts
-from experiments.schema.summary import send_span_s
+from experiments.schema.summary import proxy_retried_count, send_span_s
 from experiments.slo import SLO_METRIC, check_slo, slo_met
 
 NS_PER_S = 1_000_000_000
@@ -78,6 +78,7 @@ def compute_summary(records: Iterable[Record], slo: Mapping[str, float] | None =
         failed=len(failed),
         cancelled=len(measured) - len(good) - len(failed),
         retried=sum(r.retries > 0 for r in measured),
+        proxy_retried=proxy_retried_count(r.stages.retries if r.stages else None for r in measured),
         duration_s=duration_s,
         send_span_s=send_span_s(sends),
         total_input_tokens=sum(r.input_tokens or 0 for r in good),

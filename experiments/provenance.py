@@ -38,6 +38,7 @@ SOURCE_PACKAGES = (
     "proxy",
     "monitor",
     "planner",
+    "testbed",
 )
 
 

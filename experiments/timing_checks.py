@@ -16,7 +16,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from experiments.schema import Record, RunWarning, Summary
-from experiments.schema.run_warning import COALESCED_CHUNKS, NOT_STEADY, RETRIED, SEND_LATENESS
+from experiments.schema.run_warning import (
+    COALESCED_CHUNKS,
+    NOT_STEADY,
+    PROXY_RETRIED,
+    RETRIED,
+    SEND_LATENESS,
+)
 
 # A coalesced chunk has the timestamp of the chunk before it: an ITL of exactly 0, and the gap before it
 # holds two decode steps. At 1% of chunks, 1% of the pooled gaps are zeros and as many are doubled, so
@@ -58,6 +64,18 @@ def client_timing_warnings(summary: Summary, capped: bool = False) -> list[RunWa
                 message=f"{summary.retried} request(s) were sent again after their connection died before "
                 "any answer (see each record's retries and retry_error): their TTFT counts from the first "
                 "send",
+            )
+        )
+    if summary.proxy_retried:
+        out.append(
+            RunWarning(
+                code=PROXY_RETRIED,
+                observed=float(summary.proxy_retried),
+                threshold=0.0,
+                message=f"{summary.proxy_retried} request(s) had a leg retried by the proxy on another "
+                "instance after it failed before any byte reached the client (see each record's "
+                "stages.retries): their TTFT includes the failed leg; for a measured run start the proxy "
+                "with --retries 0 (launcher: --proxy-args '--retries 0')",
             )
         )
     late = summary.send_lateness_ms.p99

@@ -8,10 +8,11 @@ import signal
 
 from fake_upstream.behavior import MODES, FakeBehavior, with_mode
 from fake_upstream.server import FakeUpstream
+from testbed.cli_errors import OneLineErrorParser
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m fake_upstream", description="A fake vLLM OpenAI server.")
+    p = OneLineErrorParser(prog="python -m fake_upstream", description="A fake vLLM OpenAI server.")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=0, help="port; 0 picks a free one (default 0)")
     p.add_argument("--model", default="fake-model", help="served model name (default fake-model)")

@@ -11,6 +11,7 @@ from typing import Any
 
 from experiments.model_dir import SHAPES, resolve_model
 from experiments.provenance import vllm_version
+from experiments.serving_setup import POINTERS
 from launch.server import has_nvidia_gpu
 from launch.supervise import STOP_GRACE_S, stop_run_dir, wait_exit
 
@@ -136,8 +137,14 @@ def point_current(pointer: Path, run_dir: Path) -> None:
 def stop_command(argv: list[str], pointer: Path, prog: str) -> int:
     """`PROG stop [RUN_DIR]`: stop the run in RUN_DIR (default: the one `pointer` names). Exit 0, or 2 on
     a bad RUN_DIR, or 1 when a --cluster launcher outlives the request."""
+    if argv in (["-h"], ["--help"]):
+        print(f"usage: {prog} stop [RUN_DIR]: stop the run in RUN_DIR (default: the last one started)")
+        return 0
     if len(argv) > 1:
-        print(f"usage: {prog} stop [RUN_DIR]", file=sys.stderr)
+        print(
+            f"error: stop takes at most one RUN_DIR, got {len(argv)}; use: {prog} stop [RUN_DIR]",
+            file=sys.stderr,
+        )
         return 2
     target = argv[0] if argv else (pointer.read_text().strip() if pointer.exists() else "")
     if not target:
@@ -162,6 +169,14 @@ def stop_command(argv: list[str], pointer: Path, prog: str) -> int:
         stopped.append(f"the cluster launcher (pid {driver})")
     print("stopped: " + (", ".join(stopped) or "nothing (no pid files left)"))
     return 0
+
+
+def stop_main(argv: list[str]) -> int:
+    """`testbed stop [RUN_DIR]`: stop_command over both launchers; without RUN_DIR, the run whose
+    current-run pointer (experiments.serving_setup.POINTERS) was written last."""
+    written = [p for p in POINTERS if p.exists()]
+    pointer = max(written, key=lambda p: p.stat().st_mtime_ns) if written else POINTERS[0]
+    return stop_command(argv, pointer, "testbed")
 
 
 def _cluster_driver(run_dir: Path) -> int | None:

@@ -18,6 +18,7 @@ from typing import Any
 from monitor.backends import MonitorUnavailable, open_backend
 from monitor.energy import WindowResult
 from monitor.power_monitor import MIN_INTERVAL_S, PowerMonitor
+from testbed.cli_errors import OneLineErrorParser
 
 RUN_WINDOW = "run"
 
@@ -34,7 +35,7 @@ def _gpu_ids(text: str) -> list[int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m monitor", description=__doc__.splitlines()[0])
+    p = OneLineErrorParser(prog="python -m monitor", description=__doc__.splitlines()[0])
     p.add_argument("--gpu-ids", type=_gpu_ids, default=None, help="NVML indices, e.g. 0,1 (default: all)")
     p.add_argument(
         "--interval", type=float, default=0.1, help=f"seconds between samples (>= {MIN_INTERVAL_S})"

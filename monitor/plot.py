@@ -10,7 +10,6 @@ Python: plot_power_csv("power.csv", "plots") -> list of PNG paths.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
@@ -22,6 +21,7 @@ from matplotlib.figure import Figure
 
 from monitor.csv_io import PowerCsv, read_power_csv
 from monitor.report import power_series, report_text
+from testbed.cli_errors import OneLineErrorParser
 
 TIME_LABEL = "Time (s)"
 POWER_LABEL = "Power (W)"
@@ -125,9 +125,7 @@ def plot_power_csv(csv_path: Path | str, out_dir: Path | str, *, show: bool = Fa
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        prog="python -m monitor.plot", description="Plot a power CSV and report energy."
-    )
+    p = OneLineErrorParser(prog="python -m monitor.plot", description="Plot a power CSV and report energy.")
     p.add_argument("csv", type=Path, help="CSV written by python -m monitor")
     p.add_argument(
         "--output-dir", type=Path, default=Path("plots"), help="directory for PNGs (default plots)"

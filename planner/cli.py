@@ -435,6 +435,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from planner.profile_run import cmd_profile
 
         return cmd_profile(args)
-    except (ProfileError, SimulationError, ValueError, OSError, RuntimeError) as exc:
+    except (ProfileError, SimulationError, ValueError) as exc:  # bad input: a flag, profile or file
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, RuntimeError) as exc:  # the work itself failed (e.g. no server to profile)
         print(f"error: {exc}", file=sys.stderr)
         return 1

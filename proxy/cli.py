@@ -11,13 +11,13 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
 
 from proxy.app import create_app
-from proxy.config import CONNECTORS, POLICIES, ConfigError, ProxyConfig, parse_instances
+from proxy.config import CONNECTORS, POLICIES, RETRIES, ConfigError, ProxyConfig, parse_instances
 from proxy.connectors import resolve_connector
 from proxy.server import SERVERS, bind_listen_socket, serve_app
 from proxy.setup_view import read_setup_file
+from testbed.cli_errors import OneLineErrorParser
 
 _EPILOG = """\
 Instance lists are comma-separated. An instance is its HTTP base URL, optionally followed by
@@ -28,13 +28,8 @@ Responses carry the stage timing: header x-proxy-timing (non-streaming) or the S
 """
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"error: {message} (see --help)\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = OneLineErrorParser(
         prog="python -m proxy",
         description="Disaggregated-serving proxy: splits each request into a prefill leg and a decode leg.",
         epilog=_EPILOG,
@@ -152,8 +147,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=5.0,
         help="passive health: an instance that refuses a connection or times out leaves rotation for at "
         "least S s, then comes back when its /health answers 200; a request that failed on it before any "
-        "byte reached the client is retried once on another instance; 0 never takes one out (the retry "
-        "stays; default 5)",
+        "byte reached the client is retried once on another instance (--retries); 0 never takes one out "
+        "(the retry stays; default 5)",
+    )
+    p.add_argument(
+        "--retries",
+        type=int,
+        choices=RETRIES,
+        default=1,
+        help="1: a leg that met a backend fault before any byte reached the client is sent once more to "
+        "another instance of its role (the stage record counts it, and the runner warns: that request's "
+        "TTFT includes the failed leg); 0: no retry, the failed leg fails the request (502/503 with the "
+        "error), for measured runs (default 1)",
     )
     p.add_argument(
         "--probe-interval",
@@ -215,6 +220,7 @@ def config_from_args(args: argparse.Namespace) -> ProxyConfig:
         setup_file=args.setup_file,
         policy=args.policy,
         tokenizer=args.tokenizer,
+        retries=args.retries,
     )
     if not 0 <= config.port <= 65535:
         raise ConfigError(f"--port {config.port} is out of range 0..65535")

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 CONNECTORS = ("auto", "p2p_nccl", "nixl", "example", "passthrough")
 POLICIES = ("round_robin", "least_outstanding", "prefix")
+RETRIES = (0, 1)  # a request's legs sent again after a backend fault before any byte reached the client
 
 # host:port of a KV (ZMQ) endpoint. The host may not contain "___", ":" runs are only allowed for
 # bracketed IPv6; whitespace, "@", "/" never.
@@ -53,6 +54,7 @@ class ProxyConfig:
     setup_file: Path | None = None  # the launcher's JSON, served at GET /setup
     policy: str = "split"  # per-request path: split, local, threshold:N, load[:P:D] (proxy/policy.py)
     tokenizer: str | None = None  # counts prompt tokens for threshold/load; None: characters / 4
+    retries: int = 1  # legs sent again to another instance per request (0: a failed leg fails it)
 
     def validate(self) -> None:
         """Raise ConfigError for the first inconsistent setting."""
@@ -77,6 +79,8 @@ class ProxyConfig:
         ):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be > 0 (got {getattr(self, name)})")
+        if self.retries not in RETRIES:
+            raise ConfigError(f"retries must be 0 or 1 (got {self.retries!r}); 0 turns the retry off")
         if not self.eject_s >= 0:
             raise ConfigError(f"eject_s must be >= 0 (0 never takes an instance out; got {self.eject_s})")
         if self.discovery_port is not None and not 0 <= self.discovery_port <= 65535:

@@ -47,7 +47,8 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 class RequestRun:
-    """Book-keeping of one request: held instances, its one retry, and the single `finish` that records it."""
+    """Book-keeping of one request: held instances, its retry (at most `retries`, 0 or 1), and the single
+    `finish` that records it."""
 
     __slots__ = ("counted", "failed", "finished", "held", "prefill_tokens", "state", "timing")
 
@@ -90,11 +91,11 @@ class RequestRun:
     def replace(self, pool: InstancePool, inst: Instance, err: ProxyError) -> Instance:
         """A leg failed on `inst` before anything went to the client: report a fault to passive health,
         then return another instance of the role to send the leg to again, or raise `err` (no fault,
-        the request's one retry is used up, or no other instance is in rotation)."""
+        the request's retries (--retries, 0 or 1) are used up, or no other instance is in rotation)."""
         state = self.state
         if err.fault is not None:
             state.health.fault(pool, inst, err.fault, err.message)
-        if err.fault is None or self.timing.retries:
+        if err.fault is None or self.timing.retries >= state.config.retries:
             raise err
         self.failed.append(inst)
         try:
@@ -203,7 +204,8 @@ async def generate(
     """Run the legs of one request; raises ProxyError for anything that fails before the answer.
 
     A leg that meets a backend fault is sent once more to another instance of its role (the decode leg
-    only while nothing has gone to the client; with p2p_nccl the prefill leg is redone with it).
+    only while nothing has gone to the client; with p2p_nccl the prefill leg is redone with it), unless
+    the proxy runs with --retries 0: then the fault fails the request.
     """
     timing = run.timing
     body = parse_request_body(raw, path)

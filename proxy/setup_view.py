@@ -55,6 +55,7 @@ def live_view(state: ProxyState) -> dict[str, Any]:
             if state.health.enabled
             else None
         ),
+        "retries": cfg.retries,  # legs sent again per request (after a fault, before any byte to the client)
         "timeouts_s": {
             "connect": cfg.connect_timeout_s,
             "prefill": cfg.prefill_timeout_s,

@@ -106,6 +106,7 @@ class ProxyState:
         if cfg.stage_log is not None:
             parts.append(f"stage_log={cfg.stage_log}")
         parts.append(f"eject={cfg.eject_s:g}s" if self.health.enabled else "passive_health=off")
+        parts.append(f"retries={cfg.retries}")
         if cfg.setup_file is not None:
             parts.append(f"setup_file={cfg.setup_file}")
         return " ".join(parts)

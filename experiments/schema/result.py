@@ -30,7 +30,7 @@ from experiments.schema.energy import SCOPES, EnergySection
 from experiments.schema.records import Record, chunk_counts
 from experiments.schema.run import RunMetadata, ServerMetrics
 from experiments.schema.run_warning import RunWarning
-from experiments.schema.summary import StageSummary, Summary, send_span_s
+from experiments.schema.summary import StageSummary, Summary, proxy_retried_count, send_span_s
 from experiments.schema.upgrade import SCHEMA_VERSION, upgrade
 
 RESULT_FILE = "result.json"
@@ -152,6 +152,9 @@ class RunResult:
         _count_chunks(result)
         if result.summary is not None and result.summary.send_span_s is None:  # written before the field
             result.summary.send_span_s = send_span_s(r.sent_mono_ns for r in result.records if r.measured)
+        if result.summary is not None and not result.summary.proxy_retried:  # written before the field
+            stages = (r.stages for r in result.records if r.measured)
+            result.summary.proxy_retried = proxy_retried_count(s.retries if s else None for s in stages)
         return result
 
 

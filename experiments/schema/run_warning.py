@@ -11,9 +11,19 @@ SEND_LATENESS = "send_lateness"  # send-lateness p99 (ms)
 NOT_STEADY = "not_steady"  # arrival window in mean E2E latencies
 PREFIX_CACHE = "prefix_cache"  # share of prompt tokens served from one server's prefix cache (0-1)
 RETRIED = "retried"  # measured requests sent again after their connection died unanswered (count)
+PROXY_RETRIED = "proxy_retried"  # measured requests a leg of which the proxy retried elsewhere (count)
 ATTRIBUTION = "attribution"  # the run's energy could not be attributed to requests (no values)
 UNCLASSIFIED = "unclassified"  # a free-text warning from a result written before codes existed
-CODES = (COALESCED_CHUNKS, SEND_LATENESS, NOT_STEADY, PREFIX_CACHE, RETRIED, ATTRIBUTION, UNCLASSIFIED)
+CODES = (
+    COALESCED_CHUNKS,
+    SEND_LATENESS,
+    NOT_STEADY,
+    PREFIX_CACHE,
+    RETRIED,
+    PROXY_RETRIED,
+    ATTRIBUTION,
+    UNCLASSIFIED,
+)
 
 # How the free-text warnings of older results start (or what they contain), to give them their code.
 _OLD_TEXT = (

@@ -63,6 +63,11 @@ def send_span_s(sent_mono_ns: Iterable[int | None]) -> float | None:
     return span or None
 
 
+def proxy_retried_count(stage_retries: Iterable[int | None]) -> int:
+    """Requests whose leg the proxy retried: their stage record's `retries` > 0 (None: no record)."""
+    return sum((n or 0) > 0 for n in stage_retries)
+
+
 def _per_second(count: float | None, duration_s: float | None) -> float | None:
     return count / duration_s if count is not None and duration_s else None
 
@@ -76,7 +81,9 @@ class Summary:
     `cancelled` by an interruption of the run (in flight at Ctrl-C or SIGTERM: not the server's failure).
     `duration_s` spans the first send to the last end over all measured requests (failed and cancelled
     included), `send_span_s` their first to last send (`arrival_rate`: the load that actually arrived).
-    `good_requests` and `goodput` are None without an SLO. `chunks` counts the text chunks of
+    `retried` counts the requests the client itself sent again (`Record.retries`), `proxy_retried` those
+    our proxy retried a leg of on another instance (`StageTimes.retries`): either's TTFT includes the
+    failed attempt. `good_requests` and `goodput` are None without an SLO. `chunks` counts the text chunks of
     the successful requests, `coalesced_chunks` those that arrived in the same network read as the chunk
     before them (the same timestamp: an ITL of exactly 0, set by read batching, not by the server's steps).
     """
@@ -86,7 +93,8 @@ class Summary:
     completed: int = 0
     failed: int = 0
     cancelled: int = 0
-    retried: int = 0  # measured requests sent again after their connection died unanswered
+    retried: int = 0  # measured requests the client sent again after their connection died unanswered
+    proxy_retried: int = 0  # measured requests whose leg the proxy sent again to another instance
     duration_s: float | None = None
     send_span_s: float | None = None  # first to last send of the measured requests
     total_input_tokens: int = 0

@@ -298,3 +298,16 @@ def test_policies_other_than_split_are_refused_where_decode_cannot_serve_alone(
     flag = ["--passthrough"] if connector == "passthrough" else ["--connector", connector]
     with pytest.raises(ValueError, match="--policy local needs decode instances"):
         _plan(tmp_path, *flag, "--policy", "local")
+
+
+@pytest.mark.parametrize("passthrough", [False, True])
+def test_the_proxy_retry_is_turned_off_through_proxy_args(tmp_path: Path, passthrough: bool) -> None:
+    from proxy.cli import build_parser as proxy_parser
+
+    extra = ["--passthrough"] if passthrough else []
+    run = _plan(tmp_path, *extra, "--proxy-args", "--retries 0 --eject-time 2")
+    args = proxy_parser().parse_args(run.proxy[3:])  # after `python -m proxy`: what the proxy reads
+    assert (args.retries, args.eject_time) == (0, 2.0)
+    assert proxy_parser().parse_args(_plan(tmp_path, *extra).proxy[3:]).retries == 1  # the default
+    write_plan(run.run_dir, run.launch_json())  # the launch plan every result's setup is read from
+    assert json.loads((run.run_dir / "launch.json").read_text())["proxy"][-4:-2] == ["--retries", "0"]

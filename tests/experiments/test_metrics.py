@@ -206,3 +206,14 @@ def test_stage_summary_counts_and_times_each_path() -> None:
     unrouted.stages = StageTimes(prefill_ms=1.0)  # a proxy without policies: no path, no group
     summary = stage_summary([unrouted])
     assert summary is not None and summary.paths == {}
+
+
+def test_proxy_retried_counts_the_measured_requests_whose_stage_record_says_so() -> None:
+    rows = records()  # A, B, C, D (failed) measured; W warm-up
+    rows[0].stages = StageTimes(retries=1)  # A: the proxy sent a leg again
+    rows[1].stages = StageTimes(retries=0)
+    rows[2].retries = 1  # C: the client sent it again (not the proxy)
+    rows[4].stages = StageTimes(retries=1)  # the warm-up: not measured
+    s = compute_summary(rows)
+    assert (s.proxy_retried, s.retried) == (1, 1)
+    assert compute_summary(records()).proxy_retried == 0  # no stage records at all

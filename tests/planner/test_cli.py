@@ -76,12 +76,12 @@ def test_simulate_says_when_a_run_is_too_short_for_its_load(profile_path: str) -
     [
         (
             ["simulate", "--profile", "nope.json", "--setup", "single", "--rates", "1"],
-            1,
+            2,
             "no profile at nope.json",
         ),
-        (["simulate", "--profile", "illustrative", "--setup", "1P", "--rates", "1"], 1, "unknown setup '1P'"),
-        (["simulate", "--profile", "illustrative", "--setup", "single"], 1, "give --rates"),
-        (["search", "--profile", "illustrative", "--gpus", "4"], 1, "search needs --slo"),
+        (["simulate", "--profile", "illustrative", "--setup", "1P", "--rates", "1"], 2, "unknown setup '1P'"),
+        (["simulate", "--profile", "illustrative", "--setup", "single"], 2, "give --rates"),
+        (["search", "--profile", "illustrative", "--gpus", "4"], 2, "search needs --slo"),
         (["search", "--profile", "illustrative", "--gpus", "4", "--slo", "ttft=fast"], 2, "not a number"),
         (
             ["simulate", "--profile", "illustrative", "--setup", "single", "--rates", "0"],

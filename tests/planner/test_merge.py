@@ -108,7 +108,7 @@ def test_profiles_of_different_instances_are_refused(tmp_path: Path) -> None:
          str(save(tmp_path, "c.json", c)), "--output", str(tmp_path / "m.json")],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
-    assert proc.returncode == 1 and "differ in vLLM version (0.26.0 vs 0.23.0)" in proc.stderr
+    assert proc.returncode == 2 and "differ in vLLM version (0.26.0 vs 0.23.0)" in proc.stderr
     assert not (tmp_path / "m.json").exists()
 
 

@@ -63,8 +63,8 @@ def test_predictions_of_a_trace_shape_then_compared_with_its_measured_run(tmp_pa
 
 def test_unknown_shapes_and_foreign_files_are_one_line_errors(tmp_path: Path) -> None:
     bad = planner("predict", "--profile", "illustrative", "--shapes", "nope", "--out", str(tmp_path))
-    assert bad.returncode == 1 and "unknown shape(s) ['nope']" in bad.stderr
+    assert bad.returncode == 2 and "unknown shape(s) ['nope']" in bad.stderr
     other = tmp_path / "x.json"
     other.write_text("{}")
     foreign = planner("compare", "--predictions", str(other), "--measured", str(tmp_path))
-    assert foreign.returncode == 1 and "is not a `planner points predict` file" in foreign.stderr
+    assert foreign.returncode == 2 and "is not a `planner points predict` file" in foreign.stderr

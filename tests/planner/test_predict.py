@@ -65,5 +65,5 @@ def test_an_unknown_shape_is_a_one_line_error(tmp_path: Path) -> None:
          "--shapes", "mixed"],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("error: unknown shape(s) ['mixed']")

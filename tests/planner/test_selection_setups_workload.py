@@ -118,4 +118,4 @@ def test_planner_simulate_replays_a_trace_without_rates(tmp_path) -> None:
     assert "own times x2 (mean 0.5 req/s offered; own 1)" in own.stdout
     bad = subprocess.run([*base, "--trace-time-scale", "2", "--rates", "3"], capture_output=True, text=True)
     (error,) = [line for line in bad.stderr.splitlines() if line.startswith("error:")]
-    assert bad.returncode == 1 and "a rate sets the scale" in error
+    assert bad.returncode == 2 and "a rate sets the scale" in error

@@ -170,7 +170,7 @@ def test_planner_loop_sets_the_serving_loop_from_runs(tmp_path: Path) -> None:
          "--output", str(tmp_path / "x.json")],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
-    assert proc.returncode == 1 and proc.stderr.startswith("error: no measured run under")
+    assert proc.returncode == 2 and proc.stderr.startswith("error: no measured run under")
 
 
 def point(run: str, setup: str, measured: float, predicted: float, j_error: float | None) -> dict:

@@ -33,7 +33,7 @@ def test_help_explains_every_option() -> None:
     expected = {
         "--connector", "--prefill", "--decode", "--backend", "--select", "--stage-log", "--discovery-port",
         "--prefill-timeout", "--decode-timeout", "--decode-chunk-timeout", "--connect-timeout",
-        "--request-read-timeout", "--eject-time", "--probe-interval", "--setup-file",
+        "--request-read-timeout", "--eject-time", "--retries", "--probe-interval", "--setup-file",
     }  # fmt: skip
     assert expected <= options
 
@@ -44,6 +44,7 @@ def test_help_explains_every_option() -> None:
         (["--bogus"], "error: unrecognized arguments: --bogus"),
         (["--connector", "nope"], "error: argument --connector: invalid choice"),
         (["--port", "x"], "error: argument --port: invalid int value"),
+        (["--retries", "2"], "error: argument --retries: invalid choice: 2 (choose from 0, 1)"),
         (["--connector", "example", "--prefill", "http://127.0.0.1:1"], "error: no decode instance"),
         (
             [

@@ -57,6 +57,7 @@ def test_p2p_nccl_requires_kv_addresses() -> None:
             "prefill_timeout_s must be > 0",
         ),
         ({"connector": "example", "discovery_port": 1, "decode_select": "random"}, "unknown decode_select"),
+        ({"connector": "example", "discovery_port": 1, "retries": 2}, "retries must be 0 or 1"),
     ],
 )
 def test_config_validation(kwargs: dict, message: str) -> None:
@@ -106,9 +107,12 @@ def test_cli_arguments_become_a_config() -> None:
             "--select", "least_outstanding",
             "--prefill-select", "round_robin",
             "--decode-chunk-timeout", "7",
+            "--retries", "0",
         ]
     )  # fmt: skip
     cfg = config_from_args(args)
+    assert cfg.retries == 0 and config_from_args(build_parser().parse_args(["--connector", "p2p_nccl",
+        "--discovery-port", "1"])).retries == 1  # fmt: skip
     assert cfg.connector == "p2p_nccl"
     assert [s.kv_address for s in cfg.decode] == ["127.0.0.1:22001", "127.0.0.1:22002"]
     assert (cfg.prefill_select, cfg.decode_select) == ("round_robin", "least_outstanding")

@@ -95,6 +95,26 @@ def test_passthrough_with_a_dead_backend_never_fails_and_shows_who_is_out(stream
     run(scenario())
 
 
+@pytest.mark.parametrize("stream", [True, False])
+def test_with_retries_off_a_fault_fails_its_request_and_still_takes_the_instance_out(stream: bool) -> None:
+    async def scenario() -> None:
+        dead = f"http://127.0.0.1:{closed_port()}"
+        async with proxy_with("passthrough", prefill=[], decode=[dead, FakeBehavior()], retries=0) as h:
+            status, headers, raw = await h.post("/v1/completions", completion_body(stream=stream))
+            err = orjson.loads(raw)["error"]
+            assert (status, err["instance"], headers["x-proxy-error-leg"]) == (503, dead, "decode")
+            assert f"decode instance {dead} is unreachable" in err["message"]
+            assert len(h.decode[0].received) == 0  # not sent again
+            assert (await h.post("/v1/completions", completion_body(stream=stream)))[0] == 200
+            assert len(h.decode[0].received) == 1
+            assert (await instance(h, "backend", dead))["in_rotation"] is False
+            text = await metrics_text(h)
+            assert sample(text, "proxy_retries_total", leg="decode") == 0
+            assert sample(text, "proxy_errors_total", leg="decode") == 1
+
+    run(scenario())
+
+
 def test_an_instance_comes_back_when_its_health_answers() -> None:
     async def scenario() -> None:
         port = closed_port()

@@ -37,6 +37,7 @@ def test_setup_serves_the_file_and_the_live_view(tmp_path: Path) -> None:
             assert [i["url"] for i in view["instances"]["prefill"]] == [h.prefill[0].url]
             assert [(i["url"], i["in_rotation"]) for i in view["instances"]["decode"]] == [(dead, True)]
             assert view["passive_health"] == {"eject_s": 5.0, "probe_interval_s": 1.0}
+            assert view["retries"] == 1
             assert view["timeouts_s"]["request_read"] == 30.0
 
             await h.post("/v1/completions", completion_body())  # the dead decode instance leaves rotation

@@ -285,3 +285,19 @@ def test_an_archived_run_without_chunk_counts_reads_back_counted() -> None:
     assert orjson.loads(lzma.decompress(path.read_bytes()))["summary"]["chunks"] == 0
     s = RunResult.load(path).summary
     assert s is not None and s.completed == 200 and s.chunks == 200 * 256
+
+
+def test_a_result_written_before_proxy_retried_counts_it_on_load(tmp_path: Path) -> None:
+    writer = ResultWriter(tmp_path / "run", metadata())
+    rows = records()
+    rows[1].stages = StageTimes(retries=1)  # A (measured): the proxy retried a leg
+    rows[0].stages = StageTimes(retries=1)  # the warm-up: not counted
+    for r in rows:
+        writer.append(r)
+    writer.result.summary = compute_summary(writer.records)
+    path = writer.finish()
+    assert RunResult.load(path).summary.proxy_retried == 1  # type: ignore[union-attr]
+    doc = orjson.loads(path.read_bytes())
+    del doc["summary"]["proxy_retried"]  # as a file written before the field
+    path.write_bytes(orjson.dumps(doc))
+    assert RunResult.load(path).summary.proxy_retried == 1  # type: ignore[union-attr]

@@ -1,0 +1,6 @@
+"""The testbed's command line: one entry point (`testbed COMMAND ...`, testbed/cli.py) over every CLI,
+and the one-line error parser they all use (testbed/cli_errors.py).
+
+It imports no other package of the testbed when loaded: a command's code is imported when it runs, so
+every package may import the error parser from here.
+"""
