@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from monitor.csv_io import CSV_UNITS, csv_columns
-from monitor.energy import split_static_dynamic
+from monitor.energy import split_static_dynamic, window_json
 from monitor.fields import READS, VALUE_NAMES
 from monitor.sampler import Sampler
 from monitor.store import Samples
@@ -139,6 +139,6 @@ def monitor_summary(
         "csv_columns": csv_columns(sampler.gpu_ids),
         "csv_units": CSV_UNITS,
         "idle_power_w": None if idle is None else {str(k): v for k, v in idle.items()},
-        "windows": {name: w.to_dict() for name, w in meter.windows.items()},
+        "windows": {name: window_json(w) for name, w in meter.windows.items()},
         "static_dynamic_split": splits,
     }

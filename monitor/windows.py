@@ -126,6 +126,7 @@ class WindowMeter:
             end_epoch_ns=epoch,
             start_monotonic_ns=opened.mono_ns,
             end_monotonic_ns=mono,
+            duration_s=(mono - opened.mono_ns) / 1e9,
             interval_s=self.sampler.interval_s,
         )
         to_epoch = opened.epoch_ns - opened.mono_ns
@@ -193,7 +194,7 @@ class WindowMeter:
         if field == P_USAGE and method == METHOD_COUNTER:
             integrated = None  # a cross-check against a 1 s trailing average would mislead
         return GpuWindow(
-            gpu=gpu,
+            index=gpu,
             energy_j=energy_j,
             method=method,
             start_epoch_ns=b0.mono_ns + to_epoch,

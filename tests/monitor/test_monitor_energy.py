@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from monitor import PowerMonitor, SimulatedNvmlBackend, WindowResult
+from monitor import PowerMonitor, SimulatedNvmlBackend, WindowResult, read_window, window_json
 from monitor.energy import counter_delta_mj, integrate_between
 from monitor.simulated import H200_ENERGY_READ_S
 
@@ -73,7 +73,7 @@ def test_counter_energy_matches_the_exact_integral_within_its_stated_uncertainty
         assert g.sample_count > 0 and g.expected_samples == round(g.duration_s / 0.02)
         assert g.failed_samples == 0
     assert window.total_energy_j == pytest.approx(sum(window.energy_j.values()))
-    json.dumps(window.to_dict(), allow_nan=False)
+    json.dumps(window_json(window), allow_nan=False)
 
 
 def test_unsupported_counter_falls_back_to_integrated_instant_power_within_two_percent() -> None:
@@ -165,3 +165,33 @@ def test_window_errors_and_repeated_names() -> None:
         PowerMonitor([0], 0.001, sim)
     with pytest.raises(ValueError, match="not present"):
         PowerMonitor([0, 3], 0.1, sim)
+
+
+def test_a_window_reads_back_from_its_json_and_from_the_earlier_hand_written_form() -> None:
+    """One window type, one serialization: `window_json` round-trips, and a monitor JSON written before
+    (each GPU's index under `gpu`, derived `complete`/`total_energy_j` keys) still reads."""
+    earlier = {
+        "name": "run",
+        "start_epoch_ns": 1_000,
+        "end_epoch_ns": 3_001_000,
+        "start_monotonic_ns": 10,
+        "end_monotonic_ns": 3_000_010,
+        "duration_s": 0.003,
+        "interval_s": 0.1,
+        "complete": True,
+        "total_energy_j": 5.0,
+        "gpus": {
+            "2": {"gpu": 2, "energy_j": 3.0, "method": "energy_counter", "duration_s": 0.003},
+            "5": {"gpu": 5, "energy_j": 2.0, "method": "energy_counter", "duration_s": 0.003},
+        },
+    }
+    window = read_window(earlier)
+    assert sorted(window.gpus) == [2, 5] and window.gpus[5].index == 5
+    assert window.total_energy_j == 5.0 and window.complete
+    assert read_window(json.loads(json.dumps(window_json(window)))) == window
+    assert window.shifted(7).gpus[2].start_epoch_ns is None  # unknown times stay unknown
+    moved = window.shifted(-1_000)
+    assert (moved.start_epoch_ns, moved.end_epoch_ns) == (0, 3_000_000)
+    assert moved.start_monotonic_ns == 10  # only epoch times move
+    with pytest.raises(ValueError, match="not a monitor window"):
+        read_window({"name": "run", "gpus": {}})

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor import PowerMonitor, SimulatedNvmlBackend
+from monitor import PowerMonitor, SimulatedNvmlBackend, window_json
 
 
 def wait_until(sim: SimulatedNvmlBackend, t: float, timeout_s: float = 10.0) -> None:
@@ -71,4 +71,4 @@ def test_gpu_lost_at_window_end_gives_no_energy() -> None:
     assert g.energy_j is None and g.avg_power_w is None
     assert not g.complete
     assert "read failed at window end" in g.note
-    json.dumps(window.to_dict(), allow_nan=False)
+    json.dumps(window_json(window), allow_nan=False)

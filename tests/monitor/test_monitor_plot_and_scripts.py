@@ -12,7 +12,7 @@ import pytest
 
 from monitor import PowerMonitor, SimulatedNvmlBackend
 from monitor.csv_io import read_power_csv
-from monitor.energy import WindowResult
+from monitor.energy import read_window, window_json
 from monitor.plot import build_figures, plot_power_csv
 from monitor.report import power_report, report_text
 
@@ -147,7 +147,7 @@ def test_report_leads_with_recorded_windows_and_skips_those_of_another_run(tmp_p
         time.sleep(0.5)
         window = mon.end_window("a")
     summary = mon.to_json()
-    assert WindowResult.from_dict(window.to_dict()).to_dict() == window.to_dict()
+    assert read_window(json.loads(json.dumps(window_json(window)))) == window
 
     json_path = tmp_path / "power.json"
     json_path.write_text(json.dumps(summary))
