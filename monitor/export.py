@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 from typing import Any
 
 import numpy as np
@@ -94,7 +93,7 @@ def monitor_summary(
 ) -> dict[str, Any]:
     """Everything a result file needs about a monitor run, as a JSON-serializable dict."""
     s = sampler.store.slice()
-    end = sampler.stopped_mono_ns or time.monotonic_ns()
+    end = sampler.stopped_mono_ns or sampler.clock.monotonic_ns()
     started = sampler.started_mono_ns
     elapsed_s = (end - started) / 1e9 if started is not None else 0.0
     expected = sampler.expected_samples()
