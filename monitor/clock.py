@@ -93,7 +93,7 @@ class VirtualClock:
         self._epoch_minus_mono_ns = round(epoch_s * 1e9) - self._now_ns
         self._cond = threading.Condition()
         self._workers: set[threading.Thread] = set()
-        self._wakes: dict[threading.Thread, int] = {}  # a sleeping worker's wake-up
+        self._wakes: dict[threading.Thread, tuple[int, Callable[[], bool]]] = {}  # sleeping workers
 
     def time_ns(self) -> int:
         return self._now_ns + self._epoch_minus_mono_ns
@@ -136,7 +136,7 @@ class VirtualClock:
         with self._cond:
             wake = self._now_ns + max(0, round(seconds * 1e9))
             if me in self._workers:  # a worker: wait for the driver to move time
-                self._wakes[me] = wake
+                self._wakes[me] = (wake, done)
                 self._cond.notify_all()
                 try:
                     while self._now_ns < wake and not done():
@@ -150,13 +150,18 @@ class VirtualClock:
                     return True
                 if self._now_ns >= wake:
                     return False
-                self._now_ns = min([wake, *self._wakes.values()])
+                self._now_ns = min([wake, *(w for w, _ in self._wakes.values())])
                 self._cond.notify_all()
 
     def _settle(self) -> None:
-        """Wait (holding the condition) until every worker sleeps past now."""
-        while any(self._wakes.get(w, self._now_ns) <= self._now_ns for w in self._workers):
+        """Wait (holding the condition) until every worker sleeps past now, and not on an event that is
+        set (it would wake without the time moving)."""
+        while any(self._runnable(w) for w in self._workers):
             self._cond.wait(_POLL_S)
+
+    def _runnable(self, worker: threading.Thread) -> bool:
+        sleep = self._wakes.get(worker)
+        return sleep is None or sleep[0] <= self._now_ns or sleep[1]()
 
 
 @dataclass(frozen=True, slots=True)
