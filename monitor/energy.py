@@ -183,7 +183,12 @@ def read_window(data: Mapping[str, Any]) -> WindowResult:
     were derived, such as `complete`, are ignored; a GPU's `gpu` key became `index`)."""
     gpus = data.get("gpus")
     if isinstance(gpus, Mapping):  # before the one window type, a GPU's index was its `gpu` key
-        data = {**data, "gpus": {k: {"index": g.get("gpu"), **g} for k, g in gpus.items()}}
+        data = {
+            **data,
+            "gpus": {
+                k: {"index": g.get("gpu"), **g} if isinstance(g, Mapping) else g for k, g in gpus.items()
+            },
+        }
     try:
         return msgspec.convert(data, WindowResult, strict=False)
     except msgspec.ValidationError as exc:

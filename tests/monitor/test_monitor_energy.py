@@ -234,5 +234,6 @@ def test_a_window_reads_back_from_its_json_and_from_the_earlier_hand_written_for
     moved = window.shifted(-1_000)
     assert (moved.start_epoch_ns, moved.end_epoch_ns) == (0, 3_000_000)
     assert moved.start_monotonic_ns == 10  # only epoch times move
-    with pytest.raises(ValueError, match="not a monitor window"):
-        read_window({"name": "run", "gpus": {}})
+    for bad in ({"name": "run", "gpus": {}}, {**earlier, "gpus": {"2": "3 J"}}):
+        with pytest.raises(ValueError, match="not a monitor window"):
+            read_window(bad)
