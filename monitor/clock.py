@@ -30,9 +30,6 @@ class Clock(Protocol):
     def time_ns(self) -> int: ...  # epoch ns
     def monotonic_ns(self) -> int: ...
     def sleep(self, seconds: float) -> None: ...
-    def wait(self, event: threading.Event, seconds: float) -> bool:
-        """Sleep until `event` is set or `seconds` have passed; whether it is set."""
-        ...
 
     def busy(self, seconds: float) -> None:
         """Spend `seconds` of CPU in C code that lets other threads run (a ctypes call that spins)."""
@@ -58,9 +55,6 @@ class SystemClock:
 
     def sleep(self, seconds: float) -> None:
         time.sleep(seconds)
-
-    def wait(self, event: threading.Event, seconds: float) -> bool:
-        return event.wait(seconds)
 
     def busy(self, seconds: float) -> None:
         end = time.perf_counter() + seconds
@@ -93,7 +87,7 @@ class VirtualClock:
         self._epoch_minus_mono_ns = round(epoch_s * 1e9) - self._now_ns
         self._cond = threading.Condition()
         self._workers: set[threading.Thread] = set()
-        self._wakes: dict[threading.Thread, tuple[int, Callable[[], bool]]] = {}  # sleeping workers
+        self._wakes: dict[threading.Thread, int] = {}  # a sleeping worker's wake-up
 
     def time_ns(self) -> int:
         return self._now_ns + self._epoch_minus_mono_ns
@@ -103,9 +97,6 @@ class VirtualClock:
 
     def sleep(self, seconds: float) -> None:
         self._wait(seconds, lambda: False)
-
-    def wait(self, event: threading.Event, seconds: float) -> bool:
-        return self._wait(seconds, event.is_set)
 
     def busy(self, seconds: float) -> None:
         self._wait(seconds, lambda: False)
@@ -136,7 +127,7 @@ class VirtualClock:
         with self._cond:
             wake = self._now_ns + max(0, round(seconds * 1e9))
             if me in self._workers:  # a worker: wait for the driver to move time
-                self._wakes[me] = (wake, done)
+                self._wakes[me] = wake
                 self._cond.notify_all()
                 try:
                     while self._now_ns < wake and not done():
@@ -150,18 +141,17 @@ class VirtualClock:
                     return True
                 if self._now_ns >= wake:
                     return False
-                self._now_ns = min([wake, *(w for w, _ in self._wakes.values())])
+                self._now_ns = min([wake, *self._wakes.values()])
                 self._cond.notify_all()
 
     def _settle(self) -> None:
-        """Wait (holding the condition) until every worker sleeps past now, and not on an event that is
-        set (it would wake without the time moving)."""
+        """Wait (holding the condition) until every worker sleeps past now."""
         while any(self._runnable(w) for w in self._workers):
             self._cond.wait(_POLL_S)
 
     def _runnable(self, worker: threading.Thread) -> bool:
-        sleep = self._wakes.get(worker)
-        return sleep is None or sleep[0] <= self._now_ns or sleep[1]()
+        wake = self._wakes.get(worker)
+        return wake is None or wake <= self._now_ns
 
 
 @dataclass(frozen=True, slots=True)

@@ -195,8 +195,10 @@ class Sampler:
                 missed = (now - next_ns) // interval_ns + 1
                 self.skipped_ticks += missed
                 next_ns += missed * interval_ns
-            if (wait_ns := next_ns - clock.monotonic_ns()) > 0:
-                clock.wait(self._stop_event, wait_ns / 1e9)
+            # Sleep to the next tick in pieces: stop() is seen within 0.25 s at most, at a tick when the
+            # interval is shorter (then the last sample, taken on the way out, is on the grid too).
+            while (wait_ns := next_ns - clock.monotonic_ns()) > 0 and not self._stop_event.is_set():
+                clock.sleep(min(wait_ns / 1e9, 0.25))
         try:  # the last sample reads every counter, so that the CSV's counter column spans the run
             self._sample_once(final=True)
         except Exception as err:
