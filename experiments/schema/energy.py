@@ -3,11 +3,10 @@
 Stored once: each GPU's window (counter joules, times, samples; the monitor's own window types,
 monitor.energy's `EnergyWindow` and `GpuWindow`, which `GpuEnergy` extends) and its idle power; the
 attribution of that energy to idle and to each request's phases; the host's RAPL energy over the same
-window. Computed
-from those (written, never read back): the static (idle power x window) / dynamic (the rest) split, the
-prefill and decode phases, sums over GPUs. Per-request and per-token figures need the run's counts, so
-`RunResult` writes them, dividing by its summary's `completed` requests and tokens. Without a driver
-`available` is false and `reason` says why: energy is never zero for "not measured".
+window. Computed from those (written, never read back): the static (idle power x window) / dynamic (the
+rest) split, the prefill and decode phases, sums over GPUs. Per-request and per-token figures need the
+run's counts, so `RunResult` writes them, dividing by its summary's `completed` requests and tokens.
+Without a driver `available` is false and `reason` says why: energy is never zero for "not measured".
 """
 
 from __future__ import annotations
