@@ -22,6 +22,7 @@ if __package__ in (None, ""):  # run as a file: python monitor/<script>.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from monitor.backends import GpuBackend, MonitorUnavailable, open_backend_for
+from monitor.energy import window_json
 from monitor.power_monitor import PowerMonitor
 
 TARGET_DIFF_PERCENT = 2.0
@@ -117,7 +118,7 @@ def validate(
             if np.any(~np.isnan(throttle))
             else None,
             "update_period_ms": periods[gpu],
-            "window": w.to_dict(),
+            "window": window_json(w),
             "counter_energy_j": w.energy_j,
             "method": w.method,
             "integrated_instant_energy_j": instant,

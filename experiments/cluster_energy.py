@@ -34,6 +34,7 @@ from experiments.schema import (
     convert,
 )
 from monitor.clock import ClockOffset, measure_offset
+from monitor.energy import WindowResult
 from monitor.node import NodeMonitor, shift_epochs
 
 
@@ -48,7 +49,7 @@ class _Node:
     actor: Any = None
     host: str | None = None
     offset: ClockOffset | None = None
-    window: dict[str, Any] | None = None
+    window: WindowResult | None = None
     idle_w: dict[int, float | None] | None = None
     export: dict[str, Any] | None = None
 
@@ -86,6 +87,7 @@ class ClusterEnergyMeter(EnergyMeter):
         if not gpus and backend != "none":
             self.reason = "no GPUs on the cluster's instances (a CPU run; --monitor sim simulates them)"
         self.started = False
+        self.ended = False  # the nodes' windows are closed (each node's is its own: _Node.window)
         self.local_ns: dict[str, tuple[int, int]] = {}  # begin/end: (epoch, monotonic) on this host
 
     def start(self) -> None:
@@ -128,11 +130,11 @@ class ClusterEnergyMeter(EnergyMeter):
             self._all("begin_window", "measured")
 
     def end(self) -> None:
-        if self.started and self.window is None:
+        if self.started and not self.ended:
             for node, window in zip(self.nodes, self._all("end_window", "measured"), strict=True):
                 node.window = window
             self.local_ns["end"] = (time.time_ns(), time.monotonic_ns())
-            self.window = True
+            self.ended = True
 
     def stop(self) -> None:
         if not self.started:
@@ -152,7 +154,7 @@ class ClusterEnergyMeter(EnergyMeter):
                 node.actor = None
 
     def section(self) -> EnergySection:
-        if not self.started or self.window is None or "begin" not in self.local_ns:
+        if not self.started or not self.ended or "begin" not in self.local_ns:
             return EnergySection.unavailable(self.reason or "no measured window (run interrupted early)")
         try:
             return self._section()
@@ -160,10 +162,10 @@ class ClusterEnergyMeter(EnergyMeter):
             return EnergySection.unavailable(f"energy measured but not recorded: {exc}")
 
     def _section(self) -> EnergySection:
-        local = {n.node_id: shift_epochs(n.window, -_offset(n).offset_ns) for n in self.nodes}
+        local = {n.node_id: _window(n).shifted(-_offset(n).offset_ns) for n in self.nodes}
         (b_epoch, b_mono), (e_epoch, e_mono) = self.local_ns["begin"], self.local_ns["end"]
-        start = min(w["start_epoch_ns"] for w in local.values())
-        end = max(w["end_epoch_ns"] for w in local.values())
+        start = min(w.start_epoch_ns for w in local.values())
+        end = max(w.end_epoch_ns for w in local.values())
         window = EnergyWindow(
             name="measured",
             start_epoch_ns=start,
@@ -173,14 +175,20 @@ class ClusterEnergyMeter(EnergyMeter):
             duration_s=(end - start) / 1e9,
             interval_s=self.interval_s,
         )
-        gpus = []
-        for node in self.nodes:
-            for g, role, k in node.gpus:
-                entry = dict(local[node.node_id]["gpus"][str(g)])
-                entry.update(start_monotonic_ns=None, end_monotonic_ns=None)  # the node's own clock
-                entry.update(index=k, role=role, node=node.node_id, node_index=g)
-                entry["idle_power_w"] = (node.idle_w or {}).get(g)
-                gpus.append(convert(entry, GpuEnergy, f"node {node.node_id[:8]}'s window of GPU {g}"))
+        gpus = [
+            GpuEnergy.of(
+                local[node.node_id].gpus[g],
+                start_monotonic_ns=None,  # the node's own clock
+                end_monotonic_ns=None,
+                index=k,
+                role=role,
+                node=node.node_id,
+                node_index=g,
+                idle_power_w=(node.idle_w or {}).get(g),
+            )
+            for node in self.nodes
+            for g, role, k in node.gpus
+        ]
         return EnergySection(
             available=True,
             method="NVML total-energy counter deltas over the measured window, per node (each node's "
@@ -247,6 +255,12 @@ class ClusterEnergyMeter(EnergyMeter):
             samples=sum(int(line.get("samples") or 0) for line in lines),
             bin_s=first.get("bin_s"),
         )
+
+
+def _window(node: _Node) -> WindowResult:
+    if node.window is None:
+        raise KeyError(f"node {node.node_id[:8]} has no measured window (its monitor never ended one)")
+    return node.window
 
 
 def _offset(node: _Node) -> ClockOffset:

@@ -14,7 +14,6 @@ from typing import Any
 
 from experiments.schema import (
     EnergySection,
-    EnergyWindow,
     GpuEnergy,
     HostEnergy,
     MonitorInfo,
@@ -22,6 +21,7 @@ from experiments.schema import (
     SchemaError,
     convert,
 )
+from monitor.energy import WindowResult
 from monitor.rapl import POWERCAP, RaplUnavailable, RaplWindow
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ class EnergyMeter:
         self.reason: str | None = None
         self.idle_w: dict[int, float | None] | None = None
         self.idle_seconds: float | None = None
-        self.window: Any = None
+        self.window: WindowResult | None = None
         self.rapl = RaplWindow(root=rapl_root)
         self.host: HostEnergy | None = None
         if backend == "none":
@@ -132,37 +132,27 @@ class EnergyMeter:
     def _gpu_section(self) -> EnergySection:
         if self.monitor is None or self.window is None:
             return EnergySection.unavailable(self.reason or "no measured window (run interrupted early)")
-        win = self.window.to_dict()
+        window = self.window
         try:
             return EnergySection(
                 available=True,
                 method="NVML total-energy counter deltas over the measured window "
                 "(integrated instant power only where a GPU lacks the counter: see each GPU's method)",
-                window=convert(win, EnergyWindow, "the monitor's window"),
+                window=window.span(),
                 idle_seconds=self.idle_seconds,
-                gpus=[self._gpu_energy(win, g) for g in self.gpu_ids],
+                gpus=[
+                    GpuEnergy.of(
+                        window.gpus[g],
+                        role=self.roles.get(g, "serving"),
+                        idle_power_w=(self.idle_w or {}).get(g),
+                    )
+                    for g in self.gpu_ids
+                ],
                 monitor=convert(
                     MonitorInfo.strip(self.monitor.to_json()), MonitorInfo, "the monitor's export"
                 ),
                 timeline=convert(self.monitor.timeline(TIMELINE_POINTS), PowerTimeline, "the power timeline"),
                 power_csv=self.csv_path.name,
             )
-        except SchemaError as exc:  # the monitor changed shape: say so instead of losing the run
+        except (SchemaError, KeyError) as exc:  # the monitor changed shape: say so, keep the run
             return EnergySection.unavailable(f"energy measured but not recorded: {exc}; see {self.csv_path}")
-
-    def _gpu_energy(self, win: dict[str, Any], gpu: int) -> GpuEnergy:
-        entry = {
-            **_gpu_entry(win, gpu),
-            "index": gpu,
-            "role": self.roles.get(gpu, "serving"),
-            "idle_power_w": (self.idle_w or {}).get(gpu),
-        }
-        return convert(entry, GpuEnergy, f"the monitor's window of GPU {gpu}")
-
-
-def _gpu_entry(win: dict[str, Any], gpu: int) -> dict[str, Any]:
-    """One GPU's part of `WindowResult.to_dict()` (keyed by the GPU id as a string)."""
-    entry = win["gpus"].get(str(gpu))
-    if entry is None:
-        raise KeyError(f"window has no GPU {gpu}")
-    return dict(entry)

@@ -8,9 +8,10 @@ duration cover the same interval.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from monitor.clock import Clock
 
 
 @dataclass
@@ -54,10 +55,14 @@ class AlignSettings:
 
 
 def read_boundaries(
-    read_counter: Callable[[int], CounterRead], n_gpus: int, align: bool, settings: AlignSettings
+    read_counter: Callable[[int], CounterRead],
+    n_gpus: int,
+    align: bool,
+    settings: AlignSettings,
+    clock: Clock,
 ) -> dict[int, Boundary]:
-    """Read every GPU's counter now. With `align`, poll until it steps and stamp the step's time, to
-    within half the gap between the two reads that bracket it.
+    """Read every GPU's counter now. With `align`, poll until it steps (waiting on `clock`) and stamp the
+    step's time, to within half the gap between the two reads that bracket it.
 
     A bracket can be no narrower than the counter reads inside it (milliseconds each on some GPUs);
     when the time in it *outside* those reads exceeds `max_gap_s` (a busy host preempted us), the step
@@ -83,10 +88,10 @@ def read_boundaries(
         else:
             prev[g] = (r, spent_before)
     poll_ns, max_gap_ns = int(settings.poll_s * 1e9), int(settings.max_gap_s * 1e9)
-    deadline = time.monotonic_ns() + int(settings.timeout_s * 1e9)
+    deadline = clock.monotonic_ns() + int(settings.timeout_s * 1e9)
     round_ns = 0
     while prev:
-        if time.monotonic_ns() >= deadline:
+        if clock.monotonic_ns() >= deadline:
             for g in prev:
                 if g in best:
                     b = best[g]
@@ -100,8 +105,8 @@ def read_boundaries(
                     )
             break
         if round_ns < poll_ns:  # slow reads pace the polling themselves
-            time.sleep((poll_ns - round_ns) / 1e9)
-        round_start = time.monotonic_ns()
+            clock.sleep((poll_ns - round_ns) / 1e9)
+        round_start = clock.monotonic_ns()
         for g in list(prev):
             (p, p_spent), (r, r_spent) = prev[g], timed_read(g)
             if r.value is None:
@@ -118,5 +123,5 @@ def read_boundaries(
                 if g not in best or cand.uncertainty_ns < best[g].uncertainty_ns:  # type: ignore[operator]
                     best[g] = cand
             prev[g] = (r, r_spent)
-        round_ns = time.monotonic_ns() - round_start
+        round_ns = clock.monotonic_ns() - round_start
     return out

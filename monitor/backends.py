@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Protocol, runtime_checkable
 
+from monitor.clock import SYSTEM_CLOCK, Clock
 from monitor.nvml_lib import NO_ENERGY, MonitorUnavailable, pynvml, require_pynvml
 from monitor.simulated import SimulatedNvmlBackend
 
@@ -31,6 +32,7 @@ class GpuBackend(Protocol):
 
     name: str
     energy_wrap_mj: int  # the total-energy counter wraps to 0 at this value
+    clock: Clock  # the time its readings follow (the monitor samples on it)
 
     def device_count(self) -> int: ...
     def driver_version(self) -> str: ...
@@ -76,6 +78,7 @@ class NvmlBackend:
 
     name = "nvml"
     energy_wrap_mj = 2**64  # nvmlDeviceGetTotalEnergyConsumption returns an unsigned long long
+    clock: Clock = SYSTEM_CLOCK
 
     def __init__(self) -> None:
         nv = require_pynvml()

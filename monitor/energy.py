@@ -5,10 +5,11 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 import numpy as np
 
 METHOD_COUNTER = "energy_counter"
@@ -67,63 +68,79 @@ def _clean(value: Any) -> Any:
     return value
 
 
-@dataclass
+@dataclass(slots=True, kw_only=True)
 class GpuWindow:
-    """Energy of one GPU over one window. Times are when the counter was read (or saw its update)."""
+    """Energy of one GPU over one window. Times are when the counter was read (or saw its update).
 
-    gpu: int
-    energy_j: float | None
-    method: str
-    start_epoch_ns: int
-    end_epoch_ns: int
-    start_monotonic_ns: int
-    end_monotonic_ns: int
-    duration_s: float
-    avg_power_w: float | None
-    peak_power_w: float | None
-    sample_count: int
-    expected_samples: int
-    missing_samples: int
-    failed_samples: int
-    complete: bool
-    note: str
+    The run's result stores it as is (experiments.schema.GpuEnergy is this type plus the run's view of
+    the GPU: its role, node and idle power); the defaults are what a reader assumes of a field it
+    lacks, the monitor sets every field.
+    """
+
+    index: int  # NVML index (on a cluster run's result: the GPU's position across nodes)
+    energy_j: float | None = None
+    method: str = ""
+    start_epoch_ns: int | None = None
+    end_epoch_ns: int | None = None
+    start_monotonic_ns: int | None = None  # None where the clock is another host's (cluster runs)
+    end_monotonic_ns: int | None = None
+    duration_s: float = 0.0
+    avg_power_w: float | None = None
+    peak_power_w: float | None = None
+    sample_count: int = 0
+    expected_samples: int = 0
+    missing_samples: int = 0
+    failed_samples: int = 0
+    complete: bool = True
+    note: str = ""
     integrated_energy_j: float | None = None  # trapezoid over instant-power samples, as a cross-check
     boundary_uncertainty_s: float | None = None  # how well start/end are known (None: not aligned)
     start_energy_mj: int | None = None
     end_energy_mj: int | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return _clean(asdict(self))
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> GpuWindow:
-        """The inverse of to_dict (keys it does not know are ignored)."""
-        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
-
     def describe(self) -> str:
         """One line: energy, method, the interval it covers (UTC) and its length."""
         energy = "n/a" if self.energy_j is None else f"{self.energy_j:.1f} J"
+        span = (
+            "an unknown interval"
+            if self.start_epoch_ns is None or self.end_epoch_ns is None
+            else f"{utc_text(self.start_epoch_ns)} to {utc_text(self.end_epoch_ns)}"
+        )
         return (
-            f"{energy} ({self.method}) from {utc_text(self.start_epoch_ns)} to {utc_text(self.end_epoch_ns)} "
+            f"{energy} ({self.method}) from {span} "
             f"({self.duration_s:.3f} s){'' if self.complete else ', incomplete: ' + self.note}"
         )
 
+    def shifted(self, delta_ns: int) -> GpuWindow:
+        """This window with its epoch times moved by `delta_ns` (onto another host's clock)."""
+        return replace(
+            self,
+            start_epoch_ns=None if self.start_epoch_ns is None else self.start_epoch_ns + delta_ns,
+            end_epoch_ns=None if self.end_epoch_ns is None else self.end_epoch_ns + delta_ns,
+        )
 
-@dataclass
-class WindowResult:
-    """Energy of every monitored GPU over one named window."""
+
+@dataclass(slots=True, kw_only=True)
+class EnergyWindow:
+    """A named window's span: when it was opened and closed (epoch and monotonic ns) and the sampling
+    interval it was measured at. The result's `energy.window` is this type."""
 
     name: str
     start_epoch_ns: int
     end_epoch_ns: int
     start_monotonic_ns: int
     end_monotonic_ns: int
+    duration_s: float
     interval_s: float
-    gpus: dict[int, GpuWindow] = field(default_factory=dict)
 
-    @property
-    def duration_s(self) -> float:
-        return (self.end_monotonic_ns - self.start_monotonic_ns) / 1e9
+
+@dataclass(slots=True, kw_only=True)
+class WindowResult(EnergyWindow):
+    """Energy of every monitored GPU over one named window (keyed by NVML index).
+
+    As JSON (the monitor's export, a node monitor's answer): `window_json` / `read_window`."""
+
+    gpus: dict[int, GpuWindow] = field(default_factory=dict)
 
     @property
     def complete(self) -> bool:
@@ -138,38 +155,44 @@ class WindowResult:
     def energy_j(self) -> dict[int, float | None]:
         return {gpu: g.energy_j for gpu, g in self.gpus.items()}
 
+    def span(self) -> EnergyWindow:
+        """The window without its GPUs."""
+        return EnergyWindow(**{f.name: getattr(self, f.name) for f in fields(EnergyWindow)})
+
+    def shifted(self, delta_ns: int) -> WindowResult:
+        """This window with every epoch time moved by `delta_ns` (a node's window onto our clock)."""
+        return replace(
+            self,
+            start_epoch_ns=self.start_epoch_ns + delta_ns,
+            end_epoch_ns=self.end_epoch_ns + delta_ns,
+            gpus={gpu: g.shifted(delta_ns) for gpu, g in self.gpus.items()},
+        )
+
     def split_static_dynamic(self, idle_power_w: Mapping[int, float | None]) -> dict[int, dict[str, Any]]:
         """Per GPU: static = idle power x duration, dynamic = total - static (None where unknown)."""
         return split_static_dynamic(self, idle_power_w)
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> WindowResult:
-        """The inverse of to_dict: a window read back from a monitor's JSON."""
-        return cls(
-            name=data["name"],
-            start_epoch_ns=data["start_epoch_ns"],
-            end_epoch_ns=data["end_epoch_ns"],
-            start_monotonic_ns=data["start_monotonic_ns"],
-            end_monotonic_ns=data["end_monotonic_ns"],
-            interval_s=data["interval_s"],
-            gpus={int(gpu): GpuWindow.from_dict(g) for gpu, g in data["gpus"].items()},
-        )
 
-    def to_dict(self) -> dict[str, Any]:
-        return _clean(
-            {
-                "name": self.name,
-                "start_epoch_ns": self.start_epoch_ns,
-                "end_epoch_ns": self.end_epoch_ns,
-                "start_monotonic_ns": self.start_monotonic_ns,
-                "end_monotonic_ns": self.end_monotonic_ns,
-                "duration_s": self.duration_s,
-                "interval_s": self.interval_s,
-                "complete": self.complete,
-                "total_energy_j": self.total_energy_j,
-                "gpus": {str(gpu): g.to_dict() for gpu, g in self.gpus.items()},
-            }
-        )
+def window_json(window: WindowResult | GpuWindow) -> dict[str, Any]:
+    """A window (or one GPU's) as plain JSON values: msgspec's mapping of the dataclass, NaN as null."""
+    return _clean(msgspec.to_builtins(window, str_keys=True))
+
+
+def read_window(data: Mapping[str, Any]) -> WindowResult:
+    """A window from its JSON (`window_json`, or the hand-written form of earlier monitors: keys that
+    were derived, such as `complete`, are ignored; a GPU's `gpu` key became `index`)."""
+    gpus = data.get("gpus")
+    if isinstance(gpus, Mapping):  # before the one window type, a GPU's index was its `gpu` key
+        data = {
+            **data,
+            "gpus": {
+                k: {"index": g.get("gpu"), **g} if isinstance(g, Mapping) else g for k, g in gpus.items()
+            },
+        }
+    try:
+        return msgspec.convert(data, WindowResult, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ValueError(f"not a monitor window: {exc}") from exc
 
 
 def split_static_dynamic(

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import math
-import time
 from typing import Any
 
 import numpy as np
 
 from monitor.csv_io import CSV_UNITS, csv_columns
-from monitor.energy import split_static_dynamic
+from monitor.energy import split_static_dynamic, window_json
 from monitor.fields import READS, VALUE_NAMES
 from monitor.sampler import Sampler
 from monitor.store import Samples
@@ -94,7 +93,7 @@ def monitor_summary(
 ) -> dict[str, Any]:
     """Everything a result file needs about a monitor run, as a JSON-serializable dict."""
     s = sampler.store.slice()
-    end = sampler.stopped_mono_ns or time.monotonic_ns()
+    end = sampler.stopped_mono_ns or sampler.clock.monotonic_ns()
     started = sampler.started_mono_ns
     elapsed_s = (end - started) / 1e9 if started is not None else 0.0
     expected = sampler.expected_samples()
@@ -139,6 +138,6 @@ def monitor_summary(
         "csv_columns": csv_columns(sampler.gpu_ids),
         "csv_units": CSV_UNITS,
         "idle_power_w": None if idle is None else {str(k): v for k, v in idle.items()},
-        "windows": {name: w.to_dict() for name, w in meter.windows.items()},
+        "windows": {name: window_json(w) for name, w in meter.windows.items()},
         "static_dynamic_split": splits,
     }

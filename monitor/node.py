@@ -1,8 +1,9 @@
 """One node's power monitor, driven from another host (the body of a Ray actor; Ray itself is not used here).
 
-`NodeMonitor` runs a `PowerMonitor` on the GPUs of the node it lives on and answers in plain data:
-its clock (for monitor.clock's offset measurement), the idle baseline, window results and, at the end,
-the monitor's export and power timeline. Every time it returns is this node's epoch ns: the caller puts
+`NodeMonitor` runs a `PowerMonitor` on the GPUs of the node it lives on and answers with its clock
+(for monitor.clock's offset measurement), the idle baseline, typed window results (`WindowResult`,
+pickled by Ray like any return value) and, at the end, the monitor's export and power timeline (plain
+JSON values). Every time it returns is this node's epoch ns: the caller puts
 them on its own clock with the measured offset.
 
 Test only: with the simulated backend, the environment variable SIM_CLOCK_SKEW_ENV (ns) makes this node's
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from monitor.backends import open_backend_for
+from monitor.energy import WindowResult
 from monitor.power_monitor import PowerMonitor
 
 SIM_CLOCK_SKEW_ENV = "TESTBED_SIM_CLOCK_SKEW_NS"
@@ -26,7 +28,8 @@ _EPOCH_KEYS = ("start_epoch_ns", "end_epoch_ns", "started_epoch_ns")
 
 
 def shift_epochs(data: Any, delta_ns: int) -> Any:
-    """`data` (a window, export or timeline as plain JSON) with every epoch-ns value moved by `delta_ns`."""
+    """`data` (an export or timeline as plain JSON) with every epoch-ns value moved by `delta_ns`
+    (a typed window moves itself: `WindowResult.shifted`)."""
     if not delta_ns:
         return data
     if isinstance(data, dict):
@@ -45,7 +48,7 @@ def shift_epochs(data: Any, delta_ns: int) -> Any:
 
 
 class NodeMonitor:
-    """A PowerMonitor on this node's `gpu_ids` (NVML indices here), answering in plain data."""
+    """A PowerMonitor on this node's `gpu_ids` (NVML indices here)."""
 
     def __init__(self, gpu_ids: list[int], interval_s: float, backend: str, csv_path: str | None) -> None:
         self.skew_ns = int(os.environ.get(SIM_CLOCK_SKEW_ENV, "0")) if backend == "sim" else 0
@@ -70,8 +73,8 @@ class NodeMonitor:
     def begin_window(self, name: str) -> None:
         self.monitor.begin_window(name)
 
-    def end_window(self, name: str) -> dict[str, Any]:
-        return shift_epochs(self.monitor.end_window(name).to_dict(), self.skew_ns)
+    def end_window(self, name: str) -> WindowResult:
+        return self.monitor.end_window(name).shifted(self.skew_ns)
 
     def stop(self, timeline_points: int) -> dict[str, Any]:
         """Stop sampling; the monitor's export and its power timeline."""

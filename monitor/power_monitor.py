@@ -13,6 +13,7 @@ from typing import Any
 
 from monitor.alignment import AlignSettings
 from monitor.backends import GpuBackend, open_backend
+from monitor.clock import Clock
 from monitor.counter_schedule import CounterSchedule, wrap_safe_period_s
 from monitor.energy import WindowResult, integrate_between
 from monitor.export import monitor_summary, power_timeline
@@ -42,6 +43,9 @@ class PowerMonitor:
         counter_read_every_s: seconds between the sampling thread's own reads of the energy counter
             (>= its ~0.1 s update period); default: as often as 0.2% of a core allows, given what the
             first read costs (see monitor.counter_schedule). Windows read it at their edges regardless.
+        clock: the time source it stamps and waits on (monitor.clock); default the backend's, which
+            is the system's for NVML and whatever a simulated backend was given (a VirtualClock in
+            tests, on which idle baselines and windows take no real time).
     """
 
     def __init__(
@@ -57,6 +61,7 @@ class PowerMonitor:
         align_max_gap_s: float = 0.004,
         csv_flush_every_s: float = 1.0,
         counter_read_every_s: float | None = None,
+        clock: Clock | None = None,
     ) -> None:
         if not gpu_ids:
             raise ValueError("gpu_ids is empty; pass the NVML indices to monitor, e.g. [0, 1]")
@@ -94,6 +99,7 @@ class PowerMonitor:
             self.csv_path,
             csv_flush_every_s,
             counters,
+            clock,
         )
         self._meter = WindowMeter(
             self._sampler, limits, AlignSettings(align_timeout_s, align_poll_s, align_max_gap_s)
@@ -120,6 +126,10 @@ class PowerMonitor:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    @property
+    def clock(self) -> Clock:
+        return self._sampler.clock
 
     @property
     def running(self) -> bool:

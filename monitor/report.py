@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from monitor.csv_io import PowerCsv, read_power_csv
-from monitor.energy import METHOD_COUNTER, WindowResult, trapezoid_energy_j, utc_text
+from monitor.energy import METHOD_COUNTER, WindowResult, read_window, trapezoid_energy_j, utc_text
 
 _EDGE_SLACK_NS = 1_000_000_000  # a window may start before the first sample by up to this much
 
@@ -106,7 +106,7 @@ def load_windows(json_path: Path, data: PowerCsv) -> tuple[list[WindowResult], s
     t = data.timestamp
     first_ns, last_ns = int(t[0] * 1e9) - _EDGE_SLACK_NS, int(t[-1] * 1e9) + _EDGE_SLACK_NS
     windows, outside = [], []
-    for w in (WindowResult.from_dict(d) for d in raw.values()):
+    for w in (read_window(d) for d in raw.values()):
         (windows if first_ns <= w.start_epoch_ns and w.end_epoch_ns <= last_ns else outside).append(w)
     note = (
         f"windows {[w.name for w in outside]} in {json_path} lie outside this CSV's samples"

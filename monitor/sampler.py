@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from monitor.backends import GpuBackend
+from monitor.clock import Clock
 from monitor.counter_schedule import CounterSchedule
 from monitor.csv_io import CsvSink
 from monitor.fields import READ_NAMES, READS, VALUE_NAMES
@@ -83,7 +84,8 @@ class Sampler:
     """Samples `gpu_ids` (NVML indices) every `interval_s` in a daemon thread.
 
     `reads` names the monitor.fields reads to take; the energy counter among them is read where
-    `counters` says. `csv_path` streams one row per sample.
+    `counters` says. `csv_path` streams one row per sample. Time (stamps, waits) is `clock`'s, by
+    default the backend's.
     """
 
     def __init__(
@@ -95,8 +97,10 @@ class Sampler:
         csv_path: Path | None = None,
         csv_flush_every_s: float = 1.0,
         counters: CounterSchedule | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.backend = backend
+        self.clock: Clock = clock or backend.clock
         self.gpu_ids = list(gpu_ids)
         self.interval_s = interval_s
         self.counters = counters or CounterSchedule(len(self.gpu_ids), interval_s, None)
@@ -125,20 +129,20 @@ class Sampler:
             raise RuntimeError("PowerMonitor already started; create a new one to sample again")
         if self.csv_path is not None:
             self._csv = CsvSink(self.csv_path, self.gpu_ids, self.csv_flush_every_s)
-        self.started_epoch_ns, self.started_mono_ns = time.time_ns(), time.monotonic_ns()
-        self._thread = threading.Thread(target=self._run, name="power-monitor", daemon=True)
+        self.started_epoch_ns, self.started_mono_ns = self.clock.time_ns(), self.clock.monotonic_ns()
+        self._thread = self.clock.thread(self._run, "power-monitor")
         self._thread.start()
 
     def stop(self) -> None:
         """Stop the thread, then flush and close the CSV. Safe to call twice."""
         if self._thread is None or self.stopped_mono_ns is not None:
             return
-        self._stop_requested_mono_ns = time.monotonic_ns()
+        self._stop_requested_mono_ns = self.clock.monotonic_ns()
         self._stop_event.set()
-        self._thread.join(timeout=max(5.0, 10 * self.interval_s))
+        self.clock.join(self._thread, max(5.0, 10 * self.interval_s))
         if self._thread.is_alive():  # pragma: no cover - a hung NVML call
             log.warning("power monitor thread did not stop within the timeout; CSV closed anyway")
-        self.stopped_mono_ns = time.monotonic_ns()
+        self.stopped_mono_ns = self.clock.monotonic_ns()
         if self._csv is not None:
             self._csv.close()
 
@@ -152,7 +156,7 @@ class Sampler:
         if self.started_mono_ns is None:
             return 0
         stopped = self._stop_requested_mono_ns
-        elapsed_ns = (stopped or time.monotonic_ns()) - self.started_mono_ns
+        elapsed_ns = (stopped or self.clock.monotonic_ns()) - self.started_mono_ns
         return int(elapsed_ns / 1e9 / self.interval_s) + 1 + (stopped is not None)
 
     # -- read bookkeeping (shared with the energy windows) -----------------------------------------
@@ -178,21 +182,23 @@ class Sampler:
 
     def _run(self) -> None:
         interval_ns = int(self.interval_s * 1e9)
-        next_ns = time.monotonic_ns()
+        clock = self.clock
+        next_ns = clock.monotonic_ns()
         while not self._stop_event.is_set():
             try:
                 self._sample_once()
             except Exception as err:  # a bug must not kill the thread silently
                 self._warnings.warn(("sample",), f"power sample failed: {describe(err)}")
             next_ns += interval_ns
-            now = time.monotonic_ns()
+            now = clock.monotonic_ns()
             if now >= next_ns:  # overran: drop the ticks we missed rather than bursting
                 missed = (now - next_ns) // interval_ns + 1
                 self.skipped_ticks += missed
                 next_ns += missed * interval_ns
-            # time.sleep wakes up cheaper than Event.wait; stop() is seen within 0.25 s at most.
-            while (wait_ns := next_ns - time.monotonic_ns()) > 0 and not self._stop_event.is_set():
-                time.sleep(min(wait_ns / 1e9, 0.25))
+            # Sleep to the next tick in pieces: stop() is seen within 0.25 s at most, at a tick when the
+            # interval is shorter (then the last sample, taken on the way out, is on the grid too).
+            while (wait_ns := next_ns - clock.monotonic_ns()) > 0 and not self._stop_event.is_set():
+                clock.sleep(min(wait_ns / 1e9, 0.25))
         try:  # the last sample reads every counter, so that the CSV's counter column spans the run
             self._sample_once(final=True)
         except Exception as err:
@@ -201,8 +207,8 @@ class Sampler:
     def _sample_once(self, final: bool = False) -> None:
         """Read every enabled field of every GPU once (the energy counter only where due); plain lists
         here, one numpy store per row."""
-        monotonic_ns = time.monotonic_ns
-        epoch, mono = time.time_ns(), monotonic_ns()
+        monotonic_ns = self.clock.monotonic_ns
+        epoch, mono = self.clock.time_ns(), monotonic_ns()
         backend, n_reads, nan = self.backend, len(READS), math.nan
         rows: list[list[float]] = []
         lats: list[list[int]] = []

@@ -1,6 +1,7 @@
 """A simulated NVML device that keeps NVML's semantics, for tests, demos and CI without a GPU.
 
-Driven by a power trace `power_w(gpu, t)` (t: seconds since the backend was created):
+Driven by a power trace `power_w(gpu, t)` (t: seconds since the backend was created, on its `clock`:
+the system's, or a monitor.clock.VirtualClock that tests drive, which the monitor then runs on too):
 - `total_energy_mj`: integer mJ, monotonic, advanced only every `energy_period_s` (it steps), and wraps
   at `energy_wrap_mj`;
 - `power_mw` / `power_average_mw`: integer mW, trailing `average_window_s` average updated on the same
@@ -15,15 +16,14 @@ Driven by a power trace `power_w(gpu, t)` (t: seconds since the backend was crea
 
 from __future__ import annotations
 
-import hashlib
 import math
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Collection, Mapping, Sequence
 
 import numpy as np
 
+from monitor.clock import SYSTEM_CLOCK, Clock
 from monitor.fields import READ_NAMES
 from monitor.nvml_lib import require_pynvml
 
@@ -31,14 +31,6 @@ PowerTrace = Callable[[int, float], float]
 
 GIB = 2**30
 H200_ENERGY_READ_S = 0.0035
-_HASH_CHUNK = bytes(256 * 1024)  # hashing it takes ~0.1-0.2 ms with the GIL released
-
-
-def busy_wait(seconds: float) -> None:
-    """Spend `seconds` of CPU in C code that releases the GIL (like a ctypes call that spins)."""
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        hashlib.sha256(_HASH_CHUNK)
 
 
 def demo_power_trace(gpu: int, t: float) -> float:
@@ -61,7 +53,7 @@ class SimulatedNvmlBackend:
         n_gpus: int = 2,
         power_w: PowerTrace | None = None,
         *,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = SYSTEM_CLOCK,
         energy_period_s: float = 0.1,
         counter_phase_s: float = 0.0,
         average_window_s: float = 1.0,
@@ -88,7 +80,7 @@ class SimulatedNvmlBackend:
         self.n_gpus = n_gpus
         self.power_trace: PowerTrace = power_w or demo_power_trace
         self.clock = clock
-        self.t0 = clock()
+        self.t0 = clock.monotonic_ns() / 1e9
         self.energy_period_s = energy_period_s
         self.counter_phase_s = counter_phase_s
         self.instant_period_s = instant_period_s
@@ -134,10 +126,10 @@ class SimulatedNvmlBackend:
 
     def now(self) -> float:
         """Simulated time in seconds since the backend was created."""
-        return self.clock() - self.t0
+        return self.clock.monotonic_ns() / 1e9 - self.t0
 
     def sim_time_of(self, monotonic_ns: int) -> float:
-        """Simulated time of a time.monotonic_ns() stamp (valid with the default clock)."""
+        """Simulated time of a stamp of its clock's monotonic_ns() (the monitor's, which runs on it)."""
         return monotonic_ns / 1e9 - self.t0
 
     def tick_time(self, k: int) -> float:
@@ -163,7 +155,7 @@ class SimulatedNvmlBackend:
         """Common checks for every read: bad index, lost GPU, unsupported read. Returns sim time."""
         nv = self._nv
         if self.read_latency_s > 0:
-            time.sleep(self.read_latency_s)
+            self.clock.sleep(self.read_latency_s)
         if not 0 <= gpu < self.n_gpus:
             raise nv.NVMLError_InvalidArgument()
         t = self.now()
@@ -218,12 +210,12 @@ class SimulatedNvmlBackend:
         return round(self._instant_w(gpu, t) * 1000)
 
     def total_energy_mj(self, gpu: int) -> int:
-        busy_wait(self.energy_read_cost_s / 2)  # the value is taken mid-call
+        self.clock.busy(self.energy_read_cost_s / 2)  # the value is taken mid-call
         t = self._enter(gpu, "energy")
         with self._lock:
             self._advance(gpu, t)
             whole_mj = math.floor(round(self._energy_mj[gpu], 6))  # round off float noise first
-        busy_wait(self.energy_read_cost_s / 2)
+        self.clock.busy(self.energy_read_cost_s / 2)
         return (self._initial_mj[gpu] + whole_mj) % self.energy_wrap_mj
 
     def utilization(self, gpu: int) -> tuple[int, int]:

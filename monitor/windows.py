@@ -8,7 +8,6 @@ its sampled instant power (trapezoids), and the window's note says so.
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +50,7 @@ class WindowMeter:
         self, sampler: Sampler, power_limit_w: dict[int, float | None], align: AlignSettings | None = None
     ) -> None:
         self.sampler = sampler
+        self.clock = sampler.clock
         self.gpu_ids = sampler.gpu_ids
         self.power_limit_w = power_limit_w
         self.align = align or AlignSettings()
@@ -63,16 +63,16 @@ class WindowMeter:
     # -- reads at the boundaries -------------------------------------------------------------------
 
     def _read_counter(self, g: int) -> CounterRead:
-        t0 = time.monotonic_ns()
+        t0 = self.clock.monotonic_ns()
         try:
             v = self.sampler.backend.total_energy_mj(self.gpu_ids[g])
         except Exception as err:
-            t1 = time.monotonic_ns()
+            t1 = self.clock.monotonic_ns()
             if isinstance(err, UNSUPPORTED_ERRORS):
                 self.sampler.mark_unsupported(g, "energy", err)
                 return CounterRead(None, t0, t1, unsupported=True)
             return CounterRead(None, t0, t1, error=describe(err))
-        return CounterRead(int(v), t0, time.monotonic_ns())
+        return CounterRead(int(v), t0, self.clock.monotonic_ns())
 
     def _read_instant_w(self, gpu: int) -> float | None:
         backend = self.sampler.backend
@@ -84,7 +84,7 @@ class WindowMeter:
         return None
 
     def _boundaries(self, align: bool) -> dict[int, Boundary]:
-        out = read_boundaries(self._read_counter, len(self.gpu_ids), align, self.align)
+        out = read_boundaries(self._read_counter, len(self.gpu_ids), align, self.align, self.clock)
         for g, b in out.items():
             b.instant_w = self._read_instant_w(self.gpu_ids[g])
         return out
@@ -98,7 +98,7 @@ class WindowMeter:
                 raise ValueError(f"window {name!r} is already open; end it before beginning it again")
             self._open[name] = _OpenWindow(name, 0, 0, {})  # reserve the name
         try:
-            epoch, mono = time.time_ns(), time.monotonic_ns()
+            epoch, mono = self.clock.time_ns(), self.clock.monotonic_ns()
             boundaries = self._boundaries(align)
         except BaseException:
             with self._lock:
@@ -114,7 +114,7 @@ class WindowMeter:
             if opened is None or opened.mono_ns == 0:
                 raise KeyError(f"no open window named {name!r}; call begin_window({name!r}) first")
             del self._open[name]
-        epoch, mono = time.time_ns(), time.monotonic_ns()
+        epoch, mono = self.clock.time_ns(), self.clock.monotonic_ns()
         ends = self._boundaries(align)
         samples = self.sampler.store.slice(
             min(b.read_before_ns for b in opened.boundaries.values()) - _SAMPLE_MARGIN_NS,
@@ -126,6 +126,7 @@ class WindowMeter:
             end_epoch_ns=epoch,
             start_monotonic_ns=opened.mono_ns,
             end_monotonic_ns=mono,
+            duration_s=(mono - opened.mono_ns) / 1e9,
             interval_s=self.sampler.interval_s,
         )
         to_epoch = opened.epoch_ns - opened.mono_ns
@@ -193,7 +194,7 @@ class WindowMeter:
         if field == P_USAGE and method == METHOD_COUNTER:
             integrated = None  # a cross-check against a 1 s trailing average would mislead
         return GpuWindow(
-            gpu=gpu,
+            index=gpu,
             energy_j=energy_j,
             method=method,
             start_epoch_ns=b0.mono_ns + to_epoch,
@@ -260,7 +261,7 @@ class WindowMeter:
     def measure_idle(self, seconds: float) -> dict[int, float | None]:
         """Average power per GPU over the next `seconds` (counter based); kept for static/dynamic splits."""
         self.begin("idle")
-        time.sleep(seconds)
+        self.clock.sleep(seconds)
         window = self.end("idle")
         self.idle_window = window
         self.idle_power_w = {gpu: w.avg_power_w for gpu, w in window.gpus.items()}

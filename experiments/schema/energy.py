@@ -1,22 +1,24 @@
 """A run's energy: per GPU over the measured window, from the monitor (monitor.PowerMonitor).
 
-Stored once: each GPU's window (counter joules, times, samples) and its idle power; the attribution of
-that energy to idle and to each request's phases; the host's RAPL energy over the same window. Computed
-from those (written, never read back): the static (idle power x window) / dynamic (the rest) split, the
-prefill and decode phases, sums over GPUs. Per-request and per-token figures need the run's counts, so
-`RunResult` writes them, dividing by its summary's `completed` requests and tokens. Without a driver
-`available` is false and `reason` says why: energy is never zero for "not measured".
+Stored once: each GPU's window (counter joules, times, samples; the monitor's own window types,
+monitor.energy's `EnergyWindow` and `GpuWindow`, which `GpuEnergy` extends) and its idle power; the
+attribution of that energy to idle and to each request's phases; the host's RAPL energy over the same
+window. Computed from those (written, never read back): the static (idle power x window) / dynamic (the
+rest) split, the prefill and decode phases, sums over GPUs. Per-request and per-token figures need the
+run's counts, so `RunResult` writes them, dividing by its summary's `completed` requests and tokens.
+Without a driver `available` is false and `reason` says why: energy is never zero for "not measured".
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 from experiments.schema.attribution import EnergyAttribution
 from experiments.schema.base import OMIT_EMPTY, computed
 from experiments.schema.host import HostEnergy
+from monitor.energy import EnergyWindow, GpuWindow
 
 Scope = Literal["all_gpus", "serving_gpus"]
 SCOPES: tuple[Scope, ...] = ("all_gpus", "serving_gpus")
@@ -32,49 +34,23 @@ def _sum(values: Iterable[float | None]) -> float | None:
 
 
 @dataclass(slots=True, kw_only=True)
-class EnergyWindow:
-    """The measured window as the monitor bracketed it (request sends to the last response)."""
+class GpuEnergy(GpuWindow):
+    """One GPU over the measured window: the monitor's window of it (monitor.energy.GpuWindow: joules,
+    times, samples, `method` counter or integrated power) with the run's view of the GPU.
 
-    name: str
-    start_epoch_ns: int
-    end_epoch_ns: int
-    start_monotonic_ns: int
-    end_monotonic_ns: int
-    duration_s: float
-    interval_s: float
-
-
-@dataclass(slots=True, kw_only=True)
-class GpuEnergy:
-    """One GPU over the measured window (monitor.energy.GpuWindow) with its role and idle power.
-
-    Times are when the counter was read (or seen to update); `method` says counter or integrated power.
+    `index` is the NVML index; on a cluster run the GPU's position across nodes (node_index is NVML's).
     """
 
-    index: int  # NVML index; on a cluster run the GPU's position across nodes (node_index is NVML's)
     role: str = "serving"  # prefill | decode | serving | idle
     node: str | None = field(default=None, metadata=OMIT_EMPTY)  # its Ray node (cluster runs only)
     node_index: int | None = field(default=None, metadata=OMIT_EMPTY)  # its NVML index on that node
-    energy_j: float | None = None
-    method: str = ""
-    start_epoch_ns: int | None = None
-    end_epoch_ns: int | None = None
-    start_monotonic_ns: int | None = None
-    end_monotonic_ns: int | None = None
-    duration_s: float = 0.0
-    avg_power_w: float | None = None
-    peak_power_w: float | None = None
-    sample_count: int = 0
-    expected_samples: int = 0
-    missing_samples: int = 0
-    failed_samples: int = 0
-    complete: bool = True
-    note: str = ""
-    integrated_energy_j: float | None = None  # trapezoid over instant power, a cross-check
-    boundary_uncertainty_s: float | None = None
-    start_energy_mj: int | None = None
-    end_energy_mj: int | None = None
     idle_power_w: float | None = None  # measured before the run, with the servers loaded and idle
+
+    @classmethod
+    def of(cls, window: GpuWindow, **run_view: Any) -> GpuEnergy:
+        """`window` as the result's GPU, with the run's fields (`role`, `idle_power_w`, ...) and any
+        window field to override (`index`, ...) given by name."""
+        return cls(**{**{f.name: getattr(window, f.name) for f in fields(GpuWindow)}, **run_view})
 
     @computed
     def static_j(self) -> float | None:

@@ -9,7 +9,6 @@ joules back, and idle + parts must be the counter's energy.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from experiments.schema import (
     WorkloadConfig,
 )
 from monitor import SimulatedNvmlBackend
+from monitor.clock import VirtualClock
 
 S = 1_000_000_000
 A_J_PER_TOKEN = 0.05  # W per (prompt token/s)
@@ -84,16 +84,16 @@ def _measure(
             return IDLE_W[gpu]
         return power(gpu, (backend.t0 + t) - base[0] / S)
 
-    backend = SimulatedNvmlBackend(n_gpus=len(roles), power_w=trace, idle_power_w=IDLE_W[0])
+    clock = VirtualClock()
+    backend = SimulatedNvmlBackend(clock=clock, n_gpus=len(roles), power_w=trace, idle_power_w=IDLE_W[0])
     meter = EnergyMeter(
         list(roles), roles, 0.02, backend, tmp_path / "power.csv", rapl_root=tmp_path / "none"
     )
     meter.start()
     meter.measure_idle(1.0)
     meter.begin()
-    base.append(time.monotonic_ns() + S // 5)
-    while time.monotonic_ns() < base[0] + int((SPAN_S + 0.2) * S):
-        time.sleep(0.05)
+    base.append(clock.monotonic_ns() + S // 5)
+    clock.sleep(SPAN_S + 0.4)  # 0.2 s to the base, the planted activity, 0.2 s after
     meter.end()
     meter.stop()
     return meter.section(), base[0]

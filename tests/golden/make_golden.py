@@ -250,7 +250,7 @@ def energy_section(
     start, end = clock.mono_at(0.0), clock.mono_at(duration_s)
     gpus = {
         g: GpuWindow(
-            gpu=g,
+            index=g,
             energy_j=j,
             method="energy_counter",
             start_epoch_ns=clock.epoch_at(0.0),
@@ -269,7 +269,16 @@ def energy_section(
         )
         for g, j in joules.items()
     }
-    window = WindowResult("measured", clock.epoch_at(0.0), clock.epoch_at(duration_s), start, end, 0.1, gpus)
+    window = WindowResult(
+        name="measured",
+        start_epoch_ns=clock.epoch_at(0.0),
+        end_epoch_ns=clock.epoch_at(duration_s),
+        start_monotonic_ns=start,
+        end_monotonic_ns=end,
+        duration_s=duration_s,
+        interval_s=0.1,
+        gpus=gpus,
+    )
     meter = EnergyMeter(list(joules), ROLES[mode], 0.1, "nvml", Path("power.csv"))
     meter.monitor = HandMadeMonitor(
         export, timeline(clock, duration_s, {g: j / duration_s for g, j in joules.items()})

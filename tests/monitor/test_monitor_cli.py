@@ -8,12 +8,12 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from monitor import MonitorUnavailable, open_backend
+from tests.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -62,12 +62,9 @@ def test_signal_flushes_csv_and_json(tmp_path: Path, sig: signal.Signals) -> Non
         monitor_cmd(*args), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
-        deadline = time.monotonic() + 30
-        while csv_rows(csv_path) < 10:  # running and flushing (about 1 s of samples is on disk)
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "no samples written within 30 s"
-            time.sleep(0.1)
-        time.sleep(1.0)  # about 2 s in all
+        # 60 rows of 20 ms samples on disk: at least 1.18 s of sampling, flushed (about once a second).
+        wait_for(lambda: proc.poll() is not None or csv_rows(csv_path) >= 60, "60 CSV rows", timeout_s=60)
+        assert proc.poll() is None, proc.communicate()
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=30)
     finally:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
 from monitor import PowerMonitor, SimulatedNvmlBackend
+from monitor.clock import VirtualClock
 from monitor.counter_schedule import COUNTER_UPDATE_S, CounterSchedule, wrap_safe_period_s
 
 MS = 1_000_000
@@ -57,11 +56,11 @@ def test_a_stall_restarts_the_period_instead_of_bursting() -> None:
 
 
 def test_monitor_reads_the_counter_sparsely_and_windows_stay_exact() -> None:
-    sim = SimulatedNvmlBackend(n_gpus=2, power_w=lambda g, t: 200.0 + 100 * g)
+    sim = SimulatedNvmlBackend(clock=VirtualClock(), n_gpus=2, power_w=lambda g, t: 200.0 + 100 * g)
     with PowerMonitor([0, 1], 0.02, sim, counter_read_every_s=0.5) as mon:
-        time.sleep(0.1)
+        sim.clock.sleep(0.1)
         mon.begin_window("w")
-        time.sleep(1.5)
+        sim.clock.sleep(1.5)
         window = mon.end_window("w")
     s = mon.samples()
     summary = mon.to_json()

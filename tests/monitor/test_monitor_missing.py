@@ -4,23 +4,23 @@ from __future__ import annotations
 
 import csv
 import json
-import time
 from pathlib import Path
 
 import pytest
 
-from monitor import PowerMonitor, SimulatedNvmlBackend
+from monitor import PowerMonitor, SimulatedNvmlBackend, window_json
+from monitor.clock import VirtualClock
 
 
-def wait_until(sim: SimulatedNvmlBackend, t: float, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while sim.now() < t:
-        assert time.monotonic() < deadline, f"simulated time never reached {t}"
-        time.sleep(0.005)
+def wait_until(sim: SimulatedNvmlBackend, t: float) -> None:
+    """Sleep on the simulator's virtual clock until its time is `t`."""
+    sim.clock.sleep(t - sim.now())
 
 
 def test_gpu_lost_mid_window(tmp_path: Path) -> None:
-    sim = SimulatedNvmlBackend(n_gpus=2, power_w=lambda g, t: 250.0, lost={1: [(0.6, 1.2)]})
+    sim = SimulatedNvmlBackend(
+        clock=VirtualClock(), n_gpus=2, power_w=lambda g, t: 250.0, lost={1: [(0.6, 1.2)]}
+    )
     csv_path = tmp_path / "power.csv"
     with PowerMonitor([0, 1], 0.02, sim, csv_path=csv_path) as mon:
         wait_until(sim, 0.2)
@@ -31,7 +31,7 @@ def test_gpu_lost_mid_window(tmp_path: Path) -> None:
     assert fine.complete and fine.failed_samples == 0
     assert not lost.complete
     assert not window.complete
-    assert 0 < lost.failed_samples <= 31  # 0.6 s of 20 ms samples at most
+    assert lost.failed_samples == 30  # the samples at 0.60, 0.62, ..., 1.18 s: 0.6 s of 20 ms samples
     assert "GPU is lost" in lost.note
     assert lost.missing_samples >= lost.failed_samples - 2
     # The counter answered again at the end, so the energy is still measured, but flagged.
@@ -61,7 +61,9 @@ def test_gpu_lost_mid_window(tmp_path: Path) -> None:
 
 
 def test_gpu_lost_at_window_end_gives_no_energy() -> None:
-    sim = SimulatedNvmlBackend(n_gpus=1, power_w=lambda g, t: 250.0, lost={0: [(0.7, 100.0)]})
+    sim = SimulatedNvmlBackend(
+        clock=VirtualClock(), n_gpus=1, power_w=lambda g, t: 250.0, lost={0: [(0.7, 100.0)]}
+    )
     with PowerMonitor([0], 0.02, sim) as mon:
         wait_until(sim, 0.2)
         mon.begin_window("measured")
@@ -71,4 +73,4 @@ def test_gpu_lost_at_window_end_gives_no_energy() -> None:
     assert g.energy_j is None and g.avg_power_w is None
     assert not g.complete
     assert "read failed at window end" in g.note
-    json.dumps(window.to_dict(), allow_nan=False)
+    json.dumps(window_json(window), allow_nan=False)

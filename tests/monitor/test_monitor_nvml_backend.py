@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -12,6 +11,7 @@ import pynvml
 import pytest
 
 from monitor import MonitorUnavailable, NvmlBackend, PowerMonitor, open_backend
+from monitor.clock import VirtualClock
 
 MONITOR_DIR = Path(__file__).resolve().parents[2] / "monitor"
 WRITE_CALL = re.compile(r"(Set|Reset|Clear|Enable|Disable)[A-Z]")
@@ -113,8 +113,8 @@ def test_nvml_backend_reads_and_decodes(fake_nvml: FakeNvml) -> None:
 
 
 def test_power_monitor_over_nvml_backend_marks_unsupported_field(fake_nvml: FakeNvml) -> None:
-    with PowerMonitor([0, 1], 0.02, open_backend("nvml")) as mon:
-        time.sleep(0.15)
+    with PowerMonitor([0, 1], 0.02, open_backend("nvml"), clock=VirtualClock()) as mon:
+        mon.clock.sleep(0.15)
     summary = mon.to_json()
     assert summary["backend"] == "nvml" and summary["driver_version"] == "570.86.15"
     assert summary["gpus"]["0"]["unsupported_reads"] == ["power_average"]

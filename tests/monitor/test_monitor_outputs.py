@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import csv
 import json
-import time
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from monitor import PowerMonitor, SimulatedNvmlBackend
+from monitor.clock import VirtualClock
 from monitor.csv_io import read_power_csv
+from monitor.simulated import H200_ENERGY_READ_S
 
 EXPECTED_HEADER = [
     "timestamp", "datetime",
@@ -27,6 +28,7 @@ EXPECTED_HEADER = [
     "epoch_ns", "monotonic_ns",
 ]  # fmt: skip
 
+START_EPOCH_S = 1_800_000_000.0
 READS = ["power", "power_instant", "power_average", "energy", "utilization", "memory", "temperature",
          "graphics_clock", "sm_clock", "mem_clock", "throttle_reasons", "pstate"]  # fmt: skip
 
@@ -34,11 +36,12 @@ READS = ["power", "power_instant", "power_average", "energy", "utilization", "me
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[PowerMonitor, Path]:
     csv_path = tmp_path_factory.mktemp("out") / "power.csv"
-    sim = SimulatedNvmlBackend(n_gpus=2)
+    # Virtual time from epoch 1.8e9 s; every read takes 0.1 ms, an energy read 3.5 ms more.
+    sim = SimulatedNvmlBackend(clock=VirtualClock(epoch_s=START_EPOCH_S), n_gpus=2, read_latency_s=1e-4)
     with PowerMonitor([0, 1], 0.02, sim, csv_path=csv_path) as mon:
         mon.measure_idle(0.3)
         mon.begin_window("measured")
-        time.sleep(1.0)
+        sim.clock.sleep(1.0)
         mon.end_window("measured")
     return mon, csv_path
 
@@ -53,7 +56,8 @@ def test_csv_columns_and_values(run: tuple[PowerMonitor, Path]) -> None:
     assert len(rows) == len(mon.samples()) > 20
     first = dict(zip(header, rows[0], strict=True))
     ts = float(first["timestamp"])
-    assert abs(ts - time.time()) < 600
+    # The first sample is taken as the monitor starts, after its 2 x 8 static reads of 0.1 ms each.
+    assert ts == pytest.approx(START_EPOCH_S + 0.0016, abs=1e-6)
     assert datetime.fromisoformat(first["datetime"]).timestamp() == pytest.approx(ts, abs=0.001)
     assert int(first["epoch_ns"]) / 1e9 == pytest.approx(ts, abs=1e-5)
     assert float(first["gpu_0_power"]) == pytest.approx(75.0)  # demo trace is idle at first
@@ -84,8 +88,9 @@ def test_json_summary_is_complete_and_serializable(run: tuple[PowerMonitor, Path
     assert {"graphics_clock_mhz", "sm_clock_mhz", "mem_clock_mhz", "pstate"} <= gpu0.keys()
     assert 0 < summary["achieved_sample_fraction"] <= 1.0
     assert list(summary["read_latency_us"]) == READS
-    for stats in summary["read_latency_us"].values():
-        assert stats["n"] > 0 and 0 < stats["p50_us"] <= stats["p99_us"] <= stats["max_us"]
+    for read, stats in summary["read_latency_us"].items():
+        took_us = 100.0 + (H200_ENERGY_READ_S * 1e6 if read == "energy" else 0.0)  # as planted
+        assert stats["n"] > 0 and stats["p50_us"] == stats["p99_us"] == stats["max_us"] == took_us
     measured = summary["windows"]["measured"]
     assert measured["gpus"]["1"]["method"] == "energy_counter"
     assert set(summary["static_dynamic_split"]["measured"]) == {"0", "1"}
@@ -106,9 +111,9 @@ def test_timeline_is_downsampled_and_keeps_mean_power(run: tuple[PowerMonitor, P
 
 
 def test_reads_subset_leaves_the_others_null(tmp_path: Path) -> None:
-    sim = SimulatedNvmlBackend(n_gpus=1)
+    sim = SimulatedNvmlBackend(clock=VirtualClock(), n_gpus=1)
     with PowerMonitor([0], 0.02, sim, csv_path=tmp_path / "p.csv", reads=["power", "energy"]) as mon:
-        time.sleep(0.2)
+        sim.clock.sleep(0.2)
     data = read_power_csv(tmp_path / "p.csv")
     assert (data.gpu(0, "power") > 0).all()
     assert all(x != x for x in data.gpu(0, "temperature"))  # NaN: not read

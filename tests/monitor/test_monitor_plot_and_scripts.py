@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from monitor import PowerMonitor, SimulatedNvmlBackend
+from monitor.clock import VirtualClock
 from monitor.csv_io import read_power_csv
-from monitor.energy import WindowResult
+from monitor.energy import read_window, window_json
 from monitor.plot import build_figures, plot_power_csv
 from monitor.report import power_report, report_text
 
@@ -23,9 +23,9 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 @pytest.fixture(scope="module")
 def power_csv(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, float]:
     path = tmp_path_factory.mktemp("plot") / "power.csv"
-    sim = SimulatedNvmlBackend(n_gpus=2)
+    sim = SimulatedNvmlBackend(clock=VirtualClock(), n_gpus=2)
     with PowerMonitor([0, 1], 0.02, sim, csv_path=path) as mon:
-        time.sleep(1.6)  # the demo trace turns busy at 1 s
+        sim.clock.sleep(1.6)  # the demo trace turns busy at 1 s
     first, last = (int(t) for t in mon.samples().gpu_monotonic_ns[[0, -1], 0])
     energy_from_samples = mon.integrate_power_j(0, first, last)
     assert energy_from_samples is not None
@@ -141,13 +141,15 @@ def test_bench_script_prints_numbers(tmp_path: Path) -> None:
 
 def test_report_leads_with_recorded_windows_and_skips_those_of_another_run(tmp_path: Path) -> None:
     csv_path = tmp_path / "power.csv"
-    sim = SimulatedNvmlBackend(n_gpus=1, power_w=lambda g, t: 150.0, energy_read_cost_s=0.0)
+    sim = SimulatedNvmlBackend(
+        clock=VirtualClock(), n_gpus=1, power_w=lambda g, t: 150.0, energy_read_cost_s=0.0
+    )
     with PowerMonitor([0], 0.02, sim, csv_path=csv_path) as mon:
         mon.begin_window("a")
-        time.sleep(0.5)
+        sim.clock.sleep(0.5)
         window = mon.end_window("a")
     summary = mon.to_json()
-    assert WindowResult.from_dict(window.to_dict()).to_dict() == window.to_dict()
+    assert read_window(json.loads(json.dumps(window_json(window)))) == window
 
     json_path = tmp_path / "power.json"
     json_path.write_text(json.dumps(summary))

@@ -3,13 +3,13 @@ subzones, the platform zone), wrap-around, and the reasons given where RAPL cann
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
 
 from experiments.energy import EnergyMeter
 from monitor import SimulatedNvmlBackend
+from monitor.clock import VirtualClock
 from monitor.rapl import RaplUnavailable, RaplWindow, discover
 
 MAX_UJ = 262_143_328_850  # a real package's max_energy_range_uj
@@ -59,11 +59,11 @@ def test_window_sums_packages_and_dram_apart_and_corrects_a_wrap(tree: Path) -> 
 
 
 def test_meter_reports_host_energy_beside_the_gpus_never_in_them(tree: Path, tmp_path: Path) -> None:
-    backend = SimulatedNvmlBackend(n_gpus=1, power_w=lambda g, t: 200.0)
+    backend = SimulatedNvmlBackend(clock=VirtualClock(), n_gpus=1, power_w=lambda g, t: 200.0)
     meter = EnergyMeter([0], {0: "serving"}, 0.05, backend, tmp_path / "power.csv", rapl_root=tree)
     meter.start()
     meter.begin()
-    time.sleep(1.0)  # ten counter steps of the GPU
+    backend.clock.sleep(1.0)  # ten counter steps of the GPU (virtual time; RAPL reads real time)
     _set(tree, "intel-rapl:0", 51_000_000)  # +50 J
     _set(tree, "intel-rapl:1", MAX_UJ - 1_000_000)  # +1 J
     _set(tree, "intel-rapl:0:0", 2_500_000)  # +2 J

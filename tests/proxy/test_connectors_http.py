@@ -12,6 +12,7 @@ import pytest
 from fake_upstream import FakeBehavior
 from proxy.connectors.nixl import PREFILL_KV_TRANSFER_PARAMS
 from tests.proxy.harness import chat_body, completion_body, decode_kv, prefill_kv, proxy_with, run
+from tests.waiting import wait_for_async
 
 VLLM_PREFILL_SIDE_PATTERN = r"___decode_addr_(.*):(\d+)"
 VLLM_DECODE_SIDE_PATTERN = r"___prefill_addr_(.*):(\d+)___"
@@ -211,8 +212,7 @@ def test_passthrough_least_outstanding_avoids_the_busy_backend() -> None:
             "passthrough", prefill=[], decode=[slow, FakeBehavior()], decode_select="least_outstanding"
         ) as h:
             busy = asyncio.create_task(h.stream("/v1/completions", completion_body()))
-            while not h.decode[0].received:  # the long stream is on backend 0
-                await asyncio.sleep(0.01)
+            await wait_for_async(lambda: h.decode[0].received, "the long stream to reach backend 0")
             for _ in range(3):
                 status, _, _ = await h.post("/v1/completions", completion_body(stream=False))
                 assert status == 200

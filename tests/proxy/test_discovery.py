@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import aiohttp
@@ -18,6 +17,7 @@ from proxy.connectors.p2p_nccl import parse_request_id
 from proxy.discovery import parse_registration
 from proxy.server import running_app
 from tests.proxy.harness import completion_body, run
+from tests.waiting import wait_for_async
 
 
 def send_registrations(port: int, messages: list[dict[str, Any]]) -> None:
@@ -33,14 +33,6 @@ def send_registrations(port: int, messages: list[dict[str, Any]]) -> None:
             sock.close()
     finally:
         ctx.term()  # waits (LINGER) until the messages are delivered
-
-
-async def wait_for(predicate: Any, what: str, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not await predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 def test_registered_p_and_d_serve_a_p2p_request_then_expire() -> None:
@@ -87,7 +79,7 @@ def test_registered_p_and_d_serve_a_p2p_request_then_expire() -> None:
                     body = await listed()
                     return len(body["prefill"]) == 1 and len(body["decode"]) == 1
 
-                await wait_for(both_listed, "P and D to be listed")
+                await wait_for_async(both_listed, "P and D to be listed")
                 body = await listed()
                 assert (
                     body["prefill"][0]["url"] == p.url
@@ -106,7 +98,7 @@ def test_registered_p_and_d_serve_a_p2p_request_then_expire() -> None:
                     body = await listed()
                     return not body["prefill"] and not body["decode"]
 
-                await wait_for(none_listed, "registrations to expire after the TTL")
+                await wait_for_async(none_listed, "registrations to expire after the TTL")
         finally:
             await p.stop()
             await d.stop()

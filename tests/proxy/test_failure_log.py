@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import aiohttp
@@ -10,6 +9,7 @@ import pytest
 
 from fake_upstream import FakeBehavior
 from tests.proxy.harness import closed_port, completion_body, proxy_with, run
+from tests.waiting import wait_for_async
 
 
 def failure_lines(caplog: pytest.LogCaptureFixture, rid: str) -> list[logging.LogRecord]:
@@ -83,10 +83,7 @@ def test_a_client_that_goes_away_is_logged_at_info(caplog: pytest.LogCaptureFixt
                     await client.post(
                         h.url + "/v1/completions", json=completion_body(), headers={"X-Request-Id": "gone"}
                     )
-            for _ in range(500):
-                if failure_lines(caplog, "gone"):
-                    break
-                await asyncio.sleep(0.01)
+            await wait_for_async(lambda: failure_lines(caplog, "gone"), "the failure line", timeout_s=5)
 
     run(scenario())
     (line,) = failure_lines(caplog, "gone")

@@ -19,6 +19,7 @@ from tests.proxy.harness import (
     run,
     under_policy,
 )
+from tests.waiting import wait_for_async
 
 
 @pytest.fixture(autouse=True, params=SPLITTING_POLICIES)
@@ -227,11 +228,11 @@ def test_client_disconnect_mid_stream_cancels_the_decode_request(tmp_path) -> No
                 resp.close()  # the client goes away mid-stream
             await asyncio.wait_for(h.decode[0].disconnected.wait(), 10)
             assert h.decode[0].disconnects == 1
-            for _ in range(500):  # the proxy finishes its book-keeping right after the cancel
-                if await metric(h, "proxy_requests_in_flight") == 0:
-                    break
-                await asyncio.sleep(0.01)
-            assert await metric(h, "proxy_requests_in_flight") == 0
+
+            async def none_in_flight() -> bool:  # book-keeping finishes right after the cancel
+                return await metric(h, "proxy_requests_in_flight") == 0
+
+            await wait_for_async(none_in_flight, "no request in flight", timeout_s=5)
             assert await metric(h, 'proxy_errors_total{leg="client"}') == 1
             assert all(i.outstanding == 0 for p in h.state.pools() for i in p.instances())
         (record,) = [orjson.loads(line) for line in log.read_bytes().splitlines()]

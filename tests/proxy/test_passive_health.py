@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from collections.abc import Iterator
 
@@ -20,6 +19,7 @@ from tests.proxy.harness import (
     run,
     under_policy,
 )
+from tests.waiting import wait_for_async
 
 KV_HANDLE = {
     "remote_engine_id": "e1",
@@ -55,13 +55,6 @@ async def instance(h, role: str, url: str) -> dict:
     _, body = await h.get_json("/instances")
     (found,) = [i for i in body[role] if i["url"] == url]
     return found
-
-
-async def wait_for(predicate, what: str, timeout_s: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not await predicate():
-        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.02)
 
 
 @pytest.mark.parametrize("stream", [True, False])
@@ -124,10 +117,10 @@ def test_an_instance_comes_back_when_its_health_answers() -> None:
             status, _, _ = await h.post("/v1/completions", completion_body())
             assert status == 200
             assert (await instance(h, "backend", url))["in_rotation"] is False
-            await wait_for(lambda: _last_probe_is(h, "backend", url, "unreachable"), "a failed probe")
+            await wait_for_async(lambda: _last_probe_is(h, "backend", url, "unreachable"), "a failed probe")
             await comeback.start(port=port)
             try:
-                await wait_for(lambda: _in_rotation(h, "backend", url), "re-admission")
+                await wait_for_async(lambda: _in_rotation(h, "backend", url), "re-admission")
                 for _ in range(4):
                     assert (await h.post("/v1/completions", completion_body()))[0] == 200
                 assert len(comeback.received) == 2  # round robin again
@@ -157,9 +150,9 @@ def test_a_timeout_ejects_and_a_failing_health_keeps_it_out() -> None:
             assert timing["retries"] == 1 and timing["prefill_url"] == good.url
             out = await instance(h, "prefill", slow.url)
             assert out["out_cause"] == "timeout"
-            await wait_for(lambda: _last_probe_is(h, "prefill", slow.url, "HTTP 503"), "a 503 probe")
+            await wait_for_async(lambda: _last_probe_is(h, "prefill", slow.url, "HTTP 503"), "a 503 probe")
             slow.behavior = dataclasses.replace(slow.behavior, health_status=200, delay_s=0)
-            await wait_for(lambda: _in_rotation(h, "prefill", slow.url), "re-admission")
+            await wait_for_async(lambda: _in_rotation(h, "prefill", slow.url), "re-admission")
 
     run(scenario())
 

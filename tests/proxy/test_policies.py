@@ -24,6 +24,7 @@ from proxy.prefix import BLOCK_CHARS, PrefixIndex, block_keys
 from proxy.timing import parse_timing_comment
 from tests.proxy.harness import closed_port, proxy_with, run, under_policy
 from tests.proxy.test_cli import proxy_cli
+from tests.waiting import wait_for_async
 
 KV_HANDLE = {"remote_engine_id": "e1", "remote_block_ids": [1], "remote_host": "127.0.0.1", "remote_port": 9}
 
@@ -167,23 +168,16 @@ def test_nixl_local_request_carries_no_kv_params_and_split_does() -> None:
     run(scenario())
 
 
-async def _wait(predicate, what: str, timeout_s: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not predicate():
-        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.01)
-
-
 def test_load_goes_local_only_while_prefill_is_backed_up_and_decode_has_room() -> None:
     async def scenario() -> None:
         slow_prefill = [FakeBehavior(delay_s=1.0)]
         async with proxy_with("example", prefill=slow_prefill, policy="load:100:32") as h:
             p = h.state.prefill_pool.instances()[0]
             first = asyncio.create_task(timing_of(h, ids(60)))
-            await _wait(lambda: h.prefill[0].requests == 1, "the first prefill leg")
+            await wait_for_async(lambda: h.prefill[0].requests == 1, "the first prefill leg")
             assert p.prefill_tokens == 60
             second = asyncio.create_task(timing_of(h, ids(60)))  # 60 in flight < 100: split
-            await _wait(lambda: h.prefill[0].requests == 2, "the second prefill leg")
+            await wait_for_async(lambda: h.prefill[0].requests == 2, "the second prefill leg")
             assert p.prefill_tokens == 120
             third = await timing_of(h, ids(60))  # 120 >= 100 and D has 2 < 32: local
             assert third["path"] == "local"
@@ -199,7 +193,7 @@ def test_load_keeps_splitting_when_decode_is_full() -> None:
         slow_decode = [FakeBehavior(delay_s=1.0)]
         async with proxy_with("example", decode=slow_decode, policy="load:0:1") as h:
             first = asyncio.create_task(timing_of(h, ids(8)))  # P idle counts as backed up at 0
-            await _wait(lambda: h.decode[0].requests == 1, "the first decode leg")
+            await wait_for_async(lambda: h.decode[0].requests == 1, "the first decode leg")
             second = await timing_of(h, ids(8))  # D has 1 outstanding, not < 1: split
             assert ((await first)["path"], second["path"]) == ("local", "split")
 
@@ -227,7 +221,7 @@ def test_prefix_ties_go_to_the_least_outstanding() -> None:
         two = [FakeBehavior(delay_s=1.0), FakeBehavior()]
         async with proxy_with("example", decode=two, policy="local", decode_select="prefix") as h:
             busy = asyncio.create_task(timing_of(h, ids(4)))
-            await _wait(lambda: h.decode[0].requests == 1, "the slow request")
+            await wait_for_async(lambda: h.decode[0].requests == 1, "the slow request")
             assert all([(await timing_of(h, ids(4, s)))["decode_url"] == h.decode[1].url for s in (1, 2)])
             await busy
 
@@ -247,7 +241,9 @@ def local_policy(request: pytest.FixtureRequest) -> Iterator[str]:
 
 async def _settled(h) -> None:
     """Nothing in flight, nothing held, no prefill tokens counted, P never asked."""
-    await _wait(lambda: all(i.outstanding == 0 for p in h.state.pools() for i in p.instances()), "release")
+    await wait_for_async(
+        lambda: all(i.outstanding == 0 for p in h.state.pools() for i in p.instances()), "release"
+    )
     assert await metric(h, "proxy_requests_in_flight") == 0
     assert all(i.prefill_tokens == 0 for i in h.state.prefill_pool.instances())
     assert all(p.requests == 0 for p in h.prefill)
