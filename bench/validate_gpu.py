@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +49,9 @@ def update_periods(
     changes: dict[str, list[int]] = {"energy_counter": [], "power_instant": []}
     last: dict[str, int | None] = dict.fromkeys(changes)
     reads = {"energy_counter": backend.total_energy_mj, "power_instant": backend.power_instant_mw}
-    end = time.monotonic_ns() + int(seconds * 1e9)
-    while (now := time.monotonic_ns()) < end:
+    clock = backend.clock
+    end = clock.monotonic_ns() + int(seconds * 1e9)
+    while (now := clock.monotonic_ns()) < end:
         for name, read in reads.items():
             try:
                 value = read(gpu)
@@ -60,7 +60,7 @@ def update_periods(
             if last[name] is not None and value != last[name]:
                 changes[name].append(now)
             last[name] = value
-        time.sleep(poll_s)
+        clock.sleep(poll_s)
     out: dict[str, Any] = {}
     for name, times in changes.items():
         gaps = np.diff(times) / 1e6
@@ -81,17 +81,22 @@ def validate(
 ) -> dict[str, Any]:
     """Sample for `seconds` inside one energy window and compare the energy estimates per GPU
     (after `probe_s` per GPU measuring how often the counter and instant power update)."""
+    clock = mon.clock  # the system's; a simulated backend's virtual one in tests
+
+    def left_s() -> float:
+        return (deadline_ns - clock.monotonic_ns()) / 1e9
+
     periods = {gpu: update_periods(mon.backend, gpu, probe_s) for gpu in mon.gpu_ids}
     mon.start()
-    time.sleep(warmup_s)  # the 1 s trailing power average needs history before the window opens
+    clock.sleep(warmup_s)  # the 1 s trailing power average needs history before the window opens
     mon.begin_window("validate")
-    deadline = time.monotonic() + seconds
-    while (left := deadline - time.monotonic()) > 0:
-        time.sleep(min(10.0, left))
-        if progress and deadline - time.monotonic() > 0:
-            print(f"  ... {deadline - time.monotonic():.0f} s left", file=sys.stderr)
+    deadline_ns = clock.monotonic_ns() + round(seconds * 1e9)
+    while left_s() > 0:
+        clock.sleep(min(10.0, left_s()))
+        if progress and left_s() > 0:
+            print(f"  ... {left_s():.0f} s left", file=sys.stderr)
     window = mon.end_window("validate")
-    time.sleep(3 * mon.interval_s)  # samples just past the end bracket the interval for interpolation
+    clock.sleep(3 * mon.interval_s)  # samples just past the end bracket the interval for interpolation
     mon.stop()
     summary = mon.to_json()
     gpus: dict[str, Any] = {}
