@@ -19,8 +19,8 @@ import orjson
 from experiments.schema import Record, StageTimes, convert
 from experiments.schema.records import CANCELLED
 from experiments.workloads import RequestSpec
+from sse import TIMING_COMMENT_PREFIX
 
-TIMING_PREFIX = b": proxy-timing "
 _MAX_ERROR_CHARS = 500
 # Idle pooled connections are closed after this long, well before vLLM's uvicorn closes them (5 s, its
 # --timeout-keep-alive default; our proxy keeps them 75 s): a connection the server may be closing is never
@@ -102,8 +102,8 @@ def _on_line(raw: bytes, now: int, record: Record) -> int:
     if not line:
         return _GO_ON
     if line[:1] == b":":  # SSE comment; ours carries the proxy's stage timings
-        if line.startswith(TIMING_PREFIX):
-            timing = orjson.loads(line[len(TIMING_PREFIX) :])
+        if line.startswith(TIMING_COMMENT_PREFIX):
+            timing = orjson.loads(line[len(TIMING_COMMENT_PREFIX) :])
             record.stages = convert(timing, StageTimes, "the proxy's timing comment")
         return _GO_ON
     if not line.startswith(b"data:"):
