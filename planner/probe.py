@@ -11,6 +11,7 @@ random words, so vLLM's prefix cache never serves a probe.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -159,22 +160,30 @@ async def decode_batch(
 
 
 def steady_gaps(streams: list[Stream], prompt_tokens: int) -> tuple[float, float, int]:
-    """Decode step from concurrent streams: (median gap s, mean context per sequence, gaps used).
+    """Decode step from concurrent streams: (median gap per token s, mean context per sequence, gaps used).
 
     Only gaps whose both ends lie after every stream's first token and before any stream's last
     token count: then all `batch` sequences are decoding and no prefill shares the steps. The context
-    of a gap ending at chunk k is prompt + k tokens.
+    of a gap ending at chunk k is prompt + k tokens. Chunks that came in one network read share its
+    arrival time (experiments.client): a read that brought m chunks a gap dt after the previous read
+    stands for m gaps of dt / m, so a client reading several steps at once (a busy CPU server, many
+    streams) neither adds gaps of 0 nor hides steps.
     """
     if not streams or any(len(s.chunks) < 2 for s in streams):
         raise ProbeError("a decode stream returned fewer than 2 tokens; raise --decode-tokens")
     start = max(s.chunks[0] for s in streams)
     end = min(s.chunks[-1] for s in streams)
-    gaps, contexts = [], []
+    gaps: list[float] = []
+    contexts: list[int] = []
     for s in streams:
-        for k in range(1, len(s.chunks)):
-            if s.chunks[k - 1] >= start and s.chunks[k] <= end:
-                gaps.append(s.chunks[k] - s.chunks[k - 1])
-                contexts.append(prompt_tokens + k)
+        reads: list[tuple[float, int, int]] = []  # (arrival, index of its first chunk, chunks)
+        for t, same in itertools.groupby(s.chunks):
+            first = reads[-1][1] + reads[-1][2] if reads else 0
+            reads.append((t, first, len(list(same))))
+        for (before, _, _), (t, k, m) in itertools.pairwise(reads):
+            if before >= start and t <= end:
+                gaps += [(t - before) / m] * m
+                contexts += range(prompt_tokens + k, prompt_tokens + k + m)
     if not gaps:
         raise ProbeError(
             f"no token gap with all {len(streams)} streams decoding; raise --decode-tokens so that the "
