@@ -78,8 +78,8 @@ async def prefill_once(
 ) -> tuple[float, int]:
     """One request alone with max_tokens=1: (seconds until the whole answer, prompt tokens per `usage`).
 
-    Its one token may carry no text (a special token of a dummy-weight model): the prefill was still
-    timed, so only that failure is not one here.
+    Its one token may carry no text (a special token of a dummy-weight model): such a stream ended well
+    and the prefill was timed, so it counts; every other failure is a ProbeError.
     """
     rec = await send_request(session, _spec(n_tokens, 1, rng), cfg)
     if (not rec.ok and rec.error != NO_TEXT) or rec.sent_mono_ns is None or rec.end_mono_ns is None:
