@@ -10,7 +10,9 @@ decode), split (client -> proxy -> prefill + decode, connector example) and pass
 proxy -> decode). Prints TTFT and inter-chunk gap percentiles (samples pooled over repetitions),
 chunks/s (median and range over repetitions), the TTFT the proxy adds (split/passthrough minus direct,
 p50 and p99), the proxy's CPU use and chunks per proxy CPU-second, and the median proxy_overhead_ms
-the proxy reports in its timing comment.
+the proxy reports in its timing comment. Requests go through the runner's client
+(experiments.client.send_request): TTFT is the first chunk that carried text, gaps are between such
+chunks (the chunks of one network read share its arrival time, as in the runner's records).
 """
 
 from __future__ import annotations
@@ -30,11 +32,12 @@ import aiohttp
 import numpy as np
 import orjson
 
+from experiments.client import ClientConfig, make_session, send_request
+from experiments.workloads import RequestSpec
 from fake_upstream import FakeBehavior, FakeUpstream
 
 REPO = Path(__file__).resolve().parents[1]
-_DONE = b"data: [DONE]\n\n"
-_TIMING = b": proxy-timing "
+_SPEC = RequestSpec(0, "t1 t2 t3", 3, 64)
 
 
 # -- proxy subprocess --------------------------------------------------------------------------------------
@@ -118,53 +121,35 @@ def merge(reps: list[LevelResult]) -> LevelResult:
     return out
 
 
-async def one_request(session: aiohttp.ClientSession, url: str, body: bytes, res: LevelResult) -> None:
-    start = time.perf_counter_ns()
-    last = 0
-    n = 0
-    gaps = res.gap_ms
-    async with session.post(url, data=body, headers={"Content-Type": "application/json"}) as resp:
-        if resp.status != 200:
-            res.errors += 1
-            await resp.read()
-            return
-        readuntil = resp.content.readuntil
-        while True:
-            event = await readuntil(b"\n\n")
-            if not event:
-                break
-            now = time.perf_counter_ns()
-            if event.startswith(_TIMING):
-                res.overhead_ms.append(orjson.loads(event[len(_TIMING) :])["proxy_overhead_ms"])
-                continue
-            if event.startswith(_DONE):
-                continue
-            if n == 0:
-                res.ttft_ms.append((now - start) / 1e6)
-            else:
-                gaps.append((now - last) / 1e6)
-            last = now
-            n += 1
-    res.chunks += n
+async def one_request(session: aiohttp.ClientSession, cfg: ClientConfig, res: LevelResult) -> None:
+    rec = await send_request(session, _SPEC, cfg)
+    if not rec.ok or rec.ttft_ms is None:
+        res.errors += 1
+        return
+    res.ttft_ms.append(rec.ttft_ms)
+    res.gap_ms += rec.itl_ms
+    if rec.stages is not None and rec.stages.proxy_overhead_ms is not None:
+        res.overhead_ms.append(rec.stages.proxy_overhead_ms)
+    res.chunks += len(rec.chunk_mono_ns)
     res.requests += 1
 
 
 async def run_level(
     session: aiohttp.ClientSession,
-    url: str,
+    base: str,
     mode: str,
     concurrency: int,
     per_stream: int,
     proxy: ProxyProcess | None,
 ) -> LevelResult:
-    body = orjson.dumps({"model": "bench", "prompt": "t1 t2 t3", "max_tokens": 64, "stream": True})
+    cfg = ClientConfig(base, "bench")
     warm = LevelResult(mode, concurrency)
-    await asyncio.gather(*(one_request(session, url, body, warm) for _ in range(min(concurrency, 64))))
+    await asyncio.gather(*(one_request(session, cfg, warm) for _ in range(min(concurrency, 64))))
     res = LevelResult(mode, concurrency)
 
     async def worker() -> None:
         for _ in range(per_stream):
-            await one_request(session, url, body, res)
+            await one_request(session, cfg, res)
 
     cpu0 = proxy.cpu_seconds() if proxy else None
     t0 = time.perf_counter()
@@ -227,12 +212,8 @@ async def bench(args: argparse.Namespace) -> list[dict[str, Any]]:
     split = ProxyProcess(["--connector", "example", "--prefill", up, "--decode", up, *extra], proxy_cpu)
     passthrough = ProxyProcess(["--connector", "passthrough", "--backend", up, *extra], proxy_cpu)
     out: list[dict[str, Any]] = []
-    connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
-    timeout = aiohttp.ClientTimeout(total=600)
     try:
-        async with aiohttp.ClientSession(
-            connector=connector, timeout=timeout, read_bufsize=1 << 20
-        ) as session:
+        async with make_session(ClientConfig(up, "bench")) as session:
             for conc in args.concurrency:
                 per_stream = max(args.requests_per_stream, args.min_requests // conc)
                 targets = [
@@ -243,7 +224,7 @@ async def bench(args: argparse.Namespace) -> list[dict[str, Any]]:
                 reps: dict[str, list[LevelResult]] = {mode: [] for mode, _, _ in targets}
                 for _ in range(args.repeat):  # modes interleaved so that machine noise hits all alike
                     for mode, base, proc in targets:
-                        res = await run_level(session, base + "/v1/completions", mode, conc, per_stream, proc)
+                        res = await run_level(session, base, mode, conc, per_stream, proc)
                         reps[mode].append(res)
                 results = [merge(reps[mode]) for mode, _, _ in targets]
                 print_level(results)

@@ -1,8 +1,10 @@
-"""Streaming benchmark client: one pooled aiohttp session, open- or closed-loop arrivals.
+"""The testbed's one streaming client: one pooled aiohttp session, open- or closed-loop arrivals.
 
 Every request yields one `Record` (experiments.schema): scheduled, sent, first byte, every content chunk
 and end times in monotonic ns, plus send/end in epoch ns; token counts from the server's `usage`; HTTP
-status and error text; the proxy's stage timings when the endpoint is our proxy.
+status and error text (an error event in the stream, a non-200 answer); the proxy's stage timings when the
+endpoint is our proxy. `send_request` is the one request the runner, the planner's probe and the benches
+send; TTFT is the first chunk that carried text, ITL the gaps between such chunks.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ import orjson
 from experiments.schema import Record, StageTimes, convert
 from experiments.schema.records import CANCELLED
 from experiments.workloads import RequestSpec
+from sse import TIMING_COMMENT_PREFIX
 
-TIMING_PREFIX = b": proxy-timing "
 _MAX_ERROR_CHARS = 500
+NO_TEXT = "stream carried no output text"  # the error of a stream that ended well but carried no text
 # Idle pooled connections are closed after this long, well before vLLM's uvicorn closes them (5 s, its
 # --timeout-keep-alive default; our proxy keeps them 75 s): a connection the server may be closing is never
 # sent on. The race it closes: a request sent as the server's keep-alive timer fires fails with
@@ -102,8 +105,8 @@ def _on_line(raw: bytes, now: int, record: Record) -> int:
     if not line:
         return _GO_ON
     if line[:1] == b":":  # SSE comment; ours carries the proxy's stage timings
-        if line.startswith(TIMING_PREFIX):
-            timing = orjson.loads(line[len(TIMING_PREFIX) :])
+        if line.startswith(TIMING_COMMENT_PREFIX):
+            timing = orjson.loads(line[len(TIMING_COMMENT_PREFIX) :])
             record.stages = convert(timing, StageTimes, "the proxy's timing comment")
         return _GO_ON
     if not line.startswith(b"data:"):
@@ -128,20 +131,31 @@ def _on_line(raw: bytes, now: int, record: Record) -> int:
     return _GO_ON
 
 
+OnRecord = Callable[[Record], None]
+
+
 async def send_request(
-    session: aiohttp.ClientSession, spec: RequestSpec, cfg: ClientConfig, record: Record
+    session: aiohttp.ClientSession,
+    spec: RequestSpec,
+    cfg: ClientConfig,
+    record: Record | None = None,
+    on_first_token: OnRecord | None = None,
 ) -> Record:
-    """Send one streamed request and fill `record` in place; never raises for request failures.
+    """Send one streamed request and fill `record` (a new one by default) in place; never raises for
+    request failures: the record's `ok` and `error` say how it ended.
 
     The body is read as it arrives (`iter_any`: one step per network read, not per line); every SSE line
-    of one read gets that read's arrival time, as in vLLM's benchmark client.
+    of one read gets that read's arrival time, as in vLLM's benchmark client. `on_first_token(record)` is
+    called once, right after the read that brought the first chunk carrying text.
     """
+    if record is None:
+        record = new_record(spec, False, None)
     body = orjson.dumps(build_body(spec, cfg))
     record.sent_epoch_ns = time.time_ns()
     record.sent_mono_ns = time.monotonic_ns()
     while True:
         try:
-            return await _attempt(session, body, cfg, record)
+            return await _attempt(session, body, cfg, record, on_first_token)
         except _RETRYABLE as exc:
             if record.retries or record.status is not None or record.first_byte_mono_ns is not None:
                 record.error = f"{type(exc).__name__}: {exc}"
@@ -156,7 +170,13 @@ def _end(record: Record) -> None:
     record.end_epoch_ns = time.time_ns()
 
 
-async def _attempt(session: aiohttp.ClientSession, body: bytes, cfg: ClientConfig, record: Record) -> Record:
+async def _attempt(
+    session: aiohttp.ClientSession,
+    body: bytes,
+    cfg: ClientConfig,
+    record: Record,
+    on_first_token: OnRecord | None,
+) -> Record:
     """One try of `send_request`; raises only the `_RETRYABLE` failures (and cancellation)."""
     chunks: list[int] = record.chunk_mono_ns
     try:
@@ -176,10 +196,15 @@ async def _attempt(session: aiohttp.ClientSession, body: bytes, cfg: ClientConfi
                 lines = (tail + data if tail else data).split(b"\n")
                 tail = lines.pop()  # an incomplete last line waits for the next read
                 for raw in lines:
+                    if not raw:  # the blank line that ends each event
+                        continue
                     state = _on_line(raw, now, record)
                     if state == _STREAM_ERROR:
                         return record
                     done = done or state == _DONE
+                if on_first_token is not None and chunks:
+                    on_first_token(record)
+                    on_first_token = None
             if tail:  # a last line without a newline
                 state = _on_line(tail, now, record)
                 if state == _STREAM_ERROR:
@@ -188,7 +213,7 @@ async def _attempt(session: aiohttp.ClientSession, body: bytes, cfg: ClientConfi
             if not done:
                 record.error = "stream ended without data: [DONE]"
             elif not chunks:
-                record.error = "stream carried no output text"
+                record.error = NO_TEXT
             else:
                 record.ok = True
                 record.first_token_mono_ns = chunks[0]
@@ -227,9 +252,6 @@ async def _sleep_until(deadline_ns: int) -> None:
         await asyncio.sleep(delay - 0.001)
     while time.monotonic_ns() < deadline_ns:
         await asyncio.sleep(0)
-
-
-OnRecord = Callable[[Record], None]
 
 
 async def _send_and_report(

@@ -115,6 +115,15 @@ def random_words(n: int, rng: np.random.Generator) -> list[str]:
     return [f"t{i}" for i in rng.integers(0, _WORD_IDS, size=n).tolist()]
 
 
+class WordCounter:
+    """The testbed word-level tokenizer's count without its files: one token per whitespace-separated
+    word. For prompts to a server whose tokenizer is not at hand (the planner's probe): `random_prompt`
+    then gives `n` random words, `n` tokens on that tokenizer; any other counts them in its `usage`."""
+
+    def encode(self, text: str) -> list[int]:
+        return [0] * len(text.split())  # every id is 0: only the count is meaningful
+
+
 def counted_prompt(tokenizer: TokenCounter, words: list[str], n_tokens: int, rng: np.random.Generator) -> str:
     """The shortest prefix of `words` joined by spaces (cut at any character) that counts `n_tokens`.
 

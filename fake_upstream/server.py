@@ -22,6 +22,7 @@ from aiohttp import web
 
 from fake_upstream import content
 from fake_upstream.behavior import STREAM_ERROR_MESSAGE, FakeBehavior, for_request
+from sse import TIMING_COMMENT_PREFIX
 
 TIMING_STAGES = {
     "request_id": "fake",
@@ -327,7 +328,7 @@ async def _write_events(
             await asyncio.sleep(b.chunk_interval_s)
         await _write(resp, b"".join(events[i : i + step]), b.split_events)
     if b.timing_comment:
-        await resp.write(b": proxy-timing " + orjson.dumps(TIMING_STAGES) + b"\n\n")
+        await resp.write(TIMING_COMMENT_PREFIX + orjson.dumps(TIMING_STAGES) + b"\n\n")
     if b.send_done:
         await _write(resp, content.DONE, b.split_events)
     return True

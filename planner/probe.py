@@ -1,15 +1,17 @@
 """HTTP probes against one OpenAI-compatible vLLM server: prefill latency and decode token gaps.
 
-Prompts follow the config-only model's word tokenizer (experiments/model_dir.py: token i is the word
-`t<i>`), so a prompt of N words is N tokens there; every point records the server's own `usage`
-prompt count, which stays right for any tokenizer. Each prompt starts with fresh random words, so
-vLLM's prefix cache never serves a probe.
+Every probe request is the runner's streamed request (experiments.client.send_request), so a failure
+(an HTTP error, an error event in the stream, a stream cut short) is a `ProbeError`, never a point.
+Prompts are random words `t<i>` (experiments.workloads.random_prompt with a `WordCounter`): N words are
+N tokens on the config-only model's word tokenizer (experiments/model_dir.py); every point records the
+server's own `usage` prompt count, which stays right for any tokenizer. Each prompt starts with fresh
+random words, so vLLM's prefix cache never serves a probe.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
+import itertools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -17,13 +19,15 @@ import aiohttp
 import numpy as np
 import orjson
 
-from experiments.model_dir import word_prompt
+from experiments.client import NO_TEXT, ClientConfig, OnRecord, send_request
+from experiments.schema import Record
+from experiments.workloads import RequestSpec, WordCounter, random_prompt
 
-WORD_IDS = 100_000  # below the tiny model's special ids (128000+)
+_WORDS = WordCounter()
 
 
 class ProbeError(RuntimeError):
-    """The server answered something a vLLM OpenAI server would not."""
+    """The server answered something a vLLM OpenAI server would not, or failed a probe request."""
 
 
 @dataclass(frozen=True)
@@ -32,10 +36,6 @@ class ServerInfo:
     max_model_len: int | None
     vllm_version: str | None
     metrics_text: str
-
-
-def random_prompt(n_tokens: int, rng: np.random.Generator) -> str:
-    return word_prompt(rng.integers(0, WORD_IDS, size=n_tokens).tolist())
 
 
 async def server_info(session: aiohttp.ClientSession, base: str) -> ServerInfo:
@@ -65,91 +65,73 @@ async def server_info(session: aiohttp.ClientSession, base: str) -> ServerInfo:
     return ServerInfo(str(first["id"]), first.get("max_model_len"), version, metrics)
 
 
-def _body(model: str, prompt: str, max_tokens: int, stream: bool) -> bytes:
-    body = {
-        "model": model,
-        "prompt": prompt,
-        "max_tokens": max_tokens,
-        "temperature": 0.0,
-        "ignore_eos": True,
-        "stream": stream,
-    }
-    if stream:
-        body["stream_options"] = {"include_usage": True}
-    return orjson.dumps(body)
+def _failed(what: str, cfg: ClientConfig, record: Record) -> ProbeError:
+    return ProbeError(f"{what} at {cfg.url} failed: {record.error}; see the server's log")
+
+
+def _spec(n_tokens: int, max_tokens: int, rng: np.random.Generator) -> RequestSpec:
+    return RequestSpec(0, random_prompt(_WORDS, n_tokens, rng), n_tokens, max_tokens)
 
 
 async def prefill_once(
-    session: aiohttp.ClientSession, base: str, model: str, n_tokens: int, rng: np.random.Generator
+    session: aiohttp.ClientSession, cfg: ClientConfig, n_tokens: int, rng: np.random.Generator
 ) -> tuple[float, int]:
-    """One request alone with max_tokens=1: (seconds until the answer, prompt tokens per `usage`)."""
-    data = _body(model, random_prompt(n_tokens, rng), 1, stream=False)
-    t0 = time.perf_counter()
-    async with session.post(
-        f"{base}/v1/completions", data=data, headers={"content-type": "application/json"}
-    ) as r:
-        raw = await r.read()
-        elapsed = time.perf_counter() - t0
-        if r.status != 200:
-            raise ProbeError(f"prefill of {n_tokens} tokens: HTTP {r.status}: {raw[:300]!r}")
-    usage = orjson.loads(raw).get("usage") or {}
-    return elapsed, int(usage.get("prompt_tokens") or n_tokens)
+    """One request alone with max_tokens=1: (seconds until the whole answer, prompt tokens per `usage`).
+
+    Its one token may carry no text (a special token of a dummy-weight model): such a stream ended well
+    and the prefill was timed, so it counts; every other failure is a ProbeError.
+    """
+    rec = await send_request(session, _spec(n_tokens, 1, rng), cfg)
+    if (not rec.ok and rec.error != NO_TEXT) or rec.sent_mono_ns is None or rec.end_mono_ns is None:
+        raise _failed(f"prefill of {n_tokens} tokens", cfg, rec)
+    return (rec.end_mono_ns - rec.sent_mono_ns) / 1e9, rec.prompt_tokens or n_tokens
 
 
 @dataclass
 class Stream:
-    """Arrival time (perf_counter s) of every chunk that carried text, and the usage prompt count."""
+    """Arrival time (monotonic s) of every chunk that carried text, and the usage prompt count."""
 
     chunks: list[float]
     prompt_tokens: int | None = None
 
 
+def _stream_of(record: Record) -> Stream:
+    """The decode view of one successful streamed request."""
+    return Stream([ns / 1e9 for ns in record.chunk_mono_ns], record.prompt_tokens)
+
+
 async def stream_once(
     session: aiohttp.ClientSession,
-    base: str,
-    model: str,
+    cfg: ClientConfig,
     n_tokens: int,
     max_tokens: int,
     rng: np.random.Generator,
-    on_first: Callable[[], None] | None = None,
+    on_first_token: OnRecord | None = None,
 ) -> Stream:
-    data = _body(model, random_prompt(n_tokens, rng), max_tokens, stream=True)
-    out = Stream([])
-    async with session.post(
-        f"{base}/v1/completions", data=data, headers={"content-type": "application/json"}
-    ) as r:
-        if r.status != 200:
-            raise ProbeError(f"stream of {n_tokens} tokens: HTTP {r.status}: {(await r.read())[:300]!r}")
-        async for line in r.content:
-            now = time.perf_counter()
-            if not line.startswith(b"data: ") or line.strip() == b"data: [DONE]":
-                continue
-            event = orjson.loads(line[6:])
-            if event.get("usage"):
-                out.prompt_tokens = event["usage"].get("prompt_tokens")
-            choices = event.get("choices") or []
-            if choices and choices[0].get("text"):
-                out.chunks.append(now)
-                if len(out.chunks) == 1 and on_first:
-                    on_first()
-    return out
+    """One streamed request (`on_first_token` as in send_request); a failed one is a ProbeError."""
+    rec = await send_request(session, _spec(n_tokens, max_tokens, rng), cfg, on_first_token=on_first_token)
+    if not rec.ok:
+        raise _failed(f"stream of {n_tokens} tokens", cfg, rec)
+    return _stream_of(rec)
 
 
 async def decode_batch(
     session: aiohttp.ClientSession,
-    base: str,
-    model: str,
+    cfg: ClientConfig,
     batch: int,
     n_tokens: int,
     max_tokens: int,
     rng: np.random.Generator,
     during: Callable[[asyncio.Event, asyncio.Event], Awaitable[None]] | None = None,
 ) -> list[Stream]:
-    """`batch` streams at once. `during(all_started, first_ended)` runs beside them (a power window)."""
+    """`batch` streams at once. `during(all_started, first_ended)` runs beside them (a power window).
+
+    One failed stream fails the batch (ProbeError): the others are cancelled.
+    """
     all_started, first_ended = asyncio.Event(), asyncio.Event()
     started = 0
 
-    def on_first() -> None:
+    def on_first(_: Record) -> None:
         nonlocal started
         started += 1
         if started == batch:
@@ -157,7 +139,7 @@ async def decode_batch(
 
     async def one() -> Stream:
         try:
-            return await stream_once(session, base, model, n_tokens, max_tokens, rng, on_first)
+            return await stream_once(session, cfg, n_tokens, max_tokens, rng, on_first)
         finally:
             first_ended.set()
 
@@ -165,6 +147,11 @@ async def decode_batch(
     side = asyncio.ensure_future(during(all_started, first_ended)) if during else None
     try:
         streams = await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
     finally:
         all_started.set()  # a failed stream must not leave the side task waiting
         if side:
@@ -173,22 +160,30 @@ async def decode_batch(
 
 
 def steady_gaps(streams: list[Stream], prompt_tokens: int) -> tuple[float, float, int]:
-    """Decode step from concurrent streams: (median gap s, mean context per sequence, gaps used).
+    """Decode step from concurrent streams: (median gap per token s, mean context per sequence, gaps used).
 
     Only gaps whose both ends lie after every stream's first token and before any stream's last
     token count: then all `batch` sequences are decoding and no prefill shares the steps. The context
-    of a gap ending at chunk k is prompt + k tokens.
+    of a gap ending at chunk k is prompt + k tokens. Chunks that came in one network read share its
+    arrival time (experiments.client): a read that brought m chunks a gap dt after the previous read
+    stands for m gaps of dt / m, so a client reading several steps at once (a busy CPU server, many
+    streams) neither adds gaps of 0 nor hides steps.
     """
     if not streams or any(len(s.chunks) < 2 for s in streams):
         raise ProbeError("a decode stream returned fewer than 2 tokens; raise --decode-tokens")
     start = max(s.chunks[0] for s in streams)
     end = min(s.chunks[-1] for s in streams)
-    gaps, contexts = [], []
+    gaps: list[float] = []
+    contexts: list[int] = []
     for s in streams:
-        for k in range(1, len(s.chunks)):
-            if s.chunks[k - 1] >= start and s.chunks[k] <= end:
-                gaps.append(s.chunks[k] - s.chunks[k - 1])
-                contexts.append(prompt_tokens + k)
+        reads: list[tuple[float, int, int]] = []  # (arrival, index of its first chunk, chunks)
+        for t, same in itertools.groupby(s.chunks):
+            first = reads[-1][1] + reads[-1][2] if reads else 0
+            reads.append((t, first, len(list(same))))
+        for (before, _, _), (t, k, m) in itertools.pairwise(reads):
+            if before >= start and t <= end:
+                gaps += [(t - before) / m] * m
+                contexts += range(prompt_tokens + k, prompt_tokens + k + m)
     if not gaps:
         raise ProbeError(
             f"no token gap with all {len(streams)} streams decoding; raise --decode-tokens so that the "

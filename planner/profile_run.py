@@ -38,7 +38,7 @@ import numpy as np
 from analysis.prefill_inflation import HELD_MS, MIN_PAIRS, OverlapEvidence, overlap_evidence
 from analysis.runs import runs_from_results
 from experiments import server_metrics
-from experiments.client import KEEPALIVE_S
+from experiments.client import ClientConfig, make_session
 from experiments.model_dir import MoeRouting, moe_routing, read_config, shape_from_config
 from experiments.schema import RunResult
 from planner.fits import FitError, fit_nonnegative
@@ -235,7 +235,7 @@ def fit_frontend(points: list[tuple[int, float]]) -> FrontendModel:
 
 async def _measure_prefill(
     session: aiohttp.ClientSession,
-    base: str,
+    cfg: ClientConfig,
     info: ServerInfo,
     args: argparse.Namespace,
     rng: np.random.Generator,
@@ -248,12 +248,12 @@ async def _measure_prefill(
             log(f"  prefill {size}: skipped (server max_model_len {info.max_model_len})")
             continue
         samples, tokens = [], size
-        before = await _server_times(base)
+        before = await _server_times(cfg.endpoint)
         for _ in range(args.prefill_repeats):
-            secs, tokens = await prefill_once(session, base, info.model, size, rng)
+            secs, tokens = await prefill_once(session, cfg, size, rng)
             samples.append(secs)
         points.append(PrefillPoint(tokens, statistics.median(samples), tuple(samples)))
-        fe = _api_server_s(before, await _server_times(base))
+        fe = _api_server_s(before, await _server_times(cfg.endpoint))
         if fe is not None:
             api.append((tokens, fe))
         extra = "" if fe is None else f", API server {1e3 * fe:.1f} ms"
@@ -264,7 +264,7 @@ async def _measure_prefill(
 
 async def _prefill_power(
     session: aiohttp.ClientSession,
-    base: str,
+    cfg: ClientConfig,
     info: ServerInfo,
     limits: EngineLimits,
     args: argparse.Namespace,
@@ -278,7 +278,7 @@ async def _prefill_power(
 
     async def worker() -> None:
         while time.perf_counter() < stop_at:
-            await prefill_once(session, base, info.model, size, rng)
+            await prefill_once(session, cfg, size, rng)
 
     await power.begin("prefill")
     await asyncio.gather(worker(), worker())
@@ -307,7 +307,7 @@ def _power_window(
 
 async def _measure_decode(
     session: aiohttp.ClientSession,
-    base: str,
+    cfg: ClientConfig,
     info: ServerInfo,
     limits: EngineLimits,
     args: argparse.Namespace,
@@ -332,7 +332,7 @@ async def _measure_decode(
                     break
                 got: list[PowerPoint] = []
                 window = _power_window(power, batch, got)
-                streams = await decode_batch(session, base, info.model, batch, ctx, tokens, rng, window)
+                streams = await decode_batch(session, cfg, batch, ctx, tokens, rng, window)
                 prompt = streams[0].prompt_tokens or ctx
                 try:
                     step, mean_ctx, n_gaps = steady_gaps(streams, prompt)
@@ -356,7 +356,7 @@ async def _measure_decode(
 
 
 def probe_output_cost_s(streams: list[Stream]) -> float | None:
-    """The API server's time per output from a decode batch's chunk times (perf_counter s)."""
+    """The API server's time per output from a decode batch's chunk times (monotonic s)."""
     return output_group_cost_s([(np.asarray(s.chunks) * 1e9).astype(np.int64) for s in streams if s.chunks])
 
 
@@ -453,14 +453,13 @@ async def measure(args: argparse.Namespace) -> Profile:
     base = args.endpoint.rstrip("/")
     rng = np.random.default_rng(args.seed)
     power = PowerProbe(args.monitor, args.gpu_id)
-    timeout = aiohttp.ClientTimeout(total=args.timeout)
     try:
-        # No connection cap (aiohttp's default of 100 kept a 256-stream decode batch from ever running at
-        # once); idle pooled connections are dropped as the runner's client drops them (KEEPALIVE_S): the
-        # idle-power window outlasts vLLM's keep-alive: a reused one would fail (ServerDisconnectedError).
-        connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=KEEPALIVE_S)
-        async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+        # The runner's session: no connection cap (aiohttp's default of 100 kept a 256-stream decode batch
+        # from ever running at once); idle pooled connections dropped before vLLM's keep-alive drops them
+        # (the idle-power window outlasts it).
+        async with make_session(ClientConfig(base, "", request_timeout_s=args.timeout)) as session:
             info = await server_info(session, base)
+            cfg = ClientConfig(base, info.model, request_timeout_s=args.timeout)
             real_gpu = power.available and not power.simulated
             limits = engine_limits(args, info, power.device.get("memory_total_bytes") if real_gpu else None)
             log(f"server: {info.model} (vLLM {info.vllm_version or '?'}), max_model_len {info.max_model_len}")
@@ -473,11 +472,11 @@ async def measure(args: argparse.Namespace) -> Profile:
             if idle := power.idle(args.idle_seconds):
                 watts.append(idle)
                 log(f"  idle power: {idle.watts:.0f} W")
-            await prefill_once(session, base, info.model, 16, rng)  # warm-up
-            prefill, frontend = await _measure_prefill(session, base, info, args, rng)
-            if pw := await _prefill_power(session, base, info, limits, args, rng, power):
+            await prefill_once(session, cfg, 16, rng)  # warm-up
+            prefill, frontend = await _measure_prefill(session, cfg, info, args, rng)
+            if pw := await _prefill_power(session, cfg, info, limits, args, rng, power):
                 watts.append(pw)
-            decode, decode_watts, costs = await _measure_decode(session, base, info, limits, args, rng, power)
+            decode, decode_watts, costs = await _measure_decode(session, cfg, info, limits, args, rng, power)
             watts += decode_watts
     finally:
         power.close()

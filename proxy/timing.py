@@ -7,8 +7,9 @@ from typing import Any
 
 import orjson
 
+from sse import TIMING_COMMENT_PREFIX
+
 TIMING_HEADER = "x-proxy-timing"
-TIMING_COMMENT_PREFIX = b": proxy-timing "
 
 _STAGES = ("recv", "prefill_start", "prefill_end", "decode_send", "decode_first_chunk", "decode_end")
 

@@ -7,20 +7,22 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("experiments", "analysis", "launch", "disagg", "traditional", "proxy", "fake_upstream", "monitor",
-            "planner", "demo", "bench", "testbed")  # fmt: skip
+            "planner", "demo", "bench", "testbed", "sse")  # fmt: skip
 # Who may import whom (first-party). experiments is the base every wing builds on; only the planner and
 # the demo build on analysis, and nothing imports planner, demo or bench (the benchmarks, the soak and the
-# GPU validation script: tools beside the packages, which may use any of them). testbed is the floor:
-# the one-line error parser every CLI uses, and the entry point, which names its commands' modules
-# as strings and imports them only when one runs.
+# GPU validation script: tools beside the packages, which may use any of them). Two floors import
+# nothing first-party: testbed, the one-line error parser every CLI uses and the entry point (which names
+# its commands' modules as strings and imports them only when one runs); sse, the SSE lines the proxy
+# writes and the client reads.
 ALLOWED = {
-    "experiments": {"monitor"},
+    "sse": set(),
+    "experiments": {"monitor", "sse"},
     "analysis": {"experiments"},
     "launch": {"experiments"},
     "disagg": {"experiments", "launch"},
     "traditional": {"experiments", "launch"},
-    "proxy": set(),
-    "fake_upstream": set(),
+    "proxy": {"sse"},
+    "fake_upstream": {"sse"},
     "monitor": set(),
     "planner": {
         "experiments",

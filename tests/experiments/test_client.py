@@ -18,6 +18,7 @@ import orjson
 import pytest
 
 from experiments.client import (
+    NO_TEXT,
     ClientConfig,
     make_session,
     new_record,
@@ -26,7 +27,7 @@ from experiments.client import (
     send_request,
 )
 from experiments.model_dir import write_model_dir
-from experiments.schema import StageTimes, convert
+from experiments.schema import Record, StageTimes, convert
 from experiments.workloads import RequestSpec
 from fake_upstream import HTTP_ERROR_MESSAGE, STREAM_ERROR_MESSAGE, TIMING_STAGES, FakeBehavior, FakeUpstream
 
@@ -142,6 +143,31 @@ def test_proxy_timing_comment_parsed_into_stages(server: FakeUpstream) -> None:
     assert r.ok is True
     assert r.stages == convert(TIMING_STAGES, StageTimes, "timing")
     assert len(r.chunk_mono_ns) == 3
+
+
+@pytest.mark.parametrize("api", ["completions", "chat"])
+def test_on_first_token_fires_once_at_the_first_text_chunk(api: str) -> None:
+    """After one text chunk the stream goes silent for 1 s: the hook has seen exactly that chunk (a chat
+    stream's opening role event, with no text, does not fire it). A stream without text never fires it."""
+    behavior = FakeBehavior(fault="stall", fault_after=1, stall_s=1.0)
+    with FakeUpstream(behavior) as srv:
+        cfg = ClientConfig(endpoint=srv.url, model="fake-model", api=api)
+        seen: list[tuple[int, int]] = []
+
+        def hook(rec: Record) -> None:
+            seen.append((rec.index, len(rec.chunk_mono_ns)))
+
+        async def go(spec: RequestSpec) -> Record:
+            async with make_session(cfg) as session:
+                return await send_request(session, spec, cfg, on_first_token=hook)
+
+        spec = specs_of([4])[0]
+        r = asyncio.run(asyncio.wait_for(go(spec), 60))
+        assert r.ok is True and len(r.chunk_mono_ns) == 4 and r.index == spec.index
+        assert seen == [(spec.index, 1)]
+        srv.script(FakeBehavior(chunks=0))
+        r = asyncio.run(asyncio.wait_for(go(spec), 60))
+        assert r.error == NO_TEXT and seen == [(spec.index, 1)]
 
 
 # ---------------------------------------------------------------------------------------------------------

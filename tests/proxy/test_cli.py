@@ -14,6 +14,7 @@ import aiohttp
 import pytest
 
 from fake_upstream import FakeUpstream
+from sse import TIMING_COMMENT_PREFIX
 from tests.proxy.harness import closed_port, completion_body, run
 
 REPO = Path(__file__).resolve().parents[2]
@@ -106,7 +107,7 @@ def test_cli_serves_requests_and_stops_on_sigterm(tmp_path: Path) -> None:
                 session.post(match[1] + "/v1/completions", json=completion_body()) as resp,
             ):
                 assert resp.status == 200
-                assert b": proxy-timing " in await resp.read()
+                assert TIMING_COMMENT_PREFIX in await resp.read()
             proc.send_signal(signal.SIGTERM)
             assert await asyncio.wait_for(proc.wait(), 15) == 0
         finally:
