@@ -33,7 +33,7 @@ from planner.validate import DEFAULT_SLO_GRID, slo_cells, slo_label
 from planner.validate_report import grid_text, slo_grid_arg
 
 CLIP = 1.0  # heatmap colours saturate at +-100%
-CLEAR = 0.15  # a margin beyond the 8B validation's rate tolerance (issue 13: sustained rate within 15%)
+CLEAR = 0.15  # a margin beyond the 8B validation's rate tolerance (the sustained rate within 15%)
 
 
 def pct(m: float | None) -> str:

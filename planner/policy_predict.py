@@ -1,4 +1,4 @@
-"""`python -m planner policies`: pre-registered predictions of the proxy's per-request policies (issue 20).
+"""`python -m planner policies`: pre-registered predictions of the proxy's per-request policies.
 
 On 2 GPUs: one instance, two replicas, and a 1P1D pair under each policy (split, local, threshold:N,
 load; planner/routing.py), for each workload (the frontier's two shapes and the Azure conversation
@@ -236,7 +236,7 @@ def verdicts(cells: list[Cell], slos: Sequence[dict[str, float]], precision: flo
 
 def add_policies_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
-        "policies", help="issue 20's predictions: per-request policies of a 1P1D pair on 2 GPUs"
+        "policies", help="pre-registered predictions: per-request policies of a 1P1D pair on 2 GPUs"
     )
     p.add_argument("--profile", required=True, help="profile JSON (python -m planner profile)")
     p.add_argument("--out", type=Path, required=True, help="folder for policies.md / .json")
