@@ -26,8 +26,8 @@ from analysis.render import render_terminal, write_report
 from analysis.runs import CompareError, Run, default_result_paths, find_results, load_runs
 from analysis.setup_sweeps import check_sweep_setups, holds_setup_sweeps
 from analysis.tables import build_comparison
-from experiments.cli_errors import OneLineErrorParser
 from experiments.slo import parse_slo
+from testbed.cli_errors import OneLineErrorParser
 
 
 def _slo(text: str) -> dict[str, float]:

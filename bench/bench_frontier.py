@@ -20,8 +20,8 @@ from analysis.frontier_render import write_frontier
 from analysis.runs import find_results, load_runs
 from bench.synthetic_sweeps import ONE, PD, REPLICAS, Request, save_sweep, sweep_run
 from bench.util import pin_one_core
-from experiments.cli_errors import OneLineErrorParser
 from experiments.schema import archive_run
+from testbed.cli_errors import OneLineErrorParser
 
 # (setup of the golden sweeps, label): the fourth is the replicas with another selection policy.
 SETUPS = ((ONE, ONE), (PD, PD), (REPLICAS, REPLICAS), (REPLICAS, "2 replicas, least loaded"))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 
 from bench.util import pin_one_core
-from experiments.cli_errors import OneLineErrorParser
 from planner.illustrative import illustrative_profile
 from planner.outcome import summarize
 from planner.profile_model import load_profile
@@ -19,6 +18,7 @@ from planner.search import SearchConfig, search
 from planner.setups import parse_setup
 from planner.simulate import simulate
 from planner.workload import WorkloadSpec, build_workload
+from testbed.cli_errors import OneLineErrorParser
 
 SETUPS = (("single", 6.0), ("1P1D", 10.0), ("replicas:8", 60.0), ("5P3D", 80.0))
 SLO = {"ttft": 500.0, "tpot": 25.0}

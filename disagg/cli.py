@@ -6,8 +6,8 @@ import argparse
 from pathlib import Path
 
 from disagg.kv_config import CONNECTORS, NIXL_BUFFER_DEVICES, NIXL_MODES, SEND_TYPES
-from experiments.cli_errors import OneLineErrorParser
 from launch.cli import add_server_args
+from testbed.cli_errors import OneLineErrorParser
 
 DESCRIPTION = """Start X prefill instances (default GPU 0) and Y decode instances (default GPU 1) with a KV
 connector (P2P NCCL on vLLM <= 0.23, NIXL after, the shared-storage example connector on CPU), then the

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import sys
 
-from experiments.cli_errors import OneLineErrorParser
 from experiments.schema import archive_run
+from testbed.cli_errors import OneLineErrorParser
 
 
 def main(argv: list[str] | None = None) -> int:

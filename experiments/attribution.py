@@ -495,7 +495,7 @@ def main(argv: list[str] | None = None) -> int:
     print the split (the result files are not changed)."""
     import sys
 
-    from experiments.cli_errors import OneLineErrorParser
+    from testbed.cli_errors import OneLineErrorParser
 
     p = OneLineErrorParser(prog="python -m experiments.attribution", description=main.__doc__)
     p.add_argument("run_dirs", nargs="+", help="run directories with a result and its power.csv")

@@ -28,7 +28,6 @@ import time
 from pathlib import Path
 
 from experiments.arrivals import ARRIVAL_KINDS, OPEN_LOOP_KINDS, ArrivalConfig
-from experiments.cli_errors import OneLineErrorParser
 from experiments.defaults import defaults_for
 from experiments.runner import ExperimentError, fetch_models, run
 from experiments.schema import (
@@ -46,6 +45,7 @@ from experiments.slo import parse_slo
 from experiments.traces import TraceReplay, describe_trace, is_trace_file, select_trace
 from experiments.vllm_result import default_file_name, save_vllm_result
 from experiments.workloads import WorkloadError
+from testbed.cli_errors import OneLineErrorParser
 
 
 def _length(text: str) -> int | tuple[int, int]:

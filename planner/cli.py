@@ -29,7 +29,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from experiments.cli_errors import OneLineErrorParser
 from experiments.schema import OVERLENGTH_POLICIES
 from experiments.slo import parse_slo
 from experiments.timing_checks import find_ramp
@@ -41,6 +40,7 @@ from planner.search import SearchConfig, search
 from planner.setups import POLICIES, parse_setup
 from planner.simulate import SimulationError, simulate
 from planner.workload import ARRIVAL_KINDS, WORKLOAD_KINDS, WorkloadSpec, build_workload
+from testbed.cli_errors import OneLineErrorParser
 
 ILLUSTRATIVE = "illustrative"
 

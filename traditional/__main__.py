@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from experiments.cli_errors import OneLineErrorParser
 from experiments.ray_cluster import ClusterError
 from launch.cli import (
     add_server_args,
@@ -25,6 +24,7 @@ from launch.cli import (
 )
 from launch.server import ManagedServer, ServerSpec
 from launch.supervise import run_group
+from testbed.cli_errors import OneLineErrorParser
 
 CURRENT = Path("results/runs/.current-traditional")  # the launch plan the runner finds by endpoint
 PROG = "python -m traditional"

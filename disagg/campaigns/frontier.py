@@ -23,7 +23,6 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from experiments.cli_errors import OneLineErrorParser
 from experiments.schema import (
     CAMPAIGN_SETUPS,
     CampaignSetup,
@@ -32,6 +31,7 @@ from experiments.schema import (
     parse_campaign_setups,
 )
 from experiments.shapes import SHAPES, Shape
+from testbed.cli_errors import OneLineErrorParser
 
 
 @dataclass(frozen=True)
