@@ -196,13 +196,15 @@ def tokens_to_overlap(streams: list[Stream], max_tokens: int) -> int | None:
     """Tokens per stream that would make every stream decode at once (1.5x margin); None if unknown.
 
     When the last stream's first token comes after the first stream's last one, the batch's prefills
-    outlasted the shortest stream: lengthen the streams by that span in mean chunk gaps.
+    outlasted the shortest stream: lengthen the streams by that span in mean chunk gaps. When a stream's
+    chunks all came in one network read (a fast model on a busy CPU host: the whole answer was out before
+    the client read), no gap is known: streams 4x as long give the client reads to tell steps apart.
     """
     if not streams or any(len(s.chunks) < 2 for s in streams):
         return None
+    if any(s.chunks[0] == s.chunks[-1] for s in streams):
+        return 4 * max_tokens
     shortfall = max(s.chunks[0] for s in streams) - min(s.chunks[-1] for s in streams)
     # mean gap per stream: chunks that arrive coalesced (a CPU server) make the median gap ~0
     gap = float(np.mean([(s.chunks[-1] - s.chunks[0]) / (len(s.chunks) - 1) for s in streams]))
-    if gap <= 0:
-        return None
     return int(1.5 * (max_tokens + max(shortfall, 0.0) / gap)) + 32

@@ -24,6 +24,15 @@ def test_streams_that_never_all_decode_are_lengthened_past_the_prefills() -> Non
     assert step == pytest.approx(0.01) and n > 0
 
 
+def test_a_stream_that_came_in_one_read_is_tried_four_times_as_long() -> None:
+    # The whole answer in one read: no gap at all, whatever the batch; 64 tokens -> 256.
+    whole = Stream([2.0] * 65, prompt_tokens=100)
+    with pytest.raises(ProbeError, match="no token gap"):
+        steady_gaps([whole], 100)
+    assert tokens_to_overlap([whole], 64) == 256
+    assert tokens_to_overlap([whole, stream(0.0, 11, 0.01)], 64) == 256
+
+
 def test_no_estimate_without_two_chunks_per_stream() -> None:
     assert tokens_to_overlap([stream(0.0, 1, 0.01)], 10) is None
     assert tokens_to_overlap([], 10) is None
