@@ -57,12 +57,12 @@ def test_profile_has_exact_prompt_lengths_fits_and_no_power_on_cpu(profiled: tup
     assert [p.prompt_tokens for p in prof.prefill_points] == PREFILL_SIZES  # word tokenizer: N words = N
     assert all(p.latency_s > 0 for p in prof.prefill_points)
     # Each of the 3 x 2 decode probes gives a point or is skipped with its reason in the log: on busy
-    # cores a batch's prefills can outlast its streams even on the retry, which the profiler allows. A
-    # batch of 1 always decodes alone, so its two probes always give points.
+    # cores a batch's prefills can outlast its streams, or a fast stream's whole answer come in one
+    # network read (no gap to time, even a batch of 1's), on the retry too, which the profiler allows.
     points = prof.decode_points
     skipped = [ln for ln in log.splitlines() if ln.strip().startswith("decode B=") and "skipped" in ln]
     assert len(points) + len(skipped) == 6, log
-    assert sum(p.batch == 1 for p in points) == 2
+    assert len(points) >= 3, log  # the fit of step, batch and context needs three (else exit 2)
     assert all(p.step_s > 0 and p.gaps > 0 for p in points)
     assert prof.engine.kv_capacity_tokens > 8 * (512 + 16)  # read from the server's /metrics
     assert prof.prefill.fit.n_points == len(PREFILL_SIZES) and prof.decode.fit.n_points == len(points)
