@@ -166,3 +166,12 @@ def chat_body(stream: bool = True, **extra: Any) -> dict[str, Any]:
     }
     body.update(extra)
     return body
+
+
+async def metric(h: Any, name: str) -> float:
+    """A counter or gauge of the proxy's /metrics by its full name (with labels); missing fails."""
+    async with h.session.get(h.url + "/metrics") as resp:
+        for line in (await resp.text()).splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[-1])
+    raise AssertionError(f"metric {name} not exported")

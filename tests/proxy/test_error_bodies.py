@@ -6,15 +6,7 @@ import orjson
 import pytest
 
 from fake_upstream import FakeBehavior
-from tests.proxy.harness import chat_body, completion_body, proxy_with, run
-
-
-async def metric(h, name: str) -> float:
-    async with h.session.get(h.url + "/metrics") as resp:
-        for line in (await resp.text()).splitlines():
-            if line.startswith(name + " "):
-                return float(line.split()[-1])
-    raise AssertionError(f"metric {name} not exported")
+from tests.proxy.harness import chat_body, completion_body, metric, proxy_with, run
 
 
 @pytest.mark.parametrize("connector", ["example", "passthrough"])

@@ -15,6 +15,7 @@ from tests.proxy.harness import (
     SPLITTING_POLICIES,
     closed_port,
     completion_body,
+    metric,
     proxy_with,
     run,
     under_policy,
@@ -35,14 +36,6 @@ def error_of(raw: bytes) -> dict:
     err = body["error"]
     assert {"message", "type", "code"} <= set(err)
     return err
-
-
-async def metric(h, name: str) -> float:
-    async with h.session.get(h.url + "/metrics") as resp:
-        for line in (await resp.text()).splitlines():
-            if line.startswith(name + " "):
-                return float(line.split()[-1])
-    raise AssertionError(f"metric {name} not exported")
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,7 @@ from proxy.config import ConfigError
 from proxy.policy import PromptCounter, RoutePolicy, parse_policy, prompt_text
 from proxy.prefix import BLOCK_CHARS, PrefixIndex, block_keys
 from proxy.timing import parse_timing_comment
-from tests.proxy.harness import closed_port, proxy_with, run, under_policy
+from tests.proxy.harness import closed_port, metric, proxy_with, run, under_policy
 from tests.proxy.test_cli import proxy_cli
 from tests.waiting import wait_for_async
 
@@ -41,14 +41,6 @@ async def timing_of(h, prompt: Any) -> dict[str, Any]:
     status, headers, _ = await h.post("/v1/completions", body(prompt))
     assert status == 200
     return orjson.loads(headers["x-proxy-timing"])
-
-
-async def metric(h, name: str) -> float:
-    async with h.session.get(h.url + "/metrics") as resp:
-        for line in (await resp.text()).splitlines():
-            if line.startswith(name + " "):
-                return float(line.split()[-1])
-    raise AssertionError(f"metric {name} not exported")
 
 
 # ------------------------------------------------------------------------------------------- parsing
