@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from analysis.prometheus import Histogram, Quantile, counter, has_family, histogram
 from analysis.runs import NA
 from experiments.schema import RunResult
+from experiments.schema.vocabulary import kind_of_mode
 
 MS = 1000.0
 PHASES: tuple[tuple[str, str], ...] = (
@@ -162,7 +163,7 @@ def instance_views(result: RunResult) -> list[InstanceView]:
 def _infer_roles(result: RunResult, views: list[InstanceView]) -> None:
     mode = result.metadata.mode
     for v in views:
-        if mode == "disagg":
+        if kind_of_mode(mode) == "xpyd":
             share = v.external_share
             v.role = "decode" if isinstance(share, float) and share > 0.5 else "prefill"
             v.role_source = "inferred from external KV tokens (no serving setup names this URL)"
