@@ -165,6 +165,12 @@ SHAPES: dict[str, dict[str, Any]] = {
 DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "half": 2, "float32": 4, "float": 4, "fp8": 1, "float8": 1}
 
 
+def dtype_bytes(dtype: str) -> int:
+    """Bytes per element of a torch or vLLM dtype name ("bfloat16", "torch.float16", "fp8_e4m3"); 2 when
+    unknown."""
+    return next((b for name, b in DTYPE_BYTES.items() if dtype.replace("torch.", "").startswith(name)), 2)
+
+
 @dataclass(frozen=True)
 class ModelShape:
     """What sets the KV size of a token."""
@@ -191,12 +197,11 @@ def shape_from_config(config: dict[str, Any], source: str, kv_cache_dtype: str |
     dtype = str(
         kv_cache_dtype if kv_cache_dtype not in (None, "auto") else config.get("torch_dtype", "bfloat16")
     )
-    size = next((b for name, b in DTYPE_BYTES.items() if dtype.replace("torch.", "").startswith(name)), 2)
     return ModelShape(
         layers=int(config["num_hidden_layers"]),
         kv_heads=int(config.get("num_key_value_heads") or heads),
         head_dim=head_dim,
-        dtype_bytes=size,
+        dtype_bytes=dtype_bytes(dtype),
         source=source,
     )
 
