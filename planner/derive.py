@@ -64,7 +64,6 @@ from typing import Any
 
 from experiments.model_dir import (
     SHAPES,
-    ParamCounts,
     dtype_bytes,
     param_counts,
     read_config,
@@ -122,7 +121,6 @@ class ModelCost:
     decode_gemm: float  # the same per decoded token (with the head)
     attention: float  # layers x query heads x head_dim
     kv_bytes_per_token: int
-    counts: ParamCounts
 
     @property
     def dense_read_bytes(self) -> float:
@@ -162,7 +160,6 @@ def model_cost(
         decode_gemm=2.0 * active_linear / speed + 2.0 * head,
         attention=float(int(config["num_hidden_layers"]) * heads * head_dim),
         kv_bytes_per_token=shape_from_config(config, "config", kv_cache_dtype).bytes_per_token,
-        counts=counts,
     )
 
 
@@ -403,9 +400,14 @@ def cmd_derive(args: argparse.Namespace, argv: Sequence[str] | None = None) -> i
     )
     config = _config(args.model, "--model")
     command = shlex.join(["python", "-m", "planner", *(argv or [])]) if argv else None
-    prof = derive_profile(
-        base, base_config(base, args.base_model), config, args.model, str(args.base), options, command
-    )
+    try:
+        prof = derive_profile(
+            base, base_config(base, args.base_model), config, args.model, str(args.base), options, command
+        )
+    except KeyError as exc:
+        raise ValueError(
+            f"a model's config.json lacks {exc}: derive needs a decoder-only transformer's"
+        ) from exc
     out = prof.save(args.out)
     print(prof.describe())
     table = prediction_table({f"{Path(base.provenance.model).name} (base)": base, args.model: prof})

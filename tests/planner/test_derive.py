@@ -155,16 +155,29 @@ def test_derive_then_simulate_on_the_command_line(tmp_path: Path, capsys: pytest
     assert "1P1D" in printed.out and "single" in printed.out
 
 
+@pytest.mark.parametrize("model", ["qwen2.5-32b", "llama-3.1-70b-fp8", "qwen3-30b-a3b"])
+def test_the_committed_predictions_load_as_derived(model: str) -> None:
+    prof = load_profile(ROOT / f"results/profiles/derived/h200-{model}.json")
+    assert prof.provenance.source == "derived" and prof.provenance.model == model
+    assert "h200-8b-nixl.json" in prof.provenance.notes and not prof.decode_points
+    assert (prof.decode.routing is not None) == (model == "qwen3-30b-a3b")
+
+
 @pytest.mark.parametrize(
     ("extra", "says"),
     [
         (["--model", "llama-9000"], "--model 'llama-9000': not a shape"),
         (["--model", "qwen2.5-32b", "--fp8-gemm-speedup", "0"], "--fp8-gemm-speedup must be > 0"),
+        (["--model", "NOCONFIG"], "config.json lacks 'vocab_size'"),
     ],
 )
 def test_bad_input_is_one_error_line(
     extra: list[str], says: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    partial = {k: v for k, v in shape_config("llama-3.1-8b").items() if k != "vocab_size"}
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "config.json").write_text(json.dumps(partial))
+    extra = [str(tmp_path / "m") if e == "NOCONFIG" else e for e in extra]
     assert main(["derive", "--from", str(BASE_PATH), "--out", str(tmp_path / "x.json"), *extra]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and says in err[0]
