@@ -165,6 +165,12 @@ SHAPES: dict[str, dict[str, Any]] = {
 DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "half": 2, "float32": 4, "float": 4, "fp8": 1, "float8": 1}
 
 
+def dtype_bytes(dtype: str) -> int:
+    """Bytes per element of a torch or vLLM dtype name ("bfloat16", "torch.float16", "fp8_e4m3"); 2 when
+    unknown."""
+    return next((b for name, b in DTYPE_BYTES.items() if dtype.replace("torch.", "").startswith(name)), 2)
+
+
 @dataclass(frozen=True)
 class ModelShape:
     """What sets the KV size of a token."""
@@ -191,12 +197,11 @@ def shape_from_config(config: dict[str, Any], source: str, kv_cache_dtype: str |
     dtype = str(
         kv_cache_dtype if kv_cache_dtype not in (None, "auto") else config.get("torch_dtype", "bfloat16")
     )
-    size = next((b for name, b in DTYPE_BYTES.items() if dtype.replace("torch.", "").startswith(name)), 2)
     return ModelShape(
         layers=int(config["num_hidden_layers"]),
         kv_heads=int(config.get("num_key_value_heads") or heads),
         head_dim=head_dim,
-        dtype_bytes=size,
+        dtype_bytes=dtype_bytes(dtype),
         source=source,
     )
 
@@ -216,6 +221,71 @@ def moe_routing(config: dict[str, Any]) -> MoeRouting | None:
     if not experts or not per_token:
         return None
     return MoeRouting(int(experts), int(per_token))
+
+
+@dataclass(frozen=True)
+class ParamCounts:
+    """A decoder-only transformer's parameters by where they sit (`param_counts`). Norms, biases and
+    rotary tables are left out: under 0.1% of any shape here."""
+
+    embedding: int  # the input token table: a step looks up its tokens' rows, it does not read it all
+    lm_head: int  # the output projection; 0 when tied to the embedding (then the table is read as the head)
+    attention: int  # q, k, v (grouped-query: KV heads) and o of every layer
+    mlp: int  # gate, up and down of the dense layers, plus shared experts and routers of MoE layers
+    experts: int  # every routed expert of every MoE layer
+    expert: int  # one routed expert of one layer (gate, up, down)
+    moe_layers: int
+    routing: MoeRouting | None
+
+    @property
+    def total(self) -> int:
+        return self.embedding + self.lm_head + self.attention + self.mlp + self.experts
+
+    @property
+    def active(self) -> int:
+        """Parameters one token uses: the routed experts only as many as it is sent to."""
+        per_token = self.routing.per_token if self.routing else 0
+        return self.total - self.experts + self.expert * per_token * self.moe_layers
+
+    @property
+    def layer_linear(self) -> int:
+        """The layers' matrix parameters (attention, MLP, experts): what an FP8 checkpoint stores in FP8."""
+        return self.attention + self.mlp + self.experts
+
+
+def param_counts(config: dict[str, Any]) -> ParamCounts:
+    """Parameter counts from a Hugging Face config.json (Llama, Qwen2, Qwen3-MoE, Mixtral key names):
+    embedding vocab x hidden; attention hidden x head_dim x (2 x heads + 2 x KV heads); a dense MLP 3 x
+    hidden x intermediate; an MoE layer its experts (3 x hidden x moe_intermediate each), its router
+    (hidden x experts) and any shared expert; lm_head vocab x hidden unless tied."""
+    hidden, layers = int(config["hidden_size"]), int(config["num_hidden_layers"])
+    heads = int(config["num_attention_heads"])
+    kv_heads = int(config.get("num_key_value_heads") or heads)
+    head_dim = int(config.get("head_dim") or hidden // heads)
+    vocab = int(config["vocab_size"])
+    routing = moe_routing(config)
+    dense_layers = layers
+    expert = experts = router = 0
+    if routing:
+        step = int(config.get("decoder_sparse_step") or 1)
+        dense_only = set(config.get("mlp_only_layers") or ())
+        moe_layers = sum(1 for i in range(layers) if i not in dense_only and (i + 1) % step == 0)
+        dense_layers = layers - moe_layers
+        expert = 3 * hidden * int(config.get("moe_intermediate_size") or config["intermediate_size"])
+        shared = 3 * hidden * int(config.get("shared_expert_intermediate_size") or 0)
+        experts = moe_layers * routing.experts * expert
+        router = moe_layers * (hidden * routing.experts + shared)
+    embedding = vocab * hidden
+    return ParamCounts(
+        embedding=embedding,
+        lm_head=0 if config.get("tie_word_embeddings") else embedding,
+        attention=layers * hidden * head_dim * 2 * (heads + kv_heads),
+        mlp=dense_layers * 3 * hidden * int(config["intermediate_size"]) + router,
+        experts=experts,
+        expert=expert,
+        moe_layers=layers - dense_layers,
+        routing=routing,
+    )
 
 
 def shape_config(shape: str) -> dict[str, Any]:

@@ -1,5 +1,5 @@
 """`python -m planner simulate|search|validate|predict|points|policies|break-even|profile|kv|merge|loop|
-ttft-parts`: predict setups from a profile, prove them against measured runs, or measure a profile.
+ttft-parts|derive`: predict setups from a profile, prove them against measured runs, or measure a profile.
 
     python -m planner simulate --profile P --setup 1P1D,replicas:2 --rates 2,4,8 --slo ttft=500,tpot=25
     python -m planner simulate --profile P --setup 1P1D/threshold:1024,1P1D/load --rates 4,8 ...
@@ -13,6 +13,7 @@ ttft-parts`: predict setups from a profile, prove them against measured runs, or
     python -m planner loop --profile P --measured DIR --output P2  (async scheduling, API-server s/output)
     python -m planner ttft-parts --profile P --measured DIR --before V0 --after V1 --out MD
     python -m planner break-even --profile NAME=P [...] --out DIR    (where P/D pays, per model)
+    python -m planner derive --from P --model qwen2.5-32b --out P2  (predict another model's profile)
 
 `--profile illustrative` uses the built-in illustrative H200 numbers (planner/illustrative.py; not a
 measurement). Workload flags are the runner's (`run_experiment.py`): --workload, --input-len N or
@@ -149,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--precision", type=float, default=0.02, help="relative precision of the sustained rate"
     )
     from planner.break_even_report import add_break_even_parser
+    from planner.derive import add_derive_parser
     from planner.kv_refit import add_kv_parser
     from planner.loop_refit import add_loop_parser
     from planner.merge import add_merge_parser
@@ -169,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_merge_parser(sub)
     add_points_parser(sub)
     add_break_even_parser(sub)
+    add_derive_parser(sub)
     return parser
 
 
@@ -432,6 +435,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from planner.break_even_report import cmd_break_even
 
             return cmd_break_even(args, profile_from_arg)
+        if args.command == "derive":
+            from planner.derive import cmd_derive
+
+            return cmd_derive(args, sys.argv[1:] if argv is None else argv)
         from planner.profile_run import cmd_profile
 
         return cmd_profile(args)

@@ -136,7 +136,14 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 def markdown(p: Predictions) -> str:
     prov = p.profile.provenance
     lines = ["# Planner predictions", ""]
-    if prov.source != "measured":
+    if prov.source == "derived":
+        lines += [
+            "> **Derived profile.** Scaled from a measured profile of another model by stated rules "
+            "(planner/derive.py; the profile's provenance notes name the base and every ratio), not measured "
+            "on this model: these predictions stand or fall with those rules.",
+            "",
+        ]
+    elif prov.source != "measured":
         lines += [
             f"> **NOT predictions.** The profile is `{prov.source}` (made-up constants), not measured: "
             "these numbers only exercise the planner. Measure the profile on the GPU host and rerun "

@@ -36,7 +36,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -57,6 +57,8 @@ DECODE_FEATURES = ("step", "batch", "context_sum", "batch_sq")
 MOE_FEATURE = "experts_touched"
 DECODE_POWER_FEATURES = ("watts", "ln_batch")
 DEFAULT_BLOCK_SIZE = 16  # vLLM's default KV block size on GPU and CPU
+# measured; derived (scaled from another model's measured profile); illustrative (made up, stated); test
+ProfileSource = Literal["measured", "derived", "illustrative", "test"]
 
 
 class ProfileError(ValueError):
@@ -117,9 +119,9 @@ class KvPoint:
 
 @dataclass(frozen=True)
 class Provenance:
-    """Where the numbers come from. `source`: "measured", "illustrative" (made up, stated) or "test"."""
+    """Where the numbers come from. `source`: how (derived: planner/derive.py); a file with another fails."""
 
-    source: str
+    source: ProfileSource
     model: str
     gpu: str | None = None
     vllm_version: str | None = None
@@ -335,7 +337,8 @@ class Profile:
     def describe(self) -> str:
         p = self.provenance
         lines = [
-            f"profile: {p.model} on {p.gpu or 'unknown device'} (vLLM {p.vllm_version or '?'}, {p.source})",
+            f"profile: {p.model} on {p.gpu or 'unknown device'} (vLLM {p.vllm_version or '?'}, {p.source}"
+            f"{': scaled from another profile, not measured' if p.source == 'derived' else ''})",
             f"  engine: max_num_batched_tokens {self.engine.max_num_batched_tokens}, max_num_seqs "
             f"{self.engine.max_num_seqs}, KV {self.engine.kv_capacity_tokens} tokens",
             f"  prefill step s = {self.prefill.fit.describe()}",

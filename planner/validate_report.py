@@ -131,6 +131,12 @@ def _banner(v: Validation) -> list[str]:
     src = v.profile.provenance.source
     if src == "measured":
         return []
+    if src == "derived":
+        return [
+            "> **Derived profile.** Scaled from another model's measured profile (planner/derive.py), not "
+            "measured on this model: these tables judge the scaling rules together with the simulator.",
+            "",
+        ]
     return [
         f"> **NOT a validation.** The profile is `{src}`: its constants are made up "
         "(planner/illustrative.py), not measured. These tables test the simulator's structure and show "
