@@ -222,8 +222,9 @@ def readme(result: BreakEven, validation: dict[str, Any] | None, command: str) -
         "prompts up to the NN-th percentile of the workload's lengths local; thresholds that split all or "
         "none of its requests are dropped) against the best aggregated one (N replicas or one instance), "
         f"by goodput per GPU: the highest Poisson rate with >= {c.target:.0%} of requests meeting the SLO "
-        f"(bisection to {c.precision:.0%}; "
-        f"max({c.requests_per_gpu} x GPUs, {c.min_requests}) requests per simulated run, seed {c.seed}). "
+        f"(`planner/search.py`: bisection on simulated runs to {c.precision:.0%}; "
+        f"max({c.requests_per_gpu} x GPUs, {c.min_requests}) requests per simulated run, seed {c.seed}; "
+        "measured runs have their own rule, `analysis/sustained.py`, which the validation below applies). "
         "Per kW: that rate over the setup's predicted mean power (all its GPUs, idle included), the best "
         'of each family\'s few best. Margin = P/D / aggregated - 1; "P/D only": only P/D meets the SLO; '
         '"-": neither does. Trace workloads take the traces\' lengths (first rows) at our rates, not their '
@@ -268,9 +269,10 @@ def readme(result: BreakEven, validation: dict[str, Any] | None, command: str) -
         "",
         "Not modelled (planner README): link contention between KV transfers, preemption, tensor "
         "parallelism. Modelled coarsely: the prefix cache works on the trace's blocks (Mooncake: 512 "
-        "tokens), not vLLM's 16-token blocks, and may evict the blocks of running requests "
-        "(planner/prefix_cache.py); repeats of a trace run made long enough for a steady state are new "
-        "prompts, never hits on the first pass; the load route's thresholds are the proxy's defaults only.",
+        "tokens), not vLLM's 16-token blocks, and counts the whole KV pool as cache though running "
+        "requests hold part of it, so under load it overstates hits (planner/prefix_cache.py); a trace "
+        "run lengthened for a steady state repeats the slice as new conversations (no hits on the first "
+        "pass's blocks); the load route is searched at the proxy's default thresholds only.",
         "",
     ]
     return "\n".join(lines)
