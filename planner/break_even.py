@@ -237,7 +237,9 @@ def parse_routes(text: str) -> list[str]:
         else:
             parse_route(r)  # ValueError says what to write
     if SPLIT not in routes:
-        raise ValueError(f"routes {text!r} lack split, the baseline a route's gain is measured against")
+        raise ValueError(
+            f"routes {text!r} lack split, the baseline of every route's gain; add it: split,{text}"
+        )
     return list(dict.fromkeys(routes))
 
 

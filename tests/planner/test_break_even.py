@@ -60,6 +60,15 @@ def test_the_command_maps_the_committed_profile_for_every_workload(tmp_path: Pat
         assert not agg.disaggregated and agg.gpus in (1, c["gpus"])
         if c["agg"]["per_gpu"] > 0:
             assert c["margin_gpu"] == pytest.approx(c["pd"]["per_gpu"] / c["agg"]["per_gpu"] - 1)
+    # The default routes; split is among each cell's P/D candidates, so the best P/D never trails it.
+    assert doc["routes"] == ["split", "load", "threshold:p25", "threshold:p50", "threshold:p75"]
+    assert all(c["route_gain"] is None or c["route_gain"] >= 0 for c in cells)
+    # Only the Mooncake slice has prompt blocks: its sides report prefix hits, the others none.
+    for c in cells:
+        for side in (c["pd"], c["agg"]):
+            assert (side["prefix_hit_rate"] is not None) == (
+                c["workload"] == "mooncake-conv" and side["sustained_rps"] > 0
+            )
     # The Mooncake slice's requests over 16,384 tokens (prompt + output), counted from the file: every
     # run reads all 300 rows (a workload spec asks for 1000 requests by default).
     rows = [json.loads(line) for line in (TRACES / "mooncake_conversation.jsonl").read_text().splitlines()]
