@@ -3,11 +3,24 @@ GPU count, predicted from one-instance profiles.
 
 For every model (a profile), workload (prefill-heavy 2048 -> 256, decode-heavy 512 -> 1024, the Azure
 and Mooncake conversation traces' lengths at Poisson rates of our choosing), SLO of the grid and GPU
-count: the best disaggregated setup (every xPyD ratio with x + y = GPUs, the profile's KV connector)
-against the best aggregated one (N replicas behind the proxy, or one instance: per GPU they are the same
-hardware), both by goodput per GPU at the SLO (planner/search.py: the highest rate with >= 90% of
-requests meeting it). Per kW: goodput over the setup's mean power at that rate (all its GPUs, idle
-included), the best of each family's few best by goodput. Margin = P/D / aggregated - 1.
+count: the best disaggregated setup (every xPyD ratio with x + y = GPUs, the profile's KV connector,
+each under every per-request policy of `routes`: split, load, threshold:N) against the best aggregated
+one (N replicas behind the proxy, or one instance: per GPU they are the same hardware), both by goodput
+per GPU at the SLO (planner/search.py: the highest rate with >= 90% of requests meeting it). Per kW:
+goodput over the setup's mean power at that rate (all its GPUs, idle included), the best of each
+family's few best by goodput. Margin = P/D / aggregated - 1; a route's gain = the best P/D / the best
+split P/D - 1.
+
+Routes (`DEFAULT_ROUTES`): split (the P/D baseline), load at the proxy's default thresholds, and
+threshold:pNN, just above the NN-th percentile of the workload's prompt lengths, so that about NN% of
+its requests stay local (a fixed 512/1024/2048 would fall below or above every prompt of the fixed shapes
+and of most of the Mooncake trace: a threshold splitting every request is split, one splitting none is
+local, neither is searched again). Split setups are searched first; the routed ones are pruned by
+their capacity bound against the best few of both (planner/search.py).
+
+Trace workloads with prompt blocks (Mooncake's hash_ids) run with each instance's prefix cache
+(planner/prefix_cache.py), as vLLM's prefix caching (on by default) serves them; each side records
+its predicted hit rate at the sustained rate.
 
 Requests longer than `max_model_len` (prompt + output; the served context) are skipped and counted,
 never clipped; the count is in the result.
@@ -29,8 +42,10 @@ from typing import Any
 import numpy as np
 
 from planner.profile_model import Profile
+from planner.routing import SPLIT, parse_route
 from planner.search import SearchConfig, SetupResult, search_grid, workload_for
 from planner.setups import Setup
+from planner.simulate import Prefix
 from planner.validate import slo_label
 from planner.workload import Workload, WorkloadSpec, from_specs
 
@@ -39,6 +54,7 @@ TRACES = Path(__file__).resolve().parents[1].parent / "shared" / "traces"  # ../
 DEFAULT_MAX_MODEL_LEN = 32768  # the shortest native context of the four shapes (Qwen2.5-32B)
 # The issue's four model classes (experiments/model_dir.py shapes): a map without one of them says so.
 MAP_MODELS = ("llama-3.1-8b", "qwen2.5-32b", "llama-3.1-70b-fp8", "qwen3-30b-a3b")
+DEFAULT_ROUTES = ("split", "load", "threshold:p25", "threshold:p50", "threshold:p75")
 
 
 @dataclass(frozen=True)
@@ -73,11 +89,14 @@ class Side:
     per_kw: float | None  # req/s per kW of the setup's mean power at that rate
     j_per_request: float | None
     note: str = ""
+    local_share: float | None = None  # requests its route served on a decode instance alone (P/D only)
+    prefix_hit_rate: float | None = None  # prompt tokens from the prefix caches (None: no prompt blocks)
 
     @classmethod
     def of(cls, r: SetupResult) -> Side:
+        o = r.at_sustained
         return cls(r.setup.name, r.setup.gpus, r.sustained_rps, r.goodput_per_gpu, per_kw(r), r.j_per_request,
-                   r.note)  # fmt: skip
+                   r.note, o.local_share if o else None, o.prefix_hit_rate if o else None)  # fmt: skip
 
 
 def per_kw(r: SetupResult) -> float | None:
@@ -111,10 +130,16 @@ class Cell:
     agg: Side
     pd_kw: Side  # best by req/s per kW (may be another setup)
     agg_kw: Side
+    pd_split: Side | None = None  # the best P/D setup under the split route (None: routes not searched)
 
     @property
     def margin_gpu(self) -> float | None:
         return _margin(self.pd.per_gpu, self.agg.per_gpu)
+
+    @property
+    def route_gain(self) -> float | None:
+        """What the best route adds over split, per GPU: best P/D / best split P/D - 1 (0: split won)."""
+        return None if self.pd_split is None else _margin(self.pd.per_gpu, self.pd_split.per_gpu)
 
     @property
     def margin_kw(self) -> float | None:
@@ -126,6 +151,7 @@ class Cell:
             "slo_label": slo_label(self.slo),
             "margin_gpu": self.margin_gpu,
             "margin_kw": self.margin_kw,
+            "route_gain": self.route_gain,
         }
 
 
@@ -144,9 +170,12 @@ class BreakEven:
     gpus: list[int]
     config: SearchConfig
     max_model_len: int
+    routes: list[str] = field(default_factory=lambda: list(DEFAULT_ROUTES))
     cells: list[Cell] = field(default_factory=list)
+    routes_searched: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # model -> workload -> ...
     skipped: dict[str, dict[str, int]] = field(default_factory=dict)  # model -> workload -> requests
     wall_s: float = 0.0
+    routes_wall_s: float = 0.0  # of wall_s: the searches of the routes other than split
 
     def cells_of(self, model: str) -> list[Cell]:
         return [c for c in self.cells if c.model == model]
@@ -170,9 +199,13 @@ class BreakEven:
             "gpus": self.gpus,
             "search": cfg,
             "max_model_len": self.max_model_len,
+            "routes": self.routes,
+            "routes_searched": self.routes_searched,
+            "prefix_hit_rates": {m.name: prefix_hit_rates(self.cells_of(m.name)) for m in self.models},
             "skipped_requests": self.skipped,
             "cells": [c.to_dict() for c in self.cells],
             "wall_s": self.wall_s,
+            "routes_wall_s": self.routes_wall_s,
         }
 
 
@@ -185,20 +218,86 @@ def within_context(workload: Workload, max_len: int) -> tuple[Workload, int]:
     if not keep.any():
         raise ValueError(f"every request of {workload.spec.describe()} is longer than {max_len} tokens")
     specs = [s for s, k in zip(workload.specs, keep, strict=True) if k]
-    return from_specs(dataclasses.replace(workload.spec, num_requests=len(specs)), specs), dropped
+    kept = from_specs(dataclasses.replace(workload.spec, num_requests=len(specs)), specs)
+    prefix = workload.prefix
+    if prefix is not None:  # the kept requests' prompt blocks: a skipped request never reaches a cache
+        prefix = Prefix(tuple(c for c, k in zip(prefix.chains, keep, strict=True) if k), prefix.block_tokens)
+    return dataclasses.replace(kept, trace=workload.trace, prefix=prefix), dropped
+
+
+def parse_routes(text: str) -> list[str]:
+    """'split,load,threshold:1024,threshold:p50' -> the routes, checked; split must be one (the baseline a
+    route's gain is measured against). threshold:pNN is the NN-th percentile of the workload's prompts."""
+    routes = [r.strip().lower() for r in text.split(",") if r.strip()]
+    for r in routes:
+        kind, _, rest = r.partition(":")
+        if kind == "threshold" and rest.startswith("p"):
+            if not (rest[1:].isdigit() and 0 < int(rest[1:]) < 100):
+                raise ValueError(f"route {r!r}: write threshold:pNN with 0 < NN < 100, e.g. threshold:p50")
+        else:
+            parse_route(r)  # ValueError says what to write
+    if SPLIT not in routes:
+        raise ValueError(
+            f"routes {text!r} lack split, the baseline of every route's gain; add it: split,{text}"
+        )
+    return list(dict.fromkeys(routes))
+
+
+def resolve_routes(routes: Sequence[str], prompt_tokens: np.ndarray) -> list[str]:
+    """The routes to search on a workload with these prompt lengths, by their canonical names: split
+    first; threshold:pNN becomes threshold:N, N one token above that percentile of the prompt lengths
+    (so the prompts up to it, about NN% of them, stay local); a threshold that splits every request
+    (split), none (local) or the same requests as an earlier one is dropped."""
+    out, shares = [SPLIT], {0.0}
+    for r in routes:
+        kind, _, rest = r.partition(":")
+        if kind == "threshold":
+            pct = rest.startswith("p")
+            # the NN% shortest prompts (up to that percentile's length, included) stay local
+            n = int(np.percentile(prompt_tokens, int(rest[1:]), method="lower")) + 1 if pct else int(rest)
+            share = float(np.mean(prompt_tokens < n))  # the share served locally
+            if share in shares or share >= 1.0:
+                continue
+            shares.add(share)
+            r = f"threshold:{n}"
+        name = parse_route(r).name
+        if name not in out:
+            out.append(name)
+    return out
+
+
+def prefix_hit_rates(cells: Sequence[Cell]) -> dict[str, dict[str, dict[str, float]]]:
+    """Per workload whose runs had prompt blocks: the predicted prefix hit rate of each family's best
+    setup at its sustained rate, lowest and highest over the cells ('pd', 'agg')."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for c in cells:
+        for family, side in (("pd", c.pd), ("agg", c.agg)):
+            if side.prefix_hit_rate is None:
+                continue
+            r = out.setdefault(c.workload, {}).setdefault(family, {"min": 1.0, "max": 0.0})
+            r["min"], r["max"] = min(r["min"], side.prefix_hit_rate), max(r["max"], side.prefix_hit_rate)
+    return out
 
 
 def _aggregated(gpus: int) -> list[Setup]:
     return [Setup(0, gpus)]
 
 
-def _disaggregated(gpus: int) -> list[Setup]:
-    return [Setup(x, gpus - x) for x in range(1, gpus)]
+def _disaggregated(gpus: int, routes: Sequence[str] = (SPLIT,)) -> list[Setup]:
+    return [Setup(x, gpus - x, route=r) for r in routes for x in range(1, gpus)]
 
 
 def _best(results: Sequence[SetupResult], key: Callable[[Side], float | None]) -> Side:
     sides = [Side.of(r) for r in results]
     return max(sides, key=lambda s: (key(s) or 0.0, s.per_gpu))
+
+
+@dataclass(frozen=True)
+class _Mapped:
+    cells: list[Cell]
+    dropped: int  # requests longer than the context (the most of any one run)
+    routes: list[str]  # the routes searched on this workload
+    routes_s: float  # seconds spent on the routes other than split
 
 
 def _map_one(
@@ -209,9 +308,10 @@ def _map_one(
     cfg: SearchConfig,
     max_len: int,
     top: int,
+    routes: Sequence[str],
     progress: Callable[[str], None] | None,
-) -> tuple[list[Cell], int]:
-    """One model and workload: its cells and how many requests were longer than `max_len`."""
+) -> _Mapped:
+    """One model and workload: its cells, the requests longer than `max_len`, the routes searched."""
     prof = m.profile
     spec = dataclasses.replace(w.spec, seed=cfg.seed)
     dropped: dict[int, int] = {}
@@ -220,17 +320,21 @@ def _map_one(
         wl, dropped[n] = within_context(workload_for(spec, n, cfg), max_len)
         return wl
 
-    def search(counts: Sequence[int], setups: Callable[[int], list[Setup]], k: int) -> list[Any]:
+    def search(counts: Sequence[int], setups: Callable[[int], list[Setup]], k: int, known: Any = None) -> Any:
         return search_grid(prof, counts, spec, cfg, list(slos), k, "round_robin", prof.engine, progress,
-                           setups, workload_of)  # fmt: skip
+                           setups, workload_of, known)  # fmt: skip
 
+    # thresholds at percentiles of the largest run's prompts (every run draws from the same lengths)
+    searched = resolve_routes(routes, workload_of(max(gpus)).prompt_tokens)
+    others = searched[1:]
     if progress:
-        progress(f"{m.name} / {w.name}: one instance, replicas and xPyD at {len(slos)} SLOs")
-    single, replicas, pd = (
-        search([1], _aggregated, 1),
-        search(gpus, _aggregated, 1),
-        search(gpus, _disaggregated, top),
-    )
+        progress(f"{m.name} / {w.name}: one instance, replicas and xPyD ({', '.join(searched)}) at "
+                 f"{len(slos)} SLOs")  # fmt: skip
+    single, replicas = search([1], _aggregated, 1), search(gpus, _aggregated, 1)
+    split = search(gpus, _disaggregated, top)
+    t0 = time.perf_counter()
+    pd = search(gpus, lambda n: _disaggregated(n, others), top, split) if others else split
+    routes_s = time.perf_counter() - t0
     cells = []
     for i, slo in enumerate(slos):
         for n in gpus:
@@ -245,9 +349,10 @@ def _map_one(
                     _best(agg_family, lambda s: s.per_gpu),
                     _best(pd_family, lambda s: s.per_kw),
                     _best(agg_family, lambda s: s.per_kw),
+                    _best(split[i][n], lambda s: s.per_gpu),
                 )
             )
-    return cells, max(dropped.values(), default=0)
+    return _Mapped(cells, max(dropped.values(), default=0), searched, routes_s)
 
 
 def break_even(
@@ -259,17 +364,22 @@ def break_even(
     max_model_len: int = DEFAULT_MAX_MODEL_LEN,
     top: int = 3,
     progress: Callable[[str], None] | None = None,
+    routes: Sequence[str] = DEFAULT_ROUTES,
 ) -> BreakEven:
     """Every cell of the map (see the module docstring); `top`: P/D setups kept per GPU count, of which
-    the best per kW is taken."""
+    the best per kW is taken; `routes`: the per-request policies of the P/D side (`parse_routes`)."""
     t0 = time.perf_counter()
-    out = BreakEven(list(models), list(workloads), [dict(s) for s in slos], list(gpus), cfg, max_model_len)
+    routes = parse_routes(",".join(routes))
+    out = BreakEven(list(models), list(workloads), [dict(s) for s in slos], list(gpus), cfg, max_model_len,
+                    routes)  # fmt: skip
     for m in models:
         max_len = min(max_model_len, m.profile.engine.kv_capacity_tokens)
-        out.skipped[m.name] = {}
+        out.skipped[m.name], out.routes_searched[m.name] = {}, {}
         for w in workloads:
-            cells, out.skipped[m.name][w.name] = _map_one(m, w, slos, gpus, cfg, max_len, top, progress)
-            out.cells += cells
+            one = _map_one(m, w, slos, gpus, cfg, max_len, top, routes, progress)
+            out.cells += one.cells
+            out.skipped[m.name][w.name], out.routes_searched[m.name][w.name] = one.dropped, one.routes
+            out.routes_wall_s += one.routes_s
     out.wall_s = time.perf_counter() - t0
     return out
 

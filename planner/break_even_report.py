@@ -15,6 +15,7 @@ from matplotlib.figure import Figure
 
 from planner.break_even import (
     DEFAULT_MAX_MODEL_LEN,
+    DEFAULT_ROUTES,
     GPU_COUNTS,
     MAP_MODELS,
     TRACES,
@@ -22,9 +23,12 @@ from planner.break_even import (
     Cell,
     MapWorkload,
     ModelInput,
+    Side,
     break_even,
     default_workloads,
     flips,
+    parse_routes,
+    prefix_hit_rates,
 )
 from planner.plots import save
 from planner.profile_model import Profile, load_profile
@@ -48,19 +52,28 @@ def _num(v: float | None, fmt: str = ".2f") -> str:
     return "-" if v is None else format(v, fmt)
 
 
+def _hits(side: Side) -> str:
+    return "-" if side.prefix_hit_rate is None else f"{100 * side.prefix_hit_rate:.0f}%"
+
+
 def table(cells: Sequence[Cell]) -> list[str]:
+    """Every cell; "route adds": the best P/D setup's goodput per GPU over the best split one's ("+0%":
+    split won); "prefix hits": the predicted share of prompt tokens served from the prefix caches."""
     lines = [
-        "| workload | GPUs | SLO (ms) | best P/D | req/s/GPU | best aggregated | req/s/GPU | margin /GPU "
-        "| P/D req/s/kW | agg. req/s/kW | margin /kW | J/req P/D | J/req agg. |",
-        "|" + "---|" * 13,
+        "| workload | GPUs | SLO (ms) | best P/D | req/s/GPU | best split P/D | route adds | best aggregated "
+        "| req/s/GPU | margin /GPU | P/D req/s/kW | agg. req/s/kW | margin /kW | J/req P/D | J/req agg. "
+        "| prefix hits P/D, agg. |",
+        "|" + "---|" * 16,
     ]
     for c in cells:
+        split = c.pd_split or c.pd
         lines.append(
             f"| {c.workload} | {c.gpus} | {slo_label(c.slo)} | {c.pd.setup} | {c.pd.per_gpu:.2f} | "
+            f"{split.setup} ({split.per_gpu:.2f}) | {pct(c.route_gain)} | "
             f"{c.agg.setup} | {c.agg.per_gpu:.2f} | **{pct(c.margin_gpu)}** | "
             f"{_num(c.pd_kw.per_kw)} ({c.pd_kw.setup}) | {_num(c.agg_kw.per_kw)} ({c.agg_kw.setup}) | "
             f"**{pct(c.margin_kw)}** | {_num(c.pd.j_per_request, '.0f')} | "
-            f"{_num(c.agg.j_per_request, '.0f')} |"
+            f"{_num(c.agg.j_per_request, '.0f')} | {_hits(c.pd)}, {_hits(c.agg)} |"
         )
     return lines
 
@@ -124,13 +137,50 @@ def paragraph(result: BreakEven, model: str) -> list[str]:
                 f"best {top.pd.setup} {pct(top.margin_gpu)} per GPU at {slo_label(top.slo)}, {je}, "
                 f"{pct(top.margin_kw)} per kW"
             )
-        lines.append(f"- **{w.name}** ({w.describe()}): " + "; ".join(parts) + ".")
+        lines.append(
+            f"- **{w.name}** ({w.describe()}): " + "; ".join(parts) + ". " + route_text(result, model, w.name)
+        )
     kw_wins = sum(1 for c in cells if (c.margin_kw or 0) > 0)
     lines.append(
         f"- Per kW, P/D wins {kw_wins} of {len(cells)} cells. Where P/D wins per GPU but not per kW, the "
         "extra throughput costs more energy per request than it saves in GPUs."
     )
     return lines
+
+
+def _route_of(setup: str) -> str:
+    return setup.partition(" ")[2] or "split"
+
+
+def route_text(result: BreakEven, model: str, workload: str) -> str:
+    """Which per-request policy won this workload's P/D cells, by how much over split; prefix hits."""
+    cells = [c for c in result.cells_of(model) if c.workload == workload]
+    searched = result.routes_searched.get(model, {}).get(workload, [])
+    won: dict[str, int] = {}
+    for c in cells:
+        if (c.route_gain or 0) > 0:
+            won[_route_of(c.pd.setup)] = won.get(_route_of(c.pd.setup), 0) + 1
+    text = f"Routes searched: {', '.join(searched)}; "
+    if not won:
+        text += "split was the best P/D route in every cell."
+    else:
+        top = max(cells, key=lambda c: c.route_gain or 0)
+        by = ", ".join(f"{r} in {k}" for r, k in sorted(won.items(), key=lambda rk: -rk[1]))
+        text += (
+            f"a route beat split in {sum(won.values())}/{len(cells)} cells ({by}), by at most "
+            f"{pct(top.route_gain)} ({top.pd.setup}, {top.gpus} GPUs, {slo_label(top.slo)})."
+        )
+    hits = prefix_hit_rates(cells).get(workload)
+    if hits:
+        text += (
+            " Predicted prefix-cache hits at the sustained rate: "
+            + ", ".join(
+                f"{'P/D' if fam == 'pd' else 'aggregated'} {100 * r['min']:.0f}-{100 * r['max']:.0f}%"
+                for fam, r in hits.items()
+            )
+            + " of prompt tokens."
+        )
+    return text
 
 
 def provenance_lines(m: ModelInput) -> list[str]:
@@ -167,10 +217,14 @@ def readme(result: BreakEven, validation: dict[str, Any] | None, command: str) -
         "```",
         "",
         f"For each model x workload x SLO x {'/'.join(map(str, result.gpus))} GPUs: the best disaggregated "
-        "setup (every xPyD with x + y = GPUs, the profile's KV connector, the proxy's round robin) against "
-        "the best aggregated one (N replicas or one instance), by goodput per GPU: the highest Poisson rate "
-        f"with >= {c.target:.0%} of requests meeting the SLO (bisection to {c.precision:.0%}; "
-        f"max({c.requests_per_gpu} x GPUs, {c.min_requests}) requests per simulated run, seed {c.seed}). "
+        "setup (every xPyD with x + y = GPUs, the profile's KV connector, the proxy's round robin, each "
+        f"under every per-request policy of {', '.join(result.routes)}: threshold:pNN keeps the "
+        "prompts up to the NN-th percentile of the workload's lengths local; thresholds that split all or "
+        "none of its requests are dropped) against the best aggregated one (N replicas or one instance), "
+        f"by goodput per GPU: the highest Poisson rate with >= {c.target:.0%} of requests meeting the SLO "
+        f"(`planner/search.py`: bisection on simulated runs to {c.precision:.0%}; "
+        f"max({c.requests_per_gpu} x GPUs, {c.min_requests}) requests per simulated run, seed {c.seed}; "
+        "measured runs have their own rule, `analysis/sustained.py`, which the validation below applies). "
         "Per kW: that rate over the setup's predicted mean power (all its GPUs, idle included), the best "
         'of each family\'s few best. Margin = P/D / aggregated - 1; "P/D only": only P/D meets the SLO; '
         '"-": neither does. Trace workloads take the traces\' lengths (first rows) at our rates, not their '
@@ -182,7 +236,10 @@ def readme(result: BreakEven, validation: dict[str, Any] | None, command: str) -
         "",
         f"SLO grid (ms): {grid_text(grid)}. "
         f"Per model: `<model>/table.md` (every cell) and `<model>/heatmap.png`; every number in "
-        f"`break_even.json`. {result.wall_s:.0f} s to compute.",
+        f"`break_even.json`. {result.wall_s:.0f} s to compute, {result.routes_wall_s:.0f} s of it on the "
+        "routes other than split. Trace workloads with prompt blocks (Mooncake's hash_ids) run with each "
+        "instance's prefix cache, as vLLM's prefix caching (on by default) serves them; \"route adds\" in "
+        "the tables is the best P/D over the best split P/D per GPU.",
         "",
         "## Per model: from which workload, GPU count and SLO P/D pays, and at what energy",
         "",
@@ -210,8 +267,12 @@ def readme(result: BreakEven, validation: dict[str, Any] | None, command: str) -
         ]
     lines += [
         "",
-        "Not modelled (planner README): link contention between KV transfers, prefix caching (the Mooncake "
-        "trace reuses prefixes), preemption, tensor parallelism, per-request P/D policies.",
+        "Not modelled (planner README): link contention between KV transfers, preemption, tensor "
+        "parallelism. Modelled coarsely: the prefix cache works on the trace's blocks (Mooncake: 512 "
+        "tokens), not vLLM's 16-token blocks, and counts the whole KV pool as cache though running "
+        "requests hold part of it, so under load it overstates hits (planner/prefix_cache.py); a trace "
+        "run lengthened for a steady state repeats the slice as new conversations (no hits on the first "
+        "pass's blocks); the load route is searched at the proxy's default thresholds only.",
         "",
     ]
     return "\n".join(lines)
@@ -244,6 +305,13 @@ def _model_arg(text: str) -> tuple[str, Path]:
     return name, Path(path)
 
 
+def _routes_arg(text: str) -> list[str]:
+    try:
+        return parse_routes(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def add_break_even_parser(sub: Any) -> None:
     p = sub.add_parser("break-even", help="where P/D pays: model x workload x SLO x GPUs, table + heatmap")
     p.add_argument("--profile", type=_model_arg, action="append", required=True,
@@ -263,6 +331,13 @@ def add_break_even_parser(sub: Any) -> None:
     p.add_argument("--num-requests", type=int, default=2000, help="at least this many requests per run")
     p.add_argument("--precision", type=float, default=0.02, help="relative precision of the sustained rate")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--routes",
+        type=_routes_arg,
+        default=list(DEFAULT_ROUTES),
+        help="per-request policies of the P/D side, split among them; threshold:pNN keeps each workload's "
+        f"prompts up to its NN-th length percentile local (default {','.join(DEFAULT_ROUTES)})",
+    )
 
 
 def select_workloads(names: str, traces: Path) -> list[MapWorkload]:
@@ -293,7 +368,9 @@ def cmd_break_even(args: argparse.Namespace, load: Callable[[str], Profile] = lo
     validation = None
     if args.validation:
         validation = {**json.loads(args.validation.read_text()), "_path": str(args.validation)}
-    result = break_even(models, workloads, slos, gpus, cfg, args.max_model_len, progress=print)
+    result = break_even(
+        models, workloads, slos, gpus, cfg, args.max_model_len, progress=print, routes=args.routes
+    )
     command = " ".join(["python -m planner", *sys.argv[1:]])
     for path in write(result, args.out, validation, command):
         print(f"wrote {path}")

@@ -86,9 +86,20 @@ class Outcome:
     utilization: dict[str, float]  # mean busy fraction per role
     energy: EnergyEstimate
     local_share: float | None = None  # requests a per-request policy served on a decode instance alone
+    prefix_hit_rate: float | None = None  # prompt tokens served from the prefix caches, all instances
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def prefix_hit_rate(run: SimRun) -> float | None:
+    """Prompt tokens the instances' prefix caches served over the prompt tokens looked up in them, all
+    instances together (None: the run had no prompt blocks, so no cache)."""
+    looked = sum(s.prefix_query_tokens for s in run.instances if s.prefix_hit_rate is not None)
+    if not looked:
+        return None
+    hits = sum((s.prefix_hit_rate or 0.0) * s.prefix_query_tokens for s in run.instances)
+    return hits / looked
 
 
 def _distribution(values: np.ndarray) -> dict[str, Any]:
@@ -140,4 +151,5 @@ def summarize(
         utilization={role: float(np.mean(v)) for role, v in busy.items()},
         energy=estimate_energy(run, power, window_s),
         local_share=float(np.mean(run.local)) if run.setup.disaggregated and run.local is not None else None,
+        prefix_hit_rate=prefix_hit_rate(run),
     )

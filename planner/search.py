@@ -184,6 +184,12 @@ class RunCache:
         self.simulations = 0
 
     def _run(self, rate: float, repeats: int = 1) -> CachedRun:
+        """One simulated run; a trace's prompt blocks (`Workload.prefix`) feed the instances' prefix caches,
+        as vLLM's prefix caching (on by default) serves the real replay. A repeated workload's repeats are
+        new prompts with the trace's own reuse among them (`Workload.repeated` renumbers their blocks): the
+        repeats stand for more traffic of the same kind, so the steady state is not bought with cache hits
+        no replay of the trace would see (a second pass over the slice would find its blocks evicted
+        anyway, the slice's prompts far exceeding an instance's KV pool)."""
         self.simulations += 1
         cfg = self.cfg
         workload = self.workload.repeated(repeats) if repeats > 1 else self.workload
@@ -196,6 +202,7 @@ class RunCache:
             arrivals,
             self.limits,
             rate,
+            prefix=workload.prefix,
         )
         metrics = request_metrics(run)
         outcome = summarize(run, self.profile.power, None, metrics=metrics)
@@ -282,14 +289,19 @@ def search_grid(
     progress: Callable[[str], None] | None = None,
     setups_of: Callable[[int], Sequence[Setup]] | None = None,
     workload_of: Callable[[int], Workload] | None = None,
+    known: Sequence[dict[int, list[SetupResult]]] | None = None,
 ) -> list[dict[int, list[SetupResult]]]:
     """`search` for every SLO of `slos` (one result per SLO, in order), each setup's runs shared.
 
     A setup is skipped once its capacity bound cannot reach the best few at any of the SLOs.
     `setups_of(gpus)`: the setups to consider (default: every one, `candidate_setups`);
-    `workload_of(gpus)`: the workload simulated (default: `workload_for(spec, gpus, cfg)`)."""
+    `workload_of(gpus)`: the workload simulated (default: `workload_for(spec, gpus, cfg)`);
+    `known`: results of other setups on the same workload and SLOs (an earlier search_grid's): they
+    rank and prune with the new ones, and the best few of both are returned."""
     limits = limits or profile.engine
     cfgs = [dataclasses.replace(cfg, slo=dict(slo)) for slo in slos]
+    if known is not None and len(known) != len(cfgs):
+        raise ValueError(f"known results for {len(known)} SLOs, but {len(cfgs)} SLOs to search")
     found: list[dict[int, list[SetupResult]]] = [{} for _ in cfgs]
     for gpus in gpu_counts:
         t0 = time.perf_counter()
@@ -299,7 +311,7 @@ def search_grid(
             ((capacity_bound(profile, s, workload, limits), s) for s in setups),
             key=lambda bs: -bs[0],
         )
-        results: list[list[SetupResult]] = [[] for _ in cfgs]
+        results: list[list[SetupResult]] = [list(k.get(gpus, [])) for k in known or [{} for _ in cfgs]]
         skipped = sims = 0
         for bound, setup in cands:
             if all(len(r) >= top and bound <= r[top - 1].sustained_rps for r in results):

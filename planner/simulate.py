@@ -62,6 +62,7 @@ class InstanceStats:
     max_batch: int
     output_tokens: int
     prefix_hit_rate: float | None = None  # prompt tokens its prefix cache served (None: no cache)
+    prefix_query_tokens: int = 0  # prompt tokens looked up in its prefix cache (the rate's denominator)
 
 
 @dataclass
@@ -241,6 +242,7 @@ def simulate(
             e.max_batch,
             e.tokens,
             e.cache.hit_tokens / e.cache.query_tokens if e.cache and e.cache.query_tokens else None,
+            e.cache.query_tokens if e.cache else 0,
         )
         for e in engines
     ]

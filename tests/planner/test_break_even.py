@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from experiments.model_dir import MoeRouting
@@ -21,7 +22,9 @@ from planner.break_even import (
     _margin,
     break_even,
     flips,
+    parse_routes,
     per_kw,
+    resolve_routes,
     within_context,
 )
 from planner.fits import Fit
@@ -57,6 +60,15 @@ def test_the_command_maps_the_committed_profile_for_every_workload(tmp_path: Pat
         assert not agg.disaggregated and agg.gpus in (1, c["gpus"])
         if c["agg"]["per_gpu"] > 0:
             assert c["margin_gpu"] == pytest.approx(c["pd"]["per_gpu"] / c["agg"]["per_gpu"] - 1)
+    # The default routes; split is among each cell's P/D candidates, so the best P/D never trails it.
+    assert doc["routes"] == ["split", "load", "threshold:p25", "threshold:p50", "threshold:p75"]
+    assert all(c["route_gain"] is None or c["route_gain"] >= 0 for c in cells)
+    # Only the Mooncake slice has prompt blocks: its sides report prefix hits, the others none.
+    for c in cells:
+        for side in (c["pd"], c["agg"]):
+            assert (side["prefix_hit_rate"] is not None) == (
+                c["workload"] == "mooncake-conv" and side["sustained_rps"] > 0
+            )
     # The Mooncake slice's requests over 16,384 tokens (prompt + output), counted from the file: every
     # run reads all 300 rows (a workload spec asks for 1000 requests by default).
     rows = [json.loads(line) for line in (TRACES / "mooncake_conversation.jsonl").read_text().splitlines()]
@@ -139,3 +151,113 @@ def test_flips_name_the_neighbouring_slos_where_the_winner_changes() -> None:
         "w 2 GPUs, ttft<=500: tpot 10 -> 50 ms (aggregated wins from there)",
         "w 2 GPUs, tpot<=50: ttft 500 -> 2000 ms (P/D wins from there)",
     ]
+
+
+def _csv_trace(path: Path, rows: list[tuple[int, int]]) -> Path:
+    lines = ["timestamp,input_length,output_length"] + [
+        f"{0.1 * i:.1f},{p},{o}" for i, (p, o) in enumerate(rows)
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_a_threshold_route_wins_the_cell_where_the_kv_transfer_breaks_every_split_request(
+    tmp_path: Path,
+) -> None:
+    """A made-up connector whose transfer alone takes 400 ms, and a TTFT bound of 300 ms: no split
+    request can meet it, so split P/D sustains nothing. 95% of the prompts are 64 tokens: threshold:p90
+    (one token above that percentile, 64, so 65) serves exactly those locally on the decode instance, where
+    a 64-token prompt's first token takes a few ms unloaded; 95% >= the 90% target, so the threshold route
+    sustains a positive rate. The old map (split only) had a P/D side of zero here."""
+    prof = load_profile(PROFILE_8B)
+    prof = dataclasses.replace(prof, kv_transfer=dataclasses.replace(prof.kv_transfer, latency_s=0.4))
+    rows = [(4096 if i % 20 == 19 else 64, 32) for i in range(200)]
+    spec = WorkloadSpec(kind="trace", dataset=str(_csv_trace(tmp_path / "t.csv", rows)))
+    cfg = SearchConfig({"ttft": 300.0}, precision=0.1, requests_per_gpu=40, min_requests=200)
+    model, workload = ModelInput("8b", prof, "8b.json"), MapWorkload("short-mostly", spec)
+    result = break_even([model], [workload], [cfg.slo], [2], cfg, routes=["split", "threshold:p90"])
+    assert result.routes_searched == {"8b": {"short-mostly": ["split", "threshold:65"]}}
+    (cell,) = result.cells
+    assert cell.pd_split is not None and cell.pd_split.setup == "1P1D" and cell.pd_split.sustained_rps == 0
+    assert cell.pd.setup == "1P1D threshold:65" and cell.pd.per_gpu > 0
+    assert cell.pd.local_share == pytest.approx(0.95)  # the 190 short prompts of every 200
+    assert cell.route_gain == math.inf
+    doc = json.loads(json.dumps(result.to_dict(), default=str))
+    assert doc["routes"] == ["split", "threshold:p90"] and doc["cells"][0]["route_gain"] == math.inf
+
+
+def _mooncake_like(path: Path, n: int) -> Path:
+    """`n` requests of 2048 prompt tokens (four 512-token blocks): the first three blocks shared by all, the
+    fourth each request's own."""
+    rows = [{"timestamp": 100 * i, "input_length": 2048, "output_length": 16, "hash_ids": [0, 1, 2, 3 + i]}
+            for i in range(n)]  # fmt: skip
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_cells_of_a_trace_with_shared_blocks_see_prefix_hits(tmp_path: Path) -> None:
+    """Every request after an instance's first finds the three shared blocks in its cache: 1536 of its
+    2048 prompt tokens. An instance given k of the run's requests serves 1536 (k - 1) / 2048 k of
+    them, so with >= 20 requests per instance the hit rate lies in (0.7, 0.75]; a repeat (a run made
+    longer for a steady state) adds new prompts and one more miss per instance, no free hits."""
+    prof = load_profile(PROFILE_8B)
+    spec = WorkloadSpec(kind="trace", dataset=str(_mooncake_like(tmp_path / "m.jsonl", 120)))
+    plain = WorkloadSpec(kind="random", input_len=2048, output_len=16)
+    cfg = SearchConfig({"ttft": 2000.0}, precision=0.1, requests_per_gpu=40, min_requests=120)
+    result = break_even([ModelInput("8b", prof, "8b.json")],
+                        [MapWorkload("mooncake-like", spec), MapWorkload("random", plain)], [cfg.slo], [2],
+                        cfg, routes=["split"])  # fmt: skip
+    like, rand = result.cells
+    for side in (like.pd, like.agg, like.pd_kw, like.agg_kw):
+        assert side.prefix_hit_rate is not None and 0.7 < side.prefix_hit_rate <= 0.75, side
+    assert rand.pd.prefix_hit_rate is None and rand.agg.prefix_hit_rate is None  # no blocks, no cache
+    hits = result.to_dict()["prefix_hit_rates"]["8b"]
+    assert set(hits) == {"mooncake-like"} and 0.7 < hits["mooncake-like"]["pd"]["min"] <= 0.75
+
+
+def test_a_repeated_trace_run_gets_no_hits_from_its_earlier_pass(tmp_path: Path) -> None:
+    """One instance, 120 requests sharing three leading blocks: once, 119 of them hit 1536 of their 2048
+    tokens. Twice over (the RunCache's way to lengthen a ramp), the second pass's prompts are new ones
+    with the same reuse among them: one more miss, the same rate (were they the first pass again, every
+    second-pass request would hit all but its last token)."""
+    prof = load_profile(PROFILE_8B)
+    spec = WorkloadSpec(
+        kind="trace", dataset=str(_mooncake_like(tmp_path / "m.jsonl", 120)), num_requests=120
+    )
+    wl = workload_for(spec, 1, SMALL)
+    runs = RunCache(prof, parse_setup("single"), wl, SMALL, prof.engine)
+    once, twice = runs._run(0.5), runs._run(0.5, repeats=2)
+    assert once.outcome.requests == 120 and twice.outcome.requests == 240
+    assert once.outcome.prefix_hit_rate == pytest.approx(119 * 1536 / (120 * 2048))
+    assert twice.outcome.prefix_hit_rate == pytest.approx(238 * 1536 / (240 * 2048))
+
+
+def test_routes_resolve_per_workload_by_hand() -> None:
+    prompts = np.array([100, 100, 100, 1000])
+    # p50 of the prompts is 100: threshold:101 keeps the three short ones local (share 0.75); p25 splits
+    # the same requests (dropped); threshold:50 splits all (= split), 5000 none (= local); 1000 = p50's.
+    routes = [
+        "split",
+        "threshold:p50",
+        "threshold:p25",
+        "threshold:50",
+        "threshold:5000",
+        "threshold:1000",
+        "load",
+    ]
+    assert resolve_routes(routes, prompts) == ["split", "threshold:101", "load:4096:32"]
+    assert parse_routes("split, load ,threshold:p75,split") == ["split", "load", "threshold:p75"]
+    for bad, why in (("load,threshold:1024", "lack split"), ("split,threshold:p100", "0 < NN < 100"),
+                     ("split,threshold:px", "0 < NN < 100"), ("split,fast", "unknown policy")):  # fmt: skip
+        with pytest.raises(ValueError, match=why):
+            parse_routes(bad)
+
+
+def test_within_context_keeps_the_kept_requests_prompt_blocks() -> None:
+    spec = WorkloadSpec(kind="trace", dataset=str(TRACES / "mooncake_conversation.jsonl"), num_requests=300)
+    wl = workload_for(spec, 1, SMALL)
+    kept, dropped = within_context(wl, 16384)
+    assert wl.prefix is not None and kept.prefix is not None and dropped > 0
+    keep = (wl.prompt_tokens + wl.output_tokens) <= 16384
+    assert kept.prefix.chains == tuple(c for c, k in zip(wl.prefix.chains, keep, strict=True) if k)
+    assert kept.trace == wl.trace
