@@ -81,6 +81,8 @@ def table(cells: Sequence[Cell]) -> list[str]:
 def heatmap(result: BreakEven, model: str) -> Figure:
     """Margin per GPU and per kW: rows workload x GPUs, columns the SLO cells; green where P/D pays."""
     cells = result.cells_of(model)
+    scaled = any(derived(m) for m in result.models if m.name == model)
+    tag = " (derived profile: a prediction)" if scaled else ""
     rows = [(w.name, n) for w in result.workloads for n in result.gpus]
     cols = [slo_label(s) for s in result.slos]
     fig = Figure(figsize=(max(9.0, 0.75 * len(cols) + 3), 1.2 + 0.42 * len(rows) * 2), layout="constrained")
@@ -105,7 +107,7 @@ def heatmap(result: BreakEven, model: str) -> Figure:
                     ha="center", va="center", fontsize=6.5)  # fmt: skip
         ax.set_xticks(range(len(cols)), [c.replace(" ", "\n") for c in cols], fontsize=6.5)
         ax.set_yticks(range(len(rows)), [f"{w} x{n}" for w, n in rows], fontsize=7)
-        ax.set_title(f"{model}: P/D margin over the best aggregated setup, {title} (%)", fontsize=9)
+        ax.set_title(f"{model}{tag}: P/D margin over the best aggregated setup, {title} (%)", fontsize=9)
         fig.colorbar(im, ax=ax, shrink=0.8, format=lambda v, _: f"{100 * v:+.0f}%")
     return fig
 
@@ -183,15 +185,27 @@ def route_text(result: BreakEven, model: str, workload: str) -> str:
     return text
 
 
+def derived(m: ModelInput) -> bool:
+    """A model whose profile was scaled from another's (planner/derive.py): its cells are predictions of
+    predictions, no measurement of this model behind them."""
+    return m.profile.provenance.source == "derived"
+
+
 def provenance_lines(m: ModelInput) -> list[str]:
     p, prof = m.profile.provenance, m.profile
     kv = prof.kv_transfer
+    moe = " (with the MoE experts term)" if prof.decode.routing else ""
+    if derived(m):
+        return [
+            f"- **{m.name}**: `{m.path}`, **derived, not measured**: the measured 8B profile scaled by "
+            f"roofline ratios{moe} (`planner/derive.py`; rules, predicted points and what would falsify "
+            "them: `results/profiles/derived/README.md`). The fit errors it carries are the 8B's, not its "
+            f"own; power is the 8B's; KV side: {kv.source}.",
+        ]
     return [
         f"- **{m.name}**: `{m.path}`, {p.source} on {p.gpu or '?'} (vLLM {p.vllm_version or '?'}); "
         f"prefill fit max error {100 * prof.prefill.fit.max_rel_error:.1f}%, decode "
-        f"{100 * prof.decode.fit.max_rel_error:.1f}%"
-        + (" (with the MoE experts term)" if prof.decode.routing else "")
-        + f"; KV side: {kv.source}.",
+        f"{100 * prof.decode.fit.max_rel_error:.1f}%{moe}; KV side: {kv.source}.",
     ]
 
 
@@ -200,11 +214,21 @@ def readme(result: BreakEven, validation: dict[str, Any] | None, command: str) -
     names = [m.name for m in result.models]
     grid = {k: tuple(sorted({s[k] for s in result.slos})) for k in result.slos[0]}
     lines = ["# Where P/D pays: the break-even map", ""]
-    if missing := [m for m in MAP_MODELS if m not in names]:
+    scaled = [m.name for m in result.models if derived(m)]
+    if missing := [m for m in MAP_MODELS if m not in names or m in scaled]:
+        have = [n for n in names if n not in scaled]
         lines += [
-            f"> **Partial map: {', '.join(names)} only.** No measured profile yet for {', '.join(missing)}; "
-            "their device runbook is in `disagg/campaigns/README.md`. Rerun the command below with every "
-            "profile once they exist.",
+            f"> **Partial map: measured profiles for {', '.join(have) or 'no model'} only.** "
+            + (
+                f"{', '.join(scaled)} come from derived profiles (the 8B's scaled by stated rules, "
+                "committed before any device profile of them): their cells are predictions to be checked, "
+                "not findings. "
+                if scaled
+                else ""
+            )
+            + f"No measured profile yet for {', '.join(missing)}; their device runbook is in "
+            "`disagg/campaigns/README.md`. Rerun the command below with the measured profiles once they "
+            "exist, and compare.",
             "",
         ]
     lines += [
@@ -245,7 +269,8 @@ def readme(result: BreakEven, validation: dict[str, Any] | None, command: str) -
         "",
     ]
     for m in result.models:
-        lines += [f"### {m.name}", "", *paragraph(result, m.name), ""]
+        head = f"### {m.name}" + (" (derived profile: a prediction, not measured)" if derived(m) else "")
+        lines += [head, "", *paragraph(result, m.name), ""]
         if fl := flips(result.cells_of(m.name), lambda cell: cell.margin_gpu):
             lines += ["Where it flips (per GPU):", "", *(f"- {f}" for f in fl[:12])]
             lines += ([f"- ... {len(fl) - 12} more in `{m.name}/table.md`"] if len(fl) > 12 else []) + [""]

@@ -27,6 +27,7 @@ from planner.break_even import (
     resolve_routes,
     within_context,
 )
+from planner.break_even_report import readme
 from planner.fits import Fit
 from planner.profile_model import DECODE_FEATURES, MOE_FEATURE, DecodeModel, load_profile
 from planner.search import RunCache, SearchConfig, sustained_rate, workload_for
@@ -75,7 +76,10 @@ def test_the_command_maps_the_committed_profile_for_every_workload(tmp_path: Pat
     longer = sum(1 for r in rows if r["input_length"] + r["output_length"] > 16384)
     assert longer > 0 and doc["skipped_requests"]["llama-3.1-8b"]["mooncake-conv"] == longer
     readme = (out / "README.md").read_text()
-    assert "**Partial map: llama-3.1-8b only.** No measured profile yet for qwen2.5-32b" in readme
+    assert (
+        "**Partial map: measured profiles for llama-3.1-8b only.** No measured profile yet for qwen2.5-32b"
+        in (readme)
+    )
     assert "### llama-3.1-8b" in readme and "**mooncake-conv**" in readme and "KV side:" in readme
     assert (out / "llama-3.1-8b" / "heatmap.png").stat().st_size > 10_000
     assert "| prefill-heavy | 2 | ttft<=500 tpot<=25 |" in (out / "llama-3.1-8b" / "table.md").read_text()
@@ -87,7 +91,11 @@ def test_a_two_gpu_cell_is_1p1d_against_the_better_of_one_instance_and_two_repli
     prof = load_profile(PROFILE_8B)
     a, b, c, d = prof.decode.terms
     moe_fit = Fit((*DECODE_FEATURES, MOE_FEATURE), (a / 2, b, c, d, a / 16), 1.0, 0.0, 0.0, 5)
-    moe = dataclasses.replace(prof, decode=DecodeModel(moe_fit, MoeRouting(128, 8)))
+    moe = dataclasses.replace(
+        prof,
+        decode=DecodeModel(moe_fit, MoeRouting(128, 8)),
+        provenance=dataclasses.replace(prof.provenance, source="derived"),
+    )
     models = [ModelInput("8b", prof, "8b.json"), ModelInput("moe-test", moe, "made up")]
     spec = WorkloadSpec(kind="random", input_len=2048, output_len=256)
     result = break_even(models, [MapWorkload("prefill-heavy", spec)], [SMALL.slo], [2], SMALL)
@@ -108,6 +116,12 @@ def test_a_two_gpu_cell_is_1p1d_against_the_better_of_one_instance_and_two_repli
     # The made-up MoE's decode step is ~4x the 8B's at batch 64 (128 experts x a/16 + a/2), so its
     # 1P1D pair, which the decode side co-limits, sustains less.
     assert result.cells[1].pd.per_gpu < 0.97 * cell.pd.per_gpu
+    # The MoE's profile says it is derived: the README labels its section and its inputs as predictions.
+    text = readme(result, None, "python -m planner break-even ...")
+    assert "**Partial map: measured profiles for 8b only.** moe-test come from derived profiles" in text
+    assert "### moe-test (derived profile: a prediction, not measured)" in text and "### 8b\n" in text
+    inputs = {line.split("**")[1]: line for line in text.splitlines() if line.startswith("- **")}
+    assert "**derived, not measured**" in inputs["moe-test"] and "derived" not in inputs["8b"]
 
 
 def test_within_context_drops_and_counts_the_requests_too_long() -> None:
