@@ -42,6 +42,9 @@ class PowerFit:
     r2: float | None = None
     rel_rmse: float | None = None
     samples: int = 0
+    # How late the power readings were taken to be (s), chosen as the fit's best; None where the energy
+    # counter, read on every sample, gave each interval's joules and no reading was used.
+    reading_lag_s: float | None = None
 
 
 @dataclass(slots=True, kw_only=True)
