@@ -25,6 +25,7 @@ import pytest
 from experiments.arrivals import ArrivalConfig
 from experiments.attribution import attribute
 from experiments.metrics import compute_summary
+from experiments.power_intervals import power_intervals
 from experiments.schema import (
     EnergySection,
     GpuEnergy,
@@ -34,6 +35,8 @@ from experiments.schema import (
     RunResult,
     WorkloadConfig,
 )
+from monitor.csv_io import PowerCsv, read_power_csv
+from monitor.energy import GpuWindow
 
 S = 1_000_000_000
 A_J_PER_TOKEN = 0.05  # W per (prompt token/s)
@@ -158,3 +161,43 @@ def test_planted_phase_joules_come_back_from_the_counter_not_the_lagging_reading
         assert g.fit.reading_lag_s is None  # the counter alone: no reading was used
     else:
         assert g.fit.reading_lag_s == pytest.approx(INSTANT_LAG_NS / S)
+
+
+def _window_csv(tmp_path: Path, reads: list[int | str]) -> tuple[GpuWindow, PowerCsv]:
+    """A 0.4 s window (boundaries on counter steps, 0 and 40 J) at a steady 100 W, samples 40 ms after
+    each step reading the counter values `reads`."""
+    times = [START_NS + READ_AFTER_STEP_NS + k * STEP_NS for k in range(len(reads))]
+    with (tmp_path / "power.csv").open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["timestamp", "gpu_0_power", "gpu_0_energy_mj", "gpu_0_power_instant", "monotonic_ns"])
+        w.writerows([t / S, "100", mj, "100", t] for t, mj in zip(times, reads, strict=True))
+    window = GpuWindow(
+        index=0,
+        energy_j=40.0,
+        start_monotonic_ns=START_NS,
+        end_monotonic_ns=START_NS + 4 * STEP_NS,
+        duration_s=0.4,
+        boundary_uncertainty_s=0.005,
+        start_energy_mj=0,
+        end_energy_mj=40_000,
+    )
+    return window, read_power_csv(tmp_path / "power.csv")
+
+
+def test_a_read_that_missed_its_step_joins_the_interval_that_holds_two(tmp_path: Path) -> None:
+    # the read at 240 ms missed the 200 ms step
+    iv = power_intervals(*_window_csv(tmp_path, [0, 10_000, 10_000, 30_000]), "power_instant")
+    assert iv.source == "counter"
+    ms = [
+        (round((a - START_NS) / 1e6), round((b - START_NS) / 1e6))
+        for a, b in zip(iv.left, iv.right, strict=True)
+    ]
+    assert ms == [(0, 100), (100, 300), (300, 400)]
+    assert list(iv.joules) == [10.0, 20.0, 10.0]  # 100 W throughout, as the counter says
+
+
+def test_a_counter_that_went_backwards_leaves_the_readings(tmp_path: Path) -> None:
+    # a wrap (or a driver reload) between two reads
+    iv = power_intervals(*_window_csv(tmp_path, [0, 10_000, 5, 30_000]), "power_instant")
+    assert iv.source == "instant"
+    assert iv.joules.sum() == pytest.approx(100 * 0.4)  # readings x their intervals (the caller scales)
