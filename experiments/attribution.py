@@ -484,14 +484,19 @@ def attribute_run(result: RunResult, power_csv: Path | None = None) -> str | Non
 
 
 def describe(att: EnergyAttribution) -> list[str]:
-    """One line per GPU and one for the requests: what `python -m experiments.attribution` prints."""
-    lines = []
+    """Where the joules came from, one line per GPU and one for the requests: what
+    `python -m experiments.attribution` prints."""
+    lines = [f"  {att.power_source}"]
     for g in att.gpus:
         r2 = f"{g.fit.r2:.2f}" if g.fit is not None and g.fit.r2 is not None else "n/a"
+        lag = g.fit.reading_lag_s if g.fit is not None else None
         lines.append(
             f"  GPU {g.index} {g.role}: {g.energy_j:.0f} J = idle {g.idle_j:.0f} + prefill "
             f"{g.prefill_j:.0f} + decode {g.decode_j:.0f} + transfer {g.transfer_j:.0f} "
-            f"(unplaced {g.unplaced_j:.0f}; fit R^2 {r2})" + (f"; {g.note}" if g.note else "")
+            f"(unplaced {g.unplaced_j:.0f}; fit R^2 {r2}"
+            + (f", readings {1000 * lag:.0f} ms late" if lag is not None else "")
+            + ")"
+            + (f"; {g.note}" if g.note else "")
         )
     t = att.totals
     pre, dec = att.prefill_j_per_prompt_token, att.decode_j_per_output_token
