@@ -25,6 +25,7 @@ import pytest
 from experiments.arrivals import ArrivalConfig
 from experiments.attribution import attribute
 from experiments.metrics import compute_summary
+from experiments.model_dir import write_model_dir
 from experiments.power_intervals import power_intervals
 from experiments.schema import (
     EnergySection,
@@ -35,8 +36,10 @@ from experiments.schema import (
     RunResult,
     WorkloadConfig,
 )
+from fake_upstream import FakeBehavior, FakeUpstream
 from monitor.csv_io import PowerCsv, read_power_csv
 from monitor.energy import GpuWindow
+from tests.experiments.test_runner import run_cli, smoke_args
 
 S = 1_000_000_000
 A_J_PER_TOKEN = 0.05  # W per (prompt token/s)
@@ -201,3 +204,24 @@ def test_a_counter_that_went_backwards_leaves_the_readings(tmp_path: Path) -> No
     iv = power_intervals(*_window_csv(tmp_path, [0, 10_000, 5, 30_000]), "power_instant")
     assert iv.source == "instant"
     assert iv.joules.sum() == pytest.approx(100 * 0.4)  # readings x their intervals (the caller scales)
+
+
+def test_a_run_can_read_the_counter_on_every_sample_for_attribution(tmp_path: Path) -> None:
+    """run_experiment.py --counter-every 0.1 with 0.1 s samples (simulated NVML, a fake server): the
+    counter is read on every sample, so the run's attribution splits the counter's own joules."""
+    model = write_model_dir(tmp_path / "model")
+    with FakeUpstream(FakeBehavior(chunk_interval_s=0.005), root=str(model)) as srv:
+        args = smoke_args(srv.url, tmp_path / "runs")
+        args[args.index("--monitor-interval") + 1] = "0.1"
+        proc = run_cli([*args, "--rate", "20", "--run-name", "counted", "--counter-every", "0.1"])
+        bad = run_cli([*args, "--run-name", "too-often", "--counter-every", "0.05"])
+    assert proc.returncode == 0, proc.stderr
+    res = RunResult.load(tmp_path / "runs" / "counted")
+    assert res.metadata.config.monitor_counter_every_s == 0.1
+    assert res.energy is not None and res.energy.attribution is not None
+    assert res.energy.attribution.power_source.startswith("power.csv: energy counter differences")
+    power = read_power_csv(tmp_path / "runs" / "counted" / "power.csv")
+    counter = power.gpu(0, "energy_mj")
+    assert counter is not None and np.isfinite(counter).all()
+    assert bad.returncode == 2 and "error:" in bad.stderr and "steps every ~0.1 s" in bad.stderr
+    assert not (tmp_path / "runs" / "too-often").exists()
