@@ -220,7 +220,7 @@ def in_flight_terms(spans: Sequence[Span], n_requests: int, left: np.ndarray, ri
 
 
 def fit_power(power_w: np.ndarray, idle_w: float, flight: Terms, terms: Sequence[str]) -> PowerFit:
-    """Sample power ~ constant + coef . (terms summed over requests), coefficients >= 0. The constant
+    """Interval power ~ constant + coef . (terms summed over requests), coefficients >= 0. The constant
     absorbs what the idle baseline missed; it is not attributed (only term ratios split a sample)."""
     x = np.column_stack([np.ones(len(power_w))] + [flight.per_sample(flight.values[t]) for t in terms])
     ok = power_w > 0  # an interval the counter saw no energy in (its step came late) says nothing
@@ -259,6 +259,10 @@ def _split_base(base_j: np.ndarray, flight: Terms, count: dict[str, np.ndarray])
     return out
 
 
+def _r2(fit: PowerFit) -> float:
+    return -np.inf if fit.r2 is None else fit.r2
+
+
 def _fitted(
     gpu: GpuEnergy, power: PowerCsv, column: str, spans: list[Span], n_requests: int
 ) -> tuple[Intervals, Terms, list[str], PowerFit]:
@@ -275,7 +279,7 @@ def _fitted(
         terms = [x for x in TERMS if TERMS[x] in ROLE_PHASES[gpu.role] and flight.values[x].any()]
         fit = fit_power(iv.joules / iv.width_s, gpu.idle_power_w or 0.0, flight, terms)
         fit.reading_lag_s = None if iv.source == "counter" else lag
-        if best is None or (fit.r2 or -np.inf) > (best[3].r2 or -np.inf):
+        if best is None or _r2(fit) > _r2(best[3]):
             best = (iv, flight, terms, fit)
         if iv.source == "counter":  # the counter's own joules: no reading to align
             break

@@ -21,7 +21,8 @@ from monitor.csv_io import PowerCsv
 from monitor.energy import GpuWindow
 
 # How long a power reading may lag the work it reflects (s), tried where readings shape the split: on the
-# 2 x H200 runs NVML's instant power fits the work best read 75-100 ms late (the counter's steps: 0).
+# 2 x H200 runs NVML's instant power fits the work best read 75-100 ms late (the counter's steps: 0);
+# where the fit hardly changes with the lag (decode-dominated GPUs) the pick matters little.
 READING_LAGS_S = (0.0, 0.025, 0.05, 0.075, 0.1, 0.125, 0.15)
 
 

@@ -32,11 +32,11 @@ class RequestEnergy:
 
 @dataclass(slots=True, kw_only=True)
 class PowerFit:
-    """Dynamic power (W above idle) fitted, by non-negative least squares over the power samples, to what
-    was in flight at each sample. `coef_w` is W per unit of each term (`TERMS` in
-    experiments.attribution); `r2` and `rel_rmse` (residual RMS / mean dynamic power) say how well the
-    in-flight work explains the power; only the ratio of the terms splits a sample, the measured power
-    sets its joules."""
+    """Dynamic power (W above idle) fitted, by non-negative least squares over the window's intervals
+    (experiments.power_intervals: their joules from the energy counter), to what was in flight in each.
+    `coef_w` is W per unit of each term (`TERMS` in experiments.attribution); `r2` and `rel_rmse`
+    (residual RMS / mean dynamic power) say how well the in-flight work explains the power; only the
+    ratio of the terms splits an interval, the measured energy sets its joules. `samples`: intervals."""
 
     coef_w: dict[str, float] = field(default_factory=dict)
     r2: float | None = None
