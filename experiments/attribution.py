@@ -11,15 +11,20 @@ Per GPU over the measured window:
      transfer; decode GPU: the transfer, then decode. The transfer interval is the proxy's decode send to
      first decode chunk (`transfer_seqs`): the connector's KV move plus the decode side's first step, an
      upper bound on the transfer itself.
-3. Dynamic power (sample power - idle) fitted by non-negative least squares to those terms plus a
-   constant (`PowerFit`: coefficients, R^2). In each sample, the measured dynamic joules (all samples
+3. Each interval's joules from NVML's energy counter (`experiments.power_intervals`: cut where the
+   counter stepped before each read; between reads far apart, shared by the instant power readings at
+   the lag that fits best; no counter column: readings x their sample intervals). On the committed
+   2 x H200 runs the counter's intervals explain the P/D prefill GPUs' power with R^2 0.91 median,
+   the instant readings 0.19: those lag the work by 75-100 ms.
+4. Interval power (joules / width) above idle fitted by non-negative least squares to the in-flight terms
+   plus a constant (`PowerFit`: coefficients, R^2). In each interval, its dynamic joules (all intervals
    scaled so they sum to the counter's dynamic energy) go first to the fitted terms, by their modelled
    watts per request (never more than measured). The rest, the busy base the fit's constant and residual
    stand for (an engine stepping draws it whatever the step holds), is split by GPU time: prefills take
-   the share of the sample the GPU spends computing them (each prefill's prompt tokens x the run's
+   the share of the interval the GPU spends computing them (each prefill's prompt tokens x the run's
    5th-percentile time per prompt token, over its time in flight; at most all), the other phases the
    rest by time in flight; a phase alone takes all.
-   Samples with nothing in flight (`unplaced_j`) are spread over the requests by their shares.
+   Intervals with nothing in flight (`unplaced_j`) are spread over the requests by their shares.
 So idle + prefill + decode + transfer = the counter energy of each GPU (to float rounding).
 """
 
@@ -32,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from experiments.fits import FitError, fit_nonnegative
+from experiments.power_intervals import READING_LAGS_S, SOURCES, Intervals, power_intervals
 from experiments.schema import Distribution, GpuEnergy, Record, RunResult
 from experiments.schema.attribution import (
     EnergyAttribution,
@@ -61,11 +67,12 @@ ROLE_PHASES: dict[str, tuple[str, ...]] = {
 }
 POWER_COLUMNS = ("power_instant", "power")  # instant first: the 1 s average lags the work
 METHOD = (
-    "per GPU: idle = idle power x window; dynamic = counter - idle, split over the power samples by what "
-    "each request had in flight on that GPU (P/D: the GPU's role decides the phase, KV transfer = the "
-    "proxy's decode send to first decode chunk): first by a non-negative least-squares fit of dynamic "
-    "power to the in-flight terms, the rest (busy base) by GPU time (prefill: prompt tokens x the run's "
-    "fastest time per token; other phases: time in flight); samples scaled to the counter"
+    "per GPU: idle = idle power x window; dynamic = counter - idle, split over intervals whose joules the "
+    "energy counter gives (cut at the counter steps its reads saw; between reads far apart, shared by the "
+    "instant power readings, lag fitted) by what each request had in flight on that GPU (P/D: the GPU's "
+    "role decides the phase, KV transfer = the proxy's decode send to first decode chunk): first by a "
+    "non-negative least-squares fit of interval power to the in-flight terms, the rest (busy base) by GPU "
+    "time (prefill: prompt tokens x the run's fastest time per token; other phases: time in flight)"
 )
 
 
@@ -90,9 +97,10 @@ class Span:
 
 @dataclass(slots=True)
 class _Split:
-    """Joules per (request position, phase) on one GPU."""
+    """Joules per (request position, phase) on one GPU, and where its intervals' joules came from."""
 
     joules: dict[tuple[int, str], float] = field(default_factory=dict)
+    source: str = ""
 
 
 def _last_chunk(r: Record) -> int | None:
@@ -151,15 +159,6 @@ def with_prefill_busy(spans: list[Span]) -> list[Span]:
         else s
         for s in spans
     ]
-
-
-def sample_intervals(times_ns: np.ndarray, start_ns: int, end_ns: int) -> tuple[np.ndarray, np.ndarray]:
-    """Each sample's interval: midpoints between neighbouring samples, the first and last clipped to the
-    window [start_ns, end_ns]."""
-    mids = (times_ns[1:] + times_ns[:-1]) / 2.0
-    left = np.concatenate([[start_ns], mids]).astype(float)
-    right = np.concatenate([mids, [end_ns]]).astype(float)
-    return left, right
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,9 +220,11 @@ def in_flight_terms(spans: Sequence[Span], n_requests: int, left: np.ndarray, ri
 
 
 def fit_power(power_w: np.ndarray, idle_w: float, flight: Terms, terms: Sequence[str]) -> PowerFit:
-    """Sample power ~ constant + coef . (terms summed over requests), coefficients >= 0. The constant
+    """Interval power ~ constant + coef . (terms summed over requests), coefficients >= 0. The constant
     absorbs what the idle baseline missed; it is not attributed (only term ratios split a sample)."""
     x = np.column_stack([np.ones(len(power_w))] + [flight.per_sample(flight.values[t]) for t in terms])
+    ok = power_w > 0  # an interval the counter saw no energy in (its step came late) says nothing
+    x, power_w = x[ok], power_w[ok]
     try:
         fit = fit_nonnegative(("constant", *terms), x, power_w)
     except FitError:
@@ -258,6 +259,34 @@ def _split_base(base_j: np.ndarray, flight: Terms, count: dict[str, np.ndarray])
     return out
 
 
+def _r2(fit: PowerFit) -> float:
+    return -np.inf if fit.r2 is None else fit.r2
+
+
+def _fitted(
+    gpu: GpuEnergy, power: PowerCsv, column: str, spans: list[Span], n_requests: int
+) -> tuple[Intervals, Terms, list[str], PowerFit]:
+    """The window's intervals, what was in flight in them and the power fit. Where power readings shape
+    the intervals' joules (no counter read on every sample), each lag in READING_LAGS_S is tried and the
+    one whose fit explains most of the power is kept (`PowerFit.reading_lag_s`)."""
+    best: tuple[Intervals, Terms, list[str], PowerFit] | None = None
+    for lag in READING_LAGS_S:
+        try:
+            iv = power_intervals(gpu, power, column, lag)
+        except ValueError as exc:
+            raise AttributionError(str(exc)) from exc
+        flight = in_flight_terms(spans, n_requests, iv.left, iv.right)
+        terms = [x for x in TERMS if TERMS[x] in ROLE_PHASES[gpu.role] and flight.values[x].any()]
+        fit = fit_power(iv.joules / iv.width_s, gpu.idle_power_w or 0.0, flight, terms)
+        fit.reading_lag_s = None if iv.source == "counter" else lag
+        if best is None or _r2(fit) > _r2(best[3]):
+            best = (iv, flight, terms, fit)
+        if iv.source == "counter":  # the counter's own joules: no reading to align
+            break
+    assert best is not None
+    return best
+
+
 def split_gpu(
     gpu: GpuEnergy, records: Sequence[Record], power: PowerCsv, column: str, positions: Sequence[int]
 ) -> tuple[GpuAttribution, _Split]:
@@ -271,23 +300,12 @@ def split_gpu(
         return GpuAttribution(index=gpu.index, role=role, energy_j=energy, idle_j=energy, note=note), _Split()
     if gpu.start_monotonic_ns is None or gpu.end_monotonic_ns is None:
         raise AttributionError(f"GPU {gpu.index}'s energy window has no monotonic times")
-    t_all = power.columns.get("monotonic_ns")
-    p_all = power.gpu(gpu.index, column)
-    if t_all is None or p_all is None:
-        raise AttributionError(f"{power.path} has no monotonic_ns or gpu_{gpu.index}_{column} column")
-    start, end = gpu.start_monotonic_ns, gpu.end_monotonic_ns
-    keep = (t_all >= start) & (t_all <= end) & np.isfinite(p_all)
-    t, p = t_all[keep], p_all[keep]
-    if len(t) < 2:
-        raise AttributionError(f"{power.path} has under 2 power samples of GPU {gpu.index} in the window")
     idle_w = gpu.idle_power_w
     notes = []
     fitted_idle = idle_w is None
-    left, right = sample_intervals(t, start, end)
     spans = with_prefill_busy([s for i in positions for s in request_spans(i, records[i], role)])
-    flight = in_flight_terms(spans, len(records), left, right)
-    terms = [x for x in TERMS if TERMS[x] in ROLE_PHASES[role] and flight.values[x].any()]
-    fit = fit_power(p, idle_w if idle_w is not None else 0.0, flight, terms)
+    iv, flight, terms, fit = _fitted(gpu, power, column, spans, len(records))
+    width_s = iv.width_s
     if fitted_idle:  # no idle baseline: the fit's constant stands in for idle power
         idle_w = fit.coef_w.pop("constant_above_idle", 0.0)
         fit.coef_w["constant_above_idle"] = 0.0
@@ -301,8 +319,7 @@ def split_gpu(
     # Per entry: the fitted terms' watts (marginal), and the request's count in flight (the busy base).
     marg = {ph: sum((coef[x] * flight.values[x] for x in terms if TERMS[x] == ph), zero) for ph in phases}
     count = {ph: flight.values[COUNTS[ph]] for ph in phases}
-    width_s = (right - left) / 1e9
-    sample_j = np.clip(p - idle_w, 0.0, None) * width_s
+    sample_j = np.clip(iv.joules - idle_w * width_s, 0.0, None)
     marg_k = sum(flight.per_sample(m) for m in marg.values()) * width_s
     count_k = sum(flight.per_sample(c) for c in count.values())
     if sample_j.sum() <= 0:  # the samples never rose above idle though the counter did
@@ -325,7 +342,7 @@ def split_gpu(
     )
     grand = float(sum(j.sum() for j in spread.values()))
     in_flight = np.unique(flight.i[sum(count.values(), zero) > 0]).tolist()
-    split = _Split()
+    split = _Split(source=iv.source)
     sums = dict.fromkeys(("prefill", "decode", "transfer"), 0.0)
     for ph, joules in placed_j.items():
         joules = joules + (unplaced * spread[ph] / grand if grand > 0 else 0.0)
@@ -411,12 +428,22 @@ def attribute(result: RunResult, power_csv: Path | None = None) -> EnergyAttribu
             if touched
             else None
         )
+    sources = sorted({sp.source for sp in splits if sp.source}, key=list(SOURCES).index)
     warnings = []
-    if column != "power_instant":
+    if column != "power_instant" and sources != ["counter"]:
         warnings.append(f"power from `{column}` (NVML's 1 s average): it lags the work, blurring the phases")
+    source = "; ".join(
+        f"{SOURCES[s]} (gpu_<i>_{'energy_mj' if s == 'counter' else column}"
+        + (", gpu_<i>_energy_mj" if s == "counter+instant" else "")
+        + ")"
+        for s in sources
+    )
     return _with_distributions(
         EnergyAttribution(
-            method=METHOD, power_source=f"{power_csv.name}: gpu_<i>_{column}", gpus=gpus, warnings=warnings
+            method=METHOD,
+            power_source=f"{power_csv.name}: {source or 'no GPU served'}",
+            gpus=gpus,
+            warnings=warnings,
         ),
         result,
         pd,
@@ -461,14 +488,19 @@ def attribute_run(result: RunResult, power_csv: Path | None = None) -> str | Non
 
 
 def describe(att: EnergyAttribution) -> list[str]:
-    """One line per GPU and one for the requests: what `python -m experiments.attribution` prints."""
-    lines = []
+    """Where the joules came from, one line per GPU and one for the requests: what
+    `python -m experiments.attribution` prints."""
+    lines = [f"  {att.power_source}"]
     for g in att.gpus:
         r2 = f"{g.fit.r2:.2f}" if g.fit is not None and g.fit.r2 is not None else "n/a"
+        lag = g.fit.reading_lag_s if g.fit is not None else None
         lines.append(
             f"  GPU {g.index} {g.role}: {g.energy_j:.0f} J = idle {g.idle_j:.0f} + prefill "
             f"{g.prefill_j:.0f} + decode {g.decode_j:.0f} + transfer {g.transfer_j:.0f} "
-            f"(unplaced {g.unplaced_j:.0f}; fit R^2 {r2})" + (f"; {g.note}" if g.note else "")
+            f"(unplaced {g.unplaced_j:.0f}; fit R^2 {r2}"
+            + (f", readings {1000 * lag:.0f} ms late" if lag is not None else "")
+            + ")"
+            + (f"; {g.note}" if g.note else "")
         )
     t = att.totals
     pre, dec = att.prefill_j_per_prompt_token, att.decode_j_per_output_token

@@ -40,8 +40,10 @@ class EnergyMeter:
         backend: str,
         csv_path: Path,
         rapl_root: Path = POWERCAP,
+        counter_every_s: float | None = None,
     ) -> None:
         self.gpu_ids, self.roles, self.interval_s = list(gpu_ids), dict(roles), interval_s
+        self.counter_every_s = counter_every_s  # the sampler's counter reads (None: its CPU budget's)
         self.backend_kind, self.csv_path = backend, csv_path
         self.monitor: Any = None
         self.reason: str | None = None
@@ -64,7 +66,13 @@ class EnergyMeter:
             backend = (
                 open_backend(self.backend_kind) if isinstance(self.backend_kind, str) else self.backend_kind
             )
-            self.monitor = PowerMonitor(self.gpu_ids, self.interval_s, backend, csv_path=self.csv_path)
+            self.monitor = PowerMonitor(
+                self.gpu_ids,
+                self.interval_s,
+                backend,
+                csv_path=self.csv_path,
+                counter_read_every_s=self.counter_every_s,
+            )
             self.monitor.start()
         except MonitorUnavailable as exc:
             self.reason = str(exc)

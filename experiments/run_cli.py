@@ -45,6 +45,7 @@ from experiments.slo import parse_slo
 from experiments.traces import TraceReplay, describe_trace, is_trace_file, select_trace
 from experiments.vllm_result import default_file_name, save_vllm_result
 from experiments.workloads import WorkloadError
+from monitor.counter_schedule import COUNTER_UPDATE_S
 from testbed.cli_errors import OneLineErrorParser
 
 
@@ -83,6 +84,18 @@ def _slo(text: str) -> dict[str, float]:
         return parse_slo(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _counter_every(text: str) -> float:
+    try:
+        s = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not s >= COUNTER_UPDATE_S:
+        raise argparse.ArgumentTypeError(
+            f"the energy counter steps every ~{COUNTER_UPDATE_S} s; read it at most that often, got {text}"
+        )
+    return s
 
 
 def _gpu_ids(text: str) -> list[int]:
@@ -273,6 +286,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="power monitor backend; sim is the simulated NVML (tests only: fake joules)",
     )
     m.add_argument("--monitor-interval", type=float, default=0.1, help="power sample period in s (>= 0.01)")
+    m.add_argument(
+        "--counter-every",
+        type=_counter_every,
+        default=None,
+        metavar="S",
+        help="seconds between the sampler's energy-counter reads (default: as often as 0.2%% of a core "
+        "allows, ~1.75 s on an H200); 0.1 reads every counter step, so energy attribution splits the "
+        "counter's own joules (local monitor only; a cluster run's node monitors keep the default)",
+    )
     m.add_argument("--idle-seconds", type=float, default=5.0, help="idle baseline measured before the run")
 
     o = p.add_argument_group("output")
@@ -491,6 +513,7 @@ def config_from_args(args: argparse.Namespace, rate: float | None, sweep: Sweep 
         gpu_roles=roles,
         monitor_backend=args.monitor,
         monitor_interval_s=args.monitor_interval,
+        monitor_counter_every_s=args.counter_every,
         idle_seconds=args.idle_seconds,
         server_metrics_urls=[u for u in args.server_metrics.split(",") if u],
         launch_plan=args.launch_plan,

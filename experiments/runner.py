@@ -143,7 +143,14 @@ def _energy_meter(cfg: RunConfig, setup: ServingSetup, csv_path: Path) -> Energy
     """The monitor here, or with a setup placed through Ray one on each of its nodes (the GPUs its
     instances hold there, not --gpu-ids)."""
     if setup.cluster is None:
-        return EnergyMeter(cfg.gpu_ids, cfg.gpu_roles, cfg.monitor_interval_s, cfg.monitor_backend, csv_path)
+        return EnergyMeter(
+            cfg.gpu_ids,
+            cfg.gpu_roles,
+            cfg.monitor_interval_s,
+            cfg.monitor_backend,
+            csv_path,
+            counter_every_s=cfg.monitor_counter_every_s,
+        )
     from experiments.cluster_energy import ClusterEnergyMeter
 
     return ClusterEnergyMeter(setup, cfg.monitor_interval_s, cfg.monitor_backend, csv_path)

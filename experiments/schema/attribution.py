@@ -32,16 +32,19 @@ class RequestEnergy:
 
 @dataclass(slots=True, kw_only=True)
 class PowerFit:
-    """Dynamic power (W above idle) fitted, by non-negative least squares over the power samples, to what
-    was in flight at each sample. `coef_w` is W per unit of each term (`TERMS` in
-    experiments.attribution); `r2` and `rel_rmse` (residual RMS / mean dynamic power) say how well the
-    in-flight work explains the power; only the ratio of the terms splits a sample, the measured power
-    sets its joules."""
+    """Dynamic power (W above idle) fitted, by non-negative least squares over the window's intervals
+    (experiments.power_intervals: their joules from the energy counter), to what was in flight in each.
+    `coef_w` is W per unit of each term (`TERMS` in experiments.attribution); `r2` and `rel_rmse`
+    (residual RMS / mean dynamic power) say how well the in-flight work explains the power; only the
+    ratio of the terms splits an interval, the measured energy sets its joules. `samples`: intervals."""
 
     coef_w: dict[str, float] = field(default_factory=dict)
     r2: float | None = None
     rel_rmse: float | None = None
     samples: int = 0
+    # How late the power readings were taken to be (s), chosen as the fit's best; None where the energy
+    # counter, read on every sample, gave each interval's joules and no reading was used.
+    reading_lag_s: float | None = None
 
 
 @dataclass(slots=True, kw_only=True)

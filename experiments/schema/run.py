@@ -96,6 +96,8 @@ class RunConfig:
     gpu_roles: dict[int, str] = field(default_factory=dict)
     monitor_backend: str = "auto"  # auto | nvml | sim | none
     monitor_interval_s: float = 0.1
+    # seconds between the sampler's energy-counter reads; None: as often as its CPU budget allows
+    monitor_counter_every_s: float | None = None
     idle_seconds: float = 5.0
     server_metrics_urls: list[str] = field(default_factory=list)
     launch_plan: Path | None = None  # launch.json (or its run dir); default: found by endpoint
