@@ -63,6 +63,9 @@ class MapWorkload:
     spec: WorkloadSpec
 
     def describe(self) -> str:
+        """The shape; a trace's rows give only lengths here (the map's arrivals are its searched rates)."""
+        if self.spec.kind == "trace":
+            return f"trace {self.spec.dataset}: its rows' lengths, arrivals at the searched rates"
         return self.spec.describe()
 
 
