@@ -49,6 +49,8 @@ head in bf16), the rest at torch_dtype.
 
 The derived profile says so everywhere: provenance.source "derived", its notes name the base profile and
 every ratio, no raw points, each fit keeps the base's stated error with 0 points of its own.
+`derive --check MEASURED --against DERIVED` judges it, rule by rule, once the model is measured
+(planner/derive_check.py).
 """
 
 from __future__ import annotations
@@ -364,9 +366,9 @@ def add_derive_parser(sub: Any) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--from", dest="base", type=Path, required=True, help="measured profile JSON (the base)")
-    p.add_argument("--model", required=True, help=f"a shape ({', '.join(SHAPES)}) or a model directory")
-    p.add_argument("--out", type=Path, required=True, help="derived profile JSON to write")
+    p.add_argument("--from", dest="base", type=Path, help="measured profile JSON (the base)")
+    p.add_argument("--model", help=f"a shape ({', '.join(SHAPES)}) or a model directory")
+    p.add_argument("--out", type=Path, help="derived profile JSON to write")
     p.add_argument("--base-model", default=None, help="the base's model (default: its provenance's)")
     p.add_argument("--kv-cache-dtype", default=None, help="the new model's KV dtype as vLLM's flag (fp8)")
     p.add_argument(
@@ -384,9 +386,23 @@ def add_derive_parser(sub: Any) -> None:
     p.add_argument("--gpu-memory-bytes", type=int, default=None, help="GPU memory (default: known GPUs')")
     p.add_argument("--gpu-memory-utilization", type=float, default=DEFAULT_GPU_MEMORY_UTILIZATION)
     p.add_argument("--table", type=Path, default=None, help="also write the prediction table (markdown)")
+    judge = p.add_argument_group("judge a derived profile by a measured one (planner/derive_check.py)")
+    judge.add_argument("--check", type=Path, default=None, metavar="MEASURED", help="measured profile JSON")
+    judge.add_argument("--against", type=Path, default=None, metavar="DERIVED", help="derived profile JSON")
+    judge.add_argument("--markdown", type=Path, default=None, help="also write the comparison (markdown)")
+    judge.add_argument("--json", type=Path, default=None, help="also write the comparison (JSON)")
 
 
 def cmd_derive(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
+    if args.check is not None:
+        from planner.derive_check import cmd_check
+
+        return cmd_check(args)
+    missing = [
+        flag for flag, v in (("--from", args.base), ("--model", args.model), ("--out", args.out)) if not v
+    ]
+    if missing:
+        raise ValueError(f"derive needs {', '.join(missing)} (or --check MEASURED --against DERIVED)")
     for name in ("weight_read_bytes_per_s", "fp8_gemm_speedup", "gpu_memory_utilization"):
         if getattr(args, name) <= 0:
             raise ValueError(f"--{name.replace('_', '-')} must be > 0")
