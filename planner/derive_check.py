@@ -202,14 +202,14 @@ def _rise(derived: Profile, lo: DecodePoint, hi: DecodePoint) -> str:
 def context_levels(points: Sequence[DecodePoint]) -> dict[DecodePoint, float]:
     """Each decode point's context level: the profile's contexts are a prompt length plus the mean of
     the tokens decoded so far, so one level's points differ by a few tokens across batches (a point
-    whose streams end early reads lower). A level is the smallest context of a run within 10%."""
-    levels: dict[DecodePoint, float] = {}
-    start = None
+    whose streams end early reads lower). A level is a run of contexts each within 10% of the run's
+    first, named by the run's median context."""
+    runs: list[list[DecodePoint]] = []
     for p in sorted(points, key=lambda p: p.context_tokens):
-        if start is None or p.context_tokens > 1.1 * start:
-            start = p.context_tokens
-        levels[p] = start
-    return levels
+        if not runs or p.context_tokens > 1.1 * runs[-1][0].context_tokens:
+            runs.append([])
+        runs[-1].append(p)
+    return {p: statistics.median(q.context_tokens for q in run) for run in runs for p in run}
 
 
 def _by_level(points: Sequence[DecodePoint]) -> dict[float, dict[int, DecodePoint]]:
