@@ -107,7 +107,7 @@ def heatmap(result: BreakEven, model: str) -> Figure:
                     ha="center", va="center", fontsize=6.5)  # fmt: skip
         ax.set_xticks(range(len(cols)), [c.replace(" ", "\n") for c in cols], fontsize=6.5)
         ax.set_yticks(range(len(rows)), [f"{w} x{n}" for w, n in rows], fontsize=7)
-        at = " at SLO scales (x one request's latency alone)" if result.slo_scales else ""
+        at = "\nat SLO scales (x one request's TTFT and TPOT alone)" if result.slo_scales else ""
         ax.set_title(f"{model}{tag}: P/D margin over the best aggregated setup{at}, {title} (%)", fontsize=9)
         fig.colorbar(im, ax=ax, shrink=0.8, format=lambda v, _: f"{100 * v:+.0f}%")
     return fig
