@@ -22,6 +22,11 @@ Trace workloads with prompt blocks (Mooncake's hash_ids) run with each instance'
 (planner/prefix_cache.py), as vLLM's prefix caching (on by default) serves them; each side records
 its predicted hit rate at the sustained rate.
 
+With SLO scales (`scales`, `--slo-scale 2,3,5,10`) in place of the absolute grid, each model's and
+workload's SLOs are those multiples of one request's TTFT and TPOT alone at the workload's median
+lengths (planner/slo_scale.py), so that models whose decode step alone differs 4x are compared at SLOs
+each can meet; the cells then carry their scale, and the result the bounds it resolved to.
+
 Requests longer than `max_model_len` (prompt + output; the served context) are skipped and counted,
 never clipped; the count is in the result.
 
