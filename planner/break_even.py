@@ -22,6 +22,11 @@ Trace workloads with prompt blocks (Mooncake's hash_ids) run with each instance'
 (planner/prefix_cache.py), as vLLM's prefix caching (on by default) serves them; each side records
 its predicted hit rate at the sustained rate.
 
+With SLO scales (`scales`, `--slo-scale 2,3,5,10`) in place of the absolute grid, each model's and
+workload's SLOs are those multiples of one request's TTFT and TPOT alone at the workload's median
+lengths (planner/slo_scale.py), so that models whose decode step alone differs 4x are compared at SLOs
+each can meet; the cells then carry their scale, and the result the bounds it resolved to.
+
 Requests longer than `max_model_len` (prompt + output; the served context) are skipped and counted,
 never clipped; the count is in the result.
 
@@ -46,6 +51,7 @@ from planner.routing import SPLIT, parse_route
 from planner.search import SearchConfig, SetupResult, search_grid, workload_for
 from planner.setups import Setup
 from planner.simulate import Prefix
+from planner.slo_scale import Unloaded, median_lengths, scale_label, unloaded
 from planner.validate import slo_label
 from planner.workload import Workload, WorkloadSpec, from_specs
 
@@ -134,6 +140,17 @@ class Cell:
     pd_kw: Side  # best by req/s per kW (may be another setup)
     agg_kw: Side
     pd_split: Side | None = None  # the best P/D setup under the split route (None: routes not searched)
+    scale: float | None = None  # the SLO scale whose bounds `slo` holds (None: an absolute SLO)
+
+    @property
+    def label(self) -> str:
+        """The cell's column: its SLO, or its SLO scale (whose bounds differ per model and workload)."""
+        return slo_label(self.slo) if self.scale is None else scale_label(self.scale)
+
+    @property
+    def coords(self) -> dict[str, float]:
+        """Where the cell sits on the map's SLO axes: the bounds, or the scale alone."""
+        return dict(self.slo) if self.scale is None else {"scale": self.scale}
 
     @property
     def margin_gpu(self) -> float | None:
@@ -149,8 +166,11 @@ class Cell:
         return _margin(self.pd_kw.per_kw, self.agg_kw.per_kw)
 
     def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        if self.scale is None:  # an absolute map's cells as before the scale existed
+            out.pop("scale")
         return {
-            **dataclasses.asdict(self),
+            **out,
             "slo_label": slo_label(self.slo),
             "margin_gpu": self.margin_gpu,
             "margin_kw": self.margin_kw,
@@ -179,6 +199,16 @@ class BreakEven:
     skipped: dict[str, dict[str, int]] = field(default_factory=dict)  # model -> workload -> requests
     wall_s: float = 0.0
     routes_wall_s: float = 0.0  # of wall_s: the searches of the routes other than split
+    slo_scales: list[float] = field(default_factory=list)  # set: SLOs per model and workload (slos empty)
+    unloaded: dict[str, dict[str, Unloaded]] = field(default_factory=dict)  # model -> workload -> ...
+
+    def columns(self) -> list[str]:
+        """The map's SLO columns: the absolute SLOs, or the SLO scales."""
+        return (
+            [scale_label(s) for s in self.slo_scales]
+            if self.slo_scales
+            else [slo_label(s) for s in self.slos]
+        )
 
     def cells_of(self, model: str) -> list[Cell]:
         return [c for c in self.cells if c.model == model]
@@ -209,6 +239,17 @@ class BreakEven:
             "cells": [c.to_dict() for c in self.cells],
             "wall_s": self.wall_s,
             "routes_wall_s": self.routes_wall_s,
+            **({"slo_scales": self.slo_scales, "unloaded": self.resolved()} if self.slo_scales else {}),
+        }
+
+    def resolved(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """Per model and workload: the unloaded latency and the SLO bounds each scale resolved to (ms)."""
+        return {
+            m: {
+                w: {**dataclasses.asdict(u), "slos": {f"{s:g}": u.bounds(s) for s in self.slo_scales}}
+                for w, u in per.items()
+            }
+            for m, per in self.unloaded.items()
         }
 
 
@@ -301,6 +342,7 @@ class _Mapped:
     dropped: int  # requests longer than the context (the most of any one run)
     routes: list[str]  # the routes searched on this workload
     routes_s: float  # seconds spent on the routes other than split
+    unloaded: Unloaded | None  # one request alone at the workload's median lengths (SLO scales only)
 
 
 def _map_one(
@@ -313,8 +355,11 @@ def _map_one(
     top: int,
     routes: Sequence[str],
     progress: Callable[[str], None] | None,
+    scales: Sequence[float] = (),
 ) -> _Mapped:
-    """One model and workload: its cells, the requests longer than `max_len`, the routes searched."""
+    """One model and workload: its cells, the requests longer than `max_len`, the routes searched. With
+    `scales`, the SLOs are those scales of one request's latency alone at the workload's median lengths
+    (planner/slo_scale.py), taken from the largest run (every run draws from the same lengths)."""
     prof = m.profile
     spec = dataclasses.replace(w.spec, seed=cfg.seed)
     dropped: dict[int, int] = {}
@@ -328,7 +373,11 @@ def _map_one(
                            setups, workload_of, known)  # fmt: skip
 
     # thresholds at percentiles of the largest run's prompts (every run draws from the same lengths)
-    searched = resolve_routes(routes, workload_of(max(gpus)).prompt_tokens)
+    largest = workload_of(max(gpus))
+    searched = resolve_routes(routes, largest.prompt_tokens)
+    alone = unloaded(prof, *median_lengths(largest.prompt_tokens, largest.output_tokens)) if scales else None
+    if alone is not None:
+        slos = [alone.bounds(s) for s in scales]
     others = searched[1:]
     if progress:
         progress(f"{m.name} / {w.name}: one instance, replicas and xPyD ({', '.join(searched)}) at "
@@ -353,9 +402,10 @@ def _map_one(
                     _best(pd_family, lambda s: s.per_kw),
                     _best(agg_family, lambda s: s.per_kw),
                     _best(split[i][n], lambda s: s.per_gpu),
+                    scales[i] if scales else None,
                 )
             )
-    return _Mapped(cells, max(dropped.values(), default=0), searched, routes_s)
+    return _Mapped(cells, max(dropped.values(), default=0), searched, routes_s, alone)
 
 
 def break_even(
@@ -368,18 +418,24 @@ def break_even(
     top: int = 3,
     progress: Callable[[str], None] | None = None,
     routes: Sequence[str] = DEFAULT_ROUTES,
+    scales: Sequence[float] = (),
 ) -> BreakEven:
     """Every cell of the map (see the module docstring); `top`: P/D setups kept per GPU count, of which
-    the best per kW is taken; `routes`: the per-request policies of the P/D side (`parse_routes`)."""
+    the best per kW is taken; `routes`: the per-request policies of the P/D side (`parse_routes`);
+    `scales`: SLO scales (planner/slo_scale.py) in place of the absolute `slos` (which must then be empty)."""
+    if bool(scales) == bool(slos):
+        raise ValueError("give either absolute SLOs or SLO scales, not both (or neither)")
     t0 = time.perf_counter()
     routes = parse_routes(",".join(routes))
     out = BreakEven(list(models), list(workloads), [dict(s) for s in slos], list(gpus), cfg, max_model_len,
-                    routes)  # fmt: skip
+                    routes, slo_scales=list(scales))  # fmt: skip
     for m in models:
         max_len = min(max_model_len, m.profile.engine.kv_capacity_tokens)
         out.skipped[m.name], out.routes_searched[m.name] = {}, {}
         for w in workloads:
-            one = _map_one(m, w, slos, gpus, cfg, max_len, top, routes, progress)
+            one = _map_one(m, w, slos, gpus, cfg, max_len, top, routes, progress, scales)
+            if one.unloaded is not None:
+                out.unloaded.setdefault(m.name, {})[w.name] = one.unloaded
             out.cells += one.cells
             out.skipped[m.name][w.name], out.routes_searched[m.name][w.name] = one.dropped, one.routes
             out.routes_wall_s += one.routes_s
@@ -389,26 +445,30 @@ def break_even(
 
 def flips(cells: Sequence[Cell], margin: Callable[[Cell], float | None]) -> list[str]:
     """Where the sign of the margin changes between neighbouring SLO cells (tighter -> looser TPOT, then
-    TTFT), per workload and GPU count: 'azure-conv 4 GPUs: ttft<=500 tpot<=10 -> tpot<=15'."""
+    TTFT; or the SLO scale), per workload and GPU count: 'azure-conv 4 GPUs, ttft<=500: tpot 10 -> 15 ms
+    (...)', 'azure-conv 4 GPUs: scale 2 -> 3x (...)'."""
     out = []
     by: dict[tuple[str, int], list[Cell]] = {}
     for c in cells:
         by.setdefault((c.workload, c.gpus), []).append(c)
     for (wl, n), group in by.items():
-        for key in ("tpot", "ttft"):
-            others = [k for k in group[0].slo if k != key]
+        for key in [k for k in ("tpot", "ttft", "scale") if k in group[0].coords]:
+            others = [k for k in group[0].coords if k != key]
             lines: dict[tuple[float, ...], list[Cell]] = {}
             for c in group:
-                lines.setdefault(tuple(c.slo[k] for k in others), []).append(c)
+                lines.setdefault(tuple(c.coords[k] for k in others), []).append(c)
             for line in lines.values():
-                line.sort(key=lambda c: c.slo.get(key, 0.0))
+                line.sort(key=lambda c: c.coords.get(key, 0.0))
                 for a, b in itertools.pairwise(line):
                     ma, mb = margin(a), margin(b)
                     if ma is None or mb is None or np.sign(ma) == np.sign(mb):
                         continue
-                    fixed = " ".join(f"{k}<={a.slo[k]:g}" for k in others)
+                    fixed = "".join(
+                        f"{', ' if i == 0 else ' '}{k}<={a.coords[k]:g}" for i, k in enumerate(others)
+                    )
+                    unit = "x" if key == "scale" else " ms"
                     out.append(
-                        f"{wl} {n} GPUs, {fixed}: {key} {a.slo[key]:g} -> {b.slo[key]:g} ms "
+                        f"{wl} {n} GPUs{fixed}: {key} {a.coords[key]:g} -> {b.coords[key]:g}{unit} "
                         f"({'P/D' if mb > 0 else 'aggregated'} wins from there)"
                     )
     return out

@@ -33,6 +33,7 @@ from planner.break_even import (
 from planner.plots import save
 from planner.profile_model import Profile, load_profile
 from planner.search import SearchConfig
+from planner.slo_scale import parse_scales, scale_label
 from planner.validate import DEFAULT_SLO_GRID, slo_cells, slo_label
 from planner.validate_report import grid_text, slo_grid_arg
 
@@ -67,8 +68,9 @@ def table(cells: Sequence[Cell]) -> list[str]:
     ]
     for c in cells:
         split = c.pd_split or c.pd
+        slo = slo_label(c.slo) if c.scale is None else f"{c.label}: {slo_label(c.slo)}"
         lines.append(
-            f"| {c.workload} | {c.gpus} | {slo_label(c.slo)} | {c.pd.setup} | {c.pd.per_gpu:.2f} | "
+            f"| {c.workload} | {c.gpus} | {slo} | {c.pd.setup} | {c.pd.per_gpu:.2f} | "
             f"{split.setup} ({split.per_gpu:.2f}) | {pct(c.route_gain)} | "
             f"{c.agg.setup} | {c.agg.per_gpu:.2f} | **{pct(c.margin_gpu)}** | "
             f"{_num(c.pd_kw.per_kw)} ({c.pd_kw.setup}) | {_num(c.agg_kw.per_kw)} ({c.agg_kw.setup}) | "
@@ -84,7 +86,7 @@ def heatmap(result: BreakEven, model: str) -> Figure:
     scaled = any(derived(m) for m in result.models if m.name == model)
     tag = " (derived profile: a prediction)" if scaled else ""
     rows = [(w.name, n) for w in result.workloads for n in result.gpus]
-    cols = [slo_label(s) for s in result.slos]
+    cols = result.columns()
     fig = Figure(figsize=(max(9.0, 0.75 * len(cols) + 3), 1.2 + 0.42 * len(rows) * 2), layout="constrained")
     axes = fig.subplots(2, 1)
     for ax, (title, margin) in zip(
@@ -96,30 +98,30 @@ def heatmap(result: BreakEven, model: str) -> Figure:
         for c in cells:
             m = margin(c)
             if m is not None:
-                grid[rows.index((c.workload, c.gpus)), cols.index(slo_label(c.slo))] = max(
-                    -CLIP, min(CLIP, m)
-                )
+                grid[rows.index((c.workload, c.gpus)), cols.index(c.label)] = max(-CLIP, min(CLIP, m))
         im = ax.imshow(grid, cmap="RdYlGn", vmin=-CLIP, vmax=CLIP, aspect="auto")
         for c in cells:
-            i, j = rows.index((c.workload, c.gpus)), cols.index(slo_label(c.slo))
+            i, j = rows.index((c.workload, c.gpus)), cols.index(c.label)
             m = margin(c)
             ax.text(j, i, "n/a" if m is None else ("P/D" if math.isinf(m) else f"{100 * m:+.0f}"),
                     ha="center", va="center", fontsize=6.5)  # fmt: skip
         ax.set_xticks(range(len(cols)), [c.replace(" ", "\n") for c in cols], fontsize=6.5)
         ax.set_yticks(range(len(rows)), [f"{w} x{n}" for w, n in rows], fontsize=7)
-        ax.set_title(f"{model}{tag}: P/D margin over the best aggregated setup, {title} (%)", fontsize=9)
+        at = "\nat SLO scales (x one request's TTFT and TPOT alone)" if result.slo_scales else ""
+        ax.set_title(f"{model}{tag}: P/D margin over the best aggregated setup{at}, {title} (%)", fontsize=9)
         fig.colorbar(im, ax=ax, shrink=0.8, format=lambda v, _: f"{100 * v:+.0f}%")
     return fig
 
 
-def _compact(labels: Sequence[str], total: int) -> str:
-    return "every SLO" if len(labels) == total else ", ".join(labels)
+def _compact(labels: Sequence[str], total: int, noun: str = "SLO") -> str:
+    return f"every {noun}" if len(labels) == total else ", ".join(labels)
 
 
 def paragraph(result: BreakEven, model: str) -> list[str]:
     """From which workload, GPU count and SLO P/D pays for this model, and at what energy."""
     cells = result.cells_of(model)
-    n_slo = len(result.slos)
+    n_slo = len(result.columns())
+    noun = "SLO scale" if result.slo_scales else "SLO"
     lines: list[str] = []
     for w in result.workloads:
         parts = []
@@ -128,15 +130,15 @@ def paragraph(result: BreakEven, model: str) -> list[str]:
             wins = [c for c in mine if (c.margin_gpu or 0) > 0]
             if not wins:
                 best = max(mine, key=lambda c: c.margin_gpu if c.margin_gpu is not None else -9)
-                parts.append(f"{n} GPUs: never (closest {pct(best.margin_gpu)} at {slo_label(best.slo)})")
+                parts.append(f"{n} GPUs: never (closest {pct(best.margin_gpu)} at {best.label})")
                 continue
             top = max(wins, key=lambda c: c.margin_gpu or 0)
             clear = sum(1 for c in wins if (c.margin_gpu or 0) > CLEAR)
             je = f"{_num(top.pd.j_per_request, '.0f')} vs {_num(top.agg.j_per_request, '.0f')} J/request"
             parts.append(
-                f"{n} GPUs: {len(wins)}/{n_slo} SLOs ({_compact([slo_label(c.slo) for c in wins], n_slo)}; "
+                f"{n} GPUs: {len(wins)}/{n_slo} {noun}s ({_compact([c.label for c in wins], n_slo, noun)}; "
                 f"{clear} by more than {100 * CLEAR:.0f}%); "
-                f"best {top.pd.setup} {pct(top.margin_gpu)} per GPU at {slo_label(top.slo)}, {je}, "
+                f"best {top.pd.setup} {pct(top.margin_gpu)} per GPU at {top.label}, {je}, "
                 f"{pct(top.margin_kw)} per kW"
             )
         lines.append(
@@ -170,7 +172,7 @@ def route_text(result: BreakEven, model: str, workload: str) -> str:
         by = ", ".join(f"{r} in {k}" for r, k in sorted(won.items(), key=lambda rk: -rk[1]))
         text += (
             f"a route beat split in {sum(won.values())}/{len(cells)} cells ({by}), by at most "
-            f"{pct(top.route_gain)} ({top.pd.setup}, {top.gpus} GPUs, {slo_label(top.slo)})."
+            f"{pct(top.route_gain)} ({top.pd.setup}, {top.gpus} GPUs, {top.label})."
         )
     hits = prefix_hit_rates(cells).get(workload)
     if hits:
@@ -209,10 +211,45 @@ def provenance_lines(m: ModelInput) -> list[str]:
     ]
 
 
+def slo_text(result: BreakEven) -> str:
+    """What the map's SLO axis is: the absolute grid, or the SLO scales and what they multiply."""
+    if not result.slo_scales:
+        grid = {k: tuple(sorted({s[k] for s in result.slos})) for k in result.slos[0]}
+        return f"SLO grid (ms): {grid_text(grid)}."
+    return (
+        f"SLO scale: {', '.join(f'{s:g}' for s in result.slo_scales)} (DistServe's SLO scale: one scale for "
+        "both bounds, not the cross product of two). Per model and workload, TTFT <= scale x one request's "
+        "TTFT alone on one instance at the workload's median prompt (API-server time + its prefill steps + "
+        "the serving loop's lag for one output), TPOT <= scale x one batch-1 decode step at the median "
+        "prompt + half the median output (the mean step of one request alone); medians from the largest "
+        "run's requests (lower median), bounds rounded to 0.1 ms (`planner/slo_scale.py`; a simulated "
+        "request alone sees the same). The resolved bounds per model and workload are below and in every "
+        "table row."
+    )
+
+
+def resolved_table(result: BreakEven, models: Sequence[str]) -> list[str]:
+    """The SLO bounds each scale resolved to, per model and workload (ms)."""
+    scales = result.slo_scales
+    lines = [
+        "| model | workload | median prompt -> output | alone: TTFT, TPOT (ms) | "
+        + " | ".join(scale_label(s) for s in scales)
+        + " |",
+        "|" + "---|" * (4 + len(scales)),
+    ]
+    for m in models:
+        for w, u in result.unloaded.get(m, {}).items():
+            lines.append(
+                f"| {m} | {w} | {u.prompt_tokens} -> {u.output_tokens} | {u.ttft_ms:.1f}, {u.tpot_ms:.2f} | "
+                + " | ".join(slo_label(u.bounds(s)) for s in scales)
+                + " |"
+            )
+    return lines
+
+
 def readme(result: BreakEven, validation: dict[str, Any] | None, command: str) -> str:
     c = result.config
     names = [m.name for m in result.models]
-    grid = {k: tuple(sorted({s[k] for s in result.slos})) for k in result.slos[0]}
     lines = ["# Where P/D pays: the break-even map", ""]
     scaled = [m.name for m in result.models if derived(m)]
     if missing := [m for m in MAP_MODELS if m not in names or m in scaled]:
@@ -258,14 +295,16 @@ def readme(result: BreakEven, validation: dict[str, Any] | None, command: str) -
         )
         + " (the most of any one run; none listed = none skipped).",
         "",
-        f"SLO grid (ms): {grid_text(grid)}. "
-        f"Per model: `<model>/table.md` (every cell) and `<model>/heatmap.png`; every number in "
+        f"{slo_text(result)} Per model: `<model>/table.md` (every cell) and `<model>/heatmap.png`; "
+        "every number in "
         f"`break_even.json`. {result.wall_s:.0f} s to compute, {result.routes_wall_s:.0f} s of it on the "
         "routes other than split. Trace workloads with prompt blocks (Mooncake's hash_ids) run with each "
         "instance's prefix cache, as vLLM's prefix caching (on by default) serves them; \"route adds\" in "
         "the tables is the best P/D over the best split P/D per GPU.",
         "",
-        "## Per model: from which workload, GPU count and SLO P/D pays, and at what energy",
+        *([*resolved_table(result, names), ""] if result.slo_scales else []),
+        f"## Per model: from which workload, GPU count and {'SLO scale' if result.slo_scales else 'SLO'} "
+        "P/D pays, and at what energy",
         "",
     ]
     for m in result.models:
@@ -311,6 +350,8 @@ def write(result: BreakEven, out: Path, validation: dict[str, Any] | None, comma
         d.mkdir(exist_ok=True)
         cells = result.cells_of(m.name)
         body = [f"# {m.name}: P/D vs aggregated, every cell", "", "```", m.profile.describe(), "```", ""]
+        if result.slo_scales:
+            body += [slo_text(result), "", *resolved_table(result, [m.name]), ""]
         (d / "table.md").write_text("\n".join(body + table(cells)) + "\n")
         save(heatmap(result, m.name), d / "heatmap.png")
         written += [d / "table.md", d / "heatmap.png"]
@@ -337,6 +378,13 @@ def _routes_arg(text: str) -> list[str]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _scales_arg(text: str) -> list[float]:
+    try:
+        return parse_scales(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def add_break_even_parser(sub: Any) -> None:
     p = sub.add_parser("break-even", help="where P/D pays: model x workload x SLO x GPUs, table + heatmap")
     p.add_argument("--profile", type=_model_arg, action="append", required=True,
@@ -345,8 +393,16 @@ def add_break_even_parser(sub: Any) -> None:
     p.add_argument("--workloads", default="prefill-heavy,decode-heavy,azure-conv,mooncake-conv")
     p.add_argument("--traces", type=Path, default=TRACES, help="folder of the shared traces")
     p.add_argument("--gpus", default=",".join(map(str, GPU_COUNTS)), help="GPU counts, e.g. 2,4,8")
-    p.add_argument("--slo-grid", type=slo_grid_arg, default=DEFAULT_SLO_GRID,
-                   help=f"SLO bounds in ms (default {grid_text(DEFAULT_SLO_GRID)!r})")  # fmt: skip
+    slo = p.add_mutually_exclusive_group()
+    slo.add_argument("--slo-grid", type=slo_grid_arg, default=None,
+                     help=f"SLO bounds in ms (default {grid_text(DEFAULT_SLO_GRID)!r})")  # fmt: skip
+    slo.add_argument(
+        "--slo-scale",
+        type=_scales_arg,
+        default=None,
+        help="SLO scales instead of the grid, e.g. 2,3,5,10: per model and workload, TTFT and TPOT <= "
+        "scale x one request's alone at the workload's median lengths",
+    )
     p.add_argument("--max-model-len", type=int, default=DEFAULT_MAX_MODEL_LEN, help="longer requests skipped")
     p.add_argument(
         "--validation", type=Path, default=None, help="a validation.json of the 8B profile to quote"
@@ -387,14 +443,24 @@ def cmd_break_even(args: argparse.Namespace, load: Callable[[str], Profile] = lo
     except ValueError:
         raise ValueError(f"--gpus {args.gpus!r}: give GPU counts, e.g. 2,4,8") from None
     workloads = select_workloads(args.workloads, args.traces)
-    slos = slo_cells(args.slo_grid)
-    cfg = SearchConfig(slos[0], args.target, args.precision, "poisson", 1.0, args.seed, args.requests_per_gpu,
-                       args.num_requests)  # fmt: skip
+    scales = args.slo_scale or []
+    slos = [] if scales else slo_cells(args.slo_grid or DEFAULT_SLO_GRID)
+    # the search's own SLO is replaced by each cell's (search_grid); a scale map's are resolved later
+    cfg = SearchConfig(slos[0] if slos else {"ttft": 1.0}, args.target, args.precision, "poisson", 1.0,
+                       args.seed, args.requests_per_gpu, args.num_requests)  # fmt: skip
     validation = None
     if args.validation:
         validation = {**json.loads(args.validation.read_text()), "_path": str(args.validation)}
     result = break_even(
-        models, workloads, slos, gpus, cfg, args.max_model_len, progress=print, routes=args.routes
+        models,
+        workloads,
+        slos,
+        gpus,
+        cfg,
+        args.max_model_len,
+        progress=print,
+        routes=args.routes,
+        scales=scales,
     )
     command = " ".join(["python -m planner", *sys.argv[1:]])
     for path in write(result, args.out, validation, command):
