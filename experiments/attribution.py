@@ -46,7 +46,7 @@ from experiments.schema.attribution import (
     PowerFit,
     RequestEnergy,
 )
-from monitor.csv_io import PowerCsv, read_power_csv
+from monitor.csv_io import ARCHIVE_SUFFIX, PowerCsv, power_csv_file, read_power_csv
 
 # Terms of the power fit and the phase each belongs to; units: W per (token/s) = J per prompt token,
 # W per sequence, W per 1000 context tokens, W per transfer in flight.
@@ -399,6 +399,7 @@ def attribute(result: RunResult, power_csv: Path | None = None) -> EnergyAttribu
         if result.run_dir is None or not sec.power_csv:
             raise AttributionError("the run names no power CSV")
         power_csv = result.run_dir / sec.power_csv
+    power_csv = power_csv_file(power_csv)  # an archived run keeps power.csv.xz
     if not power_csv.exists():
         raise AttributionError(f"no power samples at {power_csv}; the monitor writes them beside result.json")
     power = read_power_csv(power_csv)
@@ -441,7 +442,7 @@ def attribute(result: RunResult, power_csv: Path | None = None) -> EnergyAttribu
     return _with_distributions(
         EnergyAttribution(
             method=METHOD,
-            power_source=f"{power_csv.name}: {source or 'no GPU served'}",
+            power_source=f"{power_csv.name.removesuffix(ARCHIVE_SUFFIX)}: {source or 'no GPU served'}",
             gpus=gpus,
             warnings=warnings,
         ),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import logging
+import lzma
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -156,10 +158,22 @@ class PowerCsv:
         return len(self.columns["timestamp"])
 
 
-def read_power_csv(path: Path | str) -> PowerCsv:
-    """Read a CSV written by CsvSink (or any CSV with timestamp and gpu_<i>_power columns)."""
+ARCHIVE_SUFFIX = ".xz"  # an archived power CSV: the same text, xz-compressed (`archive_power_csv`)
+
+
+def power_csv_file(path: Path | str) -> Path:
+    """The power CSV at `path`, or its archive `path.xz` where only that is kept (committed runs)."""
     path = Path(path)
-    with path.open(newline="", encoding="utf-8") as f:
+    packed = path.with_name(path.name + ARCHIVE_SUFFIX)
+    return packed if not path.exists() and packed.exists() else path
+
+
+def read_power_csv(path: Path | str) -> PowerCsv:
+    """Read a CSV written by CsvSink (or any CSV with timestamp and gpu_<i>_power columns); `path` may
+    name the CSV of an archived run (read from its `.xz`) or the `.xz` itself."""
+    path = power_csv_file(path)
+    opener = lzma.open if path.suffix == ARCHIVE_SUFFIX else open
+    with opener(path, "rt", newline="", encoding="utf-8") as f:
         reader = csv.reader(f)
         try:
             header = next(reader)
@@ -177,3 +191,19 @@ def read_power_csv(path: Path | str) -> PowerCsv:
             continue
         columns[name] = np.array([float(r[j]) if r[j] != "" else np.nan for r in rows], dtype=np.float64)
     return PowerCsv(path=path, gpu_ids=gpu_ids, columns=columns)
+
+
+def archive_power_csv(path: Path | str) -> Path:
+    """Compress a power CSV for keeping in git (xz, about 7x smaller): `path.xz` replaces `path` once it
+    reads back to the same columns; returns the archive's path. Readers find it by the CSV's name."""
+    path = Path(path)
+    dst, tmp = path.with_name(path.name + ARCHIVE_SUFFIX), path.with_name(path.name + ".new" + ARCHIVE_SUFFIX)
+    tmp.write_bytes(lzma.compress(path.read_bytes(), preset=9 | lzma.PRESET_EXTREME))
+    a, b = read_power_csv(path), read_power_csv(tmp)
+    same = a.gpu_ids == b.gpu_ids and a.columns.keys() == b.columns.keys()
+    if not same or not all(np.array_equal(a.columns[k], b.columns[k], equal_nan=True) for k in a.columns):
+        tmp.unlink()
+        raise ValueError(f"{dst} would not read back as {path}; nothing changed")
+    os.replace(tmp, dst)
+    path.unlink()
+    return dst

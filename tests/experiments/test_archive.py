@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import orjson
 import pytest
 
@@ -12,7 +13,8 @@ from analysis.runs import find_results
 from experiments.archive import main as archive_main
 from experiments.schema import ARCHIVE_FILE, RECORDS_FILE, RESULT_FILE, RunResult
 
-GOLDEN = Path(__file__).resolve().parents[1] / "golden"
+ROOT = Path(__file__).resolve().parents[2]
+GOLDEN = ROOT / "tests" / "golden"
 
 
 def test_an_archived_run_loads_as_the_original(tmp_path: Path) -> None:
@@ -78,3 +80,27 @@ def test_a_gap_moved_by_exactly_one_microsecond_still_archives(tmp_path: Path) -
         for a, b in zip(x.itl_ms, y.itl_ms, strict=True)
     ]
     assert max(abs(a - b) for a, b in gaps) == pytest.approx(1e-3)
+
+
+def test_an_archived_power_csv_reads_back_and_attributes_as_the_original(tmp_path: Path) -> None:
+    """A committed 2 x H200 run (its power.csv kept as power.csv.xz) restored as a fresh run: archiving
+    compresses its CSV, every reader finds it by the CSV's name, and the attribution is the same."""
+    import lzma
+
+    from experiments.attribution import attribute
+    from monitor.csv_io import read_power_csv
+
+    src = next((ROOT / "results/h200x2/frontier/prefill-only/single").glob("*/power.csv.xz")).parent
+    run = tmp_path / "run"
+    shutil.copytree(src, run)
+    csv_text = lzma.decompress((run / "power.csv.xz").read_bytes())
+    (run / "power.csv.xz").unlink()
+    (run / "power.csv").write_bytes(csv_text)
+    fresh_csv, fresh = read_power_csv(run / "power.csv"), attribute(RunResult.load(run))
+    assert archive_main([str(run)]) == 0
+    assert not (run / "power.csv").exists() and (run / "power.csv.xz").stat().st_size < len(csv_text) / 4
+    back = read_power_csv(run / "power.csv")  # found by the CSV's name
+    assert back.path.name == "power.csv.xz" and back.gpu_ids == fresh_csv.gpu_ids
+    assert back.columns.keys() == fresh_csv.columns.keys()
+    assert all(np.array_equal(back.columns[k], v, equal_nan=True) for k, v in fresh_csv.columns.items())
+    assert attribute(RunResult.load(run)) == fresh
