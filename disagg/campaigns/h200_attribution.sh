@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# One device call: the energy attribution validation on one H200 (disagg/campaigns/README.md, "Energy
+# attribution validation"), vLLM 0.23 (the bundle staged in /tmp/stage, installed once into /tmp/site).
+# One 8B instance on GPU 0; isolated prefill (max_tokens 1, two loads and a second prompt length),
+# isolated decode (closed loop at two batch sizes) and mixed runs at two loads, sampled every 20 ms with
+# the energy counter read at every step; each run attributes itself. Runs stop starting once BUDGET_S is
+# spent; the complete ones are archived and packed into $OUT/results.tgz (launcher log tails:
+# $OUT/logs.tgz). Read-only on the GPU: nothing here sets clocks or limits.
+#   BUDGET_S=480 bash disagg/campaigns/h200_attribution.sh
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+STAGE=${STAGE_DIR:-/tmp/stage} SITE=${SITE_DIR:-/tmp/site}
+if [ ! -f "$SITE/vllm/__init__.py" ]; then
+  STAGE=$STAGE bash "$STAGE/install_bundle.sh" || exit 3
+  python3 -m compileall -q -j 0 "$SITE" > /dev/null 2>&1 || true  # the bundle installs without bytecode
+fi
+export PYTHONPATH=$SITE${PYTHONPATH:+:$PYTHONPATH}
+# shellcheck disable=SC1091
+source "$STAGE/env.sh"
+RES=${RES:-results/h200/attribution}
+RUN=${RUN_DIR:-/tmp/testbed-runs/attr}
+END=$(( $(date +%s) + ${BUDGET_S:-480} ))
+mkdir -p "$RES"
+START=$(mktemp) && touch "$START"
+nvidia-smi --query-gpu=index,name,driver_version,power.limit,clocks.sm,clocks.max.sm,persistence_mode \
+    --format=csv > "$RES/gpus-$(date +%H%M%S).csv"
+T0=$(date +%s)
+python3 -m traditional --gpu 0 --port 8100 --model llama-3.1-8b --detach --run-dir "$RUN" --timeout 200
+echo "launch: exit $? after $(( $(date +%s) - T0 )) s"
+A=(--mode traditional --endpoint http://127.0.0.1:8100 --gpu-ids 0 --monitor-interval 0.02
+   --counter-every 0.1 --idle-seconds 10 --output-dir "$RES")
+point() {  # EST_S: the run's expected seconds; skipped when the budget has less left
+  local est=$1; shift
+  local left=$(( END - $(date +%s) ))
+  if [ "$left" -lt "$est" ]; then echo "skipped (${left}s left, needs ~${est}s): $*"; return; fi
+  timeout "$left" python3 run_experiment.py "${A[@]}" "$@" 2>&1 | tail -n 4
+}
+point 55 --input-len 2048 --output-len 1 --rate 4 --num-requests 160 --seed 2201 --tag prefill-only-rate4
+point 45 --input-len 2048 --output-len 1 --rate 8 --num-requests 240 --seed 2202 --tag prefill-only-rate8
+point 52 --input-len 16 --output-len 1024 --arrival closed --concurrency 8 --num-requests 48 --seed 2203 \
+    --tag decode-only-c8
+point 50 --input-len 16 --output-len 1024 --arrival closed --concurrency 16 --num-requests 80 --seed 2204 \
+    --tag decode-only-c16
+point 57 --input-len 2048 --output-len 256 --rate 4 --num-requests 160 --seed 2205 --tag mixed-rate4
+point 47 --input-len 2048 --output-len 256 --rate 8 --num-requests 240 --seed 2206 --tag mixed-rate8
+point 40 --input-len 512 --output-len 1 --rate 16 --num-requests 400 --seed 2207 --tag prefill-only-512-rate16
+python3 -m traditional stop "$RUN" > /dev/null 2>&1
+python3 -m experiments.attribution $(find "$RES" -name 'result.json' -newer "$START" -printf '%h\n' | sort) \
+    > "$RES/attribution-$(date +%H%M%S).txt" 2>&1
+if [ -n "${OUT:-}" ]; then
+  find "$RES" -name result.json -newer "$START" -printf '%h\n' | xargs -r python3 -m experiments.archive >/dev/null
+  find "$RES" -type f -newer "$START" -print0 | tar -czf "$OUT/results.tgz" --null -T -
+  (cd "$RUN" 2>/dev/null && for f in *.log; do tail -n 300 "$f" > "$f.tail"; done
+   tar -czf "$OUT/logs.tgz" --exclude='*.log' . 2>/dev/null)
+fi
