@@ -76,10 +76,11 @@ def energy_mj_at(t_ns: int) -> int:
     return 10_000_000 + int(planted_w(grid).sum() * 1e-4 * 1000)
 
 
-def write_run(tmp_path: Path, counter_every: int) -> RunResult:
-    """power.csv and a result with its energy window; the counter read on every `counter_every`-th sample."""
+def write_run(tmp_path: Path, counter_every: int, sample_ns: int = STEP_NS) -> RunResult:
+    """power.csv and a result with its energy window; a sample every `sample_ns`, the counter read on
+    every `counter_every`-th."""
     end_ns = START_NS + WINDOW_STEPS * STEP_NS
-    samples = np.arange(START_NS + READ_AFTER_STEP_NS, end_ns + 3 * STEP_NS, STEP_NS)
+    samples = np.arange(START_NS + READ_AFTER_STEP_NS, end_ns + 3 * STEP_NS, sample_ns)
     with (tmp_path / "power.csv").open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["timestamp", "gpu_0_power", "gpu_0_energy_mj", "gpu_0_power_instant", "monotonic_ns"])
@@ -164,6 +165,23 @@ def test_planted_phase_joules_come_back_from_the_counter_not_the_lagging_reading
         assert g.fit.reading_lag_s is None  # the counter alone: no reading was used
     else:
         assert g.fit.reading_lag_s == pytest.approx(INSTANT_LAG_NS / S)
+
+
+def test_a_counter_read_at_every_step_is_used_alone_though_samples_are_faster(tmp_path: Path) -> None:
+    """A 20 ms monitor reading the counter every 100 ms (its step): each step's joules are the
+    counter's, never re-shared by the lagging instant readings between reads, so the planted joules
+    come back as from a counter read on every sample (the one-H200 runs of 2026-12-05 lost a mixed
+    run's prefill to the readings' shares)."""
+    res = write_run(tmp_path, counter_every=5, sample_ns=STEP_NS // 5)
+    att = attribute(res)
+    assert att.power_source.startswith("power.csv: energy counter differences")
+    for r, (_, first, end, prompt, _) in zip(res.records, WORK, strict=True):
+        assert r.energy is not None
+        assert r.energy.prefill_j == pytest.approx(A_J_PER_TOKEN * prompt, rel=0.01), r.index
+        assert r.energy.decode_j == pytest.approx(B_W_PER_SEQ * (end - first), rel=0.01), r.index
+    g = att.gpus[0]
+    assert g.fit is not None and g.fit.reading_lag_s is None  # the counter alone
+    assert g.idle_j + g.prefill_j + g.decode_j == pytest.approx(g.energy_j, rel=1e-9)
 
 
 def _window_csv(tmp_path: Path, reads: list[int | str]) -> tuple[GpuWindow, PowerCsv]:
