@@ -35,6 +35,15 @@ point() {  # EST_S: the run's expected seconds; skipped when the budget has less
   if [ "$left" -lt "$est" ]; then echo "skipped (${left}s left, needs ~${est}s): $*"; return; fi
   timeout "$left" python3 run_experiment.py "${A[@]}" "$@" 2>&1 | tail -n 4
 }
+if [ "${RUNS:-all}" = "decode-ctx" ]; then  # decode references at the mixed runs' context and batch:
+  # one fixed 2048-token prompt (prefix-cached after the first request), 256 outputs, closed loop at the
+  # mixed runs' mean decode batch (~6.7 at 4 req/s, ~19 at 8 req/s)
+  point 40 --workload fixed --input-len 2048 --output-len 256 --arrival closed --concurrency 7 \
+      --num-requests 56 --seed 2208 --tag decode-ctx2048-c7
+  point 45 --workload fixed --input-len 2048 --output-len 256 --arrival closed --concurrency 19 \
+      --num-requests 152 --seed 2209 --tag decode-ctx2048-c19
+  END=0
+fi
 point 55 --input-len 2048 --output-len 1 --rate 4 --num-requests 160 --seed 2201 --tag prefill-only-rate4
 point 45 --input-len 2048 --output-len 1 --rate 8 --num-requests 240 --seed 2202 --tag prefill-only-rate8
 point 52 --input-len 16 --output-len 1024 --arrival closed --concurrency 8 --num-requests 48 --seed 2203 \
