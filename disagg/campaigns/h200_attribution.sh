@@ -10,13 +10,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 STAGE=${STAGE_DIR:-/tmp/stage} SITE=${SITE_DIR:-/tmp/site}
-if [ ! -f "$SITE/vllm/__init__.py" ]; then
-  STAGE=$STAGE bash "$STAGE/install_bundle.sh" || exit 3
-  python3 -m compileall -q -j 0 "$SITE" > /dev/null 2>&1 || true  # the bundle installs without bytecode
-fi
-export PYTHONPATH=$SITE${PYTHONPATH:+:$PYTHONPATH}
-# shellcheck disable=SC1091
-source "$STAGE/env.sh"
+# shellcheck source=use_bundle.sh
+source disagg/campaigns/use_bundle.sh
 RES=${RES:-results/h200/attribution}
 RUN=${RUN_DIR:-/tmp/testbed-runs/attr}
 END=$(( $(date +%s) + ${BUDGET_S:-480} ))

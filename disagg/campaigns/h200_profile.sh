@@ -14,13 +14,8 @@ cd "$(dirname "$0")/../.."
 MODEL=${1:?usage: h200_profile.sh MODEL [python -m planner profile flags]}
 shift
 STAGE=${STAGE_DIR:-/tmp/stage} SITE=${SITE_DIR:-/tmp/site}
-if [ ! -f "$SITE/vllm/__init__.py" ]; then
-  STAGE=$STAGE bash "$STAGE/install_bundle.sh" || exit 3
-  python3 -m compileall -q -j 0 "$SITE" > /dev/null 2>&1 || true  # the bundle installs without bytecode
-fi
-export PYTHONPATH=$SITE${PYTHONPATH:+:$PYTHONPATH}
-# shellcheck disable=SC1091
-source "$STAGE/env.sh"
+# shellcheck source=use_bundle.sh
+source disagg/campaigns/use_bundle.sh
 DEST=${OUT:-results/profiles}
 RUN=${RUN_DIR:-/tmp/testbed-runs/profile-$MODEL}
 mkdir -p "$DEST"

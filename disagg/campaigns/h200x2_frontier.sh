@@ -15,15 +15,8 @@ case "${STACK:-p2p}" in  # STAGE_DIR / SITE_DIR override the paths (tests)
   nixl) export STAGE=${STAGE_DIR:-/tmp/stage-nixl} SITE=${SITE_DIR:-/tmp/site-nixl} ;;
   *) echo "STACK must be p2p or nixl"; exit 2 ;;
 esac
-if [ ! -f "$SITE/vllm/__init__.py" ]; then
-  STAGE=$STAGE bash "$STAGE/install_bundle.sh" || exit 3
-  # The bundles install without bytecode: compile it once here, not in every instance's first import
-  # (vLLM 0.26 was still importing 66 s into its first launch on a fresh machine).
-  python3 -m compileall -q -j 0 "$SITE" > /dev/null 2>&1 || true
-fi
-export PYTHONPATH=$SITE${PYTHONPATH:+:$PYTHONPATH}
-# shellcheck disable=SC1091
-source "$STAGE/env.sh"
+# shellcheck source=use_bundle.sh
+source disagg/campaigns/use_bundle.sh
 case " $* " in  # leftovers of an earlier call, unless this campaign reuses them (--keep-up)
   *" --keep-up "*) ;;
   *) for d in /tmp/testbed-runs/*/; do [ -d "$d" ] && python3 -m disagg stop "$d" >/dev/null 2>&1; done ;;
