@@ -3,7 +3,9 @@
 Steps, each printed as it runs:
 1. server info (/v1/models, /version, /metrics: KV blocks from `vllm:cache_config_info`);
 2. idle power over --idle-seconds (monitor window; the server loaded and idle);
-3. prefill: each --prefill-sizes prompt alone (max_tokens=1), --prefill-repeats times, median latency;
+3. prefill: each --prefill-sizes prompt alone (max_tokens=1), --prefill-repeats times, median latency,
+   after --prefill-warmup unmeasured prompts of that size (a size's first use may compile kernels:
+   vLLM's fused-MoE kernels took a 2048-token prefill from ~70 to 1109 ms on an H200);
    the server's own TTFT, queue and prefill histograms over each size give its API-server time
    (TTFT - queue - prefill), fitted as latency + per token and taken out of the prefill fit;
 4. prefill power: back-to-back prompts of about one token budget from two clients, one window;
@@ -110,6 +112,9 @@ def add_profile_parser(sub: Any) -> None:
         help="prompt tokens (sizes beyond the server's max_model_len are skipped)",
     )
     p.add_argument("--prefill-repeats", type=int, default=3)
+    p.add_argument(
+        "--prefill-warmup", type=int, default=1, help="unmeasured prompts of each size before its repeats"
+    )
     p.add_argument("--decode-batches", type=_ints, default=[1, 4, 16, 64, 256])
     p.add_argument("--decode-contexts", type=_ints, default=[512, 1024, 2048, 4096])
     p.add_argument(
@@ -248,7 +253,8 @@ async def _measure_prefill(
             log(f"  prefill {size}: skipped (server max_model_len {info.max_model_len})")
             continue
         samples, tokens = [], size
-        before = await _server_times(cfg.endpoint)
+        warm = [(await prefill_once(session, cfg, size, rng))[0] for _ in range(args.prefill_warmup)]
+        before = await _server_times(cfg.endpoint)  # after the warm-up: its time stays out of the fit
         for _ in range(args.prefill_repeats):
             secs, tokens = await prefill_once(session, cfg, size, rng)
             samples.append(secs)
@@ -257,6 +263,7 @@ async def _measure_prefill(
         if fe is not None:
             api.append((tokens, fe))
         extra = "" if fe is None else f", API server {1e3 * fe:.1f} ms"
+        extra += f", warm-up {', '.join(f'{1e3 * w:.1f}' for w in warm)} ms" if warm else ""
         ms = 1e3 * points[-1].latency_s
         log(f"  prefill {tokens:>6} tokens: {ms:8.1f} ms (median of {len(samples)}){extra}")
     return points, fit_frontend(api)

@@ -2,8 +2,10 @@
 
 Every completion first spends FRONTEND_S in its "API server", then its prefill sleeps PREFILL_S +
 PER_TOKEN_S * prompt words; streams send their first token after that, then one token every STEP_S +
-PER_SEQ_S * (streams open). /metrics carries `vllm:cache_config_info` and, like vLLM, the sums and
-counts of the TTFT (API server + prefill), queue (0) and prefill histograms; /version a version.
+PER_SEQ_S * (streams open); with `first_use_s`, the first prompt of each length also pays that (vLLM
+compiling a kernel at a token count's first use, as its fused-MoE kernels do). /metrics carries
+`vllm:cache_config_info` and, like vLLM, the sums and counts of the TTFT (API server + prefill), queue
+(0) and prefill histograms; /version a version.
 Runs in a background thread on 127.0.0.1.
 """
 
@@ -24,8 +26,9 @@ MAX_MODEL_LEN = 2048
 METRICS = 'vllm:cache_config_info{block_size="16",gpu_memory_utilization="0.9",num_gpu_blocks="4000"} 1.0\n'
 
 
-def _app() -> web.Application:
+def _app(first_use_s: float) -> web.Application:
     open_streams = 0
+    seen: set[int] = set()
     times = {"time_to_first_token": 0.0, "request_queue_time": 0.0, "request_prefill_time": 0.0}
     count = 0
 
@@ -49,7 +52,8 @@ def _app() -> web.Application:
         n_in = len(body["prompt"].split())
         if n_in + body["max_tokens"] > MAX_MODEL_LEN:
             return web.json_response({"error": {"message": "too long"}}, status=400)
-        prefill = PREFILL_S + PER_TOKEN_S * n_in
+        prefill = PREFILL_S + PER_TOKEN_S * n_in + (first_use_s if n_in not in seen else 0.0)
+        seen.add(n_in)
         await asyncio.sleep(FRONTEND_S + prefill)
         times["time_to_first_token"] += FRONTEND_S + prefill
         times["request_prefill_time"] += prefill
@@ -80,13 +84,13 @@ def _app() -> web.Application:
 
 
 @contextmanager
-def fake_vllm() -> Iterator[str]:
+def fake_vllm(first_use_s: float = 0.0) -> Iterator[str]:
     """Serve on a free loopback port; yields the base URL."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     loop = asyncio.new_event_loop()
-    runner = web.AppRunner(_app())
+    runner = web.AppRunner(_app(first_use_s))
     started = threading.Event()
 
     def serve() -> None:

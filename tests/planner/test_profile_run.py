@@ -13,7 +13,7 @@ from analysis.prefill_inflation import overlap_evidence
 from analysis.runs import load_runs
 from planner.probe import ProbeError, Stream, steady_gaps
 from planner.profile_model import load_profile
-from tests.planner.fake_vllm import FRONTEND_S, fake_vllm
+from tests.planner.fake_vllm import FRONTEND_S, PER_TOKEN_S, PREFILL_S, fake_vllm
 
 ROOT = Path(__file__).resolve().parents[2]
 PD_RESULT = ROOT / "results" / "h200x2" / "20261122-044143-disagg-rate4"
@@ -49,6 +49,24 @@ def test_profile_of_a_server_without_nvml(tmp_path: Path) -> None:
     assert "TTFT - queue - prefill" in prof.frontend.source
     alone = prof.prefill_points[-1]
     assert prof.prefill.request_s(alone.prompt_tokens, 2048) < alone.latency_s - 0.9 * FRONTEND_S
+
+
+def test_a_sizes_first_use_stays_out_of_its_prefill_point(tmp_path: Path) -> None:
+    """A kernel compiled at a size's first use (0.3 s here) is paid by the warm-up prompt, not measured."""
+    compile_s = 0.3
+    for warmup, cold in (("0", True), ("1", False)):
+        with fake_vllm(first_use_s=compile_s) as url:
+            out = tmp_path / f"p{warmup}.json"
+            proc = profile_cmd(url, out, "--monitor", "none", "--prefill-warmup", warmup)
+        assert proc.returncode == 0, proc.stderr
+        prof = load_profile(out)
+        for p in prof.prefill_points:  # the fake's formula (sleeps only run long), + half the compile if cold
+            formula_s = FRONTEND_S + PREFILL_S + PER_TOKEN_S * p.prompt_tokens
+            if cold:  # median of 2 samples, one of them the first use
+                assert p.latency_s > formula_s + compile_s / 2, p
+            else:
+                assert formula_s < p.latency_s < formula_s + compile_s / 3, p
+    assert "warm-up 30" in proc.stdout  # the warm-up's own time is in the log: 0.3 s and the formula's
 
 
 def test_profile_with_the_simulated_monitor_fills_every_power_state(tmp_path: Path) -> None:
