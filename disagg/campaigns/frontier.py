@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from experiments.schema import (
@@ -163,15 +163,16 @@ class Campaign:
         keep = ("result:", " ok, ", "warning", "error", "interrupted")
         print("\n".join(ln for ln in out.splitlines() if any(k in ln for k in keep)), flush=True)
 
-    def hook(self, setup: Setup, when: str, template: str) -> None:
+    def hook(self, setup: Setup, when: str, template: str) -> int:
         """--on-start / --on-end: one shell command while the setup is up (before / after its points)."""
         if not template:
-            return
+            return 0
         cmd = template.replace("{endpoint}", setup.endpoint).replace("{setup}", setup.name)
         log(f"{setup.name} {when}: {cmd}")
         t = time.monotonic()
         rc = subprocess.run(cmd, shell=True).returncode
         log(f"{setup.name} {when}: exit {rc} after {time.monotonic() - t:.0f} s")
+        return rc
 
     def run_setup(self, setup: Setup, shapes: list[Shape]) -> None:
         todo = self.todo(setup, shapes)
@@ -186,7 +187,9 @@ class Campaign:
         if run_dir is None:
             return
         try:
-            self.hook(setup, "on start", self.args.on_start)
+            if rc := self.hook(setup, "on start", self.args.on_start):  # e.g. its profile or predictions
+                log(f"{setup.name}: its --on-start failed (exit {rc}): none of its points run")
+                todo = []
             for shape, rate in todo:
                 need = point_estimate_s(shape, rate, self.args.num_requests)
                 if self.left() < need:
@@ -214,6 +217,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--launch-dir", default="/tmp/testbed-runs", help="launcher run dirs (logs, plans)")
     p.add_argument("--model", default="llama-3.1-8b", help="model path or config-only shape")
     p.add_argument("--num-requests", type=int, default=200, help="measured requests per point")
+    p.add_argument(
+        "--min-arrival-s",
+        type=float,
+        default=None,
+        help="every point's arrivals last at least this long (steady state: >= 3 mean E2E latencies); "
+        "default: the shape's own",
+    )
+    p.add_argument(
+        "--print-points",
+        action="store_true",
+        help="print each point still to run (setup shape rate requests seed input_len output_len) and exit: "
+        "what a planner prediction of the same points needs",
+    )
     p.add_argument("--gpu-ids", default="0,1", help="GPUs the monitor records")
     p.add_argument("--budget-s", type=float, default=560.0, help="start nothing that would end past this")
     p.add_argument("--launch-timeout", type=float, default=420.0, help="seconds to wait for /health")
@@ -240,7 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--on-start",
         default="",
         help="shell command run once per setup after it is healthy, before its points ({endpoint} and "
-        "{setup} are filled in), e.g. a planner profile of the idle instance",
+        "{setup} are filled in), e.g. a planner profile of the idle instance; when it fails, none of the "
+        "setup's points run",
     )
     p.add_argument(
         "--on-end",
@@ -260,6 +277,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         setups = [SETUPS[s.name] for s in parse_campaign_setups(args.setups)]
         shapes = [SHAPES[s] for s in args.shapes.split(",") if s]
+        if args.min_arrival_s is not None:
+            shapes = [replace(s, min_arrival_s=args.min_arrival_s) for s in shapes]
         args.rates = tuple(float(r) for r in args.rates.split(",")) if args.rates else None
     except KeyError as exc:
         print(f"error: unknown shape {exc}; choose from {', '.join(SHAPES)}", file=sys.stderr)
@@ -271,6 +290,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --rates: {exc}", file=sys.stderr)
         return 2
     campaign = Campaign(args)
+    if args.print_points:
+        for setup in setups:
+            for shape, rate in campaign.todo(setup, shapes):
+                n, seed = shape.requests(rate, args.num_requests), shape.seed(rate)
+                print(setup.name, shape.name, f"{rate:g}", n, seed, shape.input_len, shape.output_len)
+        return 0
     signal.signal(signal.SIGTERM, _interrupt)  # `timeout` stops us: servers still get stopped
     try:
         for setup in setups:

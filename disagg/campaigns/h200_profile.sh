@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
 # One device call: a planner profile of one model shape on one H200, vLLM 0.23 (the bundle staged in
 # /tmp/stage, installed once into /tmp/site). Launches one instance on GPU 0 at MAX_MODEL_LEN (17408:
-# 16k prefills fit, as the 8B profile's second run), profiles it at the 8B profile's sizes (prefill 256 to
-# 16,384 tokens; decode batch 1 to 256 over 512-2048-token contexts; idle, prefill and decode power)
-# within PROFILE_S seconds, stops it, and packs the profile, its log, the GPU's state and the launcher
-# log tails into $OUT (else results/profiles). Read-only on the GPU: nothing here sets clocks or limits.
+# 16k prefills fit, as the 8B profile's second run), profiles it (profile_instance.sh: the 8B profile's
+# sizes, within PROFILE_S seconds), stops it, and packs the profile, its log, the GPU's state and the
+# launcher log tails into $OUT (else results/profiles). Read-only on the GPU: nothing here sets clocks or limits.
 #   disagg/campaigns/h200_profile.sh qwen2.5-32b [more `python -m planner profile` flags]
 # Env: MAX_MODEL_LEN (17408), LAUNCH_TIMEOUT (420 s), PROFILE_S (330 s), LAUNCH_ARGS (extra launcher
 # flags, e.g. '--kv-block-size 32'), STAGE_DIR / SITE_DIR / RUN_DIR (the bundle's and the launcher's
@@ -19,8 +18,6 @@ source disagg/campaigns/use_bundle.sh
 DEST=${OUT:-results/profiles}
 RUN=${RUN_DIR:-/tmp/testbed-runs/profile-$MODEL}
 mkdir -p "$DEST"
-nvidia-smi --query-gpu=index,name,driver_version,power.limit,clocks.sm,clocks.max.sm,memory.total \
-    --format=csv > "$DEST/h200-$MODEL.gpu.csv"
 T0=$(date +%s)
 # shellcheck disable=SC2086 # LAUNCH_ARGS is a list of flags
 python3 -m traditional --gpu 0 --port 8100 --model "$MODEL" --max-model-len "${MAX_MODEL_LEN:-17408}" \
@@ -28,10 +25,8 @@ python3 -m traditional --gpu 0 --port 8100 --model "$MODEL" --max-model-len "${M
 rc=$?
 echo "launch of $MODEL: exit $rc after $(( $(date +%s) - T0 )) s" | tee "$DEST/h200-$MODEL.launch.txt"
 if [ "$rc" -eq 0 ]; then
-  timeout "${PROFILE_S:-330}" python3 -m planner profile --endpoint http://127.0.0.1:8100 \
-      --output "$DEST/h200-$MODEL.json" --decode-batches 1,4,16,64,128,256 --decode-contexts 512,1024,2048 \
-      --decode-tokens 128 --prefill-repeats 2 "$@" 2>&1 | tee "$DEST/h200-$MODEL.profile.log"
-  rc=${PIPESTATUS[0]}
+  bash disagg/campaigns/profile_instance.sh "$MODEL" http://127.0.0.1:8100 "$DEST" "$@"
+  rc=$?
 fi
 python3 -m traditional stop "$RUN" > /dev/null 2>&1
 for f in "$RUN"/*.log; do [ -f "$f" ] && tail -n 300 "$f" > "$DEST/h200-$MODEL.$(basename "$f").tail"; done

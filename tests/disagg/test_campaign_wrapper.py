@@ -3,8 +3,11 @@ only a GPU host has (python3 with vLLM, nvidia-smi): `--then` chains campaigns w
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,3 +65,75 @@ def test_an_unknown_stack_is_refused(tmp_path: Path) -> None:
     proc = subprocess.run(["bash", str(WRAPPER)], env={**os.environ, "STACK": "ucx"}, capture_output=True,
                           text=True, timeout=60)  # fmt: skip
     assert proc.returncode == 2 and "STACK must be p2p or nixl" in proc.stdout
+
+
+MODEL_WRAPPER = ROOT / "disagg" / "campaigns" / "h200_model.sh"
+
+
+def test_model_sweep_is_two_kept_up_campaigns_whose_on_start_profiles_and_predicts(tmp_path: Path) -> None:
+    bin_dir, stage, site = tmp_path / "bin", tmp_path / "stage", tmp_path / "site"
+    for d in (bin_dir, stage, site / "vllm"):
+        d.mkdir(parents=True, exist_ok=True)
+    (site / "vllm" / "__init__.py").write_text("")
+    (stage / "env.sh").write_text("")
+    (bin_dir / "python3").write_text(FAKE_PYTHON)
+    (bin_dir / "python3").chmod(0o755)
+    (bin_dir / "nvidia-smi").write_text("#!/bin/bash\necho index,name\n")
+    (bin_dir / "nvidia-smi").chmod(0o755)
+    calls = tmp_path / "calls.txt"
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "CALLS": str(calls),
+           "STAGE_DIR": str(stage), "SITE_DIR": str(site), "BUDGET_S": "300",
+           "RES": str(tmp_path / "res"), "RUNS_DIR": str(tmp_path / "runs")}  # fmt: skip
+    for model in ("qwen2.5-32b", "qwen3-30b-a3b"):  # the MoE's instance, left up by an earlier call
+        (tmp_path / "runs" / model / "single").mkdir(parents=True)
+        (tmp_path / "runs" / model / "single" / "launch.json").write_text("{}")
+    env.pop("OUT", None)
+    proc = subprocess.run(["bash", str(MODEL_WRAPPER), "qwen2.5-32b", "1,2,3,4", "0.5,1"], env=env,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    recorded = [c.strip("\n").split("\n") for c in calls.read_text().split("--\n") if c.strip()]
+    campaigns = [c for c in recorded if c[:2] == ["-m", "disagg.campaigns.frontier"]]
+    assert len(campaigns) == 2
+    stops = [c for c in recorded if c[:3] == ["-m", "traditional", "stop"]]
+    assert stops == [["-m", "traditional", "stop", f"{tmp_path}/runs/qwen3-30b-a3b/single/"]]  # not its own
+    shapes = zip(campaigns, ("prefill-heavy", "decode-heavy"), ("1,2,3,4", "0.5,1"), strict=True)
+    for c, shape, rates in shapes:
+        flag = {c[i]: c[i + 1] for i in range(len(c) - 1) if c[i].startswith("--")}
+        assert (flag["--shapes"], flag["--rates"], flag["--model"], flag["--gpu-ids"]) == (
+            shape,
+            rates,
+            "qwen2.5-32b",
+            "0",
+        )
+        assert "--keep-up" in c and flag["--launch-args"] == "--max-model-len 17408"
+        assert flag["--launch-dir"] == f"{tmp_path}/runs/qwen2.5-32b"
+        assert (flag["--min-arrival-s"], flag["--num-requests"]) == ("60", "20")
+        assert flag["--on-start"] == "bash disagg/campaigns/h200_model.sh --on-start {endpoint}"
+
+
+def test_model_on_start_predicts_each_point_once_from_the_profile(tmp_path: Path) -> None:
+    """The hook with a profile already in RES: it predicts every point (the campaign's own requests and
+    seeds, real planner) and, run again, predicts nothing twice."""
+    res = tmp_path / "res"
+    (res / "profile").mkdir(parents=True)
+    shutil.copy(ROOT / "results" / "profiles" / "h200-8b.json", res / "profile" / "h200-llama-3.1-8b.json")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python3").write_text(f'#!/bin/bash\nexec "{sys.executable}" "$@"\n')  # this venv's
+    (bin_dir / "python3").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "RES": str(res),
+           "MODEL": "llama-3.1-8b", "PREFILL_RATES": "4,8", "DECODE_RATES": "4", "MIN_ARRIVAL_S": "10",
+           "NUM_REQUESTS": "20"}  # fmt: skip
+    cmd = ["bash", str(MODEL_WRAPPER), "--on-start", "http://127.0.0.1:9"]  # no server: the profile exists
+    first = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stdout + first.stderr
+    pred = {p.name: json.loads(p.read_text())["workload"] for p in (res / "predicted").iterdir()}
+    # requests = max(20, rate x 10 s); seeds: the shape's base + the rate's index among its own rates
+    assert {n: (w["num_requests"], w["seed"], w["input_len"], w["output_len"]) for n, w in pred.items()} == {
+        "prefill-heavy-single-rate4.json": (40, 1000, 2048, 256),
+        "prefill-heavy-single-rate8.json": (80, 1001, 2048, 256),
+        "decode-heavy-single-rate4.json": (40, 2000, 512, 1024),
+    }
+    assert first.stdout.count("predicted before its run") == 3
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "predicted before its run" not in again.stdout

@@ -86,6 +86,27 @@ def test_a_second_pass_resumes_and_measures_nothing_again(first_pass) -> None:
     assert len(list((tmp / "res" / "cpu-smoke").glob("*/*/result.json"))) == 6
 
 
+def test_a_failed_on_start_runs_no_point(tmp_path: Path) -> None:
+    proc = campaign(tmp_path, "--setups", "single", "--rates", "4", "--on-start", "exit 7")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "on start: exit 7" in proc.stdout and "none of its points run" in proc.stdout
+    assert not list(tmp_path.rglob("result.json"))
+
+
+def test_print_points_gives_each_points_requests_and_seed(tmp_path: Path) -> None:
+    """What a prediction of the same points needs: requests = max(floor, rate x min arrival), the seeds."""
+    proc = campaign(tmp_path, "--setups", "single", "--shapes", "prefill-heavy,decode-heavy", "--rates",
+                    "6,0.2", "--num-requests", "20", "--min-arrival-s", "60", "--print-points")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [  # 6 req/s is no shape rate: base + 100 + 60; 0.2 -> 20 (floor)
+        "single prefill-heavy 6 360 1160 2048 256",
+        "single prefill-heavy 0.2 20 1102 2048 256",
+        "single decode-heavy 6 360 2160 512 1024",
+        "single decode-heavy 0.2 20 2102 512 1024",
+    ]
+    assert not (tmp_path / "launch").exists()  # nothing launched
+
+
 def test_a_budget_too_small_starts_nothing(tmp_path: Path) -> None:
     proc = campaign(tmp_path, "--setups", "single", "--budget-s", "30")
     assert proc.returncode == 0, proc.stderr
