@@ -26,6 +26,7 @@ from disagg.kv_config import (
 from experiments.provenance import vllm_version
 from launch.cli import default_run_dir, resolve_common
 from launch.server import ServerSpec
+from testbed.route_rule import SPLIT, parse_route_policy
 
 ROLES = ("prefill", "decode")
 
@@ -175,7 +176,8 @@ def proxy_command(
     cmd += ["--port", str(args.proxy_port), "--select", args.select]
     cmd += ["--stage-log", str(run_dir / "proxy_stages.jsonl")]
     policy = args.policy.strip()
-    if policy != "split":
+    rule = parse_route_policy(policy)  # a bad --policy is a one-line error before any instance starts
+    if rule.kind != SPLIT:
         if connector in ("passthrough", "p2p_nccl"):
             why = "never splits" if connector == "passthrough" else "decode instances cannot serve alone"
             raise ValueError(
@@ -183,7 +185,7 @@ def proxy_command(
                 f"{why} (reference/proxy_protocol.md): use --policy split, or --connector nixl/example"
             )
         cmd += ["--policy", policy]
-        if policy.startswith(("threshold", "load")):
+        if rule.needs_tokens:
             cmd += ["--tokenizer", specs["decode"][0].model]
     if connector == "passthrough":
         cmd += ["--backend", ",".join(s.url for s in (*specs["prefill"], *specs["decode"]))]

@@ -47,13 +47,13 @@ from typing import Any
 import numpy as np
 
 from planner.profile_model import Profile
-from planner.routing import SPLIT, parse_route
 from planner.search import SearchConfig, SetupResult, search_grid, workload_for
 from planner.setups import Setup
 from planner.simulate import Prefix
 from planner.slo_scale import Unloaded, median_lengths, scale_label, unloaded
 from planner.validate import slo_label
 from planner.workload import Workload, WorkloadSpec, from_specs
+from testbed.route_rule import SPLIT, parse_route_policy
 
 GPU_COUNTS = (2, 4, 8)
 TRACES = Path(__file__).resolve().parents[1].parent / "shared" / "traces"  # ../shared/traces of the checkout
@@ -279,7 +279,7 @@ def parse_routes(text: str) -> list[str]:
             if not (rest[1:].isdigit() and 0 < int(rest[1:]) < 100):
                 raise ValueError(f"route {r!r}: write threshold:pNN with 0 < NN < 100, e.g. threshold:p50")
         else:
-            parse_route(r)  # ValueError says what to write
+            parse_route_policy(r)  # ValueError says what to write
     if SPLIT not in routes:
         raise ValueError(
             f"routes {text!r} lack split, the baseline of every route's gain; add it: split,{text}"
@@ -304,7 +304,7 @@ def resolve_routes(routes: Sequence[str], prompt_tokens: np.ndarray) -> list[str
                 continue
             shares.add(share)
             r = f"threshold:{n}"
-        name = parse_route(r).name
+        name = parse_route_policy(r).name
         if name not in out:
             out.append(name)
     return out

@@ -14,7 +14,7 @@ and the decode intercept is absorbed by the prefill one), "prefill" (max_tokens=
 when its prompt is done, but see the hold below)
 and "decode" (KV arrives from a prefill instance; the request joins the next step and produces one
 token per step, the first one included). A decode instance also serves local requests (a per-request
-policy's `local` path, planner/routing.py): those wait in `waiting` and prefill as on a mixed instance,
+policy's `local` path, testbed/route_rule.py): those wait in `waiting` and prefill as on a mixed instance,
 while requests whose KV arrived wait in `ready` and join the batch directly.
 
 The prefill hold (profile `kv_transfer.prefill_hold`; measured on vLLM 0.23 + P2P NCCL, not on a plain

@@ -1,7 +1,7 @@
 """`python -m planner policies`: pre-registered predictions of the proxy's per-request policies.
 
 On 2 GPUs: one instance, two replicas, and a 1P1D pair under each policy (split, local, threshold:N,
-load; planner/routing.py), for each workload (the frontier's two shapes and the Azure conversation
+load; testbed/route_rule.py), for each workload (the frontier's two shapes and the Azure conversation
 trace's lengths under Poisson arrivals), at every cell of an SLO grid: the sustained rate (>= 90% of
 requests meet the SLO) per GPU and per kW, J per request there, and the share of requests the policy
 served locally. Beside them, where a measured frontier exists (`--measured`), the one instance's and the

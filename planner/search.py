@@ -13,7 +13,7 @@ by a full budget) + b*L + c*L^2/2 (the attention pairs of any chunking of L toke
 each output token on a decode instance at least min over batches B of a/B + d*B (+ e*touched(B)/B for an
 MoE model's experts term), plus b + c*L (B up to
 max_batch, or where the batch^2 term d makes larger batches dearer); on an aggregated instance
-decode tokens ride prefill steps at b + c*L. Under a per-request policy (planner/routing.py) a
+decode tokens ride prefill steps at b + c*L. Under a per-request policy (testbed/route_rule.py) a
 decode instance does the local requests' whole work at that aggregated cost: threshold splits a known
 share of the requests; load and local may split any share f, and the bound takes the f that balances
 the two sides (the most any routing could sustain). Setups are simulated in decreasing bound order and skipped
@@ -34,10 +34,10 @@ import numpy as np
 from experiments.timing_checks import STEADY_ARRIVALS_IN_E2E, Ramp, find_ramp
 from planner.outcome import Outcome, request_metrics, summarize, with_slo
 from planner.profile_model import EngineLimits, Profile
-from planner.routing import parse_route
 from planner.setups import Setup, candidate_setups
 from planner.simulate import simulate
 from planner.workload import Workload, WorkloadSpec, build_workload
+from testbed.route_rule import parse_route_policy
 
 MAX_REPEATS = 8  # a ramp run is repeated up to this many times its workload to reach a steady state
 
@@ -108,7 +108,7 @@ def capacity_bound(profile: Profile, setup: Setup, workload: Workload, limits: E
     # A step of batch B costs each token da/B + dd*B (+ an MoE model's experts term / B) + db + dc*L:
     # its least share per token within the limits (planner/profile_model.py DecodeModel).
     per_decode = out * (profile.decode.token_floor_s(max_batch) + db + dc * L)
-    route = parse_route(setup.route)
+    route = parse_route_policy(setup.route)
     if route.kind != "split":  # split requests' decodes may ride a local prompt's prefill steps
         per_decode = out * (db + dc * L)
     if route.kind in ("split", "threshold"):  # the split requests are known: each side's share of work

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from experiments.schema import SetupForm, parse_form
-from planner.routing import SPLIT, parse_route
+from testbed.route_rule import SPLIT, parse_route_policy
 
 POLICIES = ("round_robin", "least_outstanding")  # the proxy's selection policies (proxy/config.py)
 
@@ -18,7 +18,7 @@ POLICIES = ("round_robin", "least_outstanding")  # the proxy's selection policie
 class Setup:
     """`n_prefill` prefill and `n_decode` decode instances; n_prefill = 0 means aggregated instances
     (prefill and decode share every GPU), `n_decode` of them behind the proxy's `policy`. `route`: the
-    proxy's per-request policy of an xPyD setup (planner/routing.py; split for aggregated setups)."""
+    proxy's per-request policy of an xPyD setup (testbed/route_rule.py; split for aggregated setups)."""
 
     n_prefill: int
     n_decode: int
@@ -29,7 +29,7 @@ class Setup:
         SetupForm(self.n_prefill, self.n_decode)  # VocabularyError (a ValueError) for impossible counts
         if self.policy not in POLICIES:
             raise ValueError(f"unknown selection policy {self.policy!r}; use {' or '.join(POLICIES)}")
-        object.__setattr__(self, "route", parse_route(self.route).name)  # one spelling per rule
+        object.__setattr__(self, "route", parse_route_policy(self.route).name)  # one spelling per rule
         if self.route != SPLIT and not self.disaggregated:
             raise ValueError(f"policy {self.route} chooses a P/D path; {self.name} has no prefill side")
 

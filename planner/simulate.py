@@ -10,7 +10,7 @@ planner/engine.py) bumps it, and the stale entry is skipped when it surfaces.
 Flow per request, as the proxy does it (proxy/handler.py): aggregated setups pick an instance at
 arrival; xPyD picks a prefill and a decode instance at arrival, releases the prefill instance when
 its prompt is done, moves the KV (profile's transfer time, no link contention), then queues the
-request on the decode instance. Under a per-request policy (`setup.route`, planner/routing.py, the
+request on the decode instance. Under a per-request policy (`setup.route`, testbed/route_rule.py, the
 proxy's rule) a request may instead take the local path: only a decode instance is picked, and the
 request prefills there as on a mixed instance; `load` reads the prefill tokens in flight per prefill
 instance (from pick until its prompt is done) and the picked decode instance's outstanding requests.
@@ -31,9 +31,9 @@ import numpy as np
 
 from planner.engine import DECODE, IDLE, MIXED, PREFILL, Engine, Requests
 from planner.profile_model import EngineLimits, Profile
-from planner.routing import SPLIT, parse_route
 from planner.selection import Selector
 from planner.setups import Setup
+from testbed.route_rule import SPLIT, parse_route_policy
 
 _STEP, _KV, _ENTER = 0, 1, 2
 
@@ -148,7 +148,7 @@ def simulate(
     decode_of = [0] * n
     prefill_of = [0] * n
     fe_free = [0.0] * len(engines)  # when each instance's API server is done with what it was given
-    route = parse_route(setup.route)
+    route = parse_route_policy(setup.route)
     local = [p_sel is None] * n  # no prefill side: every request is served where it lands
     p_tokens = [0] * setup.n_prefill  # prompt tokens picked for each prefill instance, not yet done
 

@@ -52,7 +52,7 @@ class ProxyConfig:
     eject_s: float = 5.0  # passive health: a faulty instance stays out at least this long; 0: never
     probe_interval_s: float = 1.0  # then its /health is asked this often until it answers 200
     setup_file: Path | None = None  # the launcher's JSON, served at GET /setup
-    policy: str = "split"  # per-request path: split, local, threshold:N, load[:P:D] (proxy/policy.py)
+    policy: str = "split"  # per-request path: split, local, threshold:N, load[:P:D] (testbed/route_rule.py)
     tokenizer: str | None = None  # counts prompt tokens for threshold/load; None: characters / 4
     retries: int = 1  # legs sent again to another instance per request (0: a failed leg fails it)
 

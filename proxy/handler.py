@@ -24,11 +24,12 @@ from proxy.connectors.p2p_nccl import check_suffix
 from proxy.errors import INSTANCE_HEADER, LEG_HEADER, ProxyError, error_json
 from proxy.instances import Instance, InstancePool, NoInstanceError
 from proxy.legs import LegTimeouts, leg_failure, open_decode, run_prefill
-from proxy.policy import LOCAL, SPLIT, prompt_text
+from proxy.policy import prompt_text
 from proxy.prefix import block_keys
 from proxy.state import ProxyState
 from proxy.streaming import DecodeStream
 from proxy.timing import TIMING_HEADER, StageTiming
+from testbed.route_rule import LOCAL, SPLIT
 
 log = logging.getLogger("proxy")
 

@@ -14,8 +14,9 @@ from proxy.health import PassiveHealth
 from proxy.instances import InstancePool
 from proxy.legs import LegTimeouts
 from proxy.metrics import ProxyMetrics
-from proxy.policy import PromptCounter, RoutePolicy, check_policy, parse_policy
+from proxy.policy import PromptCounter, route_policy_for
 from proxy.timing import StageLog
+from testbed.route_rule import RoutePolicy
 
 log = logging.getLogger("proxy")
 
@@ -29,8 +30,7 @@ class ProxyState:
         config.validate()
         self.config = config
         self.connector: Connector = get_connector(config.connector)
-        self.policy: RoutePolicy = parse_policy(config.policy)
-        check_policy(self.policy, config.connector)
+        self.policy: RoutePolicy = route_policy_for(config.policy, config.connector)
         self.counter = PromptCounter(config.tokenizer)
         self.prefill_pool = InstancePool("prefill", config.prefill_select, config.prefill)
         self.decode_pool = InstancePool(

@@ -11,9 +11,10 @@ PACKAGES = ("experiments", "analysis", "launch", "disagg", "traditional", "proxy
 # Who may import whom (first-party). experiments is the base every wing builds on; only the planner and
 # the demo build on analysis, and nothing imports planner, demo or bench (the benchmarks, the soak and the
 # GPU validation script: tools beside the packages, which may use any of them). Two floors import
-# nothing first-party: testbed, the one-line error parser every CLI uses and the entry point (which names
-# its commands' modules as strings and imports them only when one runs); sse, the SSE lines the proxy
-# writes and the client reads.
+# nothing first-party: testbed, the one-line error parser every CLI uses, the per-request route rule
+# (split/local/threshold/load) the proxy applies and the planner simulates, and the entry point (which
+# names its commands' modules as strings and imports them only when one runs); sse, the SSE lines the
+# proxy writes and the client reads.
 ALLOWED = {
     "sse": set(),
     "experiments": {"monitor", "sse"},

@@ -289,6 +289,10 @@ def test_policy_reaches_the_proxy_with_the_models_tokenizer_and_names_the_setup(
     local = _plan(tmp_path, "--policy", "local").proxy
     assert "--tokenizer" not in local and local[local.index("--policy") + 1] == "local"
     assert "--policy" not in _plan(tmp_path).proxy  # split: the proxy's default, the command unchanged
+    load = _plan(tmp_path, "--policy", "load").proxy  # load reads the prompt's tokens too
+    assert load[load.index("--policy") + 1] == "load" and "--tokenizer" in load
+    with pytest.raises(ValueError, match="unknown policy 'sometimes'; use split"):  # before any launch
+        _plan(tmp_path, "--policy", "sometimes")
 
 
 @pytest.mark.parametrize("connector", ["p2p_nccl", "passthrough"])

@@ -18,8 +18,7 @@ from experiments.metrics import stage_summary
 from experiments.serving_setup import describe
 from experiments.workloads import RequestSpec
 from fake_upstream import FakeBehavior
-from proxy.config import ConfigError
-from proxy.policy import PromptCounter, RoutePolicy, parse_policy, prompt_text
+from proxy.policy import PromptCounter, prompt_text
 from proxy.prefix import BLOCK_CHARS, PrefixIndex, block_keys
 from proxy.timing import parse_timing_comment
 from tests.proxy.harness import closed_port, metric, proxy_with, run, under_policy
@@ -43,50 +42,7 @@ async def timing_of(h, prompt: Any) -> dict[str, Any]:
     return orjson.loads(headers["x-proxy-timing"])
 
 
-# ------------------------------------------------------------------------------------------- parsing
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("split", RoutePolicy("split")),
-        ("local", RoutePolicy("local")),
-        ("threshold:1024", RoutePolicy("threshold", threshold=1024)),
-        ("load", RoutePolicy("load", p_tokens=4096, d_requests=32)),
-        ("load:8000", RoutePolicy("load", p_tokens=8000, d_requests=32)),
-        ("load:8000:16", RoutePolicy("load", p_tokens=8000, d_requests=16)),
-    ],
-)
-def test_policies_parse_and_print_back(text: str, expected: RoutePolicy) -> None:
-    policy = parse_policy(text)
-    assert policy == expected
-    assert parse_policy(policy.name) == policy
-
-
-@pytest.mark.parametrize(
-    ("text", "message"),
-    [
-        ("always", "unknown policy 'always'"),
-        ("threshold", "needs its prompt length"),
-        ("threshold:-3", "whole number >= 0"),
-        ("threshold:1k", "whole number >= 0"),
-        ("split:1", "takes no parameter"),
-        ("load:1:2:3", "too many parameters"),
-    ],
-)
-def test_bad_policies_say_what_to_write(text: str, message: str) -> None:
-    with pytest.raises(ConfigError, match=message):
-        parse_policy(text)
-
-
-def test_the_rules_by_hand() -> None:
-    t = parse_policy("threshold:100")
-    assert [t.decide(n, 0, 0) for n in (99, 100, 5000)] == ["local", "split", "split"]
-    load = parse_policy("load:1000:4")
-    # (prompt, least P tokens in flight, D outstanding) -> path
-    assert load.decide(10, 999, 0) == "split"  # P not backed up
-    assert load.decide(10, 1000, 3) == "local"  # backed up and D has room
-    assert load.decide(10, 1000, 4) == "split"  # D full too: the prefill instance still takes it
+# -------------------------------------- prompt counting (the rule itself: tests/testbed/test_route_rule.py)
 
 
 def test_prompt_counting_and_text() -> None:
@@ -324,6 +280,7 @@ def test_load_split_faults_release_the_prefill_tokens() -> None:
     ("args", "message"),
     [
         (["--policy", "sometimes"], "error: unknown policy 'sometimes'"),
+        (["--policy", "threshold:-3"], "error: threshold:N must be a whole number >= 0, got '-3'; use split"),
         (["--policy", "local", "--connector", "p2p_nccl"], "error: --policy local needs decode instances"),
         (["--policy", "threshold:8", "--tokenizer", "/no/such/model"], "error: --tokenizer /no/such/model"),
     ],
