@@ -23,6 +23,7 @@ from disagg.kv_config import (
     instance_env,
     kv_transfer_config,
 )
+from experiments.model_dir import serving_tokenizer
 from experiments.provenance import vllm_version
 from launch.cli import default_run_dir, resolve_common
 from launch.server import ServerSpec
@@ -186,7 +187,7 @@ def proxy_command(
             )
         cmd += ["--policy", policy]
         if rule.needs_tokens:
-            cmd += ["--tokenizer", specs["decode"][0].model]
+            cmd += ["--tokenizer", serving_tokenizer(specs["decode"][0].model)]
     if connector == "passthrough":
         cmd += ["--backend", ",".join(s.url for s in (*specs["prefill"], *specs["decode"]))]
     elif args.discovery_port:

@@ -4,6 +4,9 @@ says about the KV cache and expert routing.
 No weights can be downloaded, so tests and the demo serve a directory holding only `config.json` and a
 tokenizer with vLLM's `--load-format dummy`. Token i is the word ``t<i>``: a prompt of N such words is
 exactly N tokens. Any real Hugging Face model directory is accepted unchanged by `load_tokenizer`.
+The tokenizer is also written alone into `tokenizer/` (no config.json beside it): what vLLM and the
+proxy load (`serving_tokenizer`), because transformers 5 gives some model types (qwen2 among them) their
+own tokenizer class, which reads the word-level vocabulary as BPE and encodes every prompt to no tokens.
 
 Shapes (`SHAPES`, `--model NAME` in every launcher): tiny (CPU), llama-3.1-8b, qwen2.5-32b (dense bf16),
 llama-3.1-70b-fp8 (dense, FP8 weights, bf16 KV) and qwen3-30b-a3b (MoE, 128 experts, 8 per token).
@@ -22,6 +25,7 @@ import orjson
 BOS = "<|begin_of_text|>"
 EOS = "<|end_of_text|>"
 UNK = "<unk>"
+TOKENIZER_SUBDIR = "tokenizer"  # the word-level tokenizer alone, without the config (serving_tokenizer)
 
 _LLAMA3_ROPE: dict[str, Any] = {
     "factor": 8.0,
@@ -356,32 +360,45 @@ def write_model_dir(path: str | Path, shape: str = "tiny") -> Path:
     out.mkdir(parents=True, exist_ok=True)
     config_bytes = json.dumps(config, indent=2, sort_keys=True).encode()
     cfg_path = out / "config.json"
-    if cfg_path.exists() and cfg_path.read_bytes() == config_bytes and (out / "tokenizer.json").exists():
+    alone = out / TOKENIZER_SUBDIR
+    complete = cfg_path.exists() and (alone / "tokenizer_config.json").exists()
+    if complete and cfg_path.read_bytes() == config_bytes:
         return out
     vocab_size = config["vocab_size"]
-    (out / "tokenizer.json").write_bytes(orjson.dumps(_tokenizer_json(vocab_size)))
-    (out / "tokenizer_config.json").write_text(
-        json.dumps(
-            {
-                "tokenizer_class": "PreTrainedTokenizerFast",
-                "bos_token": BOS,
-                "eos_token": EOS,
-                "unk_token": UNK,
-                "add_bos_token": False,
-                "add_eos_token": False,
-                "clean_up_tokenization_spaces": False,
-                "model_max_length": config["max_position_embeddings"],
-                "chat_template": _CHAT_TEMPLATE,
-            },
-            indent=2,
-        )
+    tokenizer_json = orjson.dumps(_tokenizer_json(vocab_size))
+    tokenizer_config = json.dumps(
+        {
+            "tokenizer_class": "PreTrainedTokenizerFast",
+            "bos_token": BOS,
+            "eos_token": EOS,
+            "unk_token": UNK,
+            "add_bos_token": False,
+            "add_eos_token": False,
+            "clean_up_tokenization_spaces": False,
+            "model_max_length": config["max_position_embeddings"],
+            "chat_template": _CHAT_TEMPLATE,
+        },
+        indent=2,
     )
+    alone.mkdir(exist_ok=True)
+    for where in (out, alone):
+        (where / "tokenizer.json").write_bytes(tokenizer_json)
+        (where / "tokenizer_config.json").write_text(tokenizer_config)
     (out / "generation_config.json").write_text(
         json.dumps({"bos_token_id": config["bos_token_id"], "eos_token_id": config["eos_token_id"]})
     )
     (out / "testbed_model.json").write_text(json.dumps({"shape": shape, "weights": "none (serve dummy)"}))
     cfg_path.write_bytes(config_bytes)  # last: its presence marks a complete directory
     return out
+
+
+def serving_tokenizer(model: str | Path) -> str:
+    """What vLLM's and the proxy's `--tokenizer` is: a config-only model's tokenizer on its own (its
+    `tokenizer/`, away from the config's model_type), else the model itself (a real model, unchanged)."""
+    alone = Path(model) / TOKENIZER_SUBDIR
+    if model_shape(model) is not None and (alone / "tokenizer_config.json").exists():
+        return str(alone)
+    return str(model)
 
 
 def model_shape(path: str | Path) -> str | None:

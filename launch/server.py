@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from experiments.model_dir import model_shape
+from experiments.model_dir import model_shape, serving_tokenizer
 
 # What every vLLM process of this testbed needs (see reference/launch_recipe.md); what a KV connector
 # needs on top comes with the instance's spec (disagg.kv_config.instance_env).
@@ -87,6 +87,8 @@ class ServerSpec:
         cmd += ["--max-model-len", str(self.max_model_len), "--seed", str(self.seed)]
         if (fmt := self.effective_load_format()) is not None:
             cmd += ["--load-format", fmt]
+        if (tok := serving_tokenizer(self.model)) != self.model and "--tokenizer" not in self.extra_args:
+            cmd += ["--tokenizer", tok]  # a config-only model's tokenizer, away from its config's model_type
         if self.gpu is not None:
             cmd += ["--gpu-memory-utilization", str(self.gpu_memory_utilization)]
         if self.block_size is not None:

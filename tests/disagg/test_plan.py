@@ -279,7 +279,9 @@ def test_policy_reaches_the_proxy_with_the_models_tokenizer_and_names_the_setup(
     run = _plan(tmp_path, "--policy", "threshold:512", "--select", "prefix")
     proxy = run.proxy
     assert proxy[proxy.index("--policy") + 1] == "threshold:512"
-    assert proxy[proxy.index("--tokenizer") + 1] == run.decode[0].model
+    assert proxy[proxy.index("--tokenizer") + 1] == f"{run.decode[0].model}/tokenizer"  # the shape's, alone
+    vllm = run.decode[0].command()
+    assert vllm[vllm.index("--tokenizer") + 1] == f"{run.decode[0].model}/tokenizer"  # as vLLM's
     assert proxy[proxy.index("--select") + 1] == "prefix"
     write_plan(run.run_dir, run.launch_json())
     setup = from_plan(json.loads((run.run_dir / "launch.json").read_text()), run.run_dir / "launch.json",

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from launch.server import ServerSpec
+
 from experiments.model_dir import (
     SHAPES,
     MoeRouting,
@@ -15,6 +17,7 @@ from experiments.model_dir import (
     moe_routing,
     read_config,
     resolve_model,
+    serving_tokenizer,
     shape_from_config,
     write_model_dir,
 )
@@ -69,6 +72,22 @@ def test_transformers_and_vllm_read_every_shape_as_its_model_class(tmp_path: Pat
         assert set(config.architectures) <= archs
     moe = AutoConfig.from_pretrained(str(tmp_path / "qwen3-30b-a3b"))
     assert (moe.num_experts, moe.num_experts_per_tok, moe.moe_intermediate_size) == (128, 8, 768)
+
+
+@pytest.mark.parametrize("shape", sorted(KV_BYTES))
+def test_vllm_and_the_proxy_encode_each_shapes_words_as_their_ids(shape: str, tmp_path: Path) -> None:
+    """N words are N tokens where it counts: vLLM's tokenizer loader and the proxy's AutoTokenizer, on the
+    tokenizer the launchers pass (transformers 5 read the 32B's, next to its qwen2 config, as BPE: no ids)."""
+    from transformers import AutoTokenizer
+    from vllm.tokenizers import get_tokenizer
+
+    model = write_model_dir(tmp_path / shape, shape)
+    tok = serving_tokenizer(model)
+    assert tok == str(model / "tokenizer") and not (model / "tokenizer" / "config.json").exists()
+    for loaded in (get_tokenizer(tok), AutoTokenizer.from_pretrained(tok)):
+        assert loaded.encode("t5 t6 t70000", add_special_tokens=False) == [5, 6, 70000]
+    assert ServerSpec(port=1, model=str(model)).command()[-2:] == ["--tokenizer", tok]
+    assert "--tokenizer" not in ServerSpec(port=1, model=str(tmp_path)).command()  # a real model: as given
 
 
 def test_the_8b_config_is_unchanged() -> None:
