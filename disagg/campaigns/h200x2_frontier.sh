@@ -43,6 +43,6 @@ if [ -n "${OUT:-}" ]; then
   # This call's complete runs go back archived (~5x smaller); an incomplete one stays as it is.
   find "$RES" -name result.json -newer "$START" -printf '%h\n' | xargs -r python3 -m experiments.archive >/dev/null
   find "$RES" -type f -newer "$START" -print0 | tar -czf "$OUT/results.tgz" --null -T -
-  (cd /tmp/testbed-runs 2>/dev/null && for f in */*.log; do tail -n 300 "$f" > "$f.tail"; done
+  (cd /tmp/testbed-runs 2>/dev/null && find . -name '*.log' | while read -r f; do tail -n 300 "$f" > "$f.tail"; done
    tar -czf "$OUT/logs.tgz" --exclude='*.log' --exclude='kv' --exclude='proxy_stages.jsonl' . 2>/dev/null)
 fi
