@@ -8,8 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from launch.server import ServerSpec
-
 from experiments.model_dir import (
     SHAPES,
     MoeRouting,
@@ -21,6 +19,7 @@ from experiments.model_dir import (
     shape_from_config,
     write_model_dir,
 )
+from launch.server import ServerSpec
 
 # 2 (K and V) x layers x KV heads x head dim x 2 bytes (bf16), from each model card's config.json.
 KV_BYTES = {
