@@ -12,7 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from experiments.model_dir import shape_config
 from experiments.schema import to_builtins
+from planner.derive import derive_profile
 from planner.fits import Fit, fit_nonnegative
 from planner.prefill_model import EAGER_FEATURE, PREFILL_FEATURES, PrefillModel, prefill_features
 from planner.profile_model import (
@@ -246,3 +248,18 @@ def test_merge_refits_one_stored_profile_with_the_bound(tmp_path: Path) -> None:
     assert new.engine.cudagraph_max_tokens == GRAPH and new.prefill.eager_s == pytest.approx(E, rel=1e-6)
     assert "after the measurement" in new.provenance.notes and "after the measurement" in new.engine.source
     assert "0.065*eager_steps" in proc.stdout
+
+
+def test_derive_carries_the_eager_term_and_the_bound() -> None:
+    """planner/derive.py scales a, b, c by the model's shape and carries e and the bound unscaled."""
+    base = load_profile(ROOT / "results/profiles/h200-8b-nixl.json")
+    a, b, c = base.prefill.terms
+    fit = Fit((*PREFILL_FEATURES, EAGER_FEATURE), (a, b, c, E), 1.0, 0.0, 0.0, 7)
+    engine = dataclasses.replace(base.engine, cudagraph_max_tokens=GRAPH)
+    eager = dataclasses.replace(base, engine=engine, prefill=PrefillModel(fit, GRAPH))
+    configs = (shape_config("llama-3.1-8b"), shape_config("qwen2.5-32b"))
+    plain = derive_profile(base, *configs, "qwen2.5-32b", "base")
+    new = derive_profile(eager, *configs, "qwen2.5-32b", "base")
+    assert new.prefill.terms == plain.prefill.terms and plain.prefill.eager_s == 0.0
+    assert new.prefill.eager_s == E and new.prefill.graph_tokens == GRAPH
+    assert new.engine.cudagraph_max_tokens == GRAPH and "carried unscaled" in new.provenance.notes
