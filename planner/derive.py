@@ -73,6 +73,7 @@ from experiments.model_dir import (
 )
 from planner.fits import Fit
 from planner.kv_transfer import carried_kv
+from planner.prefill_model import EAGER_FEATURE
 from planner.profile_model import (
     DECODE_FEATURES,
     MOE_FEATURE,
@@ -239,14 +240,17 @@ def derive_profile(
     new = model_cost(config, options, options.kv_cache_dtype)
     w = options.weight_read_bytes_per_s
     notes: list[str] = []
-    pa, pb, pc = base.prefill.fit.coefficients
+    pa, pb, pc = base.prefill.terms
     a, text = _intercept(pa, b0, new, b0.read_bytes, new.read_bytes, w, "prefill")
     notes.append(text)
-    prefill = (a, pb * new.prefill_gemm / b0.prefill_gemm, pc * new.attention / b0.attention)
+    prefill = [a, pb * new.prefill_gemm / b0.prefill_gemm, pc * new.attention / b0.attention]
     notes.append(
         f"prefill b x {new.prefill_gemm / b0.prefill_gemm:.3f} (GEMM FLOPs per prompt token), "
         f"c x {new.attention / b0.attention:.3f} (layers x heads x head_dim)"
     )
+    if EAGER_FEATURE in base.prefill.fit.features:
+        prefill.append(base.prefill.eager_s)
+        notes.append(f"prefill e {1e3 * base.prefill.eager_s:.1f} ms per eager step carried unscaled")
     da, db, dc, dd = base.decode.terms
     a, text = _intercept(da, b0, new, b0.dense_read_bytes, new.dense_read_bytes, w, "decode")
     notes.append(text)
@@ -291,8 +295,9 @@ def derive_profile(
             kv_tokens,
             base.engine.block_size,
             f"derived: {text}; the other limits {carried}",
+            base.engine.cudagraph_max_tokens,
         ),
-        prefill=PrefillModel(_stated(base.prefill.fit, prefill)),
+        prefill=PrefillModel(_stated(base.prefill.fit, prefill), base.prefill.graph_tokens),
         decode=DecodeModel(_stated(base.decode.fit, decode, features), routing),
         kv_transfer=carried_kv(base.kv_transfer, float(new.kv_bytes_per_token), origin),
         power=_carried_power(base.power),

@@ -17,6 +17,10 @@ token per step, the first one included). A decode instance also serves local req
 policy's `local` path, testbed/route_rule.py): those wait in `waiting` and prefill as on a mixed instance,
 while requests whose KV arrived wait in `ready` and join the batch directly.
 
+CUDA graphs (profile `prefill.graph_tokens`, EngineLimits.cudagraph_max_tokens): a step of more tokens
+than the largest graph (prefill chunks + decodes, or a decode-only batch) runs eagerly and costs the
+prefill fit's eager_s more; a profile without the bound, or without the fitted term, pays nothing.
+
 The prefill hold (profile `kv_transfer.prefill_hold`; measured on vLLM 0.23 + P2P NCCL, not on a plain
 instance: results/h200x2/frontier/README.md): a prompt finished in step k is released at the end of
 step k+1, so two overlapping prefills end together and a chain of them ends one step apart. With
@@ -42,6 +46,7 @@ not with tokens.
 from __future__ import annotations
 
 import math
+import sys
 from collections import deque
 from collections.abc import Sequence
 from heapq import heappop, heappush
@@ -111,9 +116,11 @@ class Engine:
         "decode_batch_s",
         "decode_dw",
         "dynamic_j",
+        "eager",
         "fast_forward",
         "free",
         "fresh",
+        "graph",
         "handoff",
         "heap",
         "held",
@@ -160,10 +167,19 @@ class Engine:
             raise ValueError(f"unknown engine role {role!r}; use {', '.join(ROLES)}")
         self.index, self.role, self.reqs = index, role, reqs
         self.fast_forward = fast_forward  # False: one event per step (tests check both agree)
-        self.pa, self.pb, self.pc = profile.prefill.fit.coefficients
+        self.pa, self.pb, self.pc = profile.prefill.terms
         self.da, self.db, self.dc, self.dd = profile.decode.terms
-        # A decode-only step's batch-size part (with an MoE model's experts-touched term), per batch size.
-        self.decode_batch_s = [profile.decode.batch_s(b) for b in range(limits.max_num_seqs + 1)]
+        # A step of more tokens (prefill chunks + decodes) than the largest CUDA graph runs eagerly and
+        # costs eager_s more (planner/prefill_model.py); graph: a bound no step reaches where not modelled.
+        self.eager = profile.prefill.eager_s
+        bound = profile.prefill.graph_tokens
+        self.graph = bound if bound is not None and self.eager > 0 else sys.maxsize
+        # A decode-only step's batch-size part (with an MoE model's experts-touched term), per batch size;
+        # a batch of more sequences than the largest graph runs eagerly too.
+        self.decode_batch_s = [
+            profile.decode.batch_s(b) + (self.eager if b > self.graph else 0.0)
+            for b in range(limits.max_num_seqs + 1)
+        ]
         self.hold = role == PREFILL and profile.kv_transfer.prefill_hold  # see the module docstring
         # steps scheduled one ahead (module docstring); a P/D pair's loop is in its measured KV terms
         self.ahead = role == MIXED and profile.loop.async_scheduling
@@ -304,6 +320,8 @@ class Engine:
         if tokens:
             decode = self.db * batch + self.dc * self.ctx + self.dd * batch * batch
             self.r_d0 = self.pa + self.pb * tokens + self.pc * pairs + decode
+            if tokens + batch > self.graph:
+                self.r_d0 += self.eager
             self.r_k, self.r_slope, self.r_dw = 1, 0.0, self.prefill_dw
         elif self.held:  # nothing else to run: one short step that only reports the finished sends
             self.r_d0, self.r_k, self.r_slope, self.r_dw = HOLD_RELEASE_S, 1, 0.0, 0.0

@@ -11,7 +11,9 @@ every raw point and refits every model:
 - power points: all of them (idle and prefill W are time-weighted means).
 The files must share model, GPU, vLLM version and engine limits (max_model_len is not one of them). The
 KV side is the first file's, unless --pd-result derives it again against the merged models, as
-`python -m planner kv` does.
+`python -m planner kv` does. --cudagraph-max-tokens N sets the largest CUDA-graph step (0: none) after
+the measurement, so the prefill fit gains its eager-step term from the stored points: one file alone
+refits it (`merge P --cudagraph-max-tokens 512 --output P2`); the notes say the bound was set later.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from planner.profile_model import (
     build_profile,
     load_profile,
 )
-from planner.profile_run import fit_frontend, kv_model_from_pd
+from planner.profile_run import cudagraph_bound, fit_frontend, kv_model_from_pd
 
 SAME_CONTEXT = 0.05  # decode points at the same batch and contexts this close are one measurement
 
@@ -44,6 +46,12 @@ def add_merge_parser(sub: Any) -> None:
     p.add_argument("--output", type=Path, required=True, help="profile JSON to write")
     p.add_argument(
         "--pd-result", type=Path, default=None, help="a measured P/D run: derive the KV side again"
+    )
+    p.add_argument(
+        "--cudagraph-max-tokens",
+        type=int,
+        default=None,
+        help="set the measured server's largest CUDA-graph step (0: none) and refit (default: as stored)",
     )
 
 
@@ -108,14 +116,25 @@ def merged_frontend(profiles: list[tuple[Path, Profile]]) -> FrontendModel:
     return fe
 
 
-def merge_profiles(paths: list[Path], pd_result: Path | None = None, command: str = "") -> Profile:
+def merge_profiles(
+    paths: list[Path],
+    pd_result: Path | None = None,
+    command: str = "",
+    cudagraph_max_tokens: int | None = None,
+) -> Profile:
     profiles = [(p, load_profile(p)) for p in paths]
     check_compatible(profiles)
     base = profiles[0][1]
+    engine = base.engine
     frontend = merged_frontend(profiles)
     runs = "; ".join(f"{p} (created {prof.provenance.created_iso or '?'})" for p, prof in profiles)
     notes = [f"merged from {runs} by `python -m planner merge`"]
     notes += [f"{p.name}: {prof.provenance.notes}" for p, prof in profiles if prof.provenance.notes]
+    if cudagraph_max_tokens is not None:
+        bound, why = cudagraph_bound(cudagraph_max_tokens, engine.max_num_seqs, gpu=True)
+        later = f"{why} set by `planner merge` after the measurement (was {engine.cudagraph_max_tokens})"
+        engine = replace(engine, cudagraph_max_tokens=bound, source=f"{engine.source}; {later}")
+        notes.append(later)
     clocks = {str(prof.provenance.clocks) for _, prof in profiles}
     if len(clocks) > 1:
         notes.append(f"clocks differed between the runs: {' / '.join(sorted(clocks))}")
@@ -127,7 +146,7 @@ def merge_profiles(paths: list[Path], pd_result: Path | None = None, command: st
     )
     merged = build_profile(
         provenance,
-        base.engine,
+        engine,
         merged_prefill([p for _, p in profiles]),
         merged_decode([p for _, p in profiles]),
         base.kv_transfer,
@@ -155,7 +174,8 @@ def merge_profiles(paths: list[Path], pd_result: Path | None = None, command: st
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    prof = merge_profiles(list(args.profiles), args.pd_result, " ".join(["python -m planner", *sys.argv[1:]]))
+    command = " ".join(["python -m planner", *sys.argv[1:]])
+    prof = merge_profiles(list(args.profiles), args.pd_result, command, args.cudagraph_max_tokens)
     out = prof.save(args.output)
     print(prof.describe())
     print(f"profile: {out}")

@@ -3,9 +3,8 @@
 A profile keeps the raw measured points next to the fitted models and their stated error, plus where
 they came from (GPU, clocks, model, vLLM version, engine limits). The simulator reads only the fits:
 
-- prefill step time = a*steps + b*tokens + c*attention_pairs, where one request of N tokens prefilled
-  alone in one step has steps = 1, tokens = N, attention_pairs = N^2 (so this is a + b*N + c*N^2); a
-  chunk of n tokens at offset o adds n*(o + n) pairs, which keeps chunked prefills consistent;
+- prefill step time = a*steps + b*tokens + c*attention_pairs [+ e*eager_steps] (planner/prefill_model.py:
+  e is what a step too large for a CUDA graph costs more, fitted only where the graph bound is known);
 - decode step time = a + b*batch + c*context_sum + d*batch^2 (context_sum: total tokens the batch
   attends over; the batch^2 term is the step's growth past a large batch (results/profiles/ shows it
   on H200); schema-2 profiles have no d), plus, for a mixture-of-experts model,
@@ -43,6 +42,9 @@ import numpy as np
 from experiments.model_dir import MoeRouting
 from experiments.schema import SchemaError, convert, to_builtins
 from planner.fits import Fit, fit_nonnegative
+from planner.prefill_model import PREFILL_FEATURES as PREFILL_FEATURES
+from planner.prefill_model import PrefillModel, prefill_rows
+from planner.prefill_model import prefill_features as prefill_features
 
 # 2: API-server time and the connector's prefill-side time (version 1 reads as zero); 3: decode batch^2
 # term and the API-server points (version 2 reads with d = 0 and no points); 4: either the serving loop
@@ -52,7 +54,6 @@ from planner.fits import Fit, fit_nonnegative
 SCHEMA_VERSION = 5
 READABLE_VERSIONS = (1, 2, 3, 4, 5)
 PROFILE_KIND = "planner-profile"
-PREFILL_FEATURES = ("steps", "tokens", "attention_pairs")
 DECODE_FEATURES = ("step", "batch", "context_sum", "batch_sq")
 MOE_FEATURE = "experts_touched"
 DECODE_POWER_FEATURES = ("watts", "ln_batch")
@@ -141,11 +142,15 @@ class EngineLimits:
     kv_capacity_tokens: int
     block_size: int = DEFAULT_BLOCK_SIZE
     source: str = ""
+    # the largest step vLLM replays as a CUDA graph (planner/prefill_model.py); None: not modelled
+    cudagraph_max_tokens: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("max_num_batched_tokens", "max_num_seqs", "kv_capacity_tokens", "block_size"):
             if int(getattr(self, name)) < 1:
                 raise ProfileError(f"engine limit {name} must be >= 1, got {getattr(self, name)}")
+        if self.cudagraph_max_tokens is not None and self.cudagraph_max_tokens < 1:
+            raise ProfileError(f"cudagraph_max_tokens must be >= 1 or None, got {self.cudagraph_max_tokens}")
         if self.max_num_seqs > self.max_num_batched_tokens:
             raise ProfileError(
                 f"max_num_seqs ({self.max_num_seqs}) > max_num_batched_tokens "
@@ -160,31 +165,6 @@ class EngineLimits:
 # ---------------------------------------------------------------------------------------------------------
 # Models
 # ---------------------------------------------------------------------------------------------------------
-
-
-def prefill_features(prompt_tokens: int, budget: int) -> tuple[float, float, float]:
-    """(steps, tokens, attention_pairs) of one prompt prefilled alone under a token budget per step."""
-    steps, pairs, offset = 0, 0, 0
-    while offset < prompt_tokens:
-        chunk = min(budget, prompt_tokens - offset)
-        pairs += chunk * (offset + chunk)
-        offset += chunk
-        steps += 1
-    return float(steps), float(prompt_tokens), float(pairs)
-
-
-@dataclass(frozen=True)
-class PrefillModel:
-    fit: Fit
-
-    def step_s(self, tokens: float, pairs: float) -> float:
-        """One step holding `tokens` prefill tokens with `pairs` attention pairs (no decodes)."""
-        a, b, c = self.fit.coefficients
-        return a + b * tokens + c * pairs
-
-    def request_s(self, prompt_tokens: int, budget: int) -> float:
-        """A prompt prefilled alone, chunked under `budget` tokens per step."""
-        return self.fit.predict(prefill_features(prompt_tokens, budget))
 
 
 def experts_touched(batch: float | np.ndarray, routing: MoeRouting) -> float | np.ndarray:
@@ -340,7 +320,8 @@ class Profile:
             f"profile: {p.model} on {p.gpu or 'unknown device'} (vLLM {p.vllm_version or '?'}, {p.source}"
             f"{': scaled from another profile, not measured' if p.source == 'derived' else ''})",
             f"  engine: max_num_batched_tokens {self.engine.max_num_batched_tokens}, max_num_seqs "
-            f"{self.engine.max_num_seqs}, KV {self.engine.kv_capacity_tokens} tokens",
+            f"{self.engine.max_num_seqs}, KV {self.engine.kv_capacity_tokens} tokens"
+            + _graph_text(self.engine.cudagraph_max_tokens),
             f"  prefill step s = {self.prefill.fit.describe()}",
             f"  decode step s = {self.decode.fit.describe()}" + _moe_text(self.decode.routing),
             f"  KV transfer: {1e3 * self.kv_transfer.latency_s:.2f} ms + "
@@ -376,7 +357,7 @@ class Profile:
             "provenance": to_builtins(self.provenance),
             "engine": to_builtins(self.engine),
             "prefill": {
-                "model": "step_s = a*steps + b*tokens + c*attention_pairs",
+                "model": "step_s = a*steps + b*tokens + c*attention_pairs [+ e*eager_steps]",
                 "fit": to_builtins(self.prefill.fit),
                 "points": to_builtins(self.prefill_points),
             },
@@ -431,10 +412,11 @@ class Profile:
             )
         try:
             pre, dec, kv, pw = data["prefill"], data["decode"], data["kv_transfer"], data["power"]
+            engine: EngineLimits = _typed(data["engine"], EngineLimits, "engine")
             return cls(
                 provenance=_typed(data["provenance"], Provenance, "provenance"),
-                engine=_typed(data["engine"], EngineLimits, "engine"),
-                prefill=PrefillModel(_typed(pre["fit"], Fit, "prefill.fit")),
+                engine=engine,
+                prefill=PrefillModel(_typed(pre["fit"], Fit, "prefill.fit"), engine.cudagraph_max_tokens),
                 decode=DecodeModel(
                     _typed(dec["fit"], Fit, "decode.fit"),
                     _typed(dec["moe"], MoeRouting, "decode.moe") if dec.get("moe") else None,
@@ -463,7 +445,7 @@ class Profile:
                 power_points=_typed(pw["points"], tuple[PowerPoint, ...], "power.points"),
                 kv_points=_typed(kv["points"], tuple[KvPoint, ...], "kv_transfer.points"),
             )
-        except (KeyError, TypeError) as exc:
+        except (KeyError, TypeError, ValueError) as exc:
             raise ProfileError(f"malformed profile: {exc!r}") from exc
 
     def client_prefill_s(self, prompt_tokens: int) -> float:
@@ -476,6 +458,10 @@ class Profile:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
         return out
+
+
+def _graph_text(graph_tokens: int | None) -> str:
+    return "" if graph_tokens is None else f", CUDA graphs for steps of <= {graph_tokens} tokens"
 
 
 def _moe_text(routing: MoeRouting | None) -> str:
@@ -522,13 +508,17 @@ def load_profile(path: str | Path) -> Profile:
 
 
 def fit_prefill(
-    points: Sequence[PrefillPoint], budget: int, frontend: FrontendModel | None = None
+    points: Sequence[PrefillPoint],
+    budget: int,
+    frontend: FrontendModel | None = None,
+    graph_tokens: int | None = None,
 ) -> PrefillModel:
-    """Steps fitted to each point's latency less its API-server time (the engine's share)."""
+    """Steps fitted to each point's latency less its API-server time (the engine's share); with the
+    graph bound `graph_tokens` the eager-step term where the points allow it (prefill_model.prefill_rows)."""
     fe = frontend or FrontendModel()
-    rows = [prefill_features(p.prompt_tokens, budget) for p in points]
+    features, rows = prefill_rows([p.prompt_tokens for p in points], budget, graph_tokens)
     engine = [max(p.latency_s - fe.delay_s(p.prompt_tokens), 0.0) for p in points]
-    return PrefillModel(fit_nonnegative(PREFILL_FEATURES, rows, engine, relative=True))
+    return PrefillModel(fit_nonnegative(features, rows, engine, relative=True), graph_tokens)
 
 
 def fit_decode(points: Sequence[DecodePoint], routing: MoeRouting | None = None) -> DecodeModel:
@@ -585,7 +575,9 @@ def build_profile(
     return Profile(
         provenance=provenance,
         engine=engine,
-        prefill=fit_prefill(prefill_points, engine.max_num_batched_tokens, frontend),
+        prefill=fit_prefill(
+            prefill_points, engine.max_num_batched_tokens, frontend, engine.cudagraph_max_tokens
+        ),
         decode=fit_decode(decode_points, routing),
         kv_transfer=kv_transfer,
         power=fit_power(power_points, power_reason),

@@ -123,6 +123,13 @@ def add_profile_parser(sub: Any) -> None:
     p.add_argument("--max-num-batched-tokens", type=int, default=None, help="the server's (default: vLLM's)")
     p.add_argument("--max-num-seqs", type=int, default=None, help="the server's (default: vLLM's)")
     p.add_argument("--kv-capacity", type=int, default=None, help="KV tokens (default: from /metrics)")
+    p.add_argument(
+        "--cudagraph-max-tokens",
+        type=int,
+        default=None,
+        help="the server's largest CUDA-graph step (vLLM's max_cudagraph_capture_size; 0: none; default on "
+        "a GPU: vLLM's min(2 x max_num_seqs, 512), on CPU none)",
+    )
     p.add_argument("--gpu-id", type=int, default=0, help="NVML index of the server's GPU")
     p.add_argument("--monitor", choices=("auto", "nvml", "sim", "none"), default="auto")
     p.add_argument("--idle-seconds", type=float, default=5.0)
@@ -169,7 +176,24 @@ def engine_limits(args: argparse.Namespace, info: ServerInfo, gpu_memory: int | 
             )
         kv = int(blocks) * block
         why += f"; KV {blocks} blocks of {block} from /metrics"
-    return EngineLimits(args.max_num_batched_tokens or tokens, args.max_num_seqs or seqs, kv, block, why)
+    seqs = args.max_num_seqs or seqs
+    graph, why_graph = cudagraph_bound(args.cudagraph_max_tokens, seqs, gpu_memory is not None)
+    return EngineLimits(args.max_num_batched_tokens or tokens, seqs, kv, block, f"{why}; {why_graph}", graph)
+
+
+def cudagraph_bound(flag: int | None, max_num_seqs: int, gpu: bool) -> tuple[int | None, str]:
+    """The largest step the server replays as a CUDA graph, and why: the flag (0: none), else on a GPU
+    vLLM's default max_cudagraph_capture_size min(2 x max_num_seqs, 512); on CPU none."""
+    if flag is not None:
+        if flag < 0:
+            raise ValueError(f"--cudagraph-max-tokens {flag}: give the server's capture size, or 0 for none")
+        return (flag or None), (
+            f"CUDA graphs up to {flag} tokens (flag)" if flag else "no CUDA graphs (flag)"
+        )
+    if not gpu:
+        return None, "no CUDA graphs (CPU)"
+    bound = min(2 * max_num_seqs, 512)
+    return bound, f"CUDA graphs up to {bound} tokens (vLLM's default min(2 x max_num_seqs, 512))"
 
 
 def kv_bytes_per_token(args: argparse.Namespace, model: str) -> float:
@@ -487,7 +511,7 @@ async def measure(args: argparse.Namespace) -> Profile:
             watts += decode_watts
     finally:
         power.close()
-    prefill_model = fit_prefill(prefill, limits.max_num_batched_tokens, frontend)
+    prefill_model = fit_prefill(prefill, limits.max_num_batched_tokens, frontend, limits.cudagraph_max_tokens)
 
     def alone_s(n: int) -> float:
         return frontend.delay_s(n) + prefill_model.request_s(n, limits.max_num_batched_tokens)

@@ -95,13 +95,21 @@ class SetupResult:
 
 def capacity_bound(profile: Profile, setup: Setup, workload: Workload, limits: EngineLimits) -> float:
     """Requests/s no simulation of this setup can exceed (see the module docstring)."""
-    pa, pb, pc = profile.prefill.fit.coefficients
+    pa, pb, pc = profile.prefill.terms
     _, db, dc, _ = profile.decode.terms
     L = workload.prompt_tokens.astype(float)
     out = workload.output_tokens.astype(float)
     blocks = np.ceil((L + out) / limits.block_size)
     max_batch = max(1.0, min(limits.max_num_seqs, limits.kv_capacity_blocks / float(np.mean(blocks))))
-    per_prefill = pa * L / limits.max_num_batched_tokens + pb * L + pc * L * L / 2
+    budget = limits.max_num_batched_tokens
+    per_prefill = pa * L / budget + pb * L + pc * L * L / 2
+    graph = profile.prefill.graph_tokens
+    if graph is not None and budget > graph and profile.prefill.eager_s > 0:
+        # Eager steps (planner/engine.py): a prompt's chunk is cut short only in a full step (budget >
+        # graph tokens: eager), so at most its last chunk, <= graph tokens, runs in a graph step; its
+        # other >= L - graph tokens share eager steps of <= budget tokens each, so it costs at least
+        # e*(L - graph)/budget. Decode-only eager steps (batch > graph) are left out: a lower cost.
+        per_prefill = per_prefill + profile.prefill.eager_s * np.maximum(L - graph, 0.0) / budget
     per_mixed = per_prefill + (out - 1) * (db + dc * L)
     if not setup.disaggregated:
         return setup.n_decode / float(np.mean(per_mixed))
