@@ -172,8 +172,8 @@ class Engine:
         # A step of more tokens (prefill chunks + decodes) than the largest CUDA graph runs eagerly and
         # costs eager_s more (planner/prefill_model.py); graph: a bound no step reaches where not modelled.
         self.eager = profile.prefill.eager_s
-        bound = profile.prefill.graph_tokens
-        self.graph = bound if bound is not None and self.eager > 0 else sys.maxsize
+        bound = profile.prefill.eager_above
+        self.graph = bound if bound is not None else sys.maxsize
         # A decode-only step's batch-size part (with an MoE model's experts-touched term), per batch size;
         # a batch of more sequences than the largest graph runs eagerly too.
         self.decode_batch_s = [

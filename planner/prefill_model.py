@@ -78,9 +78,16 @@ class PrefillModel:
         """e: seconds a step of more than graph_tokens tokens costs beyond the fit's a, b, c (0: none)."""
         return self._coef(EAGER_FEATURE)
 
+    @property
+    def eager_above(self) -> int | None:
+        """The step size (prefill and decode tokens) past which a step pays eager_s; None where nothing
+        is paid (no graph bound, or no fitted eager term)."""
+        return self.graph_tokens if self.eager_s > 0 else None
+
     def eager(self, step_tokens: int) -> bool:
         """Whether a step of `step_tokens` tokens (prefill and decode) pays eager_s."""
-        return self.graph_tokens is not None and step_tokens > self.graph_tokens and self.eager_s > 0
+        bound = self.eager_above
+        return bound is not None and step_tokens > bound
 
     def step_s(self, tokens: float, pairs: float) -> float:
         """One step holding `tokens` prefill tokens with `pairs` attention pairs (no decodes)."""

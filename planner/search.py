@@ -103,8 +103,8 @@ def capacity_bound(profile: Profile, setup: Setup, workload: Workload, limits: E
     max_batch = max(1.0, min(limits.max_num_seqs, limits.kv_capacity_blocks / float(np.mean(blocks))))
     budget = limits.max_num_batched_tokens
     per_prefill = pa * L / budget + pb * L + pc * L * L / 2
-    graph = profile.prefill.graph_tokens
-    if graph is not None and budget > graph and profile.prefill.eager_s > 0:
+    graph = profile.prefill.eager_above
+    if graph is not None and budget > graph:
         # Eager steps (planner/engine.py): a prompt's chunk is cut short only in a full step (budget >
         # graph tokens: eager), so at most its last chunk, <= graph tokens, runs in a graph step; its
         # other >= L - graph tokens share eager steps of <= budget tokens each, so it costs at least
