@@ -80,6 +80,10 @@ from planner.profile_model import (
 )
 
 GIB = 1 << 30
+# Tries per decode point: each retry lengthens the streams (tokens_to_overlap) so that they outlast the
+# batch's prefills, or, where a stream's whole answer came in one network read (a starved CPU host: the
+# CI run of 2026-12-05 saw it for 16 and then 64 tokens), give the client reads to time; 16 -> 64 -> 256.
+DECODE_ATTEMPTS = 3
 _CACHE_INFO = re.compile(r"^vllm:cache_config_info\{(?P<labels>[^}]*)\}", re.MULTILINE)
 _LABEL = re.compile(r'(\w+)="([^"]*)"')
 
@@ -353,7 +357,7 @@ async def _measure_decode(
     for batch in args.decode_batches:
         for ctx in args.decode_contexts:
             tokens = args.decode_tokens
-            for attempt in (1, 2):  # a second try with streams long enough to outlast the batch's prefills
+            for attempt in range(1, DECODE_ATTEMPTS + 1):
                 if (
                     batch > limits.max_num_seqs
                     or ctx + tokens > model_len
@@ -369,7 +373,9 @@ async def _measure_decode(
                     step, mean_ctx, n_gaps = steady_gaps(streams, prompt)
                 except ProbeError as exc:
                     longer = tokens_to_overlap(streams, tokens)
-                    if attempt == 1 and longer is not None:
+                    if longer is not None:  # as long as the model length and the KV pool allow
+                        longer = min(longer, model_len - ctx, limits.kv_capacity_tokens // batch - ctx)
+                    if attempt < DECODE_ATTEMPTS and longer is not None and longer > tokens:
                         log(f"  decode B={batch} C={ctx}: {exc}; again with {longer} tokens per stream")
                         tokens = longer
                         continue

@@ -3,7 +3,9 @@
 Every completion first spends FRONTEND_S in its "API server", then its prefill sleeps PREFILL_S +
 PER_TOKEN_S * prompt words; streams send their first token after that, then one token every STEP_S +
 PER_SEQ_S * (streams open); with `first_use_s`, the first prompt of each length also pays that (vLLM
-compiling a kernel at a token count's first use, as its fused-MoE kernels do). /metrics carries
+compiling a kernel at a token count's first use, as its fused-MoE kernels do); with `whole_below`, a
+stream asking for fewer tokens comes in one write after its last step (a starved CPU server whose
+client reads the whole answer at once: no gap to time). /metrics carries
 `vllm:cache_config_info` and, like vLLM, the sums and counts of the TTFT (API server + prefill), queue
 (0) and prefill histograms; /version a version.
 Runs in a background thread on 127.0.0.1.
@@ -26,7 +28,7 @@ MAX_MODEL_LEN = 2048
 METRICS = 'vllm:cache_config_info{block_size="16",gpu_memory_utilization="0.9",num_gpu_blocks="4000"} 1.0\n'
 
 
-def _app(first_use_s: float) -> web.Application:
+def _app(first_use_s: float, whole_below: int) -> web.Application:
     open_streams = 0
     seen: set[int] = set()
     times = {"time_to_first_token": 0.0, "request_queue_time": 0.0, "request_prefill_time": 0.0}
@@ -64,11 +66,19 @@ def _app(first_use_s: float) -> web.Application:
         resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
         await resp.prepare(request)
         open_streams += 1
+        whole = body["max_tokens"] < whole_below
+        held = b""
         try:
             for i in range(body["max_tokens"]):
                 if i:
                     await asyncio.sleep(STEP_S + PER_SEQ_S * open_streams)
-                await resp.write(b"data: " + orjson.dumps({"choices": [{"text": f" t{i}"}]}) + b"\n\n")
+                event = b"data: " + orjson.dumps({"choices": [{"text": f" t{i}"}]}) + b"\n\n"
+                if whole:
+                    held += event
+                else:
+                    await resp.write(event)
+            if held:
+                await resp.write(held)
         finally:
             open_streams -= 1
         await resp.write(b"data: " + orjson.dumps({"choices": [], "usage": usage}) + b"\n\n")
@@ -84,13 +94,13 @@ def _app(first_use_s: float) -> web.Application:
 
 
 @contextmanager
-def fake_vllm(first_use_s: float = 0.0) -> Iterator[str]:
+def fake_vllm(first_use_s: float = 0.0, whole_below: int = 0) -> Iterator[str]:
     """Serve on a free loopback port; yields the base URL."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     loop = asyncio.new_event_loop()
-    runner = web.AppRunner(_app(first_use_s))
+    runner = web.AppRunner(_app(first_use_s, whole_below))
     started = threading.Event()
 
     def serve() -> None:

@@ -69,6 +69,26 @@ def test_a_sizes_first_use_stays_out_of_its_prefill_point(tmp_path: Path) -> Non
     assert "warm-up 30" in proc.stdout  # the warm-up's own time is in the log: 0.3 s and the formula's
 
 
+def test_decode_points_whose_answers_came_in_one_read_are_retried_until_they_have_gaps(
+    tmp_path: Path,
+) -> None:
+    """The CI failure of 2026-12-05: a starved server's streams of 16 and then 64 tokens each came in one
+    read, and the profiler gave up after one retry. Here streams under 100 tokens come whole: 12 and then
+    48 tokens (4x) have no gap; the third try, 192 tokens, has."""
+    with fake_vllm(whole_below=100) as url:
+        proc = profile_cmd(url, tmp_path / "p.json", "--monitor", "none", "--decode-batches", "1,2")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for batch in (1, 2):
+        for ctx in (32, 128):
+            tries = [ln for ln in proc.stdout.splitlines() if ln.startswith(f"  decode B={batch} C={ctx}:")]
+            assert [t.split("again with ")[1] for t in tries] == [f"{n} tokens per stream" for n in (48, 192)]
+    prof = load_profile(tmp_path / "p.json")
+    assert len(prof.decode_points) == 4 and all(p.gaps >= 191 for p in prof.decode_points)
+    # the fake's step: STEP_S + PER_SEQ_S * open streams (batch 1: 2.5 ms; sleeps only run long)
+    one = [p.step_s for p in prof.decode_points if p.batch == 1]
+    assert all(0.0025 <= s < 0.0025 * 1.5 for s in one), one
+
+
 def test_profile_with_the_simulated_monitor_fills_every_power_state(tmp_path: Path) -> None:
     with fake_vllm() as url:
         proc = profile_cmd(
