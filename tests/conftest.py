@@ -18,6 +18,7 @@ START_TIMEOUT_S = 900
 
 
 def free_port() -> int:
+    """A loopback port with nothing listening (bound, then released): one to serve on, or to be refused."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ from experiments.model_dir import write_model_dir
 from experiments.schema import Record, StageTimes, convert
 from experiments.workloads import RequestSpec
 from fake_upstream import HTTP_ERROR_MESSAGE, STREAM_ERROR_MESSAGE, TIMING_STAGES, FakeBehavior, FakeUpstream
+from tests.conftest import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 SUBPROCESS_TIMEOUT_S = 180
@@ -42,13 +42,6 @@ def specs_of(outputs: list[int], words: int = 3, extra: str = "") -> list[Reques
         prompt = " ".join(f"t{100 * i + k}" for k in range(words)) + (f" {extra}" if extra else "")
         out.append(RequestSpec(i, prompt, words, n))
     return out
-
-
-def closed_port() -> int:
-    """A loopback port with nothing listening on it."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def open_loop(
@@ -231,7 +224,7 @@ def test_timeout_is_a_failed_record() -> None:
 
 
 def test_unreachable_endpoint_is_a_failed_record() -> None:
-    cfg = ClientConfig(endpoint=f"http://127.0.0.1:{closed_port()}", model="m", connect_timeout_s=5)
+    cfg = ClientConfig(endpoint=f"http://127.0.0.1:{free_port()}", model="m", connect_timeout_s=5)
     records, seen = open_loop(cfg, specs_of([2, 2]))
     assert len(seen) == 2
     for r in records:
@@ -374,7 +367,7 @@ def test_bad_arguments_give_one_error_line(extra: list[str], expected: str, tmp_
 
 
 def test_unreachable_endpoint_gives_one_error_line(tmp_path: Path) -> None:
-    url = f"http://127.0.0.1:{closed_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     proc = run_cli([*base_args(url, tmp_path, "x"), "--rate", "1"])
     assert_one_line_error(proc, f"error: endpoint {url} is unreachable")
 

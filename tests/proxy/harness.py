@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -39,13 +38,6 @@ def under_policy(policy: str) -> Iterator[None]:
 def run(coro: Coroutine[Any, Any, T], timeout_s: float = TEST_TIMEOUT_S) -> T:
     """Run one async test scenario with an overall timeout."""
     return asyncio.run(asyncio.wait_for(coro, timeout_s))
-
-
-def closed_port() -> int:
-    """A loopback port with nothing listening (connection refused)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def prefill_kv(i: int) -> str:

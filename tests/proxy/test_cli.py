@@ -15,7 +15,8 @@ import pytest
 
 from fake_upstream import FakeUpstream
 from sse import TIMING_COMMENT_PREFIX
-from tests.proxy.harness import closed_port, completion_body, run
+from tests.conftest import free_port
+from tests.proxy.harness import completion_body, run
 
 REPO = Path(__file__).resolve().parents[2]
 PY = sys.executable
@@ -125,7 +126,7 @@ def test_a_failed_request_is_one_warning_line_at_the_default_log_level() -> None
     async def scenario() -> str:
         p = FakeUpstream()
         await p.start()
-        dead = f"http://127.0.0.1:{closed_port()}"
+        dead = f"http://127.0.0.1:{free_port()}"
         proc = await asyncio.create_subprocess_exec(
             PY, "-m", "proxy", "--port", "0", "--connector", "example", "--prefill", p.url, "--decode", dead,
             cwd=REPO, stderr=asyncio.subprocess.PIPE,

@@ -8,7 +8,8 @@ import aiohttp
 import pytest
 
 from fake_upstream import FakeBehavior
-from tests.proxy.harness import closed_port, completion_body, proxy_with, run
+from tests.conftest import free_port
+from tests.proxy.harness import completion_body, proxy_with, run
 from tests.waiting import wait_for_async
 
 
@@ -20,7 +21,7 @@ def failure_lines(caplog: pytest.LogCaptureFixture, rid: str) -> list[logging.Lo
 
 def test_each_failure_kind_logs_exactly_one_warning(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="proxy")
-    dead = f"http://127.0.0.1:{closed_port()}"
+    dead = f"http://127.0.0.1:{free_port()}"
 
     async def scenario() -> None:
         async with proxy_with("example", decode=[dead]) as h:
@@ -55,7 +56,7 @@ def test_each_failure_kind_logs_exactly_one_warning(caplog: pytest.LogCaptureFix
 
 def test_a_retried_request_that_succeeds_is_no_failure(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="proxy")
-    dead = f"http://127.0.0.1:{closed_port()}"
+    dead = f"http://127.0.0.1:{free_port()}"
 
     async def scenario() -> None:
         async with proxy_with("passthrough", prefill=[], decode=[dead, FakeBehavior()]) as h:

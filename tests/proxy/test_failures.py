@@ -11,9 +11,9 @@ import pytest
 
 from fake_upstream import FakeBehavior
 from proxy.timing import parse_timing_comment
+from tests.conftest import free_port
 from tests.proxy.harness import (
     SPLITTING_POLICIES,
-    closed_port,
     completion_body,
     metric,
     proxy_with,
@@ -111,7 +111,7 @@ def test_prefill_timeout_is_504() -> None:
 @pytest.mark.parametrize("role", ["prefill", "decode"])
 def test_backend_down_is_a_fast_503_and_unhealthy(role: str) -> None:
     async def scenario() -> None:
-        dead = f"http://127.0.0.1:{closed_port()}"
+        dead = f"http://127.0.0.1:{free_port()}"
         kwargs = {role: [dead]}
         async with proxy_with("example", **kwargs) as h:
             status, _, raw = await h.post("/v1/completions", completion_body())

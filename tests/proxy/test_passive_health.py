@@ -11,9 +11,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from fake_upstream import FakeBehavior, FakeUpstream
 from proxy.connectors.p2p_nccl import parse_request_id
+from tests.conftest import free_port
 from tests.proxy.harness import (
     SPLITTING_POLICIES,
-    closed_port,
     completion_body,
     proxy_with,
     run,
@@ -60,7 +60,7 @@ async def instance(h, role: str, url: str) -> dict:
 @pytest.mark.parametrize("stream", [True, False])
 def test_passthrough_with_a_dead_backend_never_fails_and_shows_who_is_out(stream: bool) -> None:
     async def scenario() -> None:
-        dead = f"http://127.0.0.1:{closed_port()}"
+        dead = f"http://127.0.0.1:{free_port()}"
         async with proxy_with("passthrough", prefill=[], decode=[dead, FakeBehavior()]) as h:
             statuses = [
                 (await h.post("/v1/completions", completion_body(stream=stream)))[0] for _ in range(6)
@@ -91,7 +91,7 @@ def test_passthrough_with_a_dead_backend_never_fails_and_shows_who_is_out(stream
 @pytest.mark.parametrize("stream", [True, False])
 def test_with_retries_off_a_fault_fails_its_request_and_still_takes_the_instance_out(stream: bool) -> None:
     async def scenario() -> None:
-        dead = f"http://127.0.0.1:{closed_port()}"
+        dead = f"http://127.0.0.1:{free_port()}"
         async with proxy_with("passthrough", prefill=[], decode=[dead, FakeBehavior()], retries=0) as h:
             status, headers, raw = await h.post("/v1/completions", completion_body(stream=stream))
             err = orjson.loads(raw)["error"]
@@ -110,7 +110,7 @@ def test_with_retries_off_a_fault_fails_its_request_and_still_takes_the_instance
 
 def test_an_instance_comes_back_when_its_health_answers() -> None:
     async def scenario() -> None:
-        port = closed_port()
+        port = free_port()
         comeback = FakeUpstream()
         url = f"http://127.0.0.1:{port}"
         async with proxy_with("passthrough", prefill=[], decode=[url, FakeBehavior()], **FAST) as h:
@@ -159,7 +159,7 @@ def test_a_timeout_ejects_and_a_failing_health_keeps_it_out() -> None:
 
 def test_xpyd_dead_prefill_and_dead_decode_are_both_routed_around() -> None:
     async def scenario() -> None:
-        dead_p, dead_d = (f"http://127.0.0.1:{closed_port()}" for _ in range(2))
+        dead_p, dead_d = (f"http://127.0.0.1:{free_port()}" for _ in range(2))
         async with proxy_with(
             "example", prefill=[dead_p, FakeBehavior()], decode=[FakeBehavior(), dead_d]
         ) as h:
@@ -175,7 +175,7 @@ def test_xpyd_dead_prefill_and_dead_decode_are_both_routed_around() -> None:
 
 def test_p2p_nccl_decode_retry_redoes_the_prefill_toward_the_new_decode() -> None:
     async def scenario() -> None:
-        dead = f"http://127.0.0.1:{closed_port()}"
+        dead = f"http://127.0.0.1:{free_port()}"
         async with proxy_with("p2p_nccl", decode=[dead, FakeBehavior()]) as h:
             status, _, _ = await h.post("/v1/completions", completion_body(), {"X-Request-Id": "r1"})
             assert status == 200
@@ -190,7 +190,7 @@ def test_p2p_nccl_decode_retry_redoes_the_prefill_toward_the_new_decode() -> Non
 
 def test_nixl_decode_retry_keeps_the_prefill_and_its_kv_handle() -> None:
     async def scenario() -> None:
-        dead = f"http://127.0.0.1:{closed_port()}"
+        dead = f"http://127.0.0.1:{free_port()}"
         prefill = FakeBehavior(kv_transfer_params=KV_HANDLE)
         async with proxy_with("nixl", prefill=[prefill], decode=[dead, FakeBehavior()]) as h:
             status, _, _ = await h.post("/v1/completions", completion_body())
@@ -203,7 +203,7 @@ def test_nixl_decode_retry_keeps_the_prefill_and_its_kv_handle() -> None:
 
 def test_one_retry_only_then_the_error_names_the_last_instance() -> None:
     async def scenario() -> None:
-        dead = [f"http://127.0.0.1:{closed_port()}" for _ in range(3)]
+        dead = [f"http://127.0.0.1:{free_port()}" for _ in range(3)]
         async with proxy_with("passthrough", prefill=[], decode=[*dead]) as h:
             status, _, raw = await h.post("/v1/completions", completion_body())
             err = orjson.loads(raw)["error"]
@@ -237,7 +237,7 @@ def test_no_retry_once_the_stream_started_but_the_instance_leaves_rotation() -> 
 
 def test_eject_time_zero_keeps_everyone_in_rotation_but_still_retries() -> None:
     async def scenario() -> None:
-        dead = f"http://127.0.0.1:{closed_port()}"
+        dead = f"http://127.0.0.1:{free_port()}"
         async with proxy_with("passthrough", prefill=[], decode=[dead, FakeBehavior()], eject_s=0) as h:
             statuses = [(await h.post("/v1/completions", completion_body()))[0] for _ in range(4)]
             assert statuses == [200] * 4

@@ -21,7 +21,8 @@ from fake_upstream import FakeBehavior
 from proxy.policy import PromptCounter, prompt_text
 from proxy.prefix import BLOCK_CHARS, PrefixIndex, block_keys
 from proxy.timing import parse_timing_comment
-from tests.proxy.harness import closed_port, metric, proxy_with, run, under_policy
+from tests.conftest import free_port
+from tests.proxy.harness import metric, proxy_with, run, under_policy
 from tests.proxy.test_cli import proxy_cli
 from tests.waiting import wait_for_async
 
@@ -211,7 +212,7 @@ def test_local_decode_http_error_is_502(local_policy: str, stream: bool) -> None
 
 def test_local_dead_decode_is_retried_on_another(local_policy: str) -> None:
     async def scenario() -> None:
-        dead = f"http://127.0.0.1:{closed_port()}"
+        dead = f"http://127.0.0.1:{free_port()}"
         async with proxy_with("example", decode=[dead, FakeBehavior()], eject_s=0.2) as h:
             statuses = [(await h.post("/v1/completions", body(ids(4))))[0] for _ in range(4)]
             assert statuses == [200] * 4
@@ -222,7 +223,7 @@ def test_local_dead_decode_is_retried_on_another(local_policy: str) -> None:
 
 def test_local_decode_down_alone_is_a_fast_503(local_policy: str) -> None:
     async def scenario() -> None:
-        dead = f"http://127.0.0.1:{closed_port()}"
+        dead = f"http://127.0.0.1:{free_port()}"
         async with proxy_with("example", decode=[dead]) as h:
             status, headers, _ = await h.post("/v1/completions", body(ids(4)))
             assert status == 503 and headers["x-proxy-error-leg"] == "decode"

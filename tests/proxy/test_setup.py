@@ -6,7 +6,8 @@ from pathlib import Path
 
 import orjson
 
-from tests.proxy.harness import closed_port, completion_body, proxy_with, run
+from tests.conftest import free_port
+from tests.proxy.harness import completion_body, proxy_with, run
 
 LAUNCHER_PLAN = {
     "setup_kind": "xpyd",
@@ -21,7 +22,7 @@ LAUNCHER_PLAN = {
 def test_setup_serves_the_file_and_the_live_view(tmp_path: Path) -> None:
     path = tmp_path / "setup.json"
     path.write_bytes(orjson.dumps(LAUNCHER_PLAN))
-    dead = f"http://127.0.0.1:{closed_port()}"
+    dead = f"http://127.0.0.1:{free_port()}"
 
     async def scenario() -> None:
         async with proxy_with(
