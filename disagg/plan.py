@@ -27,7 +27,7 @@ from experiments.model_dir import serving_tokenizer
 from experiments.provenance import vllm_version
 from launch.cli import default_run_dir, resolve_common
 from launch.server import ServerSpec
-from testbed.route_rule import SPLIT, parse_route_policy
+from testbed.route_rule import SPLIT, check_route_connector, parse_route_policy
 
 ROLES = ("prefill", "decode")
 
@@ -178,13 +178,8 @@ def proxy_command(
     cmd += ["--stage-log", str(run_dir / "proxy_stages.jsonl")]
     policy = args.policy.strip()
     rule = parse_route_policy(policy)  # a bad --policy is a one-line error before any instance starts
+    check_route_connector(rule, connector)
     if rule.kind != SPLIT:
-        if connector in ("passthrough", "p2p_nccl"):
-            why = "never splits" if connector == "passthrough" else "decode instances cannot serve alone"
-            raise ValueError(
-                f"--policy {policy} needs decode instances that can serve a request alone; {connector} "
-                f"{why} (reference/proxy_protocol.md): use --policy split, or --connector nixl/example"
-            )
         cmd += ["--policy", policy]
         if rule.needs_tokens:
             cmd += ["--tokenizer", serving_tokenizer(specs["decode"][0].model)]

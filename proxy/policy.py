@@ -12,31 +12,19 @@ from pathlib import Path
 from typing import Any
 
 from proxy.config import ConfigError
-from testbed.route_rule import SPLIT, RoutePolicy, parse_route_policy
+from testbed.route_rule import RoutePolicy, check_route_connector, parse_route_policy
 
 CHARS_PER_TOKEN = 4  # llm-d's estimate of a prompt's tokens without a tokenizer
 
 
 def route_policy_for(text: str, connector: str) -> RoutePolicy:
     """`--policy text` as a RoutePolicy; ConfigError when it does not parse or when `connector` cannot
-    serve its local requests (proxy_protocol.md)."""
+    serve its local requests (check_route_connector)."""
     try:
         policy = parse_route_policy(text)
+        check_route_connector(policy, connector)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    if policy.kind == SPLIT:
-        return policy
-    if connector == "passthrough":
-        raise ConfigError(
-            f"--policy {policy.name} chooses between a P/D split and the decode instance alone; "
-            "passthrough never splits: drop --policy or give --prefill/--decode"
-        )
-    if connector == "p2p_nccl":
-        raise ConfigError(
-            f"--policy {policy.name} needs decode instances that can serve a request alone, and a P2P NCCL "
-            "kv_consumer cannot: it expects the KV of every prompt from the prefill peer named in the "
-            "request id (reference/proxy_protocol.md); use --policy split, or NIXL (vLLM >= 0.24)"
-        )
     return policy
 
 

@@ -9,7 +9,8 @@
   requests outstanding (acquired and not finished, split ones included). Defaults 4096 and 32.
 
 One rule, read by both sides: the proxy applies it to each request (proxy/handler.py; proxy/policy.py
-counts the prompt's tokens and checks the connector can serve a local request), the planner simulates
+counts the prompt's tokens; check_route_connector says whether a connector can serve a local request),
+the planner simulates
 it (planner/simulate.py, planner/search.py). It lives on the testbed floor because the planner may not
 import the proxy (tests/test_architecture.py). Pure: no I/O, no first-party import.
 """
@@ -98,3 +99,21 @@ def parse_route_policy(text: str) -> RoutePolicy:
         d_requests = _whole(parts[1], "load's D_REQUESTS") if len(parts) > 1 else LOAD_D_REQUESTS
         return RoutePolicy(kind, p_tokens=p_tokens, d_requests=d_requests)
     raise ValueError(f"unknown policy {text!r}; {_HINT}")
+
+
+def check_route_connector(policy: RoutePolicy, connector: str) -> None:
+    """A ValueError when `connector` cannot serve the requests `policy` keeps local: a pass-through proxy
+    never splits, and a P2P NCCL kv_consumer expects the KV of every prompt (reference/proxy_protocol.md).
+    The proxy (proxy/policy.py) and the launcher (disagg/plan.py, before any instance starts) ask it."""
+    if policy.kind == SPLIT or connector not in ("passthrough", "p2p_nccl"):
+        return
+    why = (
+        "passthrough never splits"
+        if connector == "passthrough"
+        else "a P2P NCCL kv_consumer cannot: it expects the KV of every prompt from the prefill peer named "
+        "in the request id"
+    )
+    raise ValueError(
+        f"--policy {policy.name} needs decode instances that can serve a request alone, and {why} "
+        "(reference/proxy_protocol.md): use --policy split, or the nixl or example connector"
+    )

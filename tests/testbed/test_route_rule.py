@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import pytest
 
+import disagg.plan
 import planner.break_even
 import planner.search
 import planner.setups
 import planner.simulate
 import proxy.handler
+import proxy.policy
 from planner.setups import Setup
 from proxy.config import ConfigError, InstanceSpec, ProxyConfig
 from proxy.policy import route_policy_for
 from proxy.state import ProxyState
-from testbed.route_rule import LOCAL, SPLIT, RoutePolicy, parse_route_policy
+from testbed.route_rule import LOCAL, SPLIT, RoutePolicy, check_route_connector, parse_route_policy
 
 
 @pytest.mark.parametrize(
@@ -103,7 +105,8 @@ def test_what_each_kind_reads() -> None:
 
 def test_the_proxy_and_the_planner_use_this_rule_not_a_copy() -> None:
     """The proxy's policy object is the shared class; every planner module that reads a route reads it
-    with the shared parser; both print one spelling per rule."""
+    with the shared parser; both print one spelling per rule; the proxy and the launcher refuse a local
+    route on the same connectors."""
     config = ProxyConfig(
         connector="example",
         prefill=[InstanceSpec("http://127.0.0.1:1")],
@@ -115,6 +118,8 @@ def test_the_proxy_and_the_planner_use_this_rule_not_a_copy() -> None:
     for module in (planner.setups, planner.simulate, planner.search, planner.break_even):
         assert module.parse_route_policy is parse_route_policy, module.__name__
     assert proxy.handler.SPLIT is SPLIT and proxy.handler.LOCAL is LOCAL
+    # which connectors can serve a local request: one check, asked by the proxy and the launcher
+    assert proxy.policy.check_route_connector is disagg.plan.check_route_connector is check_route_connector
     assert Setup(1, 1, route="load:1000").route == state.policy.name == "load:1000:32"
 
 
