@@ -39,6 +39,8 @@ from planner.validate_report import grid_text, slo_grid_arg
 
 CLIP = 1.0  # heatmap colours saturate at +-100%
 CLEAR = 0.15  # a margin beyond the 8B validation's rate tolerance (the sustained rate within 15%)
+UNCERTAINTY = "## Uncertainty: what is measured and what is carried"
+GENERATED_SECTIONS = ("## Per model: ", UNCERTAINTY)  # the README's own `## ` sections; others are by hand
 
 
 def pct(m: float | None) -> str:
@@ -247,7 +249,9 @@ def resolved_table(result: BreakEven, models: Sequence[str]) -> list[str]:
     return lines
 
 
-def readme(result: BreakEven, validation: dict[str, Any] | None, command: str) -> str:
+def readme(
+    result: BreakEven, validation: dict[str, Any] | None, command: str, kept: list[str] | None = None
+) -> str:
     c = result.config
     names = [m.name for m in result.models]
     lines = ["# Where P/D pays: the break-even map", ""]
@@ -313,7 +317,9 @@ def readme(result: BreakEven, validation: dict[str, Any] | None, command: str) -
         if fl := flips(result.cells_of(m.name), lambda cell: cell.margin_gpu):
             lines += ["Where it flips (per GPU):", "", *(f"- {f}" for f in fl[:12])]
             lines += ([f"- ... {len(fl) - 12} more in `{m.name}/table.md`"] if len(fl) > 12 else []) + [""]
-    lines += ["## Uncertainty: what is measured and what is carried", ""]
+    for section in kept or []:
+        lines += [section.rstrip("\n"), ""]
+    lines += [UNCERTAINTY, ""]
     for m in result.models:
         lines += provenance_lines(m)
     if validation:
@@ -342,7 +348,30 @@ def readme(result: BreakEven, validation: dict[str, Any] | None, command: str) -
     return "\n".join(lines)
 
 
-def write(result: BreakEven, out: Path, validation: dict[str, Any] | None, command: str) -> list[Path]:
+def hand_sections(text: str) -> list[str]:
+    """The `## ` sections of a README that the report does not write (readings by hand, what changed
+    since an earlier map), each with its heading, in order: a regeneration keeps them before the
+    uncertainty section."""
+    sections: list[list[str]] = []
+    keep = False
+    for line in text.splitlines():
+        if line.startswith("## "):
+            keep = not line.startswith(GENERATED_SECTIONS)
+            if keep:
+                sections.append([])
+        if keep:
+            sections[-1].append(line)
+    return ["\n".join(lines).rstrip() + "\n" for lines in sections]
+
+
+def write(
+    result: BreakEven,
+    out: Path,
+    validation: dict[str, Any] | None,
+    command: str,
+    kept: list[str] | None = None,
+) -> list[Path]:
+    """`kept`: sections written by hand (hand_sections of the README this one replaces)."""
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for m in result.models:
@@ -357,7 +386,7 @@ def write(result: BreakEven, out: Path, validation: dict[str, Any] | None, comma
         written += [d / "table.md", d / "heatmap.png"]
     doc = {**result.to_dict(), "command": command}
     (out / "break_even.json").write_text(json.dumps(doc, indent=1, default=str) + "\n")
-    (out / "README.md").write_text(readme(result, validation, command))
+    (out / "README.md").write_text(readme(result, validation, command, kept))
     return [*written, out / "break_even.json", out / "README.md"]
 
 
@@ -463,6 +492,11 @@ def cmd_break_even(args: argparse.Namespace, load: Callable[[str], Profile] = lo
         scales=scales,
     )
     command = " ".join(["python -m planner", *sys.argv[1:]])
-    for path in write(result, args.out, validation, command):
+    earlier = args.out / "README.md"
+    kept = hand_sections(earlier.read_text()) if earlier.is_file() else []
+    for path in write(result, args.out, validation, command, kept):
         print(f"wrote {path}")
+    if kept:
+        titles = "; ".join(k.splitlines()[0][3:] for k in kept)
+        print(f"kept {len(kept)} section(s) written by hand; check them against the new numbers: {titles}")
     return 0

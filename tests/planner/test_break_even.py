@@ -42,6 +42,15 @@ SMALL = SearchConfig({"ttft": 1000.0}, precision=0.1, requests_per_gpu=40, min_r
 
 def test_the_command_maps_the_committed_profile_for_every_workload(tmp_path: Path) -> None:
     out = tmp_path / "map"
+    # An earlier map's README: its generated sections are replaced, the one written by hand is kept.
+    out.mkdir()
+    hand = "## Reading the map (by hand, 2026-12-05)\n\nP/D pays here because of X.\n"
+    (out / "README.md").write_text(
+        "# Where P/D pays: the break-even map\n\nold intro\n\n"
+        + "## Per model: old numbers\n\n### stale-model\n\n"
+        + hand
+        + "\n## Uncertainty: what is measured and what is carried\n\nold provenance\n"
+    )
     proc = subprocess.run(
         [sys.executable, "-m", "planner", "break-even", "--profile", f"llama-3.1-8b={PROFILE_8B}",
          "--out", str(out), "--traces", str(TRACES), "--gpus", "2,4", "--slo-grid", "ttft=500,2000 tpot=25",
@@ -81,6 +90,10 @@ def test_the_command_maps_the_committed_profile_for_every_workload(tmp_path: Pat
         in (readme)
     )
     assert "### llama-3.1-8b" in readme and "**mooncake-conv**" in readme and "KV side:" in readme
+    assert "stale-model" not in readme and "old intro" not in readme and "old provenance" not in readme
+    assert readme.count(hand) == 1 and readme.count("## Uncertainty:") == 1
+    assert readme.index("### llama-3.1-8b") < readme.index(hand) < readme.index("## Uncertainty:")
+    assert "kept 1 section(s) written by hand" in proc.stdout and "Reading the map (by hand" in proc.stdout
     assert (out / "llama-3.1-8b" / "heatmap.png").stat().st_size > 10_000
     assert "| prefill-heavy | 2 | ttft<=500 tpot<=25 |" in (out / "llama-3.1-8b" / "table.md").read_text()
 
