@@ -146,6 +146,33 @@ def test_within_context_drops_and_counts_the_requests_too_long() -> None:
         within_context(wl, 50)
 
 
+@pytest.mark.parametrize("folder", ["break-even", "break-even-slo-scale"])
+def test_the_committed_maps_profiles_still_load_and_map(folder: str) -> None:
+    """Every profile a committed map names in its command loads and maps (one workload, 2 GPUs, small
+    search): a profile the map rests on cannot break unseen. The MoE is priced with the CUDA-graph bound,
+    as the maps' READMEs say."""
+    command = json.loads((ROOT / "results" / "planner" / folder / "break_even.json").read_text())["command"]
+    args = command.split()
+    named = [args[i + 1].split("=", 1) for i, a in enumerate(args) if a == "--profile"]
+    assert [n for n, _ in named] == ["llama-3.1-8b", "qwen2.5-32b", "llama-3.1-70b-fp8", "qwen3-30b-a3b"]
+    models = [ModelInput(n, load_profile(ROOT / path), path) for n, path in named]
+    assert models[3].profile.engine.cudagraph_max_tokens == 512
+    assert [m.profile.provenance.source for m in models] == ["measured", "derived", "derived", "measured"]
+    spec = WorkloadSpec(kind="random", input_len=2048, output_len=256)
+    slo = {"ttft": 5000.0, "tpot": 200.0}  # loose: every model meets it on both sides
+    result = break_even(models, [MapWorkload("prefill-heavy", spec)], [slo], [2], SMALL, routes=["split"])
+    assert [c.model for c in result.cells] == [n for n, _ in named]
+    for c in result.cells:
+        assert c.pd.setup == "1P1D" and c.pd.per_gpu > 0 and c.agg.per_gpu > 0, c
+    # the larger dense models sustain less per GPU than the 8B on both sides
+    by = {c.model: c for c in result.cells}
+    for big in ("qwen2.5-32b", "llama-3.1-70b-fp8"):
+        assert (
+            by[big].agg.per_gpu < by["llama-3.1-8b"].agg.per_gpu
+            and by[big].pd.per_gpu < by["llama-3.1-8b"].pd.per_gpu
+        )
+
+
 def test_margins_and_per_kw_by_hand() -> None:
     assert _margin(3.0, 2.0) == pytest.approx(0.5)
     assert _margin(1.0, 2.0) == pytest.approx(-0.5)
