@@ -25,7 +25,8 @@ its predicted hit rate at the sustained rate.
 With SLO scales (`scales`, `--slo-scale 2,3,5,10`) in place of the absolute grid, each model's and
 workload's SLOs are those multiples of one request's TTFT and TPOT alone at the workload's median
 lengths (planner/slo_scale.py), so that models whose decode step alone differs 4x are compared at SLOs
-each can meet; the cells then carry their scale, and the result the bounds it resolved to.
+each can meet; the cells then carry their scale, and the result the bounds it resolved to. A scale may
+be a pair, (TTFT scale, TPOT scale): `--slo-scale "ttft=2,5,10 tpot=2,3"` maps their cross product.
 
 Requests longer than `max_model_len` (prompt + output; the served context) are skipped and counted,
 never clipped; the count is in the result.
@@ -50,7 +51,7 @@ from planner.profile_model import Profile
 from planner.search import SearchConfig, SetupResult, search_grid, workload_for
 from planner.setups import Setup
 from planner.simulate import Prefix
-from planner.slo_scale import Unloaded, median_lengths, scale_label, unloaded
+from planner.slo_scale import Scale, Unloaded, median_lengths, scale_coords, scale_key, scale_label, unloaded
 from planner.validate import slo_label
 from planner.workload import Workload, WorkloadSpec, from_specs
 from testbed.route_rule import SPLIT, parse_route_policy
@@ -140,7 +141,7 @@ class Cell:
     pd_kw: Side  # best by req/s per kW (may be another setup)
     agg_kw: Side
     pd_split: Side | None = None  # the best P/D setup under the split route (None: routes not searched)
-    scale: float | None = None  # the SLO scale whose bounds `slo` holds (None: an absolute SLO)
+    scale: Scale | None = None  # the SLO scale whose bounds `slo` holds (None: an absolute SLO)
 
     @property
     def label(self) -> str:
@@ -149,8 +150,8 @@ class Cell:
 
     @property
     def coords(self) -> dict[str, float]:
-        """Where the cell sits on the map's SLO axes: the bounds, or the scale alone."""
-        return dict(self.slo) if self.scale is None else {"scale": self.scale}
+        """Where the cell sits on the map's SLO axes: the bounds, or the scale (or its two scales)."""
+        return dict(self.slo) if self.scale is None else scale_coords(self.scale)
 
     @property
     def margin_gpu(self) -> float | None:
@@ -199,7 +200,7 @@ class BreakEven:
     skipped: dict[str, dict[str, int]] = field(default_factory=dict)  # model -> workload -> requests
     wall_s: float = 0.0
     routes_wall_s: float = 0.0  # of wall_s: the searches of the routes other than split
-    slo_scales: list[float] = field(default_factory=list)  # set: SLOs per model and workload (slos empty)
+    slo_scales: list[Scale] = field(default_factory=list)  # set: SLOs per model and workload (slos empty)
     unloaded: dict[str, dict[str, Unloaded]] = field(default_factory=dict)  # model -> workload -> ...
 
     def columns(self) -> list[str]:
@@ -246,7 +247,7 @@ class BreakEven:
         """Per model and workload: the unloaded latency and the SLO bounds each scale resolved to (ms)."""
         return {
             m: {
-                w: {**dataclasses.asdict(u), "slos": {f"{s:g}": u.bounds(s) for s in self.slo_scales}}
+                w: {**dataclasses.asdict(u), "slos": {scale_key(s): u.bounds(s) for s in self.slo_scales}}
                 for w, u in per.items()
             }
             for m, per in self.unloaded.items()
@@ -355,7 +356,7 @@ def _map_one(
     top: int,
     routes: Sequence[str],
     progress: Callable[[str], None] | None,
-    scales: Sequence[float] = (),
+    scales: Sequence[Scale] = (),
 ) -> _Mapped:
     """One model and workload: its cells, the requests longer than `max_len`, the routes searched. With
     `scales`, the SLOs are those scales of one request's latency alone at the workload's median lengths
@@ -418,7 +419,7 @@ def break_even(
     top: int = 3,
     progress: Callable[[str], None] | None = None,
     routes: Sequence[str] = DEFAULT_ROUTES,
-    scales: Sequence[float] = (),
+    scales: Sequence[Scale] = (),
 ) -> BreakEven:
     """Every cell of the map (see the module docstring); `top`: P/D setups kept per GPU count, of which
     the best per kW is taken; `routes`: the per-request policies of the P/D side (`parse_routes`);
@@ -443,16 +444,22 @@ def break_even(
     return out
 
 
+def _at(key: str, value: float) -> str:
+    """A fixed coordinate of a flip: 'ttft<=500' (ms), or 'ttft 5x' (a scale of a cross product)."""
+    return f"{key.removesuffix('_scale')} {value:g}x" if key.endswith("_scale") else f"{key}<={value:g}"
+
+
 def flips(cells: Sequence[Cell], margin: Callable[[Cell], float | None]) -> list[str]:
     """Where the sign of the margin changes between neighbouring SLO cells (tighter -> looser TPOT, then
-    TTFT; or the SLO scale), per workload and GPU count: 'azure-conv 4 GPUs, ttft<=500: tpot 10 -> 15 ms
-    (...)', 'azure-conv 4 GPUs: scale 2 -> 3x (...)'."""
+    TTFT; or the SLO scale; or the TPOT scale, then the TTFT scale), per workload and GPU count:
+    'azure-conv 4 GPUs, ttft<=500: tpot 10 -> 15 ms (...)', 'azure-conv 4 GPUs: scale 2 -> 3x (...)',
+    'azure-conv 4 GPUs, ttft 5x: tpot scale 2 -> 3x (...)'."""
     out = []
     by: dict[tuple[str, int], list[Cell]] = {}
     for c in cells:
         by.setdefault((c.workload, c.gpus), []).append(c)
     for (wl, n), group in by.items():
-        for key in [k for k in ("tpot", "ttft", "scale") if k in group[0].coords]:
+        for key in [k for k in ("tpot", "ttft", "scale", "tpot_scale", "ttft_scale") if k in group[0].coords]:
             others = [k for k in group[0].coords if k != key]
             lines: dict[tuple[float, ...], list[Cell]] = {}
             for c in group:
@@ -464,11 +471,12 @@ def flips(cells: Sequence[Cell], margin: Callable[[Cell], float | None]) -> list
                     if ma is None or mb is None or np.sign(ma) == np.sign(mb):
                         continue
                     fixed = "".join(
-                        f"{', ' if i == 0 else ' '}{k}<={a.coords[k]:g}" for i, k in enumerate(others)
+                        f"{', ' if i == 0 else ' '}{_at(k, a.coords[k])}" for i, k in enumerate(others)
                     )
-                    unit = "x" if key == "scale" else " ms"
+                    unit = "x" if key.endswith("scale") else " ms"
+                    axis = key.replace("_", " ")
                     out.append(
-                        f"{wl} {n} GPUs{fixed}: {key} {a.coords[key]:g} -> {b.coords[key]:g}{unit} "
+                        f"{wl} {n} GPUs{fixed}: {axis} {a.coords[key]:g} -> {b.coords[key]:g}{unit} "
                         f"({'P/D' if mb > 0 else 'aggregated'} wins from there)"
                     )
     return out

@@ -33,7 +33,7 @@ from planner.break_even import (
 from planner.plots import save
 from planner.profile_model import Profile, load_profile
 from planner.search import SearchConfig
-from planner.slo_scale import parse_scales, scale_label
+from planner.slo_scale import Scale, crossed, factors, parse_scales, scale_label
 from planner.validate import DEFAULT_SLO_GRID, slo_cells, slo_label
 from planner.validate_report import grid_text, slo_grid_arg
 
@@ -218,11 +218,25 @@ def slo_text(result: BreakEven) -> str:
     if not result.slo_scales:
         grid = {k: tuple(sorted({s[k] for s in result.slos})) for k in result.slos[0]}
         return f"SLO grid (ms): {grid_text(grid)}."
+    if crossed(result.slo_scales):
+        ts, ps = (sorted({factors(s)[i] for s in result.slo_scales}) for i in (0, 1))
+        which = (
+            f"SLO scales, a cross product: TTFT scale {', '.join(f'{t:g}' for t in ts)} x TPOT scale "
+            f"{', '.join(f'{p:g}' for p in ps)} (DistServe's SLO scale uses one scale for both bounds; its "
+            "diagonal is in this grid where the two lists share a value). Per model and workload, TTFT <= "
+            "TTFT scale x one request's"
+        )
+        tpot = "TPOT <= TPOT scale x"
+    else:
+        which = (
+            f"SLO scale: {', '.join(f'{s:g}' for s in result.slo_scales)} (DistServe's SLO scale: one scale "
+            "for both bounds, not the cross product of two). Per model and workload, TTFT <= scale x one "
+            "request's"
+        )
+        tpot = "TPOT <= scale x"
     return (
-        f"SLO scale: {', '.join(f'{s:g}' for s in result.slo_scales)} (DistServe's SLO scale: one scale for "
-        "both bounds, not the cross product of two). Per model and workload, TTFT <= scale x one request's "
-        "TTFT alone on one instance at the workload's median prompt (API-server time + its prefill steps + "
-        "the serving loop's lag for one output), TPOT <= scale x one batch-1 decode step at the median "
+        f"{which} TTFT alone on one instance at the workload's median prompt (API-server time + its prefill "
+        f"steps + the serving loop's lag for one output), {tpot} one batch-1 decode step at the median "
         "prompt + half the median output (the mean step of one request alone); medians from the largest "
         "run's requests (lower median), bounds rounded to 0.1 ms (`planner/slo_scale.py`; a simulated "
         "request alone sees the same). The resolved bounds per model and workload are below and in every "
@@ -231,8 +245,25 @@ def slo_text(result: BreakEven) -> str:
 
 
 def resolved_table(result: BreakEven, models: Sequence[str]) -> list[str]:
-    """The SLO bounds each scale resolved to, per model and workload (ms)."""
+    """The SLO bounds each scale resolved to, per model and workload (ms); for a cross product, the bounds
+    of each TTFT scale and of each TPOT scale (every pair of them is a column of the map)."""
     scales = result.slo_scales
+    if crossed(scales):
+        ts, ps = (sorted({factors(s)[i] for s in scales}) for i in (0, 1))
+        lines = [
+            "| model | workload | median prompt -> output | alone: TTFT, TPOT (ms) | TTFT bounds (ms) at "
+            f"{', '.join(f'{t:g}x' for t in ts)} | TPOT bounds (ms) at {', '.join(f'{p:g}x' for p in ps)} |",
+            "|---|---|---|---|---|---|",
+        ]
+        for m in models:
+            for w, u in result.unloaded.get(m, {}).items():
+                ttft = ", ".join(f"{u.bounds((t, 2.0))['ttft']:g}" for t in ts)
+                tpot = ", ".join(f"{u.bounds((2.0, p))['tpot']:g}" for p in ps)
+                lines.append(
+                    f"| {m} | {w} | {u.prompt_tokens} -> {u.output_tokens} | {u.ttft_ms:.1f}, "
+                    f"{u.tpot_ms:.2f} | {ttft} | {tpot} |"
+                )
+        return lines
     lines = [
         "| model | workload | median prompt -> output | alone: TTFT, TPOT (ms) | "
         + " | ".join(scale_label(s) for s in scales)
@@ -407,7 +438,7 @@ def _routes_arg(text: str) -> list[str]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _scales_arg(text: str) -> list[float]:
+def _scales_arg(text: str) -> list[Scale]:
     try:
         return parse_scales(text)
     except ValueError as exc:
@@ -430,7 +461,8 @@ def add_break_even_parser(sub: Any) -> None:
         type=_scales_arg,
         default=None,
         help="SLO scales instead of the grid, e.g. 2,3,5,10: per model and workload, TTFT and TPOT <= "
-        "scale x one request's alone at the workload's median lengths",
+        "scale x one request's alone at the workload's median lengths; or the cross product of a TTFT and "
+        "a TPOT scale, e.g. 'ttft=2,5,10,30 tpot=2,3,5'",
     )
     p.add_argument("--max-model-len", type=int, default=DEFAULT_MAX_MODEL_LEN, help="longer requests skipped")
     p.add_argument(

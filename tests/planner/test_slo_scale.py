@@ -127,6 +127,23 @@ def test_flips_run_along_the_scale() -> None:
     assert [c.label for c in cells] == ["scale 2x", "scale 5x", "scale 10x"]
 
 
+def test_flips_of_a_cross_product_run_along_each_scale_at_the_other_fixed() -> None:
+    """P/D wins only where TTFT is loose (10x) and TPOT tight (2x): one flip along the TPOT scale at
+    TTFT 10x, one along the TTFT scale at TPOT 2x."""
+    p, a = Side("1P1D", 2, 4.0, 2.0, 2.0, 1.0), Side("replicas:2", 2, 2.0, 1.0, 1.0, 1.0)
+
+    def cell(t: float, q: float) -> Cell:
+        pd, agg = (p, a) if (t, q) == (10, 2) else (a, p)
+        return Cell("m", "w", 2, {"ttft": 100.0 * t, "tpot": 5.0 * q}, pd, agg, pd, agg, scale=(t, q))
+
+    cells = [cell(t, q) for t in (2.0, 10.0) for q in (2.0, 3.0)]
+    assert flips(cells, lambda c: c.margin_gpu) == [
+        "w 2 GPUs, ttft 10x: tpot scale 2 -> 3x (aggregated wins from there)",
+        "w 2 GPUs, tpot 2x: ttft scale 2 -> 10x (P/D wins from there)",
+    ]
+    assert [c.label for c in cells][:2] == ["ttft 2x tpot 2x", "ttft 2x tpot 3x"]
+
+
 def _planner(*args: str) -> subprocess.CompletedProcess[str]:
     cmd = [sys.executable, "-m", "planner", "break-even", *args]
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
@@ -138,6 +155,9 @@ def _planner(*args: str) -> subprocess.CompletedProcess[str]:
         (["--slo-grid", "ttft=500 tpot=25", "--slo-scale", "2,5"], "not allowed with argument"),
         (["--slo-scale", "2,x"], "--slo-scale '2,x': give multiples of the unloaded latency, e.g. 2,3,5,10"),
         (["--slo-scale", "0.5,2"], "--slo-scale '0.5,2': give multiples above 1"),
+        (["--slo-scale", "ttft=2,5"], "a cross product needs both ttft= and tpot= scales"),
+        (["--slo-scale", "ttft=2 e2e=3"], "or a cross product, e.g. 'ttft=2,5,10 tpot=2,3'"),
+        (["--slo-scale", "ttft=2 tpot=1"], "--slo-scale 'ttft=2 tpot=1': give multiples above 1"),
     ],
 )
 def test_bad_scale_flags_are_one_line_errors(tmp_path: Path, flags: list[str], message: str) -> None:
@@ -148,6 +168,7 @@ def test_bad_scale_flags_are_one_line_errors(tmp_path: Path, flags: list[str], m
     with pytest.raises(ValueError, match="not both"):
         break_even([], [], [{"ttft": 500.0}], [2], SMALL, scales=[2])
     assert parse_scales("10,2,2") == [2.0, 10.0]
+    assert parse_scales("tpot=3,2 ttft=10,2,10") == [(2.0, 2.0), (2.0, 3.0), (10.0, 2.0), (10.0, 3.0)]
 
 
 def test_the_command_writes_a_scaled_map_with_its_resolved_bounds(tmp_path: Path) -> None:
@@ -182,3 +203,33 @@ def test_the_command_writes_a_scaled_map_with_its_resolved_bounds(tmp_path: Path
     table = (out / "qwen2.5-32b" / "table.md").read_text()
     assert f"| prefill-heavy | 2 | scale 3x: ttft<={bounds['ttft']:g} tpot<={bounds['tpot']:g} |" in table
     assert "| qwen2.5-32b | prefill-heavy | 2048 -> 256 |" in table
+
+
+def test_the_command_writes_a_cross_product_of_ttft_and_tpot_scales(tmp_path: Path) -> None:
+    """`--slo-scale "ttft=2,10 tpot=2,3"`: four cells per workload and GPU count, each SLO the pair of
+    scales times the latency alone; the README and tables name both scales."""
+    out = tmp_path / "map"
+    proc = _planner("--profile", f"llama-3.1-8b={PROFILE_8B}", "--out", str(out), "--traces", str(TRACES),
+                    "--gpus", "2", "--workloads", "prefill-heavy", "--slo-scale", "ttft=2,10 tpot=2,3",
+                    "--routes", "split", "--requests-per-gpu", "40", "--num-requests", "120",
+                    "--precision", "0.1", "--max-model-len", "16384")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads((out / "break_even.json").read_text())
+    u = doc["unloaded"]["llama-3.1-8b"]["prefill-heavy"]
+    assert [c["scale"] for c in doc["cells"]] == [[2, 2], [2, 3], [10, 2], [10, 3]]
+    for c in doc["cells"]:
+        t, q = c["scale"]
+        assert c["slo"] == {"ttft": round(t * u["ttft_ms"], 1), "tpot": round(q * u["tpot_ms"], 1)}
+        assert u["slos"][f"ttft={t:g},tpot={q:g}"] == c["slo"]
+    readme = (out / "README.md").read_text()
+    assert "SLO scales, a cross product: TTFT scale 2, 10 x TPOT scale 2, 3" in readme
+    ttft = f"{round(2 * u['ttft_ms'], 1):g}, {round(10 * u['ttft_ms'], 1):g}"
+    assert (
+        "| TTFT bounds (ms) at 2x, 10x | TPOT bounds (ms) at 2x, 3x |" in readme and f"| {ttft} |" in readme
+    )
+    c = doc["cells"][2]
+    table = (out / "llama-3.1-8b" / "table.md").read_text()
+    assert (
+        f"| prefill-heavy | 2 | ttft 10x tpot 2x: ttft<={c['slo']['ttft']:g} tpot<={c['slo']['tpot']:g} |"
+        in table
+    )
