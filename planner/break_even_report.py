@@ -31,7 +31,7 @@ from planner.break_even import (
     prefix_hit_rates,
 )
 from planner.plots import save
-from planner.profile_model import Profile, load_profile
+from planner.profile_model import Profile, invoked_command, load_profile
 from planner.search import SearchConfig
 from planner.slo_scale import Scale, crossed, factors, parse_scales, scale_label
 from planner.validate import DEFAULT_SLO_GRID, slo_cells, slo_label
@@ -496,8 +496,6 @@ def select_workloads(names: str, traces: Path) -> list[MapWorkload]:
 
 
 def cmd_break_even(args: argparse.Namespace, load: Callable[[str], Profile] = load_profile) -> int:
-    import sys
-
     models = [ModelInput(name, load(str(path)), str(path)) for name, path in args.profile]
     try:
         gpus = [int(g) for g in args.gpus.split(",") if g.strip()]
@@ -523,7 +521,7 @@ def cmd_break_even(args: argparse.Namespace, load: Callable[[str], Profile] = lo
         routes=args.routes,
         scales=scales,
     )
-    command = " ".join(["python -m planner", *sys.argv[1:]])
+    command = invoked_command()
     earlier = args.out / "README.md"
     kept = hand_sections(earlier.read_text()) if earlier.is_file() else []
     for path in write(result, args.out, validation, command, kept):

@@ -19,7 +19,6 @@ refits it (`merge P --cudagraph-max-tokens 512 --output P2`); the notes say the 
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,6 +31,7 @@ from planner.profile_model import (
     Profile,
     ProfileError,
     build_profile,
+    invoked_command,
     load_profile,
 )
 from planner.profile_run import cudagraph_bound, fit_frontend, kv_model_from_pd
@@ -174,7 +174,7 @@ def merge_profiles(
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    command = " ".join(["python -m planner", *sys.argv[1:]])
+    command = invoked_command()
     prof = merge_profiles(list(args.profiles), args.pd_result, command, args.cudagraph_max_tokens)
     out = prof.save(args.output)
     print(prof.describe())

@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,6 +118,12 @@ class KvPoint:
 # ---------------------------------------------------------------------------------------------------------
 # Provenance and engine limits
 # ---------------------------------------------------------------------------------------------------------
+
+
+def invoked_command() -> str:
+    """This planner command as typed, quoted so that it can be pasted back into a shell (the command a
+    profile or a map records)."""
+    return shlex.join(["python", "-m", "planner", *sys.argv[1:]])
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,6 @@ import asyncio
 import re
 import socket
 import statistics
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -77,6 +76,7 @@ from planner.profile_model import (
     build_profile,
     fit_decode,
     fit_prefill,
+    invoked_command,
 )
 
 GIB = 1 << 30
@@ -537,7 +537,7 @@ async def measure(args: argparse.Namespace) -> Profile:
         else None,
         host=socket.gethostname(),
         created_iso=datetime.now(UTC).isoformat(timespec="seconds"),
-        command=" ".join(sys.argv),
+        command=invoked_command(),
         notes=notes,
     )
     loop = probe_serving_loop(costs)

@@ -223,6 +223,8 @@ def test_the_command_writes_a_cross_product_of_ttft_and_tpot_scales(tmp_path: Pa
         assert u["slos"][f"ttft={t:g},tpot={q:g}"] == c["slo"]
     readme = (out / "README.md").read_text()
     assert "SLO scales, a cross product: TTFT scale 2, 10 x TPOT scale 2, 3" in readme
+    # the command as recorded pastes back into a shell: the scales' space is quoted
+    assert "--slo-scale 'ttft=2,10 tpot=2,3' --routes split" in readme and doc["command"] in readme
     ttft = f"{round(2 * u['ttft_ms'], 1):g}, {round(10 * u['ttft_ms'], 1):g}"
     assert (
         "| TTFT bounds (ms) at 2x, 10x | TPOT bounds (ms) at 2x, 3x |" in readme and f"| {ttft} |" in readme
