@@ -146,7 +146,7 @@ def test_within_context_drops_and_counts_the_requests_too_long() -> None:
         within_context(wl, 50)
 
 
-@pytest.mark.parametrize("folder", ["break-even", "break-even-slo-scale"])
+@pytest.mark.parametrize("folder", ["break-even", "break-even-slo-scale", "break-even-slo-cross"])
 def test_the_committed_maps_profiles_still_load_and_map(folder: str) -> None:
     """Every profile a committed map names in its command loads and maps (one workload, 2 GPUs, small
     search): a profile the map rests on cannot break unseen. The MoE is priced with the CUDA-graph bound,
