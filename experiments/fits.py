@@ -76,9 +76,9 @@ def fit_nonnegative(
     relative: minimise the relative errors (each row weighted by 1/y), for points that span orders of
     magnitude (a 17 ms and a 527 ms prefill): plain least squares would fit the large ones only.
     """
-    xa = np.asarray(x, dtype=float)
-    ya = np.asarray(y, dtype=float)
     k = len(features)
+    xa = np.asarray(x, dtype=float) if len(x) else np.empty((0, k))  # no point: the count says so
+    ya = np.asarray(y, dtype=float)
     if xa.ndim != 2 or xa.shape[1] != k or xa.shape[0] != ya.shape[0]:
         raise FitError(f"expected {len(ya)} rows of {k} features, got an array of shape {xa.shape}")
     if not 1 <= k <= MAX_FEATURES:

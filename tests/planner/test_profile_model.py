@@ -67,6 +67,8 @@ def test_fit_states_its_error_on_noisy_points() -> None:
 def test_too_few_or_bad_points_say_what_is_missing() -> None:
     with pytest.raises(FitError, match="at least 3 points"):
         fit_nonnegative(("a", "b", "c"), [(1, 2, 3)], [1.0])
+    with pytest.raises(FitError, match="at least 3 points to fit a, b, c; got 0"):  # every point skipped
+        fit_nonnegative(("a", "b", "c"), [], [])
     with pytest.raises(FitError, match="> 0"):
         fit_nonnegative(("a",), [(1,), (1,)], [1.0, 0.0])
 

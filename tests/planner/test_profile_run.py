@@ -93,6 +93,22 @@ def test_decode_points_whose_answers_came_in_one_read_are_retried_until_they_hav
     assert all(0.0025 <= s < 0.0025 * 1.5 for s in one), one
 
 
+def test_lengthened_streams_that_fail_skip_their_point_but_the_streams_asked_for_stop_the_profile(
+    tmp_path: Path,
+) -> None:
+    """Streams of more than 100 tokens are refused (HTTP 500). Whole answers under 100 tokens: the third
+    try's 192 tokens, the profiler's choice, fail and the point is skipped with why; no point is left to
+    fit (exit 2). Asking for 150 tokens ourselves: the first try fails and the profile stops (exit 1)."""
+    with fake_vllm(whole_below=100, fail_above=100) as url:
+        proc = profile_cmd(url, tmp_path / "p.json", "--monitor", "none", "--decode-batches", "1")
+        asked = profile_cmd(url, tmp_path / "q.json", "--monitor", "none", "--decode-tokens", "150")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    skipped = [ln for ln in proc.stdout.splitlines() if "skipped (the streams of 192 tokens failed" in ln]
+    assert len(skipped) == 2 and "HTTP 500" in skipped[0] and "need at least" in proc.stderr
+    assert asked.returncode == 1 and "HTTP 500" in asked.stderr and "failed" in asked.stderr
+    assert asked.stderr.count("\n") == 1 and not (tmp_path / "q.json").exists()
+
+
 def test_profile_with_the_simulated_monitor_fills_every_power_state(tmp_path: Path) -> None:
     with fake_vllm() as url:
         proc = profile_cmd(
