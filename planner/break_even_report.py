@@ -33,7 +33,7 @@ from planner.break_even import (
 from planner.plots import save
 from planner.profile_model import Profile, invoked_command, load_profile
 from planner.search import SearchConfig
-from planner.slo_scale import Scale, crossed, factors, parse_scales, scale_label
+from planner.slo_scale import Scale, crossed, parse_scales, scale_axes, scale_label
 from planner.validate import DEFAULT_SLO_GRID, slo_cells, slo_label
 from planner.validate_report import grid_text, slo_grid_arg
 
@@ -219,7 +219,7 @@ def slo_text(result: BreakEven) -> str:
         grid = {k: tuple(sorted({s[k] for s in result.slos})) for k in result.slos[0]}
         return f"SLO grid (ms): {grid_text(grid)}."
     if crossed(result.slo_scales):
-        ts, ps = (sorted({factors(s)[i] for s in result.slo_scales}) for i in (0, 1))
+        ts, ps = scale_axes(result.slo_scales)
         which = (
             f"SLO scales, a cross product: TTFT scale {', '.join(f'{t:g}' for t in ts)} x TPOT scale "
             f"{', '.join(f'{p:g}' for p in ps)} (DistServe's SLO scale uses one scale for both bounds; its "
@@ -249,7 +249,7 @@ def resolved_table(result: BreakEven, models: Sequence[str]) -> list[str]:
     of each TTFT scale and of each TPOT scale (every pair of them is a column of the map)."""
     scales = result.slo_scales
     if crossed(scales):
-        ts, ps = (sorted({factors(s)[i] for s in scales}) for i in (0, 1))
+        ts, ps = scale_axes(scales)
         lines = [
             "| model | workload | median prompt -> output | alone: TTFT, TPOT (ms) | TTFT bounds (ms) at "
             f"{', '.join(f'{t:g}x' for t in ts)} | TPOT bounds (ms) at {', '.join(f'{p:g}x' for p in ps)} |",
@@ -257,8 +257,8 @@ def resolved_table(result: BreakEven, models: Sequence[str]) -> list[str]:
         ]
         for m in models:
             for w, u in result.unloaded.get(m, {}).items():
-                ttft = ", ".join(f"{u.bounds((t, 2.0))['ttft']:g}" for t in ts)
-                tpot = ", ".join(f"{u.bounds((2.0, p))['tpot']:g}" for p in ps)
+                ttft = ", ".join(f"{u.bounds(t)['ttft']:g}" for t in ts)
+                tpot = ", ".join(f"{u.bounds(p)['tpot']:g}" for p in ps)
                 lines.append(
                     f"| {m} | {w} | {u.prompt_tokens} -> {u.output_tokens} | {u.ttft_ms:.1f}, "
                     f"{u.tpot_ms:.2f} | {ttft} | {tpot} |"

@@ -357,12 +357,10 @@ async def _measure_decode(
     for batch in args.decode_batches:
         for ctx in args.decode_contexts:
             tokens = args.decode_tokens
+            # the most tokens per stream that the model length and the KV pool let the batch hold
+            most = min(model_len - ctx, limits.kv_capacity_tokens // batch - ctx)
             for attempt in range(1, DECODE_ATTEMPTS + 1):
-                if (
-                    batch > limits.max_num_seqs
-                    or ctx + tokens > model_len
-                    or batch * (ctx + tokens) > limits.kv_capacity_tokens
-                ):
+                if batch > limits.max_num_seqs or tokens > most:
                     log(f"  decode B={batch} C={ctx}: skipped (max_num_seqs, max_model_len or KV capacity)")
                     break
                 got: list[PowerPoint] = []
@@ -382,7 +380,7 @@ async def _measure_decode(
                 except ProbeError as exc:
                     longer = tokens_to_overlap(streams, tokens)
                     if longer is not None:  # as long as the model length and the KV pool allow
-                        longer = min(longer, model_len - ctx, limits.kv_capacity_tokens // batch - ctx)
+                        longer = min(longer, most)
                     if attempt < DECODE_ATTEMPTS and longer is not None and longer > tokens:
                         log(f"  decode B={batch} C={ctx}: {exc}; again with {longer} tokens per stream")
                         tokens = longer

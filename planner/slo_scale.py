@@ -116,6 +116,11 @@ def scale_coords(scale: Scale) -> dict[str, float]:
     return {"ttft_scale": t, "tpot_scale": p}
 
 
+def scale_axes(scales: list[Scale]) -> tuple[list[float], list[float]]:
+    """The distinct TTFT scales and TPOT scales, each sorted (a cross product's two axes)."""
+    return sorted({factors(s)[0] for s in scales}), sorted({factors(s)[1] for s in scales})
+
+
 def crossed(scales: list[Scale]) -> bool:
     """Whether the scales are a cross product of a TTFT and a TPOT scale (pairs), not one scale each."""
     return any(not isinstance(s, int | float) for s in scales)
