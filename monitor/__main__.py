@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import signal
 import sys
 import threading
@@ -19,6 +18,7 @@ from monitor.backends import MonitorUnavailable, open_backend
 from monitor.energy import WindowResult
 from monitor.power_monitor import MIN_INTERVAL_S, PowerMonitor
 from testbed.cli_errors import OneLineErrorParser
+from testbed.files import atomic_write
 
 RUN_WINDOW = "run"
 
@@ -65,10 +65,7 @@ def window_text(window: WindowResult) -> str:
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
     """Write JSON atomically (temp file, then rename) so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write(path, (json.dumps(data, indent=2) + "\n").encode())
 
 
 def main(argv: list[str] | None = None) -> int:

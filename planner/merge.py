@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from planner.kv_refit import kv_model_from_pd
 from planner.profile_model import (
     DecodePoint,
     FrontendModel,
@@ -34,7 +35,7 @@ from planner.profile_model import (
     invoked_command,
     load_profile,
 )
-from planner.profile_run import cudagraph_bound, fit_frontend, kv_model_from_pd
+from planner.profile_run import cudagraph_bound, fit_frontend
 
 SAME_CONTEXT = 0.05  # decode points at the same batch and contexts this close are one measurement
 

@@ -14,6 +14,9 @@ Steps, each printed as it runs:
 6. KV transfer: fitted from a P/D pair's stage timings (--pd-result, at light load), with the
    connector's time on the prefill GPU; else the stated default (planner/kv_transfer.py).
 Then the models are fitted (planner/profile_model.py) and the file written with every raw point.
+Every point is kept as it is measured in <output stem>.points.json (planner/profile_checkpoint.py): a run
+that stops (a failed request, a timeout, too few points to fit) loses nothing, and the same command with
+--resume measures only what is missing.
 
 The server must be idle and alone on its GPU, started with the limits given here
 (--max-num-batched-tokens / --max-num-seqs; the defaults are vLLM's for the device).
@@ -28,7 +31,6 @@ import socket
 import statistics
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,21 +38,16 @@ from typing import Any
 import aiohttp
 import numpy as np
 
-from analysis.prefill_inflation import HELD_MS, MIN_PAIRS, OverlapEvidence, overlap_evidence
-from analysis.runs import runs_from_results
 from experiments import server_metrics
 from experiments.client import ClientConfig, make_session
 from experiments.model_dir import MoeRouting, moe_routing, read_config, shape_from_config
-from experiments.schema import RunResult
 from planner.fits import FitError, fit_nonnegative
+from planner.kv_refit import kv_model_from_pd
 from planner.kv_transfer import (
     LLAMA_8B_KV_BYTES_PER_TOKEN,
     default_kv_transfer,
-    fit_kv_transfer,
-    kv_points_from_stages,
-    prefill_overhead_s,
 )
-from planner.measured import OUTPUT_GROUP, MeasuredRun, measured_from, output_group_cost_s
+from planner.measured import OUTPUT_GROUP, output_group_cost_s
 from planner.power_probe import PowerProbe
 from planner.probe import (
     ProbeError,
@@ -62,6 +59,7 @@ from planner.probe import (
     steady_gaps,
     tokens_to_overlap,
 )
+from planner.profile_checkpoint import AskedDecode, AskedPrefill, Kept, open_checkpoint, points_path
 from planner.profile_model import (
     DecodePoint,
     EngineLimits,
@@ -74,7 +72,6 @@ from planner.profile_model import (
     Provenance,
     ServingLoopModel,
     build_profile,
-    fit_decode,
     fit_prefill,
     invoked_command,
 )
@@ -151,6 +148,12 @@ def add_profile_parser(sub: Any) -> None:
         help="the server's vLLM --kv-cache-dtype, e.g. fp8 (default: auto, the model's dtype)",
     )
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the unfinished run whose points are kept beside --output (<stem>.points.json): "
+        "measure only the points still missing",
+    )
     p.add_argument("--timeout", type=float, default=600.0, help="seconds per request")
 
 
@@ -272,13 +275,15 @@ async def _measure_prefill(
     info: ServerInfo,
     args: argparse.Namespace,
     rng: np.random.Generator,
-) -> tuple[list[PrefillPoint], FrontendModel]:
-    points = []
-    api: list[tuple[int, float]] = []
+    kept: Kept,
+) -> None:
     max_len = (info.max_model_len or 1 << 30) - 1  # one output token
     for size in args.prefill_sizes:
         if size > max_len:
             log(f"  prefill {size}: skipped (server max_model_len {info.max_model_len})")
+            continue
+        if done := kept.points.prefill_of(size):
+            log(f"  prefill {size}: {1e3 * done.latency_s:.1f} ms, measured by an earlier run (resumed)")
             continue
         samples, tokens = [], size
         warm = [(await prefill_once(session, cfg, size, rng))[0] for _ in range(args.prefill_warmup)]
@@ -286,15 +291,16 @@ async def _measure_prefill(
         for _ in range(args.prefill_repeats):
             secs, tokens = await prefill_once(session, cfg, size, rng)
             samples.append(secs)
-        points.append(PrefillPoint(tokens, statistics.median(samples), tuple(samples)))
+        point = PrefillPoint(tokens, statistics.median(samples), tuple(samples))
+        kept.points.prefill.append(AskedPrefill(size, point))
         fe = _api_server_s(before, await _server_times(cfg.endpoint))
         if fe is not None:
-            api.append((tokens, fe))
+            kept.points.api_server.append((tokens, fe))
+        kept.save()
         extra = "" if fe is None else f", API server {1e3 * fe:.1f} ms"
         extra += f", warm-up {', '.join(f'{1e3 * w:.1f}' for w in warm)} ms" if warm else ""
-        ms = 1e3 * points[-1].latency_s
+        ms = 1e3 * point.latency_s
         log(f"  prefill {tokens:>6} tokens: {ms:8.1f} ms (median of {len(samples)}){extra}")
-    return points, fit_frontend(api)
 
 
 async def _prefill_power(
@@ -305,9 +311,13 @@ async def _prefill_power(
     args: argparse.Namespace,
     rng: np.random.Generator,
     power: PowerProbe,
-) -> PowerPoint | None:
+    kept: Kept,
+) -> None:
     if not power.available or args.prefill_power_seconds <= 0:
-        return None
+        return
+    if done := kept.points.power_of("prefill"):
+        log(f"  prefill power: {done.watts:.0f} W, measured by an earlier run (resumed)")
+        return
     size = min(limits.max_num_batched_tokens // 2, (info.max_model_len or 1 << 30) - 1)
     stop_at = time.perf_counter() + args.prefill_power_seconds
 
@@ -317,10 +327,10 @@ async def _prefill_power(
 
     await power.begin("prefill")
     await asyncio.gather(worker(), worker())
-    point = await power.end("prefill", "prefill")
-    if point:
+    if point := await power.end("prefill", "prefill"):
+        kept.points.power.append(point)
+        kept.save()
         log(f"  prefill power: {point.watts:.0f} W over {point.seconds:.1f} s")
-    return point
 
 
 def _power_window(
@@ -348,14 +358,16 @@ async def _measure_decode(
     args: argparse.Namespace,
     rng: np.random.Generator,
     power: PowerProbe,
-) -> tuple[list[DecodePoint], list[PowerPoint], list[float]]:
+    kept: Kept,
+) -> None:
     """Decode points, their power, and the API server's time per output of each batch over 128 streams."""
-    points: list[DecodePoint] = []
-    watts: list[PowerPoint] = []
-    costs: list[float] = []
     model_len = info.max_model_len or 1 << 30
     for batch in args.decode_batches:
         for ctx in args.decode_contexts:
+            if done := kept.points.decode_of(batch, ctx):
+                ms = 1e3 * done.step_s
+                log(f"  decode B={batch} C={ctx}: step {ms:.2f} ms, measured by an earlier run (resumed)")
+                continue
             tokens = args.decode_tokens
             # the most tokens per stream that the model length and the KV pool let the batch hold
             most = min(model_len - ctx, limits.kv_capacity_tokens // batch - ctx)
@@ -387,15 +399,15 @@ async def _measure_decode(
                         continue
                     log(f"  decode B={batch} C={ctx}: skipped ({exc})")
                     break
-                points.append(DecodePoint(batch, mean_ctx, step, n_gaps))
-                watts += got
+                kept.points.decode.append(AskedDecode(batch, ctx, DecodePoint(batch, mean_ctx, step, n_gaps)))
+                kept.points.power += got
                 if batch > OUTPUT_GROUP and (cost := probe_output_cost_s(streams)) is not None:
-                    costs.append(cost)
+                    kept.points.output_costs.append(cost)
                     log(f"  decode B={batch:>4}: API server {1e6 * cost:.1f} us per output (output groups)")
+                kept.save()
                 extra = f", {got[0].watts:.0f} W" if got else ""
                 log(f"  decode B={batch:>4} C={prompt:>6}: step {1e3 * step:7.2f} ms ({n_gaps} gaps){extra}")
                 break
-    return points, watts, costs
 
 
 def probe_output_cost_s(streams: list[Stream]) -> float | None:
@@ -433,96 +445,71 @@ def _kv_model(
     return kv_model_from_pd(args.pd_result, decode, bytes_per_token, frontend, alone_s, routing)
 
 
-def kv_model_from_pd(
-    pd_result: Path,
-    decode: list[DecodePoint],
-    bytes_per_token: float,
-    frontend: FrontendModel,
-    alone_s: Callable[[int], float],
-    routing: MoeRouting | None = None,
-) -> tuple[KvTransferModel, list[KvPoint]]:
-    """The KV transfer model and the prefill side from a measured P/D run's stage timings (`routing`: an
-    MoE model's, for its decode fit)."""
-    result = RunResult.load(pd_result)
-    run = measured_from(result, pd_result)
-    if not run.setup.disaggregated:
-        raise ValueError(f"--pd-result {pd_result} is a {run.setup.name} run, not a P/D pair")
-    ok = ~np.isnan(run.decode_first_chunk_ms)
-    mean_batch = (run.completed_rps or 0.0) * float(np.nanmean(run.decode_total_ms)) / 1e3
-    points = kv_points_from_stages(
-        run.prompt_tokens[ok].astype(int).tolist(),
-        (run.decode_first_chunk_ms[ok] / 1e3).tolist(),
-        fit_decode(decode, routing),
-        mean_batch,
-        frontend,
-    )
-    model = fit_kv_transfer(points, f"P/D stage timings of {pd_result}", bytes_per_token)
-    evidence = overlap_evidence(runs_from_results([result])[0])
-    return replace(model, **prefill_side(pd_result, run, evidence, alone_s)), points
-
-
-def prefill_side(
-    pd_result: Path, run: MeasuredRun, evidence: OverlapEvidence | None, alone_s: Callable[[int], float]
-) -> dict[str, Any]:
-    """The prefill instance's hold and its own latency, from the overlap of the P/D run's prefill legs."""
-    legs = ~np.isnan(run.prefill_leg_ms)
-    alone = [alone_s(int(n)) for n in run.prompt_tokens[legs]]
-    if evidence is None or evidence.solo_median_ms is None:  # too few prefills apart: every leg counts
-        overhead = prefill_overhead_s((run.prefill_leg_ms[legs] / 1e3).tolist(), alone)
-        source = f"median prefill leg of {pd_result} - the prompt alone on this instance"
-    else:
-        overhead = max(evidence.solo_median_ms / 1e3 - float(np.median(alone)), 0.0)
-        source = (
-            f"median prefill leg that overlapped no other ({evidence.solo_median_ms:.1f} ms) in {pd_result} "
-            "- the prompt alone on this instance"
+async def _measure_points(
+    args: argparse.Namespace, power: PowerProbe
+) -> tuple[ServerInfo, EngineLimits, Kept]:
+    base = args.endpoint.rstrip("/")
+    # The runner's session: no connection cap (aiohttp's default of 100 kept a 256-stream decode batch
+    # from ever running at once); idle pooled connections dropped before vLLM's keep-alive drops them
+    # (the idle-power window outlasts it).
+    async with make_session(ClientConfig(base, "", request_timeout_s=args.timeout)) as session:
+        info = await server_info(session, base)
+        cfg = ClientConfig(base, info.model, request_timeout_s=args.timeout)
+        real_gpu = power.available and not power.simulated
+        limits = engine_limits(args, info, power.device.get("memory_total_bytes") if real_gpu else None)
+        log(f"server: {info.model} (vLLM {info.vllm_version or '?'}), max_model_len {info.max_model_len}")
+        log(
+            f"engine: {limits.max_num_batched_tokens} batched tokens, {limits.max_num_seqs} seqs, "
+            f"KV {limits.kv_capacity_tokens} tokens ({limits.source})"
         )
-    gap = evidence.pair_end_gap_ms if evidence is not None and evidence.pairs >= MIN_PAIRS else None
-    held = gap is not None and gap < HELD_MS
-    hold_source = (
-        f"isolated overlapping prefill pairs in {pd_result} ended a median {gap:.1f} ms apart "
-        f"(held: under {HELD_MS:g} ms)"
-        if gap is not None
-        else f"fewer than {MIN_PAIRS} isolated overlapping prefill pairs in {pd_result}: no hold modelled"
-    )
-    return {
-        "prefill_overhead_s": overhead,
-        "prefill_overhead_source": source,
-        "prefill_hold": held,
-        "prefill_hold_source": hold_source,
-    }
+        log(f"power: {'GPU ' + str(args.gpu_id) if power.available else power.reason}")
+        gpu = power.device.get("name") or ("cpu" if not power.available else None)
+        kept = open_checkpoint(
+            points_path(args.output), args.resume, info.model, info.vllm_version, gpu, limits
+        )
+        runs = kept.points.runs
+        if runs > 1:
+            log(f"resumed: {kept.points.describe()} kept in {kept.path} since {kept.points.started_iso}")
+        # a resumed run draws other prompts than the earlier ones: the same words again would be served
+        # from the prefix cache of a server still up (probe.py: the cache must never serve a probe)
+        rng = np.random.default_rng(args.seed if runs == 1 else [args.seed, runs])
+        try:
+            if done := kept.points.power_of("idle"):
+                log(f"  idle power: {done.watts:.0f} W, measured by an earlier run (resumed)")
+            elif idle := power.idle(args.idle_seconds):
+                kept.points.power.append(idle)
+                kept.save()
+                log(f"  idle power: {idle.watts:.0f} W")
+            await prefill_once(session, cfg, 16, rng)  # warm-up
+            await _measure_prefill(session, cfg, info, args, rng, kept)
+            await _prefill_power(session, cfg, info, limits, args, rng, power, kept)
+            await _measure_decode(session, cfg, info, limits, args, rng, power, kept)
+        except BaseException:
+            log(kept.note())
+            raise
+    return info, limits, kept
 
 
 async def measure(args: argparse.Namespace) -> Profile:
-    base = args.endpoint.rstrip("/")
-    rng = np.random.default_rng(args.seed)
     power = PowerProbe(args.monitor, args.gpu_id)
     try:
-        # The runner's session: no connection cap (aiohttp's default of 100 kept a 256-stream decode batch
-        # from ever running at once); idle pooled connections dropped before vLLM's keep-alive drops them
-        # (the idle-power window outlasts it).
-        async with make_session(ClientConfig(base, "", request_timeout_s=args.timeout)) as session:
-            info = await server_info(session, base)
-            cfg = ClientConfig(base, info.model, request_timeout_s=args.timeout)
-            real_gpu = power.available and not power.simulated
-            limits = engine_limits(args, info, power.device.get("memory_total_bytes") if real_gpu else None)
-            log(f"server: {info.model} (vLLM {info.vllm_version or '?'}), max_model_len {info.max_model_len}")
-            log(
-                f"engine: {limits.max_num_batched_tokens} batched tokens, {limits.max_num_seqs} seqs, "
-                f"KV {limits.kv_capacity_tokens} tokens ({limits.source})"
-            )
-            log(f"power: {'GPU ' + str(args.gpu_id) if power.available else power.reason}")
-            watts: list[PowerPoint] = []
-            if idle := power.idle(args.idle_seconds):
-                watts.append(idle)
-                log(f"  idle power: {idle.watts:.0f} W")
-            await prefill_once(session, cfg, 16, rng)  # warm-up
-            prefill, frontend = await _measure_prefill(session, cfg, info, args, rng)
-            if pw := await _prefill_power(session, cfg, info, limits, args, rng, power):
-                watts.append(pw)
-            decode, decode_watts, costs = await _measure_decode(session, cfg, info, limits, args, rng, power)
-            watts += decode_watts
+        info, limits, kept = await _measure_points(args, power)
     finally:
         power.close()
+    try:
+        return _fitted(args, info, limits, kept, power)
+    except BaseException:
+        log(kept.note())
+        raise
+
+
+def _fitted(
+    args: argparse.Namespace, info: ServerInfo, limits: EngineLimits, kept: Kept, power: PowerProbe
+) -> Profile:
+    got = kept.points
+    prefill = sorted((a.point for a in got.prefill), key=lambda p: p.prompt_tokens)
+    decode = [a.point for a in sorted(got.decode, key=lambda a: (a.batch, a.context))]
+    frontend = fit_frontend(sorted(got.api_server))
     prefill_model = fit_prefill(prefill, limits.max_num_batched_tokens, frontend, limits.cudagraph_max_tokens)
 
     def alone_s(n: int) -> float:
@@ -532,11 +519,13 @@ async def measure(args: argparse.Namespace) -> Profile:
     if routing:
         log(f"MoE: {routing.experts} experts, {routing.per_token} per token: decode fit adds experts_touched")
     kv, kv_points = _kv_model(args, decode, kv_bytes_per_token(args, info.model), frontend, alone_s, routing)
-    notes = "power from the simulated NVML backend: NOT real watts" if power.simulated else ""
+    notes = ["power from the simulated NVML backend: NOT real watts" if power.simulated else ""]
+    if got.runs > 1:
+        notes.append(f"measured by {got.runs} runs from {got.started_iso} (--resume over {kept.path.name})")
     provenance = Provenance(
         source="measured",
         model=info.model,
-        gpu=power.device.get("name") or ("cpu" if not power.available else None),
+        gpu=got.gpu,
         vllm_version=info.vllm_version,
         clocks={k: power.device.get(k) for k in ("sm_clock_mhz", "mem_clock_mhz", "power_limit_w", "driver")}
         if power.device
@@ -544,13 +533,12 @@ async def measure(args: argparse.Namespace) -> Profile:
         host=socket.gethostname(),
         created_iso=datetime.now(UTC).isoformat(timespec="seconds"),
         command=invoked_command(),
-        notes=notes,
+        notes="; ".join(n for n in notes if n),
     )
-    loop = probe_serving_loop(costs)
+    loop = probe_serving_loop(got.output_costs)
     return build_profile(
-        provenance, limits, prefill, decode, kv, watts, power.reason, kv_points, frontend,
-        routing_of(info.model), loop,
-    )  # fmt: skip
+        provenance, limits, prefill, decode, kv, got.power, power.reason, kv_points, frontend, routing, loop
+    )
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
@@ -559,6 +547,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise RuntimeError(f"{args.endpoint}: {exc!r} while profiling; is the server still up?") from None
     path = profile.save(args.output)
+    points_path(args.output).unlink(missing_ok=True)  # every point is in the profile now
     log(profile.describe())
     log(f"profile: {path}")
     return 0

@@ -32,6 +32,7 @@ from experiments.schema.run import RunMetadata, ServerMetrics
 from experiments.schema.run_warning import RunWarning
 from experiments.schema.summary import StageSummary, Summary, proxy_retried_count, send_span_s
 from experiments.schema.upgrade import SCHEMA_VERSION, upgrade
+from testbed.files import atomic_write
 
 RESULT_FILE = "result.json"
 RECORDS_FILE = "requests.jsonl"
@@ -120,9 +121,9 @@ class RunResult:
         if target is None:
             raise ValueError("RunResult.save needs a run directory (this result was not loaded from one)")
         target.mkdir(parents=True, exist_ok=True)
-        _atomic_write(target / RECORDS_FILE, b"".join(record_line(r) for r in self.records))
+        atomic_write(target / RECORDS_FILE, b"".join(record_line(r) for r in self.records))
         self.path = target / RESULT_FILE
-        _atomic_write(self.path, orjson.dumps(self.to_dict(), option=orjson.OPT_NON_STR_KEYS))
+        atomic_write(self.path, orjson.dumps(self.to_dict(), option=orjson.OPT_NON_STR_KEYS))
         return self.path
 
     @classmethod
@@ -254,12 +255,6 @@ def read_records_file(path: Path) -> list[dict[str, Any]]:
     return records
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 class ResultWriter:
     """Writes one run directory while the run goes on; safe to interrupt at any point.
 
@@ -289,7 +284,7 @@ class ResultWriter:
         self._write()
         self.close()
         if any(r.energy is not None for r in self.records):  # attributed after they were appended
-            _atomic_write(self.run_dir / RECORDS_FILE, b"".join(record_line(r) for r in self.records))
+            atomic_write(self.run_dir / RECORDS_FILE, b"".join(record_line(r) for r in self.records))
         return self.run_dir / RESULT_FILE
 
     def close(self) -> None:
@@ -301,4 +296,4 @@ class ResultWriter:
         doc = self.result.to_dict()
         if self.result.status == "running":
             doc["records"] = []  # they are in requests.jsonl until the end
-        _atomic_write(self.run_dir / RESULT_FILE, orjson.dumps(doc, option=orjson.OPT_NON_STR_KEYS))
+        atomic_write(self.run_dir / RESULT_FILE, orjson.dumps(doc, option=orjson.OPT_NON_STR_KEYS))

@@ -6,7 +6,7 @@ PER_SEQ_S * (streams open); with `first_use_s`, the first prompt of each length 
 compiling a kernel at a token count's first use, as its fused-MoE kernels do); with `whole_below`, a
 stream asking for fewer tokens comes in one write after its last step (a starved CPU server whose
 client reads the whole answer at once: no gap to time); with `fail_above`, a stream asking for more
-tokens is refused (HTTP 500). /metrics carries
+tokens is refused (HTTP 500); with `prompts`, every prompt is appended to that list. /metrics carries
 `vllm:cache_config_info` and, like vLLM, the sums and counts of the TTFT (API server + prefill), queue
 (0) and prefill histograms; /version a version.
 Runs in a background thread on 127.0.0.1.
@@ -29,7 +29,7 @@ MAX_MODEL_LEN = 2048
 METRICS = 'vllm:cache_config_info{block_size="16",gpu_memory_utilization="0.9",num_gpu_blocks="4000"} 1.0\n'
 
 
-def _app(first_use_s: float, whole_below: int, fail_above: int) -> web.Application:
+def _app(first_use_s: float, whole_below: int, fail_above: int, prompts: list[str] | None) -> web.Application:
     open_streams = 0
     seen: set[int] = set()
     times = {"time_to_first_token": 0.0, "request_queue_time": 0.0, "request_prefill_time": 0.0}
@@ -53,6 +53,8 @@ def _app(first_use_s: float, whole_below: int, fail_above: int) -> web.Applicati
         nonlocal open_streams, count
         body = orjson.loads(await request.read())
         n_in = len(body["prompt"].split())
+        if prompts is not None:
+            prompts.append(body["prompt"])
         if n_in + body["max_tokens"] > MAX_MODEL_LEN:
             return web.json_response({"error": {"message": "too long"}}, status=400)
         if fail_above and body["max_tokens"] > fail_above:
@@ -97,13 +99,15 @@ def _app(first_use_s: float, whole_below: int, fail_above: int) -> web.Applicati
 
 
 @contextmanager
-def fake_vllm(first_use_s: float = 0.0, whole_below: int = 0, fail_above: int = 0) -> Iterator[str]:
+def fake_vllm(
+    first_use_s: float = 0.0, whole_below: int = 0, fail_above: int = 0, prompts: list[str] | None = None
+) -> Iterator[str]:
     """Serve on a free loopback port; yields the base URL."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     loop = asyncio.new_event_loop()
-    runner = web.AppRunner(_app(first_use_s, whole_below, fail_above))
+    runner = web.AppRunner(_app(first_use_s, whole_below, fail_above, prompts))
     started = threading.Event()
 
     def serve() -> None:

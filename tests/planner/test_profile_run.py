@@ -20,14 +20,20 @@ ROOT = Path(__file__).resolve().parents[2]
 PD_RESULT = ROOT / "results" / "h200x2" / "20261122-044143-disagg-rate4"
 
 
-def profile_cmd(url: str, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    args = [
+def profile_args(url: str, out: Path, *extra: str) -> list[str]:
+    """The small profile every test here runs (later flags override earlier ones)."""
+    return [
         sys.executable, "-m", "planner", "profile", "--endpoint", url, "--output", str(out),
         "--prefill-sizes", "64,256,1024,4096", "--prefill-repeats", "2", "--decode-batches", "1,2,4",
         "--decode-contexts", "32,128", "--decode-tokens", "12", "--idle-seconds", "0",
         "--prefill-power-seconds", "0", *extra,
     ]  # fmt: skip
-    return subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def profile_cmd(url: str, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        profile_args(url, out, *extra), cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_profile_of_a_server_without_nvml(tmp_path: Path) -> None:
