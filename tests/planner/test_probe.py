@@ -111,11 +111,12 @@ def test_probe_prompts_are_fresh_random_words_t_i() -> None:
     assert run(scenario()) == expected
 
 
-def test_the_profiler_stops_at_an_error_event_with_one_line() -> None:
+def test_the_profiler_stops_at_an_error_event_with_one_line(tmp_path: Path) -> None:
     with FakeUpstream(FakeBehavior(fault="stream_error")) as fake:
         args = [
-            sys.executable, "-m", "planner", "profile", "--endpoint", fake.url, "--output", "/dev/null",
-            "--prefill-sizes", "64", "--prefill-repeats", "1", "--decode-batches", "1",
+            sys.executable, "-m", "planner", "profile", "--endpoint", fake.url,
+            "--output", str(tmp_path / "p.json"), "--prefill-sizes", "64", "--prefill-repeats", "1",
+            "--decode-batches", "1",
             "--decode-contexts", "32", "--decode-tokens", "12", "--idle-seconds", "0",
             "--prefill-power-seconds", "0", "--monitor", "none", "--kv-capacity", "64000",
         ]  # fmt: skip
