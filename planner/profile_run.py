@@ -31,6 +31,7 @@ import socket
 import statistics
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -64,15 +65,12 @@ from planner.profile_model import (
     DecodePoint,
     EngineLimits,
     FrontendModel,
-    KvPoint,
-    KvTransferModel,
     PowerPoint,
     PrefillPoint,
     Profile,
     Provenance,
     ServingLoopModel,
     build_profile,
-    fit_prefill,
     invoked_command,
 )
 
@@ -431,20 +429,6 @@ def probe_serving_loop(costs: list[float]) -> ServingLoopModel:
     )
 
 
-def _kv_model(
-    args: argparse.Namespace,
-    decode: list[DecodePoint],
-    bytes_per_token: float,
-    frontend: FrontendModel,
-    alone_s: Callable[[int], float],
-    routing: MoeRouting | None = None,
-) -> tuple[KvTransferModel, list[KvPoint]]:
-    """`alone_s(n)`: a prompt of n tokens alone on a plain instance (API server + prefill steps)."""
-    if args.pd_result is None:
-        return default_kv_transfer(bytes_per_token), []
-    return kv_model_from_pd(args.pd_result, decode, bytes_per_token, frontend, alone_s, routing)
-
-
 async def _measure_points(
     args: argparse.Namespace, power: PowerProbe
 ) -> tuple[ServerInfo, EngineLimits, Kept]:
@@ -510,15 +494,9 @@ def _fitted(
     prefill = sorted((a.point for a in got.prefill), key=lambda p: p.prompt_tokens)
     decode = [a.point for a in sorted(got.decode, key=lambda a: (a.batch, a.context))]
     frontend = fit_frontend(sorted(got.api_server))
-    prefill_model = fit_prefill(prefill, limits.max_num_batched_tokens, frontend, limits.cudagraph_max_tokens)
-
-    def alone_s(n: int) -> float:
-        return frontend.delay_s(n) + prefill_model.request_s(n, limits.max_num_batched_tokens)
-
     routing = routing_of(info.model)
     if routing:
         log(f"MoE: {routing.experts} experts, {routing.per_token} per token: decode fit adds experts_touched")
-    kv, kv_points = _kv_model(args, decode, kv_bytes_per_token(args, info.model), frontend, alone_s, routing)
     notes = ["power from the simulated NVML backend: NOT real watts" if power.simulated else ""]
     if got.runs > 1:
         notes.append(f"measured by {got.runs} runs from {got.started_iso} (--resume over {kept.path.name})")
@@ -535,10 +513,19 @@ def _fitted(
         command=invoked_command(),
         notes="; ".join(n for n in notes if n),
     )
+    bytes_per_token = kv_bytes_per_token(args, info.model)
     loop = probe_serving_loop(got.output_costs)
-    return build_profile(
-        provenance, limits, prefill, decode, kv, got.power, power.reason, kv_points, frontend, routing, loop
+    prof = build_profile(
+        provenance, limits, prefill, decode, default_kv_transfer(bytes_per_token), got.power, power.reason,
+        (), frontend, routing, loop,
+    )  # fmt: skip
+    if args.pd_result is None:
+        return prof
+    # a prompt alone on this instance (API server + prefill steps) from the models just fitted
+    kv, kv_points = kv_model_from_pd(
+        args.pd_result, decode, bytes_per_token, frontend, prof.client_prefill_s, routing
     )
+    return replace(prof, kv_transfer=kv, kv_points=tuple(kv_points))
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
