@@ -31,7 +31,7 @@ import socket
 import statistics
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -267,14 +267,23 @@ def fit_frontend(points: list[tuple[int, float]]) -> FrontendModel:
     return FrontendModel(fit.coefficient("latency_s"), fit.coefficient("per_token_s"), source, fit, kept)
 
 
-async def _measure_prefill(
-    session: aiohttp.ClientSession,
-    cfg: ClientConfig,
-    info: ServerInfo,
-    args: argparse.Namespace,
-    rng: np.random.Generator,
-    kept: Kept,
-) -> None:
+@dataclass(frozen=True)
+class _Run:
+    """What every step of one profile run measures with: the session and the server, its limits, the flags,
+    the prompts' random stream, the power probe, and the points kept so far."""
+
+    session: aiohttp.ClientSession
+    cfg: ClientConfig
+    info: ServerInfo
+    limits: EngineLimits
+    args: argparse.Namespace
+    rng: np.random.Generator
+    power: PowerProbe
+    kept: Kept
+
+
+async def _measure_prefill(run: _Run) -> None:
+    session, cfg, info, args, rng, kept = run.session, run.cfg, run.info, run.args, run.rng, run.kept
     max_len = (info.max_model_len or 1 << 30) - 1  # one output token
     for size in args.prefill_sizes:
         if size > max_len:
@@ -301,27 +310,19 @@ async def _measure_prefill(
         log(f"  prefill {tokens:>6} tokens: {ms:8.1f} ms (median of {len(samples)}){extra}")
 
 
-async def _prefill_power(
-    session: aiohttp.ClientSession,
-    cfg: ClientConfig,
-    info: ServerInfo,
-    limits: EngineLimits,
-    args: argparse.Namespace,
-    rng: np.random.Generator,
-    power: PowerProbe,
-    kept: Kept,
-) -> None:
+async def _prefill_power(run: _Run) -> None:
+    args, power, kept = run.args, run.power, run.kept
     if not power.available or args.prefill_power_seconds <= 0:
         return
     if done := kept.points.power_of("prefill"):
         log(f"  prefill power: {done.watts:.0f} W, measured by an earlier run (resumed)")
         return
-    size = min(limits.max_num_batched_tokens // 2, (info.max_model_len or 1 << 30) - 1)
+    size = min(run.limits.max_num_batched_tokens // 2, (run.info.max_model_len or 1 << 30) - 1)
     stop_at = time.perf_counter() + args.prefill_power_seconds
 
     async def worker() -> None:
         while time.perf_counter() < stop_at:
-            await prefill_once(session, cfg, size, rng)
+            await prefill_once(run.session, run.cfg, size, run.rng)
 
     await power.begin("prefill")
     await asyncio.gather(worker(), worker())
@@ -348,18 +349,10 @@ def _power_window(
     return window
 
 
-async def _measure_decode(
-    session: aiohttp.ClientSession,
-    cfg: ClientConfig,
-    info: ServerInfo,
-    limits: EngineLimits,
-    args: argparse.Namespace,
-    rng: np.random.Generator,
-    power: PowerProbe,
-    kept: Kept,
-) -> None:
+async def _measure_decode(run: _Run) -> None:
     """Decode points, their power, and the API server's time per output of each batch over 128 streams."""
-    model_len = info.max_model_len or 1 << 30
+    args, limits, power, kept = run.args, run.limits, run.power, run.kept
+    model_len = run.info.max_model_len or 1 << 30
     for batch in args.decode_batches:
         for ctx in args.decode_contexts:
             if done := kept.points.decode_of(batch, ctx):
@@ -376,7 +369,7 @@ async def _measure_decode(
                 got: list[PowerPoint] = []
                 window = _power_window(power, batch, got)
                 try:
-                    streams = await decode_batch(session, cfg, batch, ctx, tokens, rng, window)
+                    streams = await decode_batch(run.session, run.cfg, batch, ctx, tokens, run.rng, window)
                 except ProbeError as exc:
                     if attempt == 1:  # the streams asked for failed: the server's fault, said as it is
                         raise
@@ -465,9 +458,10 @@ async def _measure_points(
                 kept.save()
                 log(f"  idle power: {idle.watts:.0f} W")
             await prefill_once(session, cfg, 16, rng)  # warm-up
-            await _measure_prefill(session, cfg, info, args, rng, kept)
-            await _prefill_power(session, cfg, info, limits, args, rng, power, kept)
-            await _measure_decode(session, cfg, info, limits, args, rng, power, kept)
+            run = _Run(session, cfg, info, limits, args, rng, power, kept)
+            await _measure_prefill(run)
+            await _prefill_power(run)
+            await _measure_decode(run)
         except BaseException:
             log(kept.note())
             raise
