@@ -3,9 +3,9 @@
 The file (`<output stem>.points.json`) is rewritten whole, atomically, after every point: a run stopped by
 a failed request, a fit short of points, or a kill (`timeout PROFILE_S`, a device call's limit) loses at
 most the point it was measuring. `--resume` continues it against the same instance (same model, vLLM
-version, GPU and engine limits: a restarted server of the same launch counts), measuring only the points
-still missing; the file goes once the profile is written. A run without `--resume` refuses to start over
-points it would overwrite.
+version, GPU and scheduler limits: a server launched again the same way counts, its KV pool may differ),
+measuring only the points still missing; the file goes once the profile is written. A run without
+`--resume` refuses to start over points it would overwrite.
 """
 
 from __future__ import annotations
@@ -128,14 +128,8 @@ def open_checkpoint(
         started = datetime.now(UTC).isoformat(timespec="seconds")
         return Kept(ProfileCheckpoint(model, vllm_version, gpu, engine, started), path)
     kept = load_checkpoint(path)
-    here = {
-        "model": model,
-        "vLLM version": vllm_version,
-        "GPU": gpu,
-        "engine limits": replace(engine, source=""),
-    }
-    there = {"model": kept.model, "vLLM version": kept.vllm_version, "GPU": kept.gpu,
-             "engine limits": replace(kept.engine, source="")}  # fmt: skip
+    here = _instance(model, vllm_version, gpu, engine)
+    there = _instance(kept.model, kept.vllm_version, kept.gpu, kept.engine)
     for what, value in here.items():
         if value != there[what]:
             raise ProfileError(
@@ -143,3 +137,12 @@ def open_checkpoint(
                 "serve the same one, or remove the file to start afresh"
             )
     return Kept(replace(kept, runs=kept.runs + 1), path)
+
+
+def _instance(
+    model: str, vllm_version: str | None, gpu: str | None, engine: EngineLimits
+) -> dict[str, object]:
+    """What must match for points to be one instance's: the scheduler's limits, not the KV pool (a server
+    launched again sizes it anew, a few blocks apart, and no point measured depends on it)."""
+    limits = replace(engine, source="", kv_capacity_tokens=1)
+    return {"model": model, "vLLM version": vllm_version, "GPU": gpu, "scheduler limits": limits}

@@ -494,6 +494,8 @@ def _fitted(
     notes = ["power from the simulated NVML backend: NOT real watts" if power.simulated else ""]
     if got.runs > 1:
         notes.append(f"measured by {got.runs} runs from {got.started_iso} (--resume over {kept.path.name})")
+    if (first := got.engine.kv_capacity_tokens) != limits.kv_capacity_tokens:
+        notes.append(f"KV pool {first} tokens in the first run, {limits.kv_capacity_tokens} now")
     provenance = Provenance(
         source="measured",
         model=info.model,

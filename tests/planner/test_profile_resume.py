@@ -82,16 +82,21 @@ def test_a_killed_run_keeps_its_points_and_resume_measures_only_the_rest(tmp_pat
 
 def test_a_fit_short_of_points_keeps_them_and_resume_adds_the_sizes_missing(tmp_path: Path) -> None:
     """One prefill size cannot be fitted: the run stops (exit 2) after measuring; --resume with the other
-    sizes measures only those."""
+    sizes measures only those (on a server whose KV pool came out smaller: 4000 blocks of 16 before)."""
     out = tmp_path / "p.json"
     with fake_vllm() as url:
         short = profile_cmd(url, out, "--monitor", "none", "--prefill-sizes", "64")
-        more = profile_cmd(url, out, "--monitor", "none", "--prefill-sizes", "64,256,1024", "--resume")
+        more = profile_cmd(url, out, "--monitor", "none", "--prefill-sizes", "64,256,1024", "--resume",
+                           "--kv-capacity", "50000")  # fmt: skip
     assert short.returncode == 2 and "need at least" in short.stderr, short.stdout + short.stderr
     assert f"kept 1 prefill, 6 decode and 0 power points in {points_path(out)}" in short.stdout
     assert more.returncode == 0, more.stdout + more.stderr
     assert more.stdout.count("(resumed)") == 1 + 6 and "prefill    256 tokens" in more.stdout
-    assert [p.prompt_tokens for p in load_profile(out).prefill_points] == [64, 256, 1024]
+    prof = load_profile(out)
+    assert [p.prompt_tokens for p in prof.prefill_points] == [64, 256, 1024]
+    # launched again, its KV pool may differ (no point depends on it): the profile takes the last run's
+    assert prof.engine.kv_capacity_tokens == 50000
+    assert "KV pool 64000 tokens in the first run, 50000 now" in prof.provenance.notes
 
 
 def test_resume_refuses_another_instance_and_a_file_that_is_not_points(tmp_path: Path) -> None:
@@ -102,7 +107,7 @@ def test_resume_refuses_another_instance_and_a_file_that_is_not_points(tmp_path:
         missing = profile_cmd(url, tmp_path / "q.json", "--monitor", "none", "--resume")
     assert short.returncode == 2
     assert other.returncode == 2 and other.stderr.count("\n") == 1, other.stderr
-    assert "measured another instance (engine limits" in other.stderr and "1024" in other.stderr
+    assert "measured another instance (scheduler limits" in other.stderr and "1024" in other.stderr
     assert load_checkpoint(points_path(out)).runs == 1  # untouched
     assert missing.returncode == 2 and "--resume: no points at" in missing.stderr
     bad = tmp_path / "r.points.json"
