@@ -27,21 +27,7 @@ from analysis.runs import CompareError, Run, default_result_paths, find_results,
 from analysis.setup_sweeps import check_sweep_setups, holds_setup_sweeps
 from analysis.tables import build_comparison
 from experiments.slo import parse_slo
-from testbed.cli_errors import OneLineErrorParser
-
-
-def _slo(text: str) -> dict[str, float]:
-    try:
-        return parse_slo(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _grid(text: str) -> SloGrid:
-    try:
-        return SloGrid.parse(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+from testbed.cli_errors import OneLineErrorParser, arg_type
 
 
 def _level(text: str) -> float:
@@ -72,7 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--output-dir", type=Path, default=Path("results/report"), help="where report.md and plots go"
     )
     p.add_argument(
-        "--slo", type=_slo, default=None, help="goodput SLOs in ms, e.g. ttft=1000,tpot=50,e2e=20000"
+        "--slo",
+        type=arg_type(parse_slo),
+        default=None,
+        help="goodput SLOs in ms, e.g. ttft=1000,tpot=50,e2e=20000",
     )
     p.add_argument(
         "--force", action="store_true", help="compare runs even if workload, model or hardware differ"
@@ -88,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--slo-grid",
-        type=_grid,
+        type=arg_type(SloGrid.parse),
         default=SloGrid(),
         help="frontier SLO cells in ms: ttft=250,500,1000,2000:tpot=10,15,25,50 (the default)",
     )

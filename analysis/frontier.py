@@ -19,7 +19,6 @@ power; a GPU the host monitored but the setup left idle (GPU 1 beside one instan
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -33,11 +32,11 @@ from analysis.sustained import SustainedRate, SweepPoint, offered_rate, sustaine
 from experiments.metrics import slo_arrays
 from experiments.schema import Scope
 from experiments.schema.run_warning import NOT_STEADY
-from experiments.slo import slo_met
+from experiments.slo import DEFAULT_SLO_GRID, parse_slo_grid, slo_met
 from experiments.timing_checks import STEADY_ARRIVALS_IN_E2E, steady_state_warning
 
-DEFAULT_TTFT_MS: tuple[float, ...] = (250.0, 500.0, 1000.0, 2000.0)
-DEFAULT_TPOT_MS: tuple[float, ...] = (10.0, 15.0, 25.0, 50.0)
+DEFAULT_TTFT_MS: tuple[float, ...] = tuple(map(float, DEFAULT_SLO_GRID["ttft"]))
+DEFAULT_TPOT_MS: tuple[float, ...] = tuple(map(float, DEFAULT_SLO_GRID["tpot"]))
 DEFAULT_ATTAINMENT = 0.9
 Status = Literal["never met", "bracketed", "never saturated"]
 Metric = Literal["per_gpu", "per_kw"]
@@ -53,28 +52,12 @@ class SloGrid:
 
     @classmethod
     def parse(cls, text: str) -> SloGrid:
-        """'ttft=250,500,1000:tpot=10,25' (ms); a key left out keeps its default bounds."""
-        bounds = {"ttft": DEFAULT_TTFT_MS, "tpot": DEFAULT_TPOT_MS}
-        seen = set()
-        for part in filter(None, (p.strip() for p in text.split(":"))):
-            key, sep, values = part.partition("=")
-            key = key.strip().lower()
-            if not sep or key not in bounds or key in seen:
-                raise ValueError(
-                    f"bad SLO grid part {part!r}: write ttft=MS,MS,...:tpot=MS,MS,... "
-                    "(e.g. ttft=250,500,1000,2000:tpot=10,15,25,50), each key once"
-                )
-            try:
-                nums = [float(v) for v in re.split(r"[,\s]+", values.strip()) if v]
-            except ValueError:
-                raise ValueError(f"SLO grid {part!r}: the bounds must be numbers of milliseconds") from None
-            if not nums or any(not math.isfinite(v) or v <= 0 for v in nums):
-                raise ValueError(f"SLO grid {part!r}: give one or more positive bounds in milliseconds")
-            bounds[key] = tuple(sorted(set(nums)))
-            seen.add(key)
-        if not seen:
-            raise ValueError("empty SLO grid; write e.g. ttft=250,500,1000,2000:tpot=10,15,25,50")
-        return cls(bounds["ttft"], bounds["tpot"])
+        """'ttft=250,500,1000 tpot=10,25' (ms; experiments.slo.parse_slo_grid); a key left out keeps its
+        default bounds."""
+        grid = parse_slo_grid(text)
+        if "e2e" in grid:
+            raise ValueError("the frontier's SLO grid is TTFT x TPOT: leave e2e out")
+        return cls(grid.get("ttft", DEFAULT_TTFT_MS), grid.get("tpot", DEFAULT_TPOT_MS))
 
     @property
     def cells(self) -> list[tuple[int, int]]:

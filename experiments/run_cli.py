@@ -44,25 +44,9 @@ from experiments.schema import (
 from experiments.slo import parse_slo
 from experiments.traces import TraceReplay, describe_trace, is_trace_file, select_trace
 from experiments.vllm_result import default_file_name, save_vllm_result
-from experiments.workloads import WorkloadError
+from experiments.workloads import WorkloadError, parse_length
 from monitor.counter_schedule import COUNTER_UPDATE_S
-from testbed.cli_errors import OneLineErrorParser
-
-
-def _length(text: str) -> int | tuple[int, int]:
-    """'256' or a range '128:512' (inclusive)."""
-    try:
-        if ":" in text:
-            lo, hi = (int(x) for x in text.split(":", 1))
-            if not 1 <= lo <= hi:
-                raise ValueError
-            return lo, hi
-        n = int(text)
-        if n < 1:
-            raise ValueError
-        return n
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a length >= 1 or a range MIN:MAX") from None
+from testbed.cli_errors import OneLineErrorParser, arg_type, parse_gpu_ids
 
 
 def _rate(text: str) -> float:
@@ -79,13 +63,6 @@ def _rates(text: str) -> list[float]:
     return [_rate(x) for x in text.split(",") if x.strip()]
 
 
-def _slo(text: str) -> dict[str, float]:
-    try:
-        return parse_slo(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def _counter_every(text: str) -> float:
     try:
         s = float(text)
@@ -96,13 +73,6 @@ def _counter_every(text: str) -> float:
             f"the energy counter steps every ~{COUNTER_UPDATE_S} s; read it at most that often, got {text}"
         )
     return s
-
-
-def _gpu_ids(text: str) -> list[int]:
-    try:
-        return [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of GPU indices") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -174,14 +144,14 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument(
         "--input-len",
         "--random-input-len",
-        type=_length,
+        type=arg_type(parse_length),
         default=None,
         help="prompt tokens: N or MIN:MAX (default by endpoint: 2048 GPU, 256 CPU)",
     )
     w.add_argument(
         "--output-len",
         "--random-output-len",
-        type=_length,
+        type=arg_type(parse_length),
         default=None,
         help="output tokens: N or MIN:MAX (default by endpoint: 256 GPU, 32 CPU)",
     )
@@ -258,7 +228,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = p.add_argument_group("metrics and energy")
     m.add_argument(
-        "--slo", type=_slo, default=None, help="goodput SLOs in ms, e.g. ttft=1000,tpot=50,e2e=20000"
+        "--slo",
+        type=arg_type(parse_slo),
+        default=None,
+        help="goodput SLOs in ms, e.g. ttft=1000,tpot=50,e2e=20000",
     )
     m.add_argument(
         "--goodput",
@@ -269,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     m.add_argument(
         "--gpu-ids",
-        type=_gpu_ids,
+        type=arg_type(parse_gpu_ids),
         default=[0, 1],
         help="GPUs the monitor records (default 0,1: in traditional mode GPU 1 is the idle one, "
         "recorded separately)",

@@ -1,5 +1,6 @@
-"""Service-level objectives: "ttft=200,tpot=50,e2e=2000" (milliseconds), their keys, and the one test
-of a request against them (`slo_met`), which the runner's goodput, the frontier and the planner share.
+"""Service-level objectives: "ttft=200,tpot=50,e2e=2000" (milliseconds), their keys, grids of them
+("ttft=250,500 tpot=10,25": every combination one SLO), and the one test of a request against them
+(`slo_met`), which the runner's goodput, the frontier and the planner share.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ SLO_METRIC: dict[str, str] = {"ttft": "ttft_ms", "tpot": "tpot_ms", "e2e": "e2el
 _ALIASES = {"e2el": "e2e"}
 _SEPARATORS = re.compile(r"[,\s]+")
 _SPACED_EQUALS = re.compile(r"\s*([=:])\s*")
+_GRID_PARTS = re.compile(r"[;:\s]+(?=[A-Za-z])")  # between one key's bounds and the next key
+# The frontier campaign's grid: TTFT bound x TPOT bound (ms); compare_performance.py's and the planner's.
+DEFAULT_SLO_GRID: dict[str, tuple[float, ...]] = {"ttft": (250, 500, 1000, 2000), "tpot": (10, 15, 25, 50)}
 
 
 def parse_slo(text: str) -> dict[str, float]:
@@ -48,6 +52,30 @@ def parse_slo(text: str) -> dict[str, float]:
             raise ValueError(f"SLO {name} given twice (at {part!r})")
         slo[name] = value
     return slo
+
+
+def parse_slo_grid(text: str) -> dict[str, tuple[float, ...]]:
+    """SLO bounds per key (ms), every combination one SLO: "ttft=250,500,1000 tpot=10,25". Keys are apart
+    by spaces, ';' or ':' ("ttft=250,500:tpot=10,25" reads the same), each given once (ttft, tpot, e2e;
+    alias e2el); bounds come back ascending, without repeats. Raises ValueError naming the bad part."""
+    grid: dict[str, tuple[float, ...]] = {}
+    for part in (p for p in _GRID_PARTS.split(text.strip()) if p):
+        key, sep, values = part.partition("=")
+        name = _ALIASES.get(key.strip().lower(), key.strip().lower())
+        if not sep or name not in SLO_KEYS or name in grid:
+            raise ValueError(
+                f"bad SLO grid part {part!r}: write e.g. ttft=250,500,1000 tpot=10,25 (ms), each key once"
+            )
+        try:
+            bounds = [float(v) for v in _SEPARATORS.split(values.strip()) if v]
+        except ValueError:
+            raise ValueError(f"SLO grid {part!r}: the bounds must be numbers of milliseconds") from None
+        if not bounds or any(not math.isfinite(b) or b <= 0 for b in bounds):
+            raise ValueError(f"SLO grid {part!r}: give one or more positive bounds in milliseconds")
+        grid[name] = tuple(sorted(set(bounds)))
+    if not grid:
+        raise ValueError("empty SLO grid; write e.g. ttft=250,500,1000 tpot=10,25 (ms)")
+    return grid
 
 
 def _key(key: str) -> str:

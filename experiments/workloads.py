@@ -66,6 +66,18 @@ class RequestSpec:
 LengthSpec = int | tuple[int, int]
 
 
+def parse_length(text: str) -> LengthSpec:
+    """A length as every CLI and campaign shape writes it: '256', or an inclusive range '128:512'."""
+    lo, sep, hi = text.partition(":")
+    try:
+        pair = (int(lo), int(hi) if sep else int(lo))
+    except ValueError:
+        pair = (0, 0)
+    if not 1 <= pair[0] <= pair[1]:
+        raise ValueError(f"{text!r} is not a length >= 1 or a range MIN:MAX")
+    return pair if sep else pair[0]
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Prompts of an exact token count
 # ---------------------------------------------------------------------------------------------------------

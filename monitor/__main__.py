@@ -17,26 +17,17 @@ from typing import Any
 from monitor.backends import MonitorUnavailable, open_backend
 from monitor.energy import WindowResult
 from monitor.power_monitor import MIN_INTERVAL_S, PowerMonitor
-from testbed.cli_errors import OneLineErrorParser
+from testbed.cli_errors import OneLineErrorParser, arg_type, parse_gpu_ids
 from testbed.files import atomic_write
 
 RUN_WINDOW = "run"
 
 
-def _gpu_ids(text: str) -> list[int]:
-    try:
-        ids = [int(x) for x in text.split(",") if x.strip() != ""]
-    except ValueError:
-        msg = f"--gpu-ids {text!r}: expected comma separated integers, e.g. 0,1"
-        raise argparse.ArgumentTypeError(msg) from None
-    if not ids:
-        raise argparse.ArgumentTypeError("--gpu-ids is empty")
-    return ids
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineErrorParser(prog="python -m monitor", description=__doc__.splitlines()[0])
-    p.add_argument("--gpu-ids", type=_gpu_ids, default=None, help="NVML indices, e.g. 0,1 (default: all)")
+    p.add_argument(
+        "--gpu-ids", type=arg_type(parse_gpu_ids), default=None, help="NVML indices, e.g. 0,1 (default: all)"
+    )
     p.add_argument(
         "--interval", type=float, default=0.1, help=f"seconds between samples (>= {MIN_INTERVAL_S})"
     )

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from experiments.slo import DEFAULT_SLO_GRID, parse_slo_grid
 from planner.break_even import (
     DEFAULT_MAX_MODEL_LEN,
     DEFAULT_ROUTES,
@@ -33,9 +34,10 @@ from planner.break_even import (
 from planner.plots import save
 from planner.profile_model import Profile, invoked_command, load_profile
 from planner.search import SearchConfig
-from planner.slo_scale import Scale, crossed, parse_scales, scale_axes, scale_label
-from planner.validate import DEFAULT_SLO_GRID, slo_cells, slo_label
-from planner.validate_report import grid_text, slo_grid_arg
+from planner.slo_scale import crossed, parse_scales, scale_axes, scale_label
+from planner.validate import slo_cells, slo_label
+from planner.validate_report import grid_text
+from testbed.cli_errors import arg_type
 
 CLIP = 1.0  # heatmap colours saturate at +-100%
 CLEAR = 0.15  # a margin beyond the 8B validation's rate tolerance (the sustained rate within 15%)
@@ -431,20 +433,6 @@ def _model_arg(text: str) -> tuple[str, Path]:
     return name, Path(path)
 
 
-def _routes_arg(text: str) -> list[str]:
-    try:
-        return parse_routes(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _scales_arg(text: str) -> list[Scale]:
-    try:
-        return parse_scales(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def add_break_even_parser(sub: Any) -> None:
     p = sub.add_parser("break-even", help="where P/D pays: model x workload x SLO x GPUs, table + heatmap")
     p.add_argument("--profile", type=_model_arg, action="append", required=True,
@@ -454,11 +442,11 @@ def add_break_even_parser(sub: Any) -> None:
     p.add_argument("--traces", type=Path, default=TRACES, help="folder of the shared traces")
     p.add_argument("--gpus", default=",".join(map(str, GPU_COUNTS)), help="GPU counts, e.g. 2,4,8")
     slo = p.add_mutually_exclusive_group()
-    slo.add_argument("--slo-grid", type=slo_grid_arg, default=None,
+    slo.add_argument("--slo-grid", type=arg_type(parse_slo_grid), default=None,
                      help=f"SLO bounds in ms (default {grid_text(DEFAULT_SLO_GRID)!r})")  # fmt: skip
     slo.add_argument(
         "--slo-scale",
-        type=_scales_arg,
+        type=arg_type(parse_scales),
         default=None,
         help="SLO scales instead of the grid, e.g. 2,3,5,10: per model and workload, TTFT and TPOT <= "
         "scale x one request's alone at the workload's median lengths; or the cross product of a TTFT and "
@@ -475,7 +463,7 @@ def add_break_even_parser(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--routes",
-        type=_routes_arg,
+        type=arg_type(parse_routes),
         default=list(DEFAULT_ROUTES),
         help="per-request policies of the P/D side, split among them; threshold:pNN keeps each workload's "
         f"prompts up to its NN-th length percentile local (default {','.join(DEFAULT_ROUTES)})",

@@ -34,6 +34,7 @@ from experiments.schema import OVERLENGTH_POLICIES
 from experiments.slo import parse_slo
 from experiments.timing_checks import find_ramp
 from experiments.traces import describe_trace
+from experiments.workloads import parse_length
 from planner import plots
 from planner.outcome import Outcome, request_metrics, summarize
 from planner.profile_model import EngineLimits, Profile, ProfileError, load_profile
@@ -41,23 +42,9 @@ from planner.search import SearchConfig, search
 from planner.setups import POLICIES, parse_setup
 from planner.simulate import SimulationError, simulate
 from planner.workload import ARRIVAL_KINDS, WORKLOAD_KINDS, WorkloadSpec, build_workload
-from testbed.cli_errors import OneLineErrorParser
+from testbed.cli_errors import OneLineErrorParser, arg_type
 
 ILLUSTRATIVE = "illustrative"
-
-
-def _length(text: str) -> int | tuple[int, int]:
-    """'256' or an inclusive range '128:512', as run_experiment.py takes them."""
-    try:
-        if ":" in text:
-            lo, hi = (int(v) for v in text.split(":", 1))
-            if 1 <= lo <= hi:
-                return (lo, hi)
-        elif int(text) >= 1:
-            return int(text)
-    except ValueError:
-        pass
-    raise argparse.ArgumentTypeError(f"{text!r} is not a length >= 1 or a range MIN:MAX")
 
 
 def _numbers(text: str, kind: type = float) -> list[Any]:
@@ -70,24 +57,21 @@ def _numbers(text: str, kind: type = float) -> list[Any]:
     return values
 
 
-def _slo(text: str) -> dict[str, float]:
-    try:
-        return parse_slo(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--profile", required=True, help=f"profile JSON (python -m planner profile), or {ILLUSTRATIVE!r}"
     )
-    p.add_argument("--slo", type=_slo, default=None, help="SLO in ms, e.g. ttft=500,tpot=25")
+    p.add_argument("--slo", type=arg_type(parse_slo), default=None, help="SLO in ms, e.g. ttft=500,tpot=25")
     p.add_argument("--target", type=float, default=0.9, help="SLO attainment that counts as sustained")
     p.add_argument("--policy", choices=POLICIES, default="round_robin", help="proxy instance selection")
     w = p.add_argument_group("workload (as run_experiment.py)")
     w.add_argument("--workload", choices=WORKLOAD_KINDS, default="random")
-    w.add_argument("--input-len", type=_length, default=2048, help="prompt tokens: N or MIN:MAX")
-    w.add_argument("--output-len", type=_length, default=256, help="output tokens: N or MIN:MAX")
+    w.add_argument(
+        "--input-len", type=arg_type(parse_length), default=2048, help="prompt tokens: N or MIN:MAX"
+    )
+    w.add_argument(
+        "--output-len", type=arg_type(parse_length), default=256, help="output tokens: N or MIN:MAX"
+    )
     w.add_argument("--dataset", default=None, help="trace (.csv/.jsonl) or ShareGPT JSON")
     w.add_argument("--tokenizer", default=None, help="model directory whose tokenizer counts ShareGPT text")
     w.add_argument(

@@ -28,6 +28,7 @@ from typing import Any
 from experiments.schema import RunResult
 from experiments.shapes import SHAPES, Shape
 from experiments.timing_checks import find_ramp
+from experiments.workloads import parse_length
 from planner.measured import find_measured, measured_from
 from planner.outcome import request_metrics, summarize
 from planner.profile_model import Profile
@@ -61,15 +62,11 @@ def shape_spec(shape: Shape, rate: float, floor: int, max_model_len: int | None)
             kind="trace", num_requests=n, dataset=shape.dataset, trace_rate=rate, max_model_len=max_model_len
         )
 
-    def length(text: str) -> int | tuple[int, int]:
-        lo, _, hi = text.partition(":")
-        return (int(lo), int(hi)) if hi else int(lo)
-
     return WorkloadSpec(
         kind="random",
         num_requests=n,
-        input_len=length(shape.input_len),
-        output_len=length(shape.output_len),
+        input_len=parse_length(shape.input_len),
+        output_len=parse_length(shape.output_len),
         seed=shape.seed(rate),
     )
 

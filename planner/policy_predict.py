@@ -26,12 +26,14 @@ from typing import Any
 from analysis.frontier import SloGrid, build_frontier
 from analysis.runs import find_results, load_runs
 from experiments.schema import AGGREGATED_KINDS, CAMPAIGN_SETUPS, parse_form
+from experiments.slo import DEFAULT_SLO_GRID, parse_slo_grid
 from planner.profile_model import Profile
 from planner.search import RunCache, SearchConfig, SetupResult, sustained_rate, workload_for
 from planner.setups import parse_setup
-from planner.validate import DEFAULT_SLO_GRID, slo_cells, slo_label
-from planner.validate_report import grid_text, slo_grid_arg
+from planner.validate import slo_cells, slo_label
+from planner.validate_report import grid_text
 from planner.workload import WorkloadSpec
+from testbed.cli_errors import arg_type
 
 SHAPES: dict[str, tuple[int, int]] = {"prefill-heavy": (2048, 256), "decode-heavy": (512, 1024)}
 TRACE = "azure-conv"
@@ -245,7 +247,7 @@ def add_policies_parser(sub: argparse._SubParsersAction) -> None:  # type: ignor
     p.add_argument("--policies", default=",".join(POLICIES), help="per-request policies of the 1P1D pair")
     p.add_argument(
         "--slo-grid",
-        type=slo_grid_arg,
+        type=arg_type(parse_slo_grid),
         default=DEFAULT_SLO_GRID,
         help=f"SLO bounds in ms, every combination is one SLO (default: {grid_text(DEFAULT_SLO_GRID)!r})",
     )

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from experiments.slo import DEFAULT_SLO_GRID, parse_slo_grid
 from planner.profile_model import Profile
 from planner.search import (
     MAX_REPEATS,
@@ -33,9 +34,10 @@ from planner.search import (
     workload_for,
 )
 from planner.setups import parse_setup
-from planner.validate import DEFAULT_SLO_GRID, slo_cells, slo_label
-from planner.validate_report import grid_text, slo_grid_arg
+from planner.validate import slo_cells, slo_label
+from planner.validate_report import grid_text
 from planner.workload import WorkloadSpec
+from testbed.cli_errors import arg_type
 
 # The frontier campaign's shapes (results/h200x2/frontier/<shape>): input -> output tokens.
 SHAPES: dict[str, tuple[int, int]] = {"prefill-heavy": (2048, 256), "decode-heavy": (512, 1024)}
@@ -219,7 +221,7 @@ def add_predict_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore
     p.add_argument("--out", type=Path, required=True, help="folder for predictions.md / .json")
     p.add_argument(
         "--slo-grid",
-        type=slo_grid_arg,
+        type=arg_type(parse_slo_grid),
         default=DEFAULT_SLO_GRID,
         help=f"SLO bounds in ms, every combination is one SLO (default: {grid_text(DEFAULT_SLO_GRID)!r})",
     )

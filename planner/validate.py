@@ -43,8 +43,6 @@ from planner.simulate import SimulationError, simulate
 from planner.sustained import RateAgreement, compare_rates
 from planner.workload import fixed_lengths
 
-# The frontier campaign's grid: TTFT bound x TPOT bound (ms).
-DEFAULT_SLO_GRID: dict[str, tuple[float, ...]] = {"ttft": (250, 500, 1000, 2000), "tpot": (10, 15, 25, 50)}
 # Warnings of a measured run that make it a weaker judge of a prediction (see experiments.schema).
 JUDGE_WARNINGS = (NOT_STEADY, COALESCED_CHUNKS, SEND_LATENESS, PREFIX_CACHE)
 ARRIVAL_MATCH_S = 1e-3  # regenerated vs recorded schedule: larger gaps are noted
@@ -54,26 +52,6 @@ def slo_cells(grid: Mapping[str, Sequence[float]]) -> list[dict[str, float]]:
     """Every combination of the grid's bounds, e.g. {ttft: (250, 500), tpot: (10,)} -> 2 SLOs."""
     keys = list(grid)
     return [dict(zip(keys, map(float, values), strict=True)) for values in itertools.product(*grid.values())]
-
-
-def parse_slo_grid(text: str) -> dict[str, tuple[float, ...]]:
-    """ "ttft=250,500,1000 tpot=10,25" (keys separated by spaces or ';') -> bounds per key (ms)."""
-    grid: dict[str, tuple[float, ...]] = {}
-    for part in text.replace(";", " ").split():
-        key, sep, values = part.partition("=")
-        key = key.strip().lower()
-        if not sep or key not in ("ttft", "tpot", "e2e"):
-            raise ValueError(f"bad SLO grid part {part!r}: write e.g. ttft=250,500,1000 tpot=10,25 (ms)")
-        try:
-            bounds = tuple(float(v) for v in values.split(",") if v)
-        except ValueError:
-            raise ValueError(f"SLO grid {part!r}: bounds must be milliseconds, e.g. ttft=250,500") from None
-        if not bounds or any(b <= 0 for b in bounds) or key in grid:
-            raise ValueError(f"SLO grid {part!r}: give each key once with positive bounds")
-        grid[key] = bounds
-    if not grid:
-        raise ValueError("empty SLO grid; write e.g. ttft=250,500,1000 tpot=10,25 (ms)")
-    return grid
 
 
 def slo_label(slo: Mapping[str, float]) -> str:

@@ -16,26 +16,19 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from analysis.sustained import SustainedRate
+from experiments.slo import DEFAULT_SLO_GRID, parse_slo_grid
 from planner.profile_model import Profile
 from planner.validate import (
-    DEFAULT_SLO_GRID,
     Figures,
     PointComparison,
     RateComparison,
     Validation,
-    parse_slo_grid,
     slo_cells,
     validate,
 )
+from testbed.cli_errors import arg_type
 
 MARK = {"pass": "pass", "miss": "**MISS**", "undetermined": "undetermined"}
-
-
-def slo_grid_arg(text: str) -> dict[str, tuple[float, ...]]:
-    try:
-        return parse_slo_grid(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def grid_text(grid: dict[str, tuple[float, ...]]) -> str:
@@ -52,7 +45,7 @@ def add_validate_parser(sub: argparse._SubParsersAction) -> None:  # type: ignor
     )
     p.add_argument(
         "--slo-grid",
-        type=slo_grid_arg,
+        type=arg_type(parse_slo_grid),
         default=DEFAULT_SLO_GRID,
         help=f"SLO bounds in ms, every combination is one SLO (default: {grid_text(DEFAULT_SLO_GRID)!r})",
     )

@@ -1,11 +1,20 @@
-"""SLO strings (good and bad cases) and the one SLO test."""
+"""SLO strings and SLO grids (good and bad cases), the one SLO test, and the argument types the CLIs share."""
 
 from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from experiments.slo import parse_slo, slo_met
+from experiments.slo import DEFAULT_SLO_GRID, parse_slo, parse_slo_grid, slo_met
+from experiments.workloads import parse_length
+from testbed.cli_errors import OneLineErrorParser, arg_type, parse_gpu_ids
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize(
@@ -58,3 +67,58 @@ def test_slo_met_is_the_one_test_with_vllms_rules() -> None:
     assert slo_met(metrics, {}).all()
     with pytest.raises(ValueError, match="unknown SLO 'itl'"):
         slo_met(metrics, {"itl": 5})
+
+
+def test_one_slo_grid_reads_the_planners_and_compare_performances_spellings() -> None:
+    """The planner wrote keys apart by spaces or ';', compare_performance.py by ':': one parser, one grid."""
+    want = {"ttft": (250.0, 500.0), "tpot": (10.0, 25.0)}
+    for text in ("ttft=250,500 tpot=10,25", "ttft=500,250;tpot=25,10,25", "ttft=250,500:tpot=10,25",
+                 " ttft=250, 500  tpot=10 25 "):  # fmt: skip
+        assert parse_slo_grid(text) == want, text
+    assert parse_slo_grid("e2el=2000") == {"e2e": (2000.0,)}
+    assert parse_slo_grid("ttft=250,500,1000,2000 tpot=10,15,25,50") == DEFAULT_SLO_GRID
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "empty SLO grid"),
+        ("ttft", "bad SLO grid part 'ttft'"),
+        ("speed=3", "bad SLO grid part 'speed=3'"),
+        ("ttft=1 ttft=2", "bad SLO grid part 'ttft=2'.*each key once"),
+        ("ttft=a", "bounds must be numbers"),
+        ("ttft=", "one or more positive bounds"),
+        ("tpot=10,0", "one or more positive bounds"),
+        ("tpot=inf", "one or more positive bounds"),
+    ],
+)
+def test_bad_slo_grid(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_slo_grid(text)
+
+
+def test_one_length_spelling() -> None:
+    assert (
+        parse_length("256") == 256 and parse_length("128:512") == (128, 512) and parse_length("7:7") == (7, 7)
+    )
+    for bad in ("0", "-3", "a", "5:3", "1:", ":4", "1:x", "1.5"):
+        with pytest.raises(ValueError, match="is not a length >= 1 or a range MIN:MAX"):
+            parse_length(bad)
+
+
+def test_arg_type_keeps_the_parsers_message_on_one_line() -> None:
+    p = OneLineErrorParser(prog="t")
+    p.add_argument("--gpu-ids", type=arg_type(parse_gpu_ids))
+    assert p.parse_args(["--gpu-ids", "0, 1"]).gpu_ids == [0, 1]
+    for bad, message in (("0,x", "not a comma-separated list of GPU indices"), (",", "one or more indices")):
+        with pytest.raises(ValueError, match=message):
+            parse_gpu_ids(bad)
+    typed = arg_type(parse_gpu_ids)
+    with pytest.raises(argparse.ArgumentTypeError, match="GPU indices"):
+        typed("a")
+    # through the CLIs: the monitor and run_experiment.py say the same, on one line
+    for cli in (["-m", "monitor"], ["run_experiment.py", "--mode", "traditional"]):
+        proc = subprocess.run([sys.executable, *cli, "--gpu-ids", "0,x"], cwd=ROOT, capture_output=True,
+                              text=True, timeout=120)  # fmt: skip
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+        assert "'0,x' is not a comma-separated list of GPU indices" in proc.stderr

@@ -16,9 +16,10 @@ from analysis.frontier import SloGrid, build_frontier
 from analysis.runs import find_results, load_runs
 from experiments.arrivals import ArrivalConfig
 from experiments.schema import RunResult
+from experiments.slo import DEFAULT_SLO_GRID, parse_slo_grid
 from planner.measured import load_measured
 from planner.setups import Setup
-from planner.validate import DEFAULT_SLO_GRID, parse_slo_grid, slo_cells, slo_label, validate
+from planner.validate import slo_cells, slo_label, validate
 from planner.validate_report import markdown
 from tests.planner.measured_runs import fail_requests, scale_energy, write_run
 from tests.planner.profiles import make_profile
