@@ -30,7 +30,7 @@ from experiments.schema import RunResult
 from planner.measured import find_measured, measured_from
 from planner.profile_model import Profile, ServingLoopModel, load_profile
 from planner.simulate import simulate
-from planner.validate import replay_arrivals, run_limits
+from planner.validate import relative_error, replay_arrivals, run_limits
 
 
 def add_ttft_parts_parser(sub: Any) -> None:
@@ -106,7 +106,7 @@ def _f(x: float | None) -> str:
 
 
 def _pct(pred: float | None, meas: float | None) -> str:
-    return "-" if pred is None or not meas else f"{100 * (pred / meas - 1):+.0f}%"
+    return "-" if (e := relative_error(pred, meas)) is None else f"{100 * e:+.0f}%"
 
 
 def parts_table(rows: list[PartsRow]) -> list[str]:
@@ -144,13 +144,11 @@ def error_table(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
     return md_table(header, body)
 
 
-def _rel(p: dict[str, Any], key: str) -> float | None:
-    m, q = p["measured"][key], p["predicted"][key]
-    return None if not m or q is None else q / m - 1
-
-
 def _median_abs(points: list[dict[str, Any]], key: str) -> str:
-    errs = [abs(e) for p in points if (e := p["j_error"] if key == "j" else _rel(p, key)) is not None]
+    def error(p: dict[str, Any]) -> float | None:
+        return p["j_error"] if key == "j" else relative_error(p["predicted"][key], p["measured"][key])
+
+    errs = [abs(e) for p in points if (e := error(p)) is not None]
     return f"{100 * float(np.median(errs)):.0f}%" if errs else "-"
 
 
