@@ -133,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     srch.add_argument(
         "--precision", type=float, default=0.02, help="relative precision of the sustained rate"
     )
+    from planner.break_even_diff import add_break_even_diff_parser
     from planner.break_even_report import add_break_even_parser
     from planner.derive import add_derive_parser
     from planner.kv_refit import add_kv_parser
@@ -155,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_merge_parser(sub)
     add_points_parser(sub)
     add_break_even_parser(sub)
+    add_break_even_diff_parser(sub)
     add_derive_parser(sub)
     return parser
 
@@ -419,6 +421,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from planner.break_even_report import cmd_break_even
 
             return cmd_break_even(args, profile_from_arg)
+        if args.command == "break-even-diff":
+            from planner.break_even_diff import cmd_break_even_diff
+
+            return cmd_break_even_diff(args)
         if args.command == "derive":
             from planner.derive import cmd_derive
 
