@@ -79,7 +79,10 @@ def read_map(ref: str) -> dict[str, Any]:
     if path.is_file():
         text = path.read_text()
     elif ":" in ref:
-        proc = subprocess.run(["git", "show", ref], capture_output=True, text=True)
+        try:
+            proc = subprocess.run(["git", "show", ref], capture_output=True, text=True)
+        except FileNotFoundError:
+            raise ValueError(f"{ref}: not a file, and there is no git here to read it from") from None
         if proc.returncode != 0:
             raise ValueError(f"{ref}: not a file, and git cannot show it ({proc.stderr.strip()})")
         text = proc.stdout
