@@ -65,6 +65,12 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.ERROR if args.quiet else logging.WARNING, format="%(levelname)s %(message)s"
     )
     json_path: Path = args.json or args.output.with_suffix(".json")
+    if args.gpu_ids == []:
+        print(
+            "error: --gpu-ids is empty: give indices, e.g. 0,1, or leave it out for every GPU",
+            file=sys.stderr,
+        )
+        return 2
     if args.duration is not None and args.duration <= 0:
         print("error: --duration must be > 0 seconds (omit it to sample until Ctrl-C)", file=sys.stderr)
         return 2

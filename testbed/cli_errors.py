@@ -32,11 +32,11 @@ def arg_type(parse: Callable[[str], T]) -> Callable[[str], T]:
 
 
 def parse_gpu_ids(text: str) -> list[int]:
-    """--gpu-ids: comma-separated GPU indices (CUDA / NVML), e.g. 0,1."""
+    """--gpu-ids: comma-separated GPU indices (CUDA / NVML), e.g. 0,1; '' is none (a run on CPU)."""
     try:
         ids = [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise ValueError(f"{text!r} is not a comma-separated list of GPU indices, e.g. 0,1") from None
-    if not ids or min(ids) < 0:
-        raise ValueError(f"--gpu-ids {text!r}: give one or more indices >= 0, e.g. 0,1")
+    if ids and min(ids) < 0:
+        raise ValueError(f"--gpu-ids {text!r}: GPU indices are >= 0, e.g. 0,1")
     return ids

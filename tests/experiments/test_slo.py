@@ -1,20 +1,12 @@
-"""SLO strings and SLO grids (good and bad cases), the one SLO test, and the argument types the CLIs share."""
+"""SLO strings and SLO grids (good and bad cases), lengths, and the one SLO test."""
 
 from __future__ import annotations
-
-import argparse
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from experiments.slo import DEFAULT_SLO_GRID, parse_slo, parse_slo_grid, slo_met
 from experiments.workloads import parse_length
-from testbed.cli_errors import OneLineErrorParser, arg_type, parse_gpu_ids
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize(
@@ -104,21 +96,3 @@ def test_one_length_spelling() -> None:
     for bad in ("0", "-3", "a", "5:3", "1:", ":4", "1:x", "1.5"):
         with pytest.raises(ValueError, match="is not a length >= 1 or a range MIN:MAX"):
             parse_length(bad)
-
-
-def test_arg_type_keeps_the_parsers_message_on_one_line() -> None:
-    p = OneLineErrorParser(prog="t")
-    p.add_argument("--gpu-ids", type=arg_type(parse_gpu_ids))
-    assert p.parse_args(["--gpu-ids", "0, 1"]).gpu_ids == [0, 1]
-    for bad, message in (("0,x", "not a comma-separated list of GPU indices"), (",", "one or more indices")):
-        with pytest.raises(ValueError, match=message):
-            parse_gpu_ids(bad)
-    typed = arg_type(parse_gpu_ids)
-    with pytest.raises(argparse.ArgumentTypeError, match="GPU indices"):
-        typed("a")
-    # through the CLIs: the monitor and run_experiment.py say the same, on one line
-    for cli in (["-m", "monitor"], ["run_experiment.py", "--mode", "traditional"]):
-        proc = subprocess.run([sys.executable, *cli, "--gpu-ids", "0,x"], cwd=ROOT, capture_output=True,
-                              text=True, timeout=120)  # fmt: skip
-        assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
-        assert "'0,x' is not a comma-separated list of GPU indices" in proc.stderr
