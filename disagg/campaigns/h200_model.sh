@@ -11,8 +11,10 @@
 #   disagg/campaigns/h200_model.sh qwen3-30b-a3b 6,12,18,24 3,5,7,9
 # The instance's launcher dir is RUNS_DIR/MODEL (/tmp/testbed-runs/MODEL); another model's instance left
 # up there by an earlier call is stopped first.
-# Env: RES (results/h200/models/MODEL), BUDGET_S (540), MIN_ARRIVAL_S (60), NUM_REQUESTS (20: the floor
-# under rate x MIN_ARRIVAL_S), PROFILE_S (330), LAUNCH_TIMEOUT (420), RUNS_DIR.
+# Env: RES (results/h200/models/MODEL), BUDGET_S (540), MIN_ARRIVAL_S (60), PREFILL_MIN_ARRIVAL_S and
+# DECODE_MIN_ARRIVAL_S (each shape's, default MIN_ARRIVAL_S: steady state wants >= 3 mean E2E latencies,
+# and decode-heavy's are the longer), NUM_REQUESTS (20: the floor under rate x the arrival time),
+# PROFILE_S (330), LAUNCH_TIMEOUT (420), RUNS_DIR.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 if [ "${1:-}" = --on-start ]; then  # the campaign's --on-start hook: profile once, then predict the points
@@ -22,10 +24,11 @@ if [ "${1:-}" = --on-start ]; then  # the campaign's --on-start hook: profile on
     bash disagg/campaigns/profile_instance.sh "$MODEL" "$ENDPOINT" "$RES/profile" || exit $?
   fi
   mkdir -p "$RES/predicted"
-  for spec in "prefill-heavy $PREFILL_RATES" "decode-heavy $DECODE_RATES"; do
+  for spec in "prefill-heavy $PREFILL_RATES ${PREFILL_MIN_ARRIVAL_S:-$MIN_ARRIVAL_S}" \
+              "decode-heavy $DECODE_RATES ${DECODE_MIN_ARRIVAL_S:-$MIN_ARRIVAL_S}"; do
     set -- $spec
     python3 -m disagg.campaigns.frontier --setups single --shapes "$1" --rates "$2" --results "$RES" \
-        --num-requests "$NUM_REQUESTS" --min-arrival-s "$MIN_ARRIVAL_S" --print-points
+        --num-requests "$NUM_REQUESTS" --min-arrival-s "$3" --print-points
   done | while read -r setup shape rate n seed in_len out_len; do
     pred=$RES/predicted/$shape-$setup-rate$rate.json
     [ -f "$pred" ] && continue
@@ -38,6 +41,7 @@ fi
 MODEL=${1:?usage: h200_model.sh MODEL PREFILL_RATES DECODE_RATES} PREFILL_RATES=${2:?} DECODE_RATES=${3:?}
 export MODEL PREFILL_RATES DECODE_RATES RES=${RES:-results/h200/models/$1}
 export MIN_ARRIVAL_S=${MIN_ARRIVAL_S:-60} NUM_REQUESTS=${NUM_REQUESTS:-20}
+export PREFILL_MIN_ARRIVAL_S=${PREFILL_MIN_ARRIVAL_S:-$MIN_ARRIVAL_S} DECODE_MIN_ARRIVAL_S=${DECODE_MIN_ARRIVAL_S:-$MIN_ARRIVAL_S}
 RUNS=${RUNS_DIR:-/tmp/testbed-runs}
 for d in "$RUNS"/*/*/; do  # another model's instance left up by an earlier call holds the GPU: stop it
   [ -f "$d/launch.json" ] && [ "$d" != "$RUNS/$MODEL/single/" ] && python3 -m traditional stop "$d" >/dev/null 2>&1
@@ -45,6 +49,7 @@ done
 common=(--setups single --model "$MODEL" --gpu-ids 0 --keep-up --launch-args '--max-model-len 17408'
         --launch-dir "$RUNS/$MODEL"
         --launch-timeout "${LAUNCH_TIMEOUT:-420}" --num-requests "$NUM_REQUESTS"
-        --min-arrival-s "$MIN_ARRIVAL_S" --on-start "bash disagg/campaigns/h200_model.sh --on-start {endpoint}")
+        --on-start "bash disagg/campaigns/h200_model.sh --on-start {endpoint}")
 exec bash disagg/campaigns/h200x2_frontier.sh "${common[@]}" --shapes prefill-heavy --rates "$PREFILL_RATES" \
-    --then "${common[@]}" --shapes decode-heavy --rates "$DECODE_RATES"
+    --min-arrival-s "$PREFILL_MIN_ARRIVAL_S" --then "${common[@]}" --shapes decode-heavy --rates "$DECODE_RATES" \
+    --min-arrival-s "$DECODE_MIN_ARRIVAL_S"

@@ -83,7 +83,8 @@ def test_model_sweep_is_two_kept_up_campaigns_whose_on_start_profiles_and_predic
     calls = tmp_path / "calls.txt"
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "CALLS": str(calls),
            "STAGE_DIR": str(stage), "SITE_DIR": str(site), "BUDGET_S": "300",
-           "RES": str(tmp_path / "res"), "RUNS_DIR": str(tmp_path / "runs")}  # fmt: skip
+           "RES": str(tmp_path / "res"), "RUNS_DIR": str(tmp_path / "runs"),
+           "DECODE_MIN_ARRIVAL_S": "100"}  # fmt: skip
     for model in ("qwen2.5-32b", "qwen3-30b-a3b"):  # the MoE's instance, left up by an earlier call
         (tmp_path / "runs" / model / "single").mkdir(parents=True)
         (tmp_path / "runs" / model / "single" / "launch.json").write_text("{}")
@@ -96,8 +97,11 @@ def test_model_sweep_is_two_kept_up_campaigns_whose_on_start_profiles_and_predic
     assert len(campaigns) == 2
     stops = [c for c in recorded if c[:3] == ["-m", "traditional", "stop"]]
     assert stops == [["-m", "traditional", "stop", f"{tmp_path}/runs/qwen3-30b-a3b/single/"]]  # not its own
-    shapes = zip(campaigns, ("prefill-heavy", "decode-heavy"), ("1,2,3,4", "0.5,1"), strict=True)
-    for c, shape, rates in shapes:
+    # each shape its own arrival time: decode-heavy's set (its E2E is the longer), prefill-heavy's the default
+    shapes = zip(
+        campaigns, ("prefill-heavy", "decode-heavy"), ("1,2,3,4", "0.5,1"), ("60", "100"), strict=True
+    )
+    for c, shape, rates, arrival_s in shapes:
         flag = {c[i]: c[i + 1] for i in range(len(c) - 1) if c[i].startswith("--")}
         assert (flag["--shapes"], flag["--rates"], flag["--model"], flag["--gpu-ids"]) == (
             shape,
@@ -107,7 +111,7 @@ def test_model_sweep_is_two_kept_up_campaigns_whose_on_start_profiles_and_predic
         )
         assert "--keep-up" in c and flag["--launch-args"] == "--max-model-len 17408"
         assert flag["--launch-dir"] == f"{tmp_path}/runs/qwen2.5-32b"
-        assert (flag["--min-arrival-s"], flag["--num-requests"]) == ("60", "20")
+        assert (flag["--min-arrival-s"], flag["--num-requests"]) == (arrival_s, "20")
         assert flag["--on-start"] == "bash disagg/campaigns/h200_model.sh --on-start {endpoint}"
 
 
@@ -123,16 +127,17 @@ def test_model_on_start_predicts_each_point_once_from_the_profile(tmp_path: Path
     (bin_dir / "python3").chmod(0o755)
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "RES": str(res),
            "MODEL": "llama-3.1-8b", "PREFILL_RATES": "4,8", "DECODE_RATES": "4", "MIN_ARRIVAL_S": "10",
-           "NUM_REQUESTS": "20"}  # fmt: skip
+           "NUM_REQUESTS": "20", "DECODE_MIN_ARRIVAL_S": "15"}  # fmt: skip
     cmd = ["bash", str(MODEL_WRAPPER), "--on-start", "http://127.0.0.1:9"]  # no server: the profile exists
     first = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stdout + first.stderr
     pred = {p.name: json.loads(p.read_text())["workload"] for p in (res / "predicted").iterdir()}
-    # requests = max(20, rate x 10 s); seeds: the shape's base + the rate's index among its own rates
+    # requests = max(20, rate x 10 s), decode-heavy rate x its own 15 s; seeds: the shape's base + the
+    # rate's index among its own rates
     assert {n: (w["num_requests"], w["seed"], w["input_len"], w["output_len"]) for n, w in pred.items()} == {
         "prefill-heavy-single-rate4.json": (40, 1000, 2048, 256),
         "prefill-heavy-single-rate8.json": (80, 1001, 2048, 256),
-        "decode-heavy-single-rate4.json": (40, 2000, 512, 1024),
+        "decode-heavy-single-rate4.json": (60, 2000, 512, 1024),
     }
     assert first.stdout.count("predicted before its run") == 3
     again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
