@@ -55,7 +55,8 @@ class ProfileCheckpoint:
     kind: str = POINTS_KIND
 
     @property
-    def points(self) -> int:
+    def count(self) -> int:
+        """Points kept: prefill, decode and power."""
         return len(self.prefill) + len(self.decode) + len(self.power)
 
     def describe(self) -> str:
@@ -80,7 +81,7 @@ class Kept:
 
     def note(self) -> str:
         """What a stopped run leaves, and how to go on."""
-        if not self.points.points:
+        if not self.points.count:
             return "no point measured: nothing kept"
         return (
             f"kept {self.points.describe()} in {self.path}: the same command with --resume measures only "
