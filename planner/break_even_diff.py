@@ -23,6 +23,7 @@ from typing import Any, Literal
 import numpy as np
 
 from analysis.markdown import md_table
+from planner.break_even_report import pct
 from planner.slo_scale import scale_label
 
 TOLERANCE = 0.15  # the validation criterion: P/D and aggregated closer than this are a toss-up
@@ -137,9 +138,8 @@ def diff_maps(before: dict[str, Any], after: dict[str, Any]) -> list[ModelDiff]:
 
 
 def _margin(m: float | None) -> str:
-    if m is None:
-        return "neither"
-    return "P/D only" if math.isinf(m) else f"{100 * m:+.0f}%"
+    """A margin as the map's tables write it (break_even_report.pct), 'neither' where no setup sustains."""
+    return "neither" if m is None else pct(m)
 
 
 def diff_markdown(
@@ -167,7 +167,7 @@ def diff_markdown(
         lines += [f"## {d.model} (profile: {src})", ""]
         rows = []
         for m in d.metrics:
-            to_pd = sum(f.after is not None and verdict(f.after) == "P/D" for f in m.flips)
+            to_pd = sum(verdict(f.after) == "P/D" for f in m.flips)
             med = f"{100 * float(np.median(np.abs(m.shifts))):.0f} pts" if m.shifts else "-"
             marginal = sum(f.marginal for f in m.flips)
             rows.append([m.metric, str(m.cells), f"{m.wins_before} -> {m.wins_after}", str(len(m.flips)),
