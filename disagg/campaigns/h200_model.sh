@@ -11,7 +11,8 @@
 #   disagg/campaigns/h200_model.sh qwen3-30b-a3b 6,12,18,24 3,5,7,9
 # The instance's launcher dir is RUNS_DIR/MODEL (/tmp/testbed-runs/MODEL); another model's instance left
 # up there by an earlier call is stopped first.
-# Env: RES (results/h200/models/MODEL), BUDGET_S (540), MIN_ARRIVAL_S (60), PREFILL_MIN_ARRIVAL_S and
+# Env: RES (results/h200/models/MODEL; seeded from COMMITTED, by default that folder, when it has no
+# profile yet), BUDGET_S (540), MIN_ARRIVAL_S (60), PREFILL_MIN_ARRIVAL_S and
 # DECODE_MIN_ARRIVAL_S (each shape's, default MIN_ARRIVAL_S: steady state wants >= 3 mean E2E latencies,
 # and decode-heavy's are the longer), NUM_REQUESTS (20: the floor under rate x the arrival time),
 # PROFILE_S (330), LAUNCH_TIMEOUT (420), RUNS_DIR.
@@ -42,6 +43,17 @@ MODEL=${1:?usage: h200_model.sh MODEL PREFILL_RATES DECODE_RATES} PREFILL_RATES=
 export MODEL PREFILL_RATES DECODE_RATES RES=${RES:-results/h200/models/$1}
 export MIN_ARRIVAL_S=${MIN_ARRIVAL_S:-60} NUM_REQUESTS=${NUM_REQUESTS:-20}
 export PREFILL_MIN_ARRIVAL_S=${PREFILL_MIN_ARRIVAL_S:-$MIN_ARRIVAL_S} DECODE_MIN_ARRIVAL_S=${DECODE_MIN_ARRIVAL_S:-$MIN_ARRIVAL_S}
+# A later device session starts from what an earlier one brought back and we committed: its profile (or the
+# points a cut profile kept), its predictions and its finished points go into an empty RES, mtimes kept,
+# so nothing is redone and this call's $OUT packs only what it writes.
+COMMITTED=${COMMITTED:-results/h200/models/$MODEL}
+if [ "$COMMITTED" != "$RES" ] && [ ! -d "$RES/profile" ] && [ -d "$COMMITTED/profile" ]; then
+  mkdir -p "$RES"
+  for d in profile predicted prefill-heavy decode-heavy; do
+    [ -d "$COMMITTED/$d" ] && cp -rp "$COMMITTED/$d" "$RES/"
+  done
+  echo "resumed from $COMMITTED: $(find "$RES" -name 'result.json*' | wc -l) finished points, its profile and predictions"
+fi
 RUNS=${RUNS_DIR:-/tmp/testbed-runs}
 for d in "$RUNS"/*/*/; do  # another model's instance left up by an earlier call holds the GPU: stop it
   [ -f "$d/launch.json" ] && [ "$d" != "$RUNS/$MODEL/single/" ] && python3 -m traditional stop "$d" >/dev/null 2>&1

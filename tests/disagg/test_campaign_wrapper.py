@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -142,3 +143,48 @@ def test_model_on_start_predicts_each_point_once_from_the_profile(tmp_path: Path
     assert first.stdout.count("predicted before its run") == 3
     again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "predicted before its run" not in again.stdout
+
+
+def test_a_later_session_resumes_from_the_committed_runs_and_packs_none_of_them(tmp_path: Path) -> None:
+    """RES on the device starts empty each session: the wrapper seeds it from the committed folder (here
+    the MoE's profile, predictions and its rate-4 prefill-heavy run), the real frontier then has only the
+    other rates to run, and $OUT brings back none of the seeded files."""
+    moe = ROOT / "results" / "h200" / "models" / "qwen3-30b-a3b"
+    committed = tmp_path / "committed"
+    for sub in ("profile", "predicted", "prefill-heavy/single/20261205-034014-traditional-rate4"):
+        shutil.copytree(moe / sub, committed / sub)
+    bin_dir, stage, site, out = tmp_path / "bin", tmp_path / "stage", tmp_path / "site", tmp_path / "out"
+    for d in (bin_dir, stage, site / "vllm", out):
+        d.mkdir(parents=True, exist_ok=True)
+    (site / "vllm" / "__init__.py").write_text("")
+    (stage / "env.sh").write_text("")
+    (bin_dir / "python3").write_text(FAKE_PYTHON)
+    (bin_dir / "python3").chmod(0o755)
+    (bin_dir / "nvidia-smi").write_text("#!/bin/bash\necho index,name\n")
+    (bin_dir / "nvidia-smi").chmod(0o755)
+    res = tmp_path / "res"
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "CALLS": str(tmp_path / "c"),
+           "STAGE_DIR": str(stage), "SITE_DIR": str(site), "BUDGET_S": "300", "RES": str(res),
+           "RUNS_DIR": str(tmp_path / "runs"), "COMMITTED": str(committed), "OUT": str(out)}  # fmt: skip
+    cmd = ["bash", str(MODEL_WRAPPER), "qwen3-30b-a3b", "4,8", "2"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"resumed from {committed}: 1 finished points" in proc.stdout
+    profile = res / "profile" / "h200-qwen3-30b-a3b.json"
+    assert profile.read_bytes() == (moe / "profile" / "h200-qwen3-30b-a3b.json").read_bytes()
+    assert len(list((res / "predicted").iterdir())) == len(list((moe / "predicted").iterdir()))
+    with tarfile.open(out / "results.tgz") as tgz:  # this call wrote only the GPUs' state
+        assert [Path(n).name for n in tgz.getnames() if not n.endswith("/")] == [
+            p.name for p in res.glob("gpus-*.csv")
+        ]
+    todo = subprocess.run(
+        [sys.executable, "-m", "disagg.campaigns.frontier", "--setups", "single", "--shapes", "prefill-heavy",
+         "--rates", "4,8", "--results", str(res), "--print-points"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert todo.returncode == 0, todo.stderr
+    assert [line.split()[:3] for line in todo.stdout.splitlines()] == [["single", "prefill-heavy", "8"]]
+    # a RES that has its own profile (this session's) is not overwritten by the committed one
+    profile.write_text("{}")
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0 and "resumed from" not in again.stdout and profile.read_text() == "{}"
