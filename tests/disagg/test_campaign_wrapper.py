@@ -19,17 +19,24 @@ printf '%s\\n' "$@" >> "$CALLS"; echo '--' >> "$CALLS"
 """
 
 
-def run_wrapper(
-    tmp: Path, budget_s: int, *args: str
-) -> tuple[subprocess.CompletedProcess[str], list[list[str]]]:
+def fake_gpu_host(tmp: Path) -> tuple[Path, Path, Path]:
+    """bin/ (the recording python3, nvidia-smi), the bundle's stage and an installed site: the wrapper
+    skips the bundle install and sources the stage's env.sh."""
     bin_dir, stage, site = tmp / "bin", tmp / "stage", tmp / "site"
     for d in (bin_dir, stage, site / "vllm"):
         d.mkdir(parents=True, exist_ok=True)
-    (site / "vllm" / "__init__.py").write_text("")  # installed: the wrapper skips the bundle install
+    (site / "vllm" / "__init__.py").write_text("")
     (stage / "env.sh").write_text("export FROM_ENV_SH=1\n")
     for name, body in (("python3", FAKE_PYTHON), ("nvidia-smi", "#!/bin/bash\necho index,name\n")):
         (bin_dir / name).write_text(body)
         (bin_dir / name).chmod(0o755)
+    return bin_dir, stage, site
+
+
+def run_wrapper(
+    tmp: Path, budget_s: int, *args: str
+) -> tuple[subprocess.CompletedProcess[str], list[list[str]]]:
+    bin_dir, stage, site = fake_gpu_host(tmp)
     calls = tmp / "calls.txt"
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "CALLS": str(calls),
            "STACK": "nixl", "STAGE_DIR": str(stage), "SITE_DIR": str(site), "RES": str(tmp / "res"),
@@ -72,15 +79,7 @@ MODEL_WRAPPER = ROOT / "disagg" / "campaigns" / "h200_model.sh"
 
 
 def test_model_sweep_is_two_kept_up_campaigns_whose_on_start_profiles_and_predicts(tmp_path: Path) -> None:
-    bin_dir, stage, site = tmp_path / "bin", tmp_path / "stage", tmp_path / "site"
-    for d in (bin_dir, stage, site / "vllm"):
-        d.mkdir(parents=True, exist_ok=True)
-    (site / "vllm" / "__init__.py").write_text("")
-    (stage / "env.sh").write_text("")
-    (bin_dir / "python3").write_text(FAKE_PYTHON)
-    (bin_dir / "python3").chmod(0o755)
-    (bin_dir / "nvidia-smi").write_text("#!/bin/bash\necho index,name\n")
-    (bin_dir / "nvidia-smi").chmod(0o755)
+    bin_dir, stage, site = fake_gpu_host(tmp_path)
     calls = tmp_path / "calls.txt"
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "CALLS": str(calls),
            "STAGE_DIR": str(stage), "SITE_DIR": str(site), "BUDGET_S": "300",
@@ -153,15 +152,9 @@ def test_a_later_session_resumes_from_the_committed_runs_and_packs_none_of_them(
     committed = tmp_path / "committed"
     for sub in ("profile", "predicted", "prefill-heavy/single/20261205-034014-traditional-rate4"):
         shutil.copytree(moe / sub, committed / sub)
-    bin_dir, stage, site, out = tmp_path / "bin", tmp_path / "stage", tmp_path / "site", tmp_path / "out"
-    for d in (bin_dir, stage, site / "vllm", out):
-        d.mkdir(parents=True, exist_ok=True)
-    (site / "vllm" / "__init__.py").write_text("")
-    (stage / "env.sh").write_text("")
-    (bin_dir / "python3").write_text(FAKE_PYTHON)
-    (bin_dir / "python3").chmod(0o755)
-    (bin_dir / "nvidia-smi").write_text("#!/bin/bash\necho index,name\n")
-    (bin_dir / "nvidia-smi").chmod(0o755)
+    bin_dir, stage, site = fake_gpu_host(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
     res = tmp_path / "res"
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "CALLS": str(tmp_path / "c"),
            "STAGE_DIR": str(stage), "SITE_DIR": str(site), "BUDGET_S": "300", "RES": str(res),
