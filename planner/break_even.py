@@ -39,8 +39,10 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import multiprocessing
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -199,7 +201,9 @@ class BreakEven:
     routes_searched: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # model -> workload -> ...
     skipped: dict[str, dict[str, int]] = field(default_factory=dict)  # model -> workload -> requests
     wall_s: float = 0.0
-    routes_wall_s: float = 0.0  # of wall_s: the searches of the routes other than split
+    routes_wall_s: float = 0.0  # the searches of the routes other than split (summed over the processes)
+    jobs: int = 1  # processes the (model, workload) pairs ran on
+    busy_s: float = 0.0  # the pairs' time, summed over the processes (wall_s when jobs = 1)
     slo_scales: list[Scale] = field(default_factory=list)  # set: SLOs per model and workload (slos empty)
     unloaded: dict[str, dict[str, Unloaded]] = field(default_factory=dict)  # model -> workload -> ...
 
@@ -240,6 +244,8 @@ class BreakEven:
             "cells": [c.to_dict() for c in self.cells],
             "wall_s": self.wall_s,
             "routes_wall_s": self.routes_wall_s,
+            "jobs": self.jobs,
+            "busy_s": self.busy_s,
             **({"slo_scales": self.slo_scales, "unloaded": self.resolved()} if self.slo_scales else {}),
         }
 
@@ -344,6 +350,7 @@ class _Mapped:
     routes: list[str]  # the routes searched on this workload
     routes_s: float  # seconds spent on the routes other than split
     unloaded: Unloaded | None  # one request alone at the workload's median lengths (SLO scales only)
+    wall_s: float = 0.0  # seconds spent on this model and workload
 
 
 def _map_one(
@@ -361,6 +368,7 @@ def _map_one(
     """One model and workload: its cells, the requests longer than `max_len`, the routes searched. With
     `scales`, the SLOs are those scales of one request's latency alone at the workload's median lengths
     (planner/slo_scale.py), taken from the largest run (every run draws from the same lengths)."""
+    started = time.perf_counter()
     prof = m.profile
     spec = dataclasses.replace(w.spec, seed=cfg.seed)
     dropped: dict[int, int] = {}
@@ -406,7 +414,13 @@ def _map_one(
                     scales[i] if scales else None,
                 )
             )
-    return _Mapped(cells, max(dropped.values(), default=0), searched, routes_s, alone)
+    return _Mapped(
+        cells, max(dropped.values(), default=0), searched, routes_s, alone, time.perf_counter() - started
+    )
+
+
+def _map_pair(args: tuple[Any, ...]) -> _Mapped:
+    return _map_one(*args)
 
 
 def break_even(
@@ -420,26 +434,38 @@ def break_even(
     progress: Callable[[str], None] | None = None,
     routes: Sequence[str] = DEFAULT_ROUTES,
     scales: Sequence[Scale] = (),
+    jobs: int = 1,
 ) -> BreakEven:
     """Every cell of the map (see the module docstring); `top`: P/D setups kept per GPU count, of which
     the best per kW is taken; `routes`: the per-request policies of the P/D side (`parse_routes`);
-    `scales`: SLO scales (planner/slo_scale.py) in place of the absolute `slos` (which must then be empty)."""
+    `scales`: SLO scales (planner/slo_scale.py) in place of the absolute `slos` (which must then be empty);
+    `jobs`: processes that map the (model, workload) pairs (`progress` must then pickle, as print does)."""
     if bool(scales) == bool(slos):
         raise ValueError("give either absolute SLOs or SLO scales, not both (or neither)")
     t0 = time.perf_counter()
     routes = parse_routes(",".join(routes))
     out = BreakEven(list(models), list(workloads), [dict(s) for s in slos], list(gpus), cfg, max_model_len,
                     routes, slo_scales=list(scales))  # fmt: skip
-    for m in models:
-        max_len = min(max_model_len, m.profile.engine.kv_capacity_tokens)
-        out.skipped[m.name], out.routes_searched[m.name] = {}, {}
-        for w in workloads:
-            one = _map_one(m, w, slos, gpus, cfg, max_len, top, routes, progress, scales)
-            if one.unloaded is not None:
-                out.unloaded.setdefault(m.name, {})[w.name] = one.unloaded
-            out.cells += one.cells
-            out.skipped[m.name][w.name], out.routes_searched[m.name][w.name] = one.dropped, one.routes
-            out.routes_wall_s += one.routes_s
+    pairs = [(m, w) for m in models for w in workloads]
+    tasks = [
+        (m, w, slos, gpus, cfg, min(max_model_len, m.profile.engine.kv_capacity_tokens), top, routes,
+         progress, scales)
+        for m, w in pairs
+    ]  # fmt: skip
+    out.jobs = max(1, min(jobs, len(tasks)))
+    if out.jobs == 1:
+        mapped = [_map_pair(t) for t in tasks]
+    else:  # the pairs are independent and seeded: the same cells in the same order, on several cores
+        with ProcessPoolExecutor(out.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            mapped = list(pool.map(_map_pair, tasks))
+    for (m, w), one in zip(pairs, mapped, strict=True):
+        if one.unloaded is not None:
+            out.unloaded.setdefault(m.name, {})[w.name] = one.unloaded
+        out.cells += one.cells
+        out.skipped.setdefault(m.name, {})[w.name] = one.dropped
+        out.routes_searched.setdefault(m.name, {})[w.name] = one.routes
+        out.routes_wall_s += one.routes_s
+        out.busy_s += one.wall_s
     out.wall_s = time.perf_counter() - t0
     return out
 

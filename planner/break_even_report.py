@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -334,10 +335,9 @@ def readme(
         "",
         f"{slo_text(result)} Per model: `<model>/table.md` (every cell) and `<model>/heatmap.png`; "
         "every number in "
-        f"`break_even.json`. {result.wall_s:.0f} s to compute, {result.routes_wall_s:.0f} s of it on the "
-        "routes other than split. Trace workloads with prompt blocks (Mooncake's hash_ids) run with each "
-        "instance's prefix cache, as vLLM's prefix caching (on by default) serves them; \"route adds\" in "
-        "the tables is the best P/D over the best split P/D per GPU.",
+        f"`break_even.json`. {compute_time(result)} Trace workloads with prompt blocks (Mooncake's "
+        "hash_ids) run with each instance's prefix cache, as vLLM's prefix caching (on by default) serves "
+        'them; "route adds" in the tables is the best P/D over the best split P/D per GPU.',
         "",
         *([*resolved_table(result, names), ""] if result.slo_scales else []),
         f"## Per model: from which workload, GPU count and {'SLO scale' if result.slo_scales else 'SLO'} "
@@ -433,6 +433,15 @@ def _model_arg(text: str) -> tuple[str, Path]:
     return name, Path(path)
 
 
+def compute_time(result: BreakEven) -> str:
+    """How long the map took: wall time, and on several processes the time they spent in all."""
+    if result.jobs == 1:
+        return (f"{result.wall_s:.0f} s to compute, {result.routes_wall_s:.0f} s of it on the routes other "
+                "than split.")  # fmt: skip
+    return (f"{result.wall_s:.0f} s to compute on {result.jobs} processes, which spent {result.busy_s:.0f} s "
+            f"in all, {result.routes_wall_s:.0f} s of it on the routes other than split.")  # fmt: skip
+
+
 def add_break_even_parser(sub: Any) -> None:
     p = sub.add_parser("break-even", help="where P/D pays: model x workload x SLO x GPUs, table + heatmap")
     p.add_argument("--profile", type=_model_arg, action="append", required=True,
@@ -461,6 +470,9 @@ def add_break_even_parser(sub: Any) -> None:
     p.add_argument("--num-requests", type=int, default=2000, help="at least this many requests per run")
     p.add_argument("--precision", type=float, default=0.02, help="relative precision of the sustained rate")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                   help="processes for the (model, workload) pairs (default: this machine's CPUs); the "
+                   "cells do not depend on it")  # fmt: skip
     p.add_argument(
         "--routes",
         type=arg_type(parse_routes),
@@ -508,6 +520,7 @@ def cmd_break_even(args: argparse.Namespace, load: Callable[[str], Profile] = lo
         progress=print,
         routes=args.routes,
         scales=scales,
+        jobs=args.jobs,
     )
     command = invoked_command()
     earlier = args.out / "README.md"

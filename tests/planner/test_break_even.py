@@ -315,3 +315,26 @@ def test_within_context_keeps_the_kept_requests_prompt_blocks() -> None:
     keep = (wl.prompt_tokens + wl.output_tokens) <= 16384
     assert kept.prefix.chains == tuple(c for c, k in zip(wl.prefix.chains, keep, strict=True) if k)
     assert kept.trace == wl.trace
+
+
+def test_pairs_mapped_on_two_processes_give_the_same_cells() -> None:
+    """--jobs 2 maps the (model, workload) pairs in two spawned processes: every cell, route list and
+    skipped count is the same as on one, in the same order; the README says which way it ran."""
+    prof = load_profile(PROFILE_8B)
+    moe = load_profile(ROOT / "results" / "profiles" / "h200-qwen3-30b-a3b-nixl.json")
+    models = [ModelInput("8b", prof, "8b.json"), ModelInput("moe", moe, "moe.json")]
+    workloads = [
+        MapWorkload("prefill-heavy", WorkloadSpec(kind="random", input_len=2048, output_len=256)),
+        MapWorkload("decode-heavy", WorkloadSpec(kind="random", input_len=512, output_len=1024)),
+    ]
+    args = (models, workloads, [SMALL.slo], [2], SMALL)
+    one = break_even(*args, routes=["split", "load"])
+    two = break_even(*args, routes=["split", "load"], jobs=2)
+    assert (one.jobs, two.jobs) == (1, 2) and len(one.cells) == 4
+    assert [c.to_dict() for c in two.cells] == [c.to_dict() for c in one.cells]
+    assert (two.skipped, two.routes_searched) == (one.skipped, one.routes_searched)
+    assert one.busy_s <= one.wall_s and two.busy_s > 0
+    text = readme(one, None, "c")
+    assert f"{one.wall_s:.0f} s to compute, {one.routes_wall_s:.0f} s of it on the routes" in text
+    assert f"on 2 processes, which spent {two.busy_s:.0f} s in all" in readme(two, None, "c")
+    assert break_even(*args, routes=["split"], jobs=8).jobs == 4  # never more processes than pairs
