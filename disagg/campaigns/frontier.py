@@ -113,9 +113,14 @@ class Campaign:
             if not done(self.results / s.name / setup.name, r)
         ]
 
+    def up(self, setup: Setup) -> bool:
+        """With --keep-up: the setup an earlier call left running answers (it is reused, not launched)."""
+        left_up = (self.runs / setup.name / "launch.json").exists()
+        return bool(self.args.keep_up and left_up and healthy(setup.endpoint))
+
     def launch(self, setup: Setup) -> Path | None:
         run_dir = self.runs / setup.name
-        if self.args.keep_up and (run_dir / "launch.json").exists() and healthy(setup.endpoint):
+        if self.up(setup):
             log(f"{setup.name} is already up (--keep-up): {run_dir}")
             return run_dir
         cmd = [sys.executable, "-m", *setup.launcher, "--detach", "--model", self.args.model]
@@ -180,7 +185,11 @@ class Campaign:
             log(f"{setup.name}: every point done")
             return
         first = point_estimate_s(todo[0][0], todo[0][1], self.args.num_requests)
-        if self.left() < self.args.launch_est_s + first:
+        if self.up(setup):  # no launch to reserve for
+            if self.left() < first:
+                log(f"{setup.name}: {self.left():.0f} s left, not enough to run one point on it (up)")
+                return
+        elif self.left() < self.args.launch_est_s + first:
             log(f"{setup.name}: {self.left():.0f} s left, not enough to start it and run one point")
             return
         run_dir = self.launch(setup)
