@@ -157,7 +157,7 @@ def test_the_committed_maps_profiles_still_load_and_map(folder: str) -> None:
     assert [n for n, _ in named] == ["llama-3.1-8b", "qwen2.5-32b", "llama-3.1-70b-fp8", "qwen3-30b-a3b"]
     models = [ModelInput(n, load_profile(ROOT / path), path) for n, path in named]
     assert models[3].profile.engine.cudagraph_max_tokens == 512
-    assert [m.profile.provenance.source for m in models] == ["measured", "derived", "derived", "measured"]
+    assert [m.profile.provenance.source for m in models] == ["measured", "measured", "derived", "measured"]
     spec = WorkloadSpec(kind="random", input_len=2048, output_len=256)
     slo = {"ttft": 5000.0, "tpot": 200.0}  # loose: every model meets it on both sides
     result = break_even(models, [MapWorkload("prefill-heavy", spec)], [slo], [2], SMALL, routes=["split"])
