@@ -419,10 +419,6 @@ def _map_one(
     )
 
 
-def _map_pair(args: tuple[Any, ...]) -> _Mapped:
-    return _map_one(*args)
-
-
 def break_even(
     models: Sequence[ModelInput],
     workloads: Sequence[MapWorkload],
@@ -454,10 +450,10 @@ def break_even(
     ]  # fmt: skip
     out.jobs = max(1, min(jobs, len(tasks)))
     if out.jobs == 1:
-        mapped = [_map_pair(t) for t in tasks]
+        mapped = [_map_one(*t) for t in tasks]
     else:  # the pairs are independent and seeded: the same cells in the same order, on several cores
         with ProcessPoolExecutor(out.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            mapped = list(pool.map(_map_pair, tasks))
+            mapped = list(pool.map(_map_one, *zip(*tasks, strict=True)))
     for (m, w), one in zip(pairs, mapped, strict=True):
         if one.unloaded is not None:
             out.unloaded.setdefault(m.name, {})[w.name] = one.unloaded

@@ -118,9 +118,10 @@ class Campaign:
         left_up = (self.runs / setup.name / "launch.json").exists()
         return bool(self.args.keep_up and left_up and healthy(setup.endpoint))
 
-    def launch(self, setup: Setup) -> Path | None:
+    def launch(self, setup: Setup, up: bool) -> Path | None:
+        """Start the setup, or reuse it when `up` (Campaign.up, asked once by the caller)."""
         run_dir = self.runs / setup.name
-        if self.up(setup):
+        if up:
             log(f"{setup.name} is already up (--keep-up): {run_dir}")
             return run_dir
         cmd = [sys.executable, "-m", *setup.launcher, "--detach", "--model", self.args.model]
@@ -185,14 +186,12 @@ class Campaign:
             log(f"{setup.name}: every point done")
             return
         first = point_estimate_s(todo[0][0], todo[0][1], self.args.num_requests)
-        if self.up(setup):  # no launch to reserve for
-            if self.left() < first:
-                log(f"{setup.name}: {self.left():.0f} s left, not enough to run one point on it (up)")
-                return
-        elif self.left() < self.args.launch_est_s + first:
-            log(f"{setup.name}: {self.left():.0f} s left, not enough to start it and run one point")
+        up = self.up(setup)  # a setup left up needs no launch reserved
+        if self.left() < first + (0.0 if up else self.args.launch_est_s):
+            what = "run one point on it (up)" if up else "start it and run one point"
+            log(f"{setup.name}: {self.left():.0f} s left, not enough to {what}")
             return
-        run_dir = self.launch(setup)
+        run_dir = self.launch(setup, up)
         if run_dir is None:
             return
         try:
