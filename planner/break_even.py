@@ -438,6 +438,8 @@ def break_even(
     `jobs`: processes that map the (model, workload) pairs (`progress` must then pickle, as print does)."""
     if bool(scales) == bool(slos):
         raise ValueError("give either absolute SLOs or SLO scales, not both (or neither)")
+    if jobs < 1:
+        raise ValueError(f"--jobs must be >= 1 (processes), got {jobs}")
     t0 = time.perf_counter()
     routes = parse_routes(",".join(routes))
     out = BreakEven(list(models), list(workloads), [dict(s) for s in slos], list(gpus), cfg, max_model_len,
@@ -448,7 +450,7 @@ def break_even(
          progress, scales)
         for m, w in pairs
     ]  # fmt: skip
-    out.jobs = max(1, min(jobs, len(tasks)))
+    out.jobs = max(1, min(jobs, len(tasks)))  # 1 also for no task
     if out.jobs == 1:
         mapped = [_map_one(*t) for t in tasks]
     else:  # the pairs are independent and seeded: the same cells in the same order, on several cores

@@ -338,3 +338,5 @@ def test_pairs_mapped_on_two_processes_give_the_same_cells() -> None:
     assert f"{one.wall_s:.0f} s to compute, {one.routes_wall_s:.0f} s of it on the routes" in text
     assert f"on 2 processes, which spent {two.busy_s:.0f} s in all" in readme(two, None, "c")
     assert break_even(*args, routes=["split"], jobs=8).jobs == 4  # never more processes than pairs
+    with pytest.raises(ValueError, match="--jobs must be >= 1"):
+        break_even(*args, jobs=0)
