@@ -12,6 +12,8 @@ cd "$(dirname "$0")/../.."
 STAGE=${STAGE_DIR:-/tmp/stage} SITE=${SITE_DIR:-/tmp/site}
 # shellcheck source=use_bundle.sh
 source disagg/campaigns/use_bundle.sh
+# shellcheck source=pack_out.sh
+source disagg/campaigns/pack_out.sh
 RES=${RES:-results/h200/attribution}
 RUN=${RUN_DIR:-/tmp/testbed-runs/attr}
 END=$(( $(date +%s) + ${BUDGET_S:-480} ))
@@ -51,9 +53,5 @@ point 40 --input-len 512 --output-len 1 --rate 16 --num-requests 400 --seed 2207
 python3 -m traditional stop "$RUN" > /dev/null 2>&1
 python3 -m experiments.attribution $(find "$RES" -name 'result.json' -newer "$START" -printf '%h\n' | sort) \
     > "$RES/attribution-$(date +%H%M%S).txt" 2>&1
-if [ -n "${OUT:-}" ]; then
-  find "$RES" -name result.json -newer "$START" -printf '%h\n' | xargs -r python3 -m experiments.archive >/dev/null
-  find "$RES" -type f -newer "$START" -print0 | tar -czf "$OUT/results.tgz" --null -T -
-  (cd "$RUN" 2>/dev/null && for f in *.log; do tail -n 300 "$f" > "$f.tail"; done
-   tar -czf "$OUT/logs.tgz" --exclude='*.log' . 2>/dev/null)
-fi
+pack_new_results "$RES" "$START"
+pack_log_tails "$RUN"

@@ -21,6 +21,8 @@ export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 ENV_SH=${ENV_SH:-/tmp/stage/env.sh}
 # shellcheck disable=SC1090
 [ -f "$ENV_SH" ] && source "$ENV_SH"
+# shellcheck source=pack_out.sh
+source disagg/campaigns/pack_out.sh
 PY=${PY:-python3}
 MODEL=${MODEL:-llama-3.1-8b}
 EXP=(--input-len "${IN_LEN:-2048}" --output-len "${OUT_LEN:-256}" --warmup 4 --idle-seconds 5 --slo ttft=1000,tpot=50
@@ -32,8 +34,7 @@ left() { echo $((BUDGET_S - SECONDS)); }
 pack() {  # what comes back: results, launcher logs (tails), the campaign log
   [ -n "${OUT:-}" ] || return 0
   tar -czf "$OUT/results.tgz" "$RES" 2>/dev/null
-  (cd "$RUNS" && for f in */*.log; do tail -n 200 "$f" > "$f.tail" 2>/dev/null; done
-   tar -czf "$OUT/logs.tgz" --exclude='*.log' --exclude='kv' . 2>/dev/null)
+  pack_log_tails "$RUNS"
 }
 
 start_pair() {  # NAME [launcher args...]

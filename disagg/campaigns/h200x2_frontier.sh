@@ -17,9 +17,12 @@ case "${STACK:-p2p}" in  # STAGE_DIR / SITE_DIR override the paths (tests)
 esac
 # shellcheck source=use_bundle.sh
 source disagg/campaigns/use_bundle.sh
+# shellcheck source=pack_out.sh
+source disagg/campaigns/pack_out.sh
+RUNS=${RUNS_DIR:-/tmp/testbed-runs}  # the launchers' run dirs (frontier's --launch-dir default)
 case " $* " in  # leftovers of an earlier call, unless this campaign reuses them (--keep-up)
   *" --keep-up "*) ;;
-  *) for d in /tmp/testbed-runs/*/; do [ -d "$d" ] && python3 -m disagg stop "$d" >/dev/null 2>&1; done ;;
+  *) for d in "$RUNS"/*/; do [ -d "$d" ] && python3 -m disagg stop "$d" >/dev/null 2>&1; done ;;
 esac
 RES=${RES:-results/h200x2/frontier}
 mkdir -p "$RES"
@@ -39,10 +42,5 @@ for a in "$@"; do
   if [ "$a" = "--then" ]; then campaign "${args[@]}"; args=(); else args+=("$a"); fi
 done
 campaign "${args[@]}"
-if [ -n "${OUT:-}" ]; then
-  # This call's complete runs go back archived (~5x smaller); an incomplete one stays as it is.
-  find "$RES" -name result.json -newer "$START" -printf '%h\n' | xargs -r python3 -m experiments.archive >/dev/null
-  find "$RES" -type f -newer "$START" -print0 | tar -czf "$OUT/results.tgz" --null -T -
-  (cd /tmp/testbed-runs 2>/dev/null && find . -name '*.log' | while read -r f; do tail -n 300 "$f" > "$f.tail"; done
-   tar -czf "$OUT/logs.tgz" --exclude='*.log' --exclude='kv' --exclude='proxy_stages.jsonl' . 2>/dev/null)
-fi
+pack_new_results "$RES" "$START"
+pack_log_tails "$RUNS"

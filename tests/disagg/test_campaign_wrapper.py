@@ -40,7 +40,7 @@ def run_wrapper(
     calls = tmp / "calls.txt"
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "CALLS": str(calls),
            "STACK": "nixl", "STAGE_DIR": str(stage), "SITE_DIR": str(site), "RES": str(tmp / "res"),
-           "BUDGET_S": str(budget_s)}  # fmt: skip
+           "BUDGET_S": str(budget_s), "RUNS_DIR": str(tmp / "runs")}  # fmt: skip
     env.pop("OUT", None)
     proc = subprocess.run(["bash", str(WRAPPER), *args], env=env, capture_output=True, text=True, timeout=60)
     text = calls.read_text() if calls.exists() else ""
@@ -67,6 +67,21 @@ def test_a_campaign_with_under_a_minute_left_is_skipped(tmp_path: Path) -> None:
     proc, campaigns = run_wrapper(tmp_path, 30, "--setups", "pd-nixl", "--then", "--setups", "single")
     assert proc.returncode == 0, proc.stderr
     assert campaigns == [] and proc.stdout.count("skipped (") == 2
+
+
+def test_a_call_with_no_launcher_dir_packs_its_results_and_no_logs(tmp_path: Path) -> None:
+    """No RUNS_DIR on the host (nothing launched): results.tgz as ever, and no logs.tgz. The packing once
+    ran its tar in the working tree when the launcher dir was missing, which packed the whole checkout."""
+    bin_dir, stage, site = fake_gpu_host(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "CALLS": str(tmp_path / "c"),
+           "STAGE_DIR": str(stage), "SITE_DIR": str(site), "RES": str(tmp_path / "res"), "BUDGET_S": "300",
+           "RUNS_DIR": str(tmp_path / "no-runs"), "OUT": str(out)}  # fmt: skip
+    cmd = ["bash", str(WRAPPER), "--setups", "single"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["results.tgz"]
 
 
 def test_an_unknown_stack_is_refused(tmp_path: Path) -> None:
@@ -156,6 +171,12 @@ def test_a_later_session_resumes_from_the_committed_runs_and_packs_none_of_them(
     out = tmp_path / "out"
     out.mkdir()
     res = tmp_path / "res"
+    # the launcher's log is packed as its last 300 lines from RUNS_DIR (not the host's /tmp/testbed-runs,
+    # whatever that holds); a pipe named like a log is no file and is passed over (tail would wait on it)
+    log = tmp_path / "runs" / "qwen3-30b-a3b" / "single" / "server.log"
+    log.parent.mkdir(parents=True)
+    log.write_text("".join(f"line {i}\n" for i in range(1, 401)))
+    os.mkfifo(tmp_path / "runs" / "stray.log")
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "CALLS": str(tmp_path / "c"),
            "STAGE_DIR": str(stage), "SITE_DIR": str(site), "BUDGET_S": "300", "RES": str(res),
            "RUNS_DIR": str(tmp_path / "runs"), "COMMITTED": str(committed), "OUT": str(out)}  # fmt: skip
@@ -170,6 +191,12 @@ def test_a_later_session_resumes_from_the_committed_runs_and_packs_none_of_them(
         assert [Path(n).name for n in tgz.getnames() if not n.endswith("/")] == [
             p.name for p in res.glob("gpus-*.csv")
         ]
+    tail_name = "./qwen3-30b-a3b/single/server.log.tail"
+    with tarfile.open(out / "logs.tgz") as tgz:
+        assert sorted(n for n in tgz.getnames() if n.endswith(".tail")) == [tail_name]
+        tail = tgz.extractfile(tail_name)
+        assert tail is not None
+        assert tail.read().decode().splitlines() == [f"line {i}" for i in range(101, 401)]
     todo = subprocess.run(
         [sys.executable, "-m", "disagg.campaigns.frontier", "--setups", "single", "--shapes", "prefill-heavy",
          "--rates", "4,8", "--results", str(res), "--print-points"],
