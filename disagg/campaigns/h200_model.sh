@@ -54,7 +54,7 @@ if [ "$COMMITTED" != "$RES" ] && [ ! -d "$RES/profile" ] && [ -d "$COMMITTED/pro
   done
   echo "resumed from $COMMITTED: $(find "$RES" -name 'result.json*' | wc -l) finished points, its profile and predictions"
 fi
-export RUNS_DIR=${RUNS_DIR:-/tmp/testbed-runs} && RUNS=$RUNS_DIR  # h200x2_frontier.sh packs its log tails
+RUNS=${RUNS_DIR:-/tmp/testbed-runs}  # h200x2_frontier.sh has the same default
 for d in "$RUNS"/*/*/; do  # another model's instance left up by an earlier call holds the GPU: stop it
   [ -f "$d/launch.json" ] && [ "$d" != "$RUNS/$MODEL/single/" ] && python3 -m traditional stop "$d" >/dev/null 2>&1
 done

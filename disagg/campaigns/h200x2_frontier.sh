@@ -19,7 +19,7 @@ esac
 source disagg/campaigns/use_bundle.sh
 # shellcheck source=pack_out.sh
 source disagg/campaigns/pack_out.sh
-RUNS=${RUNS_DIR:-/tmp/testbed-runs}  # the launchers' run dirs (frontier's --launch-dir default)
+RUNS=${RUNS_DIR:-/tmp/testbed-runs}  # the launchers' run dirs: stopped, launched into, log tails packed
 case " $* " in  # leftovers of an earlier call, unless this campaign reuses them (--keep-up)
   *" --keep-up "*) ;;
   *) for d in "$RUNS"/*/; do [ -d "$d" ] && python3 -m disagg stop "$d" >/dev/null 2>&1; done ;;
@@ -35,7 +35,8 @@ END=$(( $(date +%s) + ${BUDGET_S:-540} ))
 campaign() {
   local left=$(( END - $(date +%s) ))
   if [ "$left" -lt 60 ]; then echo "skipped (${left}s of budget left): $*"; return; fi
-  timeout $(( left + 15 )) python3 -m disagg.campaigns.frontier --results "$RES" --budget-s "$left" "$@"
+  timeout $(( left + 15 )) python3 -m disagg.campaigns.frontier --results "$RES" --budget-s "$left" \
+      --launch-dir "$RUNS" "$@"  # a campaign's own --launch-dir (under RUNS_DIR) comes later and wins
 }
 args=()
 for a in "$@"; do

@@ -59,6 +59,7 @@ def test_then_chains_campaigns_within_one_budget(tmp_path: Path) -> None:
         assert campaign[2:4] == ["--results", str(tmp_path / "res")]
         assert 290 <= float(campaign[campaign.index("--budget-s") + 1]) <= 300  # what is left of the budget
         assert campaign[campaign.index("--launch-args") + 1] == variant  # one argument, spaces kept
+        assert campaign[campaign.index("--launch-dir") + 1] == str(tmp_path / "runs")  # RUNS_DIR's
     assert "--then" not in campaigns[0] + campaigns[1] and campaigns[1][-2:] == ["--rates", "12"]
     assert list((tmp_path / "res").glob("gpus-*.csv"))  # the GPUs' state is saved beside the runs
 
